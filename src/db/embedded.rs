@@ -1,0 +1,1 @@
+//! The private PostgreSQL that confab runs when no DATABASE_URL is set.

@@ -1,0 +1,2 @@
+//! Database: connection pool, schema, and the private embedded PostgreSQL.
+pub mod embedded;

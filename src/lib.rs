@@ -1,0 +1,3 @@
+//! confab: a self-hosted chatbot platform in one binary.
+pub mod db;
+pub mod llm;

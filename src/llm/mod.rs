@@ -1,0 +1,1 @@
+//! Clients for OpenAI-compatible LLM providers.
