@@ -1,0 +1,280 @@
+//! Sign-in, sign-up and account pages. These are plain forms (full page loads) so they work
+//! everywhere, including password managers.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::accounts::service;
+use crate::auth::CurrentUser;
+use crate::auth::csrf::CsrfToken;
+use crate::error::{AppError, AppResult, FieldError};
+use crate::site::errors::safe_next;
+use crate::site::{Chrome, FormErrors};
+use crate::startup::AppState;
+
+#[derive(Template)]
+#[template(path = "pages/accounts/login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    email: String,
+    next: String,
+    errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "pages/accounts/register.html")]
+struct RegisterPage {
+    chrome: Chrome,
+    email: String,
+    display_name: String,
+    errors: FormErrors,
+}
+
+#[derive(Template)]
+#[template(path = "pages/accounts/account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    notice: Option<&'static str>,
+    errors: FormErrors,
+}
+
+/// Renders a page with the status of the error that made it necessary (422, 401, 429 …).
+fn page_with_status(status: StatusCode, page: impl Template) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
+}
+
+/// Turns an error into messages for the form, or passes it on when it is not about the input.
+fn form_errors(
+    error: AppError,
+    field_for_general: &'static str,
+) -> Result<(StatusCode, FormErrors), AppError> {
+    let status = error.status_code();
+    match error {
+        AppError::Validation(errors) => Ok((status, errors.into())),
+        AppError::Unauthorized(message)
+        | AppError::Conflict(message)
+        | AppError::Forbidden(message) => Ok((
+            status,
+            vec![FieldError {
+                field: field_for_general,
+                message,
+            }]
+            .into(),
+        )),
+        e @ AppError::RateLimited { .. } => Ok((
+            status,
+            vec![FieldError {
+                field: "form",
+                message: e.to_string(),
+            }]
+            .into(),
+        )),
+        other => Err(other),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn login_page(
+    user: Option<CurrentUser>,
+    csrf: CsrfToken,
+    query: web::Query<NextQuery>,
+) -> AppResult<HttpResponse> {
+    let next = safe_next(query.next.as_deref()).to_string();
+    if user.is_some() {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, next))
+            .finish());
+    }
+    page_with_status(
+        StatusCode::OK,
+        LoginPage {
+            chrome: Chrome::new(None, &csrf),
+            email: String::new(),
+            next,
+            errors: FormErrors::default(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    csrf: CsrfToken,
+    form: web::Form<LoginForm>,
+) -> AppResult<HttpResponse> {
+    let LoginForm {
+        email,
+        password,
+        next,
+    } = form.into_inner();
+    let next = safe_next(next.as_deref()).to_string();
+    let ip = req.peer_addr().map(|a| a.ip());
+    match service::authenticate(&state, ip, &email, password).await {
+        Ok(user) => {
+            let token = state.tokens.issue(user.id, user.session_epoch);
+            Ok(HttpResponse::SeeOther()
+                .cookie(service::session_cookie(&state, token))
+                .insert_header((header::LOCATION, next))
+                .finish())
+        }
+        Err(error) => {
+            let (status, errors) = form_errors(error, "form")?;
+            page_with_status(
+                status,
+                LoginPage {
+                    chrome: Chrome::new(None, &csrf),
+                    email,
+                    next,
+                    errors,
+                },
+            )
+        }
+    }
+}
+
+pub async fn register_page(user: Option<CurrentUser>, csrf: CsrfToken) -> AppResult<HttpResponse> {
+    if user.is_some() {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/projects"))
+            .finish());
+    }
+    page_with_status(
+        StatusCode::OK,
+        RegisterPage {
+            chrome: Chrome::new(None, &csrf),
+            email: String::new(),
+            display_name: String::new(),
+            errors: FormErrors::default(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+pub async fn register(
+    state: web::Data<AppState>,
+    csrf: CsrfToken,
+    form: web::Form<RegisterForm>,
+) -> AppResult<HttpResponse> {
+    let RegisterForm {
+        email,
+        password,
+        display_name,
+    } = form.into_inner();
+    match service::register(&state, &email, password, &display_name).await {
+        Ok(user) => {
+            let token = state.tokens.issue(user.id, user.session_epoch);
+            Ok(HttpResponse::SeeOther()
+                .cookie(service::session_cookie(&state, token))
+                .insert_header((header::LOCATION, "/projects"))
+                .finish())
+        }
+        Err(error) => {
+            let (status, errors) = form_errors(error, "email")?;
+            page_with_status(
+                status,
+                RegisterPage {
+                    chrome: Chrome::new(None, &csrf),
+                    email,
+                    display_name,
+                    errors,
+                },
+            )
+        }
+    }
+}
+
+pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .cookie(service::cleared_session_cookie(&state))
+        .insert_header((header::LOCATION, "/login"))
+        .finish()
+}
+
+pub async fn account_page(user: CurrentUser, csrf: CsrfToken) -> AppResult<HttpResponse> {
+    page_with_status(
+        StatusCode::OK,
+        AccountPage {
+            chrome: Chrome::new(Some(&user), &csrf),
+            notice: None,
+            errors: FormErrors::default(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+pub async fn change_password(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    form: web::Form<PasswordForm>,
+) -> AppResult<HttpResponse> {
+    let PasswordForm {
+        current_password,
+        new_password,
+    } = form.into_inner();
+    match service::change_password(&state, &user, current_password, new_password).await {
+        Ok(epoch) => {
+            // This browser stays signed in with a token of the new epoch; every other one is out.
+            let token = state.tokens.issue(user.id, epoch);
+            let page = AccountPage {
+                chrome: Chrome::new(Some(&user), &csrf),
+                notice: Some("Password changed. Every other session has been signed out."),
+                errors: FormErrors::default(),
+            };
+            Ok(HttpResponse::Ok()
+                .cookie(service::session_cookie(&state, token))
+                .content_type("text/html; charset=utf-8")
+                .body(page.render()?))
+        }
+        Err(error) => {
+            let (status, errors) = form_errors(error, "current_password")?;
+            page_with_status(
+                status,
+                AccountPage {
+                    chrome: Chrome::new(Some(&user), &csrf),
+                    notice: None,
+                    errors,
+                },
+            )
+        }
+    }
+}
+
+pub async fn logout_everywhere(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> AppResult<HttpResponse> {
+    service::log_out_everywhere(&state, &user).await?;
+    Ok(HttpResponse::SeeOther()
+        .cookie(service::cleared_session_cookie(&state))
+        .insert_header((header::LOCATION, "/login"))
+        .finish())
+}

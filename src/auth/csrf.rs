@@ -1,0 +1,215 @@
+//! CSRF protection for cookie-authenticated requests: a per-browser random token kept in an
+//! HttpOnly cookie must come back in the `X-CSRF-Token` header (htmx sends it from `hx-headers`)
+//! or the `csrf_token` form field (plain forms), and a present `Origin` must be our own.
+//! Bearer-token requests carry no ambient authority and are exempt.
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use rand::RngCore;
+
+use crate::auth::SESSION_COOKIE;
+use crate::error::AppError;
+use crate::startup::AppState;
+
+pub const CSRF_COOKIE: &str = "confab_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_FIELD: &str = "csrf_token";
+/// Forms bigger than this are not read for the token (multipart uploads send the header).
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// This browser's CSRF token, for templates to put in forms and `hx-headers`.
+#[derive(Clone, Debug)]
+pub struct CsrfToken(pub String);
+
+impl FromRequest for CsrfToken {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<CsrfToken, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<CsrfToken>()
+                .cloned()
+                .ok_or_else(|| AppError::Internal("csrf middleware not installed".into())),
+        )
+    }
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Equal-time comparison, so the token cannot be guessed byte by byte from response times.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub async fn protect(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static, BoxBody>>, actix_web::Error> {
+    let existing = req
+        .cookie(CSRF_COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| v.len() == 64);
+    let token = existing.clone().unwrap_or_else(new_token);
+    req.extensions_mut().insert(CsrfToken(token.clone()));
+
+    if needs_check(&req) {
+        let verdict = match check_origin(&req) {
+            Err(error) => Err(error),
+            Ok(()) => match (&existing, sent_token(&mut req).await) {
+                (Some(expected), Some(sent)) if same(expected, &sent) => Ok(()),
+                _ => Err(AppError::Forbidden(
+                    "The form expired or came from another site. Reload the page and try again."
+                        .into(),
+                )),
+            },
+        };
+        if let Err(error) = verdict {
+            // A response (not an Err) so the page layer can still render it as HTML.
+            return Ok(req.error_response(error).map_into_right_body());
+        }
+    }
+
+    let secure = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.settings.cookie_secure());
+    let mut response = next.call(req).await?;
+    if existing.is_none() {
+        let cookie = Cookie::build(CSRF_COOKIE, token)
+            .path("/")
+            .http_only(true)
+            .secure(secure)
+            .same_site(SameSite::Lax)
+            .finish();
+        response.response_mut().add_cookie(&cookie)?;
+    }
+    Ok(response.map_into_left_body())
+}
+
+/// Unsafe methods, unless authenticated by a Bearer token. API calls with no session cookie
+/// (API login and registration from scripts) have no ambient authority to abuse either.
+fn needs_check(req: &ServiceRequest) -> bool {
+    if matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return false;
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if bearer {
+        return false;
+    }
+    let api = req.path().starts_with("/api/");
+    !(api && req.cookie(SESSION_COOKIE).is_none())
+}
+
+fn check_origin(req: &ServiceRequest) -> Result<(), AppError> {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        // Browsers send Origin on cross-site POSTs; without one we rely on the token alone.
+        return Ok(());
+    };
+    let expected = match req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.settings.server.public_url.clone())
+    {
+        Some(public) => origin_of(&public),
+        None => {
+            let info = req.connection_info();
+            format!("{}://{}", info.scheme(), info.host())
+        }
+    };
+    if origin.eq_ignore_ascii_case(&expected) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "Cross-site requests are not allowed.".into(),
+        ))
+    }
+}
+
+/// `https://host:port/path` → `https://host:port`.
+fn origin_of(url: &str) -> String {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(url.len());
+    url[..end].to_string()
+}
+
+/// The token from the header, the query string, or a urlencoded form body. The body is read
+/// and put back so the handler still sees it.
+async fn sent_token(req: &mut ServiceRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some(value.to_string());
+    }
+    if let Some(value) = field_in(req.query_string()) {
+        return Some(value);
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return None;
+    }
+    let body = req.extract::<web::Bytes>().await.ok()?;
+    let found = if body.len() <= MAX_FORM_BYTES {
+        field_in(std::str::from_utf8(&body).ok()?)
+    } else {
+        None
+    };
+    let (_, mut payload) = actix_http::h1::Payload::create(true);
+    payload.unread_data(body);
+    req.set_payload(payload.into());
+    found
+}
+
+fn field_in(encoded: &str) -> Option<String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(encoded)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_of_strips_the_path() {
+        assert_eq!(
+            origin_of("https://chat.example.com/app"),
+            "https://chat.example.com"
+        );
+        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn finds_the_token_among_form_fields() {
+        assert_eq!(field_in("a=1&csrf_token=abc&b=2").as_deref(), Some("abc"));
+        assert_eq!(field_in("a=1"), None);
+    }
+}

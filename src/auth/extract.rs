@@ -1,0 +1,81 @@
+//! `CurrentUser`: the signed-in user, from `Authorization: Bearer` or the session cookie.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use uuid::Uuid;
+
+use crate::accounts::model::User;
+use crate::auth::SESSION_COOKIE;
+use crate::db;
+use crate::error::AppError;
+use crate::startup::AppState;
+
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub is_admin: bool,
+    pub session_epoch: i32,
+    /// Seconds since the token was issued; used to renew cookies past half their life.
+    pub token_age_secs: i64,
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+impl FromRequest for CurrentUser {
+    type Error = AppError;
+    type Future = LocalBoxFuture<'static, Result<CurrentUser, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Several extractors in one request share one lookup.
+        if let Some(user) = req.extensions().get::<CurrentUser>() {
+            let user = user.clone();
+            return Box::pin(async move { Ok(user) });
+        }
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| AppError::Internal("app state missing".into()))?;
+            let token = bearer_token(&req)
+                .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
+                .ok_or_else(AppError::unauthorized)?;
+            let claims = state.tokens.verify(&token).ok_or_else(|| {
+                AppError::Unauthorized(
+                    "your session is invalid or has expired; sign in again".into(),
+                )
+            })?;
+            let user = db::run(&state.pool, move |conn| Ok(User::find(conn, claims.sub)?))
+                .await
+                .map_err(|e| match e {
+                    AppError::NotFound => AppError::unauthorized(),
+                    other => other,
+                })?;
+            if user.session_epoch != claims.epoch || user.disabled_at.is_some() {
+                return Err(AppError::Unauthorized(
+                    "your session has ended; sign in again".into(),
+                ));
+            }
+            let current = CurrentUser {
+                id: user.id,
+                email: user.email,
+                display_name: user.display_name,
+                is_admin: user.is_admin,
+                session_epoch: user.session_epoch,
+                token_age_secs: chrono::Utc::now().timestamp() - claims.iat,
+            };
+            req.extensions_mut().insert(current.clone());
+            Ok(current)
+        })
+    }
+}

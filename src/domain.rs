@@ -1,0 +1,215 @@
+//! Parse, don't validate: each function turns raw input into a value that obeys the product's
+//! rules, or into a message for the field it came from. `Checks` collects every field's message
+//! so a form shows them all at once.
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{AppError, AppResult, FieldError};
+
+#[derive(Default)]
+pub struct Checks {
+    errors: Vec<FieldError>,
+}
+
+impl Checks {
+    pub fn new() -> Checks {
+        Checks::default()
+    }
+
+    /// Keeps the value, or records the field's message and returns `None`.
+    pub fn check<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.errors.push(error);
+                None
+            }
+        }
+    }
+
+    pub fn finish(self) -> AppResult<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.errors))
+        }
+    }
+}
+
+fn field_error(field: &'static str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Trimmed text of 1..=max characters with no control characters (newlines allowed if `multiline`).
+pub fn text(
+    field: &'static str,
+    label: &str,
+    raw: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<String, FieldError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(field_error(field, format!("{label} cannot be empty.")));
+    }
+    optional_text(field, label, value, max, multiline)
+}
+
+/// Like [`text`] but empty is fine.
+pub fn optional_text(
+    field: &'static str,
+    label: &str,
+    raw: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<String, FieldError> {
+    let value = raw.trim();
+    let count = value.chars().count();
+    if count > max {
+        return Err(field_error(
+            field,
+            format!("{label} can be at most {max} characters (this is {count})."),
+        ));
+    }
+    let bad_control = value
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')));
+    if bad_control {
+        return Err(field_error(
+            field,
+            format!("{label} contains characters that are not allowed."),
+        ));
+    }
+    Ok(value.to_string())
+}
+
+pub fn name(raw: &str) -> Result<String, FieldError> {
+    text("name", "Name", raw, 100, false)
+}
+
+pub fn description(raw: &str) -> Result<String, FieldError> {
+    optional_text("description", "Description", raw, 2000, true)
+}
+
+/// Provider names are identifiers from configuration, e.g. `openai`, `openrouter`, `ollama`.
+pub fn provider(raw: &str) -> Result<String, FieldError> {
+    let value = raw.trim().to_lowercase();
+    let ok = !value.is_empty()
+        && value.len() <= 40
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(value)
+    } else {
+        Err(field_error(
+            "provider",
+            "Use a provider name such as openai or openrouter.",
+        ))
+    }
+}
+
+pub fn model(raw: &str) -> Result<String, FieldError> {
+    let value = raw.trim();
+    if value.is_empty()
+        || value.len() > 200
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(field_error(
+            "model",
+            "Enter a model name such as gpt-4o-mini (no spaces).",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+pub fn temperature(value: Option<f64>) -> Result<Option<f32>, FieldError> {
+    match value {
+        None => Ok(None),
+        Some(t) if t.is_finite() && (0.0..=2.0).contains(&t) => Ok(Some(t as f32)),
+        Some(_) => Err(field_error(
+            "temperature",
+            "Temperature must be between 0 and 2.",
+        )),
+    }
+}
+
+/// The Responses API refuses fewer than 16 output tokens.
+pub fn max_output_tokens(value: Option<i64>) -> Result<Option<i32>, FieldError> {
+    match value {
+        None => Ok(None),
+        Some(n) if (16..=1_000_000).contains(&n) => Ok(Some(n as i32)),
+        Some(_) => Err(field_error(
+            "max_output_tokens",
+            "Max output tokens must be between 16 and 1000000.",
+        )),
+    }
+}
+
+/// A number typed into a form: empty means "not set".
+pub fn form_number<T: std::str::FromStr>(
+    field: &'static str,
+    label: &str,
+    raw: &str,
+) -> Result<Option<T>, FieldError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| field_error(field, format!("{label} must be a number.")))
+}
+
+pub fn prompt_title(raw: &str) -> Result<String, FieldError> {
+    text("title", "Title", raw, 200, false)
+}
+
+pub fn prompt_content(raw: &str) -> Result<String, FieldError> {
+    let value = raw.trim();
+    if value.is_empty() {
+        return Err(field_error("content", "Content cannot be empty."));
+    }
+    optional_text("content", "Content", value, 100_000, true)
+}
+
+/// For JSON PATCH bodies: absent → `None`, `null` → `Some(None)`, a value → `Some(Some(v))`.
+pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("  Research  ").unwrap(), "Research");
+        assert!(name("   ").is_err());
+        assert!(name(&"x".repeat(101)).is_err());
+        assert!(name("a\u{0}b").is_err());
+        assert_eq!(
+            name("<script>alert(1)</script>").unwrap(),
+            "<script>alert(1)</script>"
+        );
+    }
+
+    #[test]
+    fn settings_ranges() {
+        assert!(temperature(Some(2.1)).is_err());
+        assert!(temperature(Some(f64::NAN)).is_err());
+        assert_eq!(temperature(Some(0.0)).unwrap(), Some(0.0));
+        assert!(max_output_tokens(Some(15)).is_err());
+        assert!(provider("Open AI").is_err());
+        assert_eq!(provider("OpenRouter").unwrap(), "openrouter");
+        assert!(model("gpt 4").is_err());
+        assert_eq!(form_number::<f64>("temperature", "T", "").unwrap(), None);
+        assert!(form_number::<f64>("temperature", "T", "hot").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! JSON API: `/api/projects`.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::CurrentUser;
+use crate::error::AppResult;
+use crate::projects::service::{self, ProjectInput};
+use crate::startup::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectBody {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+impl From<ProjectBody> for ProjectInput {
+    fn from(b: ProjectBody) -> ProjectInput {
+        ProjectInput {
+            name: b.name,
+            description: b.description,
+        }
+    }
+}
+
+pub async fn list_projects(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> AppResult<HttpResponse> {
+    let projects: Vec<_> = service::list(&state, &user)
+        .await?
+        .into_iter()
+        .map(|s| s.project)
+        .collect();
+    Ok(HttpResponse::Ok().json(projects))
+}
+
+pub async fn create_project(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: web::Json<ProjectBody>,
+) -> AppResult<HttpResponse> {
+    let project = service::create(&state, &user, body.into_inner().into()).await?;
+    Ok(HttpResponse::Created().json(project))
+}
+
+pub async fn get_project(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(service::get(&state, &user, *id).await?))
+}
+
+pub async fn update_project(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: web::Json<ProjectBody>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok()
+        .json(service::update(&state, &user, *id, body.into_inner().into()).await?))
+}
+
+pub async fn delete_project(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    service::delete(&state, &user, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

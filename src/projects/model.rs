@@ -1,0 +1,106 @@
+//! The `projects` table. Every lookup is scoped to its owner: someone else's project is "not found".
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::schema::{agents, projects};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = projects)]
+pub struct Project {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = projects)]
+pub struct NewProject<'a> {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: &'a str,
+    pub description: &'a str,
+}
+
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = projects)]
+pub struct ProjectChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+impl Project {
+    /// Newest first.
+    pub fn list_for_owner(conn: &mut PgConnection, owner: Uuid) -> QueryResult<Vec<Project>> {
+        projects::table
+            .filter(projects::owner_id.eq(owner))
+            .order(projects::id.desc())
+            .select(Project::as_select())
+            .load(conn)
+    }
+
+    /// How many agents each of the owner's projects has, in one query.
+    pub fn agent_counts(conn: &mut PgConnection, owner: Uuid) -> QueryResult<Vec<(Uuid, i64)>> {
+        agents::table
+            .inner_join(projects::table)
+            .filter(projects::owner_id.eq(owner))
+            .group_by(agents::project_id)
+            .select((agents::project_id, diesel::dsl::count_star()))
+            .load(conn)
+    }
+
+    pub fn find_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> QueryResult<Project> {
+        projects::table
+            .filter(projects::id.eq(id))
+            .filter(projects::owner_id.eq(owner))
+            .select(Project::as_select())
+            .first(conn)
+    }
+
+    pub fn insert(conn: &mut PgConnection, new: &NewProject) -> QueryResult<Project> {
+        diesel::insert_into(projects::table)
+            .values(new)
+            .returning(Project::as_returning())
+            .get_result(conn)
+    }
+
+    pub fn update_owned(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        id: Uuid,
+        changes: &ProjectChanges,
+    ) -> QueryResult<Project> {
+        if changes.name.is_none() && changes.description.is_none() {
+            return Self::find_owned(conn, owner, id);
+        }
+        diesel::update(
+            projects::table
+                .filter(projects::id.eq(id))
+                .filter(projects::owner_id.eq(owner)),
+        )
+        .set((changes, projects::updated_at.eq(diesel::dsl::now)))
+        .returning(Project::as_returning())
+        .get_result(conn)
+    }
+
+    /// Deletes the project and, by cascade, everything under it.
+    pub fn delete_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> QueryResult<()> {
+        let deleted = diesel::delete(
+            projects::table
+                .filter(projects::id.eq(id))
+                .filter(projects::owner_id.eq(owner)),
+        )
+        .execute(conn)?;
+        if deleted == 0 {
+            Err(diesel::result::Error::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

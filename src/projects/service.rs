@@ -1,0 +1,138 @@
+//! Project rules: names, the default agent every project starts with, cascading deletes.
+
+use uuid::Uuid;
+
+use crate::agents::model::{Agent, NewAgent};
+use crate::auth::CurrentUser;
+use crate::db;
+use crate::domain::{self, Checks};
+use crate::error::AppResult;
+use crate::projects::model::{NewProject, Project, ProjectChanges};
+use crate::startup::AppState;
+
+pub const DEFAULT_AGENT_NAME: &str = "Assistant";
+pub const DEFAULT_PROVIDER: &str = "openai";
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+/// Raw input for a create or an edit; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ProjectInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+impl ProjectInput {
+    fn parse(&self) -> AppResult<ProjectChanges> {
+        let mut checks = Checks::new();
+        let name = self.name.as_deref().map(|n| checks.check(domain::name(n)));
+        let description = self
+            .description
+            .as_deref()
+            .map(|d| checks.check(domain::description(d)));
+        checks.finish()?;
+        Ok(ProjectChanges {
+            name: name.flatten(),
+            description: description.flatten(),
+        })
+    }
+}
+
+pub struct ProjectSummary {
+    pub project: Project,
+    pub agent_count: i64,
+}
+
+pub async fn list(state: &AppState, user: &CurrentUser) -> AppResult<Vec<ProjectSummary>> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        let projects = Project::list_for_owner(conn, owner)?;
+        let counts = Project::agent_counts(conn, owner)?;
+        Ok(projects
+            .into_iter()
+            .map(|project| {
+                let agent_count = counts
+                    .iter()
+                    .find(|(id, _)| *id == project.id)
+                    .map_or(0, |(_, n)| *n);
+                ProjectSummary {
+                    project,
+                    agent_count,
+                }
+            })
+            .collect())
+    })
+    .await
+}
+
+/// Creates the project and its default agent together.
+pub async fn create(
+    state: &AppState,
+    user: &CurrentUser,
+    input: ProjectInput,
+) -> AppResult<Project> {
+    let mut changes = ProjectInput {
+        name: Some(input.name.unwrap_or_default()),
+        ..input
+    }
+    .parse()?;
+    let name = changes.name.take().unwrap_or_default();
+    let description = changes.description.take().unwrap_or_default();
+    let owner = user.id;
+    db::transaction(&state.pool, move |conn| {
+        let project = Project::insert(
+            conn,
+            &NewProject {
+                id: Uuid::now_v7(),
+                owner_id: owner,
+                name: &name,
+                description: &description,
+            },
+        )?;
+        Agent::insert(
+            conn,
+            &NewAgent {
+                id: Uuid::now_v7(),
+                project_id: project.id,
+                name: DEFAULT_AGENT_NAME,
+                description: "Created with the project.",
+                provider: DEFAULT_PROVIDER,
+                model: DEFAULT_MODEL,
+                temperature: None,
+                max_output_tokens: None,
+                is_default: true,
+            },
+        )?;
+        Ok(project)
+    })
+    .await
+}
+
+pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Project> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Ok(Project::find_owned(conn, owner, id)?)
+    })
+    .await
+}
+
+pub async fn update(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    input: ProjectInput,
+) -> AppResult<Project> {
+    let changes = input.parse()?;
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Ok(Project::update_owned(conn, owner, id, &changes)?)
+    })
+    .await
+}
+
+pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<()> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Ok(Project::delete_owned(conn, owner, id)?)
+    })
+    .await
+}

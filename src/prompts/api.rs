@@ -1,0 +1,183 @@
+//! JSON API: `/api/projects/{id}/prompts`, `/api/agents/{id}/prompts`, `/api/prompts/{id}…`.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::CurrentUser;
+use crate::error::AppResult;
+use crate::prompts::model::{PromptOwner, PromptWithText};
+use crate::prompts::service::{self, PromptInput};
+use crate::startup::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptBody {
+    title: Option<String>,
+    content: Option<String>,
+    enabled: Option<bool>,
+    position: Option<i64>,
+}
+
+impl From<PromptBody> for PromptInput {
+    fn from(b: PromptBody) -> PromptInput {
+        PromptInput {
+            title: b.title,
+            content: b.content,
+            enabled: b.enabled,
+            position: b.position,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct PromptView {
+    id: Uuid,
+    project_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    title: String,
+    content: String,
+    position: i32,
+    enabled: bool,
+    version: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<PromptWithText> for PromptView {
+    fn from(p: PromptWithText) -> PromptView {
+        PromptView {
+            id: p.prompt.id,
+            project_id: p.prompt.project_id,
+            agent_id: p.prompt.agent_id,
+            title: p.current.title,
+            content: p.current.content,
+            position: p.prompt.position,
+            enabled: p.prompt.enabled,
+            version: p.prompt.current_version,
+            created_at: p.prompt.created_at,
+            updated_at: p.prompt.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VersionView {
+    version: i32,
+    title: String,
+    content: String,
+    created_at: DateTime<Utc>,
+    current: bool,
+}
+
+async fn list(state: &AppState, user: &CurrentUser, owner: PromptOwner) -> AppResult<HttpResponse> {
+    let prompts: Vec<PromptView> = service::list(state, user, owner)
+        .await?
+        .into_iter()
+        .map(PromptView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(prompts))
+}
+
+async fn create(
+    state: &AppState,
+    user: &CurrentUser,
+    owner: PromptOwner,
+    body: PromptBody,
+) -> AppResult<HttpResponse> {
+    let prompt = service::create(state, user, owner, body.into()).await?;
+    Ok(HttpResponse::Created().json(PromptView::from(prompt)))
+}
+
+pub async fn list_project_prompts(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    list(&state, &user, PromptOwner::Project(*id)).await
+}
+
+pub async fn create_project_prompt(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: web::Json<PromptBody>,
+) -> AppResult<HttpResponse> {
+    create(&state, &user, PromptOwner::Project(*id), body.into_inner()).await
+}
+
+pub async fn list_agent_prompts(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    list(&state, &user, PromptOwner::Agent(*id)).await
+}
+
+pub async fn create_agent_prompt(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: web::Json<PromptBody>,
+) -> AppResult<HttpResponse> {
+    create(&state, &user, PromptOwner::Agent(*id), body.into_inner()).await
+}
+
+pub async fn get_prompt(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(PromptView::from(service::get(&state, &user, *id).await?)))
+}
+
+pub async fn update_prompt(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: web::Json<PromptBody>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(PromptView::from(
+        service::update(&state, &user, *id, body.into_inner().into()).await?,
+    )))
+}
+
+pub async fn delete_prompt(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    service::delete(&state, &user, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn list_prompt_versions(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (current, versions) = service::versions(&state, &user, *id).await?;
+    let views: Vec<VersionView> = versions
+        .into_iter()
+        .map(|v| VersionView {
+            current: v.version == current.prompt.current_version,
+            version: v.version,
+            title: v.title,
+            content: v.content,
+            created_at: v.created_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+pub async fn restore_prompt_version(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    path: web::Path<(Uuid, i32)>,
+) -> AppResult<HttpResponse> {
+    let (id, version) = path.into_inner();
+    Ok(HttpResponse::Ok().json(PromptView::from(
+        service::restore(&state, &user, id, version).await?,
+    )))
+}

@@ -1,0 +1,171 @@
+//! Prompt rules: every text edit is a new immutable version; rollback points at an old one.
+
+use uuid::Uuid;
+
+use crate::agents::model::Agent;
+use crate::auth::CurrentUser;
+use crate::db;
+use crate::domain::{self, Checks};
+use crate::error::AppResult;
+use crate::projects::model::Project;
+use crate::prompts::model::{Prompt, PromptOwner, PromptVersion, PromptWithText};
+use crate::startup::AppState;
+
+#[derive(Default, Debug)]
+pub struct PromptInput {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub enabled: Option<bool>,
+    /// 0-based place among its siblings.
+    pub position: Option<i64>,
+}
+
+/// Checks that the owner (project or agent) belongs to the user.
+fn check_owner(conn: &mut diesel::PgConnection, user: Uuid, owner: PromptOwner) -> AppResult<()> {
+    match owner {
+        PromptOwner::Project(id) => Project::find_owned(conn, user, id).map(|_| ()),
+        PromptOwner::Agent(id) => Agent::find_owned(conn, user, id).map(|_| ()),
+    }?;
+    Ok(())
+}
+
+pub async fn list(
+    state: &AppState,
+    user: &CurrentUser,
+    owner: PromptOwner,
+) -> AppResult<Vec<PromptWithText>> {
+    let user = user.id;
+    db::run(&state.pool, move |conn| {
+        check_owner(conn, user, owner)?;
+        Ok(Prompt::list_with_text(conn, owner)?)
+    })
+    .await
+}
+
+pub async fn create(
+    state: &AppState,
+    user: &CurrentUser,
+    owner: PromptOwner,
+    input: PromptInput,
+) -> AppResult<PromptWithText> {
+    let mut c = Checks::new();
+    let title = c.check(domain::prompt_title(
+        input.title.as_deref().unwrap_or_default(),
+    ));
+    let content = c.check(domain::prompt_content(
+        input.content.as_deref().unwrap_or_default(),
+    ));
+    c.finish()?;
+    let (title, content) = (title.unwrap_or_default(), content.unwrap_or_default());
+    let enabled = input.enabled.unwrap_or(true);
+    let user = user.id;
+    db::transaction(&state.pool, move |conn| {
+        check_owner(conn, user, owner)?;
+        let created = Prompt::create(conn, owner, &title, &content, enabled)?;
+        if let Some(position) = input.position {
+            Prompt::move_to(conn, &created.prompt, position.max(0) as usize)?;
+            let moved = Prompt::find_owned(conn, user, created.prompt.id)?;
+            return Ok(Prompt::current_text(conn, moved)?);
+        }
+        Ok(created)
+    })
+    .await
+}
+
+pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<PromptWithText> {
+    let user = user.id;
+    db::run(&state.pool, move |conn| {
+        let prompt = Prompt::find_owned(conn, user, id)?;
+        Ok(Prompt::current_text(conn, prompt)?)
+    })
+    .await
+}
+
+/// Applies an edit: new text → a new version (only if it differs); `enabled` and `position` are
+/// state, not text, and make no version.
+pub async fn update(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    input: PromptInput,
+) -> AppResult<PromptWithText> {
+    let mut c = Checks::new();
+    let title = input
+        .title
+        .as_deref()
+        .and_then(|t| c.check(domain::prompt_title(t)));
+    let content = input
+        .content
+        .as_deref()
+        .and_then(|t| c.check(domain::prompt_content(t)));
+    c.finish()?;
+    let user = user.id;
+    db::transaction(&state.pool, move |conn| {
+        let prompt = Prompt::find_owned(conn, user, id)?;
+        let mut current = Prompt::current_text(conn, prompt)?;
+        let new_title = title.unwrap_or_else(|| current.current.title.clone());
+        let new_content = content.unwrap_or_else(|| current.current.content.clone());
+        if new_title != current.current.title || new_content != current.current.content {
+            current = Prompt::add_version(conn, &current.prompt, &new_title, &new_content)?;
+        }
+        if let Some(enabled) = input.enabled.filter(|e| *e != current.prompt.enabled) {
+            current.prompt = Prompt::set_enabled(conn, &current.prompt, enabled)?;
+        }
+        if let Some(position) = input.position {
+            Prompt::move_to(conn, &current.prompt, position.max(0) as usize)?;
+            current.prompt = Prompt::find_owned(conn, user, id)?;
+        }
+        Ok(current)
+    })
+    .await
+}
+
+/// Moves the prompt one place up (`-1`) or down (`+1`).
+pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, delta: i64) -> AppResult<Prompt> {
+    let user = user.id;
+    db::transaction(&state.pool, move |conn| {
+        let prompt = Prompt::find_owned(conn, user, id)?;
+        let index = Prompt::index_of(conn, &prompt)? as i64;
+        Prompt::move_to(conn, &prompt, (index + delta).max(0) as usize)?;
+        Ok(prompt)
+    })
+    .await
+}
+
+pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Prompt> {
+    let user = user.id;
+    db::transaction(&state.pool, move |conn| {
+        let prompt = Prompt::find_owned(conn, user, id)?;
+        Prompt::delete(conn, &prompt)?;
+        Ok(prompt)
+    })
+    .await
+}
+
+pub async fn versions(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<(PromptWithText, Vec<PromptVersion>)> {
+    let user = user.id;
+    db::run(&state.pool, move |conn| {
+        let prompt = Prompt::find_owned(conn, user, id)?;
+        let versions = PromptVersion::list(conn, prompt.id)?;
+        Ok((Prompt::current_text(conn, prompt)?, versions))
+    })
+    .await
+}
+
+pub async fn restore(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    version: i32,
+) -> AppResult<PromptWithText> {
+    let user = user.id;
+    db::transaction(&state.pool, move |conn| {
+        let prompt = Prompt::find_owned(conn, user, id)?;
+        Ok(Prompt::restore(conn, &prompt, version)?)
+    })
+    .await
+}

@@ -1,0 +1,254 @@
+//! Settings: built-in defaults → optional `confab.toml` → `CONFAB_*` environment (`__` nests) →
+//! the names people already use (`DATABASE_URL`, `PORT`, `JWT_SECRET`) → command-line flags.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+/// A string that never shows up in logs or `Debug` output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Where the embedded PostgreSQL, the generated JWT secret and uploads live.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    /// tracing filter, e.g. `info` or `confab=debug,actix_web=info`.
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// The URL people use to reach confab (e.g. `https://chat.example.com`). Decides the cookie's
+    /// `Secure` flag and which `Origin` is accepted on state-changing requests.
+    pub public_url: Option<String>,
+    /// Seconds that live answers get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// HTTP worker threads; defaults to the number of cores.
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// External PostgreSQL; when unset confab runs its own under `data_dir`.
+    pub url: Option<Secret>,
+    pub pool_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub connect_timeout_secs: u64,
+    /// Run pending migrations at start.
+    pub migrate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// HS256 key for session tokens; generated once into `<data_dir>/jwt_secret` when unset.
+    pub jwt_secret: Option<Secret>,
+    pub token_ttl_hours: i64,
+    pub bcrypt_cost: u32,
+    /// Failed-or-not login attempts allowed per IP and per email, per minute.
+    pub login_attempts_per_minute: u32,
+    /// Accounts may be created through the sign-up page and API.
+    pub allow_registration: bool,
+}
+
+/// Values from the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+}
+
+const DEFAULTS: &str = r#"
+data_dir = "./data"
+log = "info"
+
+[server]
+host = "127.0.0.1"
+port = 8080
+shutdown_grace_secs = 20
+
+[database]
+pool_size = 16
+connect_timeout_secs = 3
+migrate = true
+
+[auth]
+token_ttl_hours = 168
+bcrypt_cost = 12
+login_attempts_per_minute = 10
+allow_registration = true
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Settings {
+    /// Loads the layers in order; `confab.toml` in the working directory is read when present.
+    pub fn load(overrides: &Overrides) -> Result<Settings, SettingsError> {
+        Self::load_from(overrides, std::env::vars().collect())
+    }
+
+    /// Same as [`Settings::load`] with the environment given as a map, so tests need not touch
+    /// the process environment.
+    pub fn load_from(
+        overrides: &Overrides,
+        env: HashMap<String, String>,
+    ) -> Result<Settings, SettingsError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        builder = match &overrides.config_file {
+            Some(path) if !path.exists() => return Err(SettingsError::MissingFile(path.clone())),
+            Some(path) => builder.add_source(File::from(path.as_path()).required(true)),
+            None => builder.add_source(File::from(Path::new("confab.toml")).required(false)),
+        };
+        let confab_vars: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("CONFAB_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("CONFAB")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(confab_vars)),
+        );
+        for (name, key) in [
+            ("DATABASE_URL", "database.url"),
+            ("PORT", "server.port"),
+            ("JWT_SECRET", "auth.jwt_secret"),
+        ] {
+            if let Some(value) = env.get(name).filter(|v| !v.is_empty()) {
+                builder = builder.set_override(key, value.as_str())?;
+            }
+        }
+        if let Some(host) = &overrides.host {
+            builder = builder.set_override("server.host", host.as_str())?;
+        }
+        if let Some(port) = overrides.port {
+            builder = builder.set_override("server.port", port)?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            builder = builder.set_override("data_dir", dir.to_string_lossy().as_ref())?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        // An empty value in the environment means "unset", not "the empty URL".
+        if settings
+            .database
+            .url
+            .as_ref()
+            .is_some_and(|u| u.expose().is_empty())
+        {
+            settings.database.url = None;
+        }
+        if settings
+            .auth
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().is_empty())
+        {
+            settings.auth.jwt_secret = None;
+        }
+        Ok(settings)
+    }
+
+    /// Cookies get `Secure` only when people reach confab over https.
+    pub fn cookie_secure(&self) -> bool {
+        self.server
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let s = Settings::load_from(&Overrides::default(), env_of(&[])).unwrap();
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert!(s.database.url.is_none());
+        assert!(s.auth.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn well_known_names_and_flags_override() {
+        let s = Settings::load_from(
+            &Overrides {
+                port: Some(9000),
+                ..Default::default()
+            },
+            env_of(&[
+                ("PORT", "7000"),
+                ("DATABASE_URL", "postgres://x/y"),
+                ("JWT_SECRET", "k"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9000, "the --port flag wins over PORT");
+        assert_eq!(s.database.url.unwrap().expose(), "postgres://x/y");
+        assert_eq!(s.auth.jwt_secret.unwrap().expose(), "k");
+    }
+
+    #[test]
+    fn confab_env_vars_nest_with_double_underscore() {
+        let s = Settings::load_from(
+            &Overrides::default(),
+            env_of(&[
+                ("CONFAB_SERVER__PORT", "8181"),
+                ("CONFAB_AUTH__BCRYPT_COST", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 8181);
+        assert_eq!(s.auth.bcrypt_cost, 5);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s = Settings::load_from(&Overrides::default(), env_of(&[("JWT_SECRET", "hunter2")]))
+            .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Pages speak HTML: an `AppError` raised under a page route becomes an error page, and "not
+//! signed in" becomes a redirect to the login page (htmx gets `HX-Redirect`, or the error in the
+//! page's flash area).
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use askama::Template;
+
+use crate::auth::CurrentUser;
+use crate::auth::csrf::CsrfToken;
+use crate::error::AppError;
+use crate::site::Chrome;
+
+#[derive(Template)]
+#[template(path = "pages/error.html")]
+struct ErrorPage<'a> {
+    chrome: Chrome,
+    status: u16,
+    title: &'a str,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "partials/flash.html")]
+struct Flash {
+    message: String,
+}
+
+/// Wraps the whole app; responses under `/api/` (and `/health`, `/static/`) keep their JSON.
+pub async fn html_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static, BoxBody>>, actix_web::Error> {
+    let path = req.path();
+    let is_page = !(path.starts_with("/api/")
+        || path == "/api"
+        || path == "/health"
+        || path.starts_with("/static/"));
+    // The request must not be cloned across `next.call`: routing needs it uniquely owned.
+    let response = next.call(req).await?;
+    let page = match response.response().error() {
+        Some(error) if is_page => error_response(response.request(), error),
+        _ => return Ok(response.map_into_left_body()),
+    };
+    Ok(response.into_response(page).map_into_right_body())
+}
+
+fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> HttpResponse {
+    let app_error = error.as_error::<AppError>();
+    let status = error.as_response_error().status_code();
+    let htmx = crate::site::is_htmx(req);
+    if status == StatusCode::UNAUTHORIZED {
+        let next = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let location = format!("/login?next={}", urlencode(next));
+        return if htmx {
+            HttpResponse::Ok()
+                .insert_header(("HX-Redirect", location))
+                .finish()
+        } else {
+            HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location))
+                .finish()
+        };
+    }
+    let message = match app_error {
+        Some(AppError::NotFound) | None if status == StatusCode::NOT_FOUND => {
+            "This page does not exist, or it is not yours.".to_string()
+        }
+        Some(e @ AppError::Internal(_)) => {
+            let _ = e.error_response(); // logs the detail
+            "Something went wrong on our side. Try again; if it keeps happening, tell the administrator.".into()
+        }
+        Some(e) => e.to_string(),
+        None => error.to_string(),
+    };
+    let mut builder = HttpResponse::build(status);
+    if let Some(AppError::RateLimited {
+        retry_after_secs, ..
+    }) = app_error
+    {
+        builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+    }
+    if htmx {
+        let body = Flash { message }.render().unwrap_or_default();
+        return builder
+            .insert_header(("HX-Retarget", "#flash"))
+            .insert_header(("HX-Reswap", "innerHTML"))
+            .content_type("text/html; charset=utf-8")
+            .body(body);
+    }
+    let csrf = req
+        .extensions()
+        .get::<CsrfToken>()
+        .cloned()
+        .unwrap_or(CsrfToken(String::new()));
+    let user = req.extensions().get::<CurrentUser>().cloned();
+    let page = ErrorPage {
+        chrome: Chrome::new(user.as_ref(), &csrf),
+        status: status.as_u16(),
+        title: status.canonical_reason().unwrap_or("Error"),
+        message,
+    };
+    builder
+        .content_type("text/html; charset=utf-8")
+        .body(page.render().unwrap_or_default())
+}
+
+fn urlencode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)])
+        .map(|s| s[1..].to_string())
+        .unwrap_or_default()
+}
+
+/// Only local paths are followed after login, never another site.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        _ => "/projects",
+    }
+}

@@ -1,0 +1,203 @@
+//! Builds the application: shared state, routes and middleware, on a given TcpListener (port 0
+//! in tests).
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::password::make_dummy_hash;
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::token::TokenKeys;
+use crate::db::PgPool;
+use crate::error::AppError;
+use crate::settings::{Secret, Settings};
+use crate::{accounts, agents, auth, projects, prompts, site};
+
+/// Everything handlers share. Built once at start-up.
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub tokens: TokenKeys,
+    pub login_limiter: LoginLimiter,
+    /// Checked against when an email is unknown, so sign-in takes equally long either way.
+    pub dummy_password_hash: String,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> AppState {
+        AppState {
+            tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
+            login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
+            dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
+            pool,
+            settings,
+        }
+    }
+}
+
+/// Unknown URLs: the JSON envelope under /api, an HTML page elsewhere.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let _ = req;
+    Err(AppError::NotFound)
+}
+
+fn api_routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::web::{delete, get, patch, post, put};
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(1 << 20)
+            .error_handler(accounts::api::json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
+    .route("/auth/register", post().to(accounts::api::register))
+    .route("/auth/login", post().to(accounts::api::login))
+    .route(
+        "/auth/logout-everywhere",
+        post().to(accounts::api::logout_everywhere),
+    )
+    .route("/auth/password", post().to(accounts::api::change_password))
+    .route("/users/me", get().to(accounts::api::me))
+    .route("/projects", get().to(projects::api::list_projects))
+    .route("/projects", post().to(projects::api::create_project))
+    .route("/projects/{id}", get().to(projects::api::get_project))
+    .route("/projects/{id}", patch().to(projects::api::update_project))
+    .route("/projects/{id}", delete().to(projects::api::delete_project))
+    .route("/projects/{id}/agents", get().to(agents::api::list_agents))
+    .route(
+        "/projects/{id}/agents",
+        post().to(agents::api::create_agent),
+    )
+    .route(
+        "/projects/{id}/prompts",
+        get().to(prompts::api::list_project_prompts),
+    )
+    .route(
+        "/projects/{id}/prompts",
+        post().to(prompts::api::create_project_prompt),
+    )
+    .route("/agents/{id}", get().to(agents::api::get_agent))
+    .route("/agents/{id}", patch().to(agents::api::update_agent))
+    .route("/agents/{id}", delete().to(agents::api::delete_agent))
+    .route(
+        "/agents/{id}/prompts",
+        get().to(prompts::api::list_agent_prompts),
+    )
+    .route(
+        "/agents/{id}/prompts",
+        post().to(prompts::api::create_agent_prompt),
+    )
+    .route("/prompts/{id}", get().to(prompts::api::get_prompt))
+    .route("/prompts/{id}", put().to(prompts::api::update_prompt))
+    .route("/prompts/{id}", patch().to(prompts::api::update_prompt))
+    .route("/prompts/{id}", delete().to(prompts::api::delete_prompt))
+    .route(
+        "/prompts/{id}/versions",
+        get().to(prompts::api::list_prompt_versions),
+    )
+    .route(
+        "/prompts/{id}/versions/{version}/restore",
+        post().to(prompts::api::restore_prompt_version),
+    )
+    .default_service(web::to(not_found));
+}
+
+fn page_routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::web::{get, post};
+    cfg.app_data(web::FormConfig::default().limit(256 * 1024))
+        .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
+        .route("/", get().to(projects::web::index))
+        .route("/login", get().to(accounts::web::login_page))
+        .route("/login", post().to(accounts::web::login))
+        .route("/register", get().to(accounts::web::register_page))
+        .route("/register", post().to(accounts::web::register))
+        .route("/logout", post().to(accounts::web::logout))
+        .route("/account", get().to(accounts::web::account_page))
+        .route(
+            "/account/password",
+            post().to(accounts::web::change_password),
+        )
+        .route(
+            "/account/logout-everywhere",
+            post().to(accounts::web::logout_everywhere),
+        )
+        .route("/projects", get().to(projects::web::list_projects))
+        .route("/projects", post().to(projects::web::create_project))
+        .route("/projects/{id}", get().to(projects::web::show_project))
+        .route("/projects/{id}", post().to(projects::web::update_project))
+        .route(
+            "/projects/{id}/delete",
+            get().to(projects::web::confirm_delete_project),
+        )
+        .route(
+            "/projects/{id}/delete",
+            post().to(projects::web::delete_project),
+        )
+        .route(
+            "/projects/{id}/agents",
+            post().to(agents::web::create_agent),
+        )
+        .route(
+            "/projects/{id}/prompts",
+            post().to(prompts::web::create_project_prompt),
+        )
+        .route("/agents/{id}", get().to(agents::web::show_agent))
+        .route("/agents/{id}", post().to(agents::web::update_agent))
+        .route(
+            "/agents/{id}/delete",
+            get().to(agents::web::confirm_delete_agent),
+        )
+        .route("/agents/{id}/delete", post().to(agents::web::delete_agent))
+        .route(
+            "/agents/{id}/prompts",
+            post().to(prompts::web::create_agent_prompt),
+        )
+        .route("/prompts/{id}", get().to(prompts::web::show_prompt))
+        .route("/prompts/{id}", post().to(prompts::web::update_prompt))
+        .route(
+            "/prompts/{id}/toggle",
+            post().to(prompts::web::toggle_prompt),
+        )
+        .route("/prompts/{id}/move", post().to(prompts::web::move_prompt))
+        .route(
+            "/prompts/{id}/delete",
+            get().to(prompts::web::confirm_delete_prompt),
+        )
+        .route(
+            "/prompts/{id}/delete",
+            post().to(prompts::web::delete_prompt),
+        )
+        .route(
+            "/prompts/{id}/versions/{version}/restore",
+            post().to(prompts::web::restore_prompt_version),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// Starts serving on `listener`; the returned server runs until stopped or signalled.
+pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let workers = state.settings.server.workers;
+    let grace = state.settings.server.shutdown_grace_secs;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(auth::csrf::protect))
+            .wrap(from_fn(site::errors::html_errors))
+            .wrap(site::security::headers())
+            .wrap(TracingLogger::default())
+            .route("/health", web::get().to(site::health::health))
+            .route("/static/{path:.*}", web::get().to(site::assets::serve))
+            .service(web::scope("/api").configure(api_routes))
+            .service(web::scope("").configure(page_routes))
+    })
+    .shutdown_timeout(grace)
+    .client_request_timeout(Duration::from_secs(30))
+    .listen(listener)?;
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}
