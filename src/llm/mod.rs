@@ -1,1 +1,14 @@
-//! Clients for OpenAI-compatible LLM providers.
+//! Clients for OpenAI-compatible LLM providers. Nothing here knows about HTTP handlers or the
+//! database: it turns a `ChatRequest` into a stream of `StreamEvent`s.
+
+pub mod chat_completions;
+mod http;
+pub mod provider;
+pub mod responses;
+pub mod router;
+
+pub use http::build_client;
+pub use provider::{
+    Api, ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role, StreamEvent, Turn, Usage,
+};
+pub use router::{RetryPolicy, Router, Started, open};

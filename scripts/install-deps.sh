@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what confab needs to build and run on Debian/Ubuntu, only when it is missing.
+#   scripts/install-deps.sh          build + run: C toolchain, libpq, PostgreSQL server binaries
+#   scripts/install-deps.sh --test   also what `make test` needs: Node.js + npm, Chromium
+set -euo pipefail
+
+want_test=false
+[ "${1:-}" = "--test" ] && want_test=true
+
+missing=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+command -v cc >/dev/null || missing+=(build-essential)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+have_pkg libpq-dev || missing+=(libpq-dev)
+# The embedded database needs the server binaries (initdb, pg_ctl, postgres).
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then missing+=(postgresql); fi
+if $want_test; then
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "confab needs: ${missing[*]}. Install them with your package manager (or set DATABASE_URL to use an existing PostgreSQL)." >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "Installing: ${missing[*]}"
+# Debian's postgresql package starts a system cluster on port 5432; confab does not need it.
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,234 @@
+//! OpenAI Responses API client: `POST {base}/responses` with `stream: true` (llm-wire.md §2).
+
+use eventsource_stream::Event;
+use serde_json::{Map, Value, json};
+
+use super::http::{
+    Decoded, Decoder, describe_error_json, json_data, post_stream, sse_stream, token_count,
+};
+use super::provider::{
+    ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role, StreamEvent, Usage,
+};
+
+/// The API rejects `max_output_tokens` below this (spec minimum), so a smaller setting is raised.
+const MIN_OUTPUT_TOKENS: u32 = 16;
+
+/// Send `request` and return its stream once the provider has accepted it (2xx).
+pub async fn stream(
+    client: &reqwest::Client,
+    provider: &ProviderConfig,
+    request: &ChatRequest,
+) -> Result<EventStream, LlmError> {
+    let response = post_stream(client, provider, "responses", &request_body(request)).await?;
+    Ok(sse_stream(response, ResponsesDecoder))
+}
+
+/// The JSON body: stateless (`store: false`, the whole history resent) because compatible
+/// servers only support that and we keep the conversation ourselves.
+pub fn request_body(request: &ChatRequest) -> Value {
+    let input: Vec<Value> = request
+        .history
+        .iter()
+        .map(|turn| {
+            // Plain string content for both roles: an assistant turn sent as `input_text` is a
+            // 400 ("Supported values are: 'output_text' and 'refusal'"), a string never is.
+            let role = match turn.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            json!({"role": role, "content": turn.text})
+        })
+        .collect();
+    let mut body = Map::new();
+    body.insert("model".into(), json!(request.model));
+    if let Some(instructions) = request
+        .instructions
+        .as_deref()
+        .filter(|text| !text.is_empty())
+    {
+        body.insert("instructions".into(), json!(instructions));
+    }
+    body.insert("input".into(), Value::Array(input));
+    body.insert("stream".into(), json!(true));
+    body.insert("store".into(), json!(false));
+    // Sampling settings only when the agent sets them: reasoning models refuse `temperature`.
+    if let Some(temperature) = request.temperature {
+        body.insert("temperature".into(), json!(temperature));
+    }
+    if let Some(max) = request.max_output_tokens {
+        body.insert(
+            "max_output_tokens".into(),
+            json!(max.max(MIN_OUTPUT_TOKENS)),
+        );
+    }
+    Value::Object(body)
+}
+
+/// Dispatches on the JSON `type` (not the SSE event name) and ignores every type it does not
+/// need, so `keepalive` and future event types cannot break a stream.
+struct ResponsesDecoder;
+
+impl Decoder for ResponsesDecoder {
+    fn decode(&mut self, event: &Event) -> Result<Decoded, LlmError> {
+        // Its data is not promised to be JSON, and it carries nothing we need.
+        if event.event == "keepalive" {
+            return Ok(Decoded::Skip);
+        }
+        let json = json_data(event)?;
+        let kind = json.get("type").and_then(Value::as_str).unwrap_or_default();
+        // Any event with a top-level `error` is a failure (openai-python's rule); the `error`
+        // event comes both flat and nested, and `error_fields` reads both.
+        if kind == "error" || json.get("error").is_some_and(|error| !error.is_null()) {
+            return Err(LlmError::Stream(describe_error_json(
+                &json,
+                "the provider reported an error",
+            )));
+        }
+        match kind {
+            // A refusal is what the person gets to read instead of an answer, so it is text too.
+            "response.output_text.delta" | "response.refusal.delta" => {
+                match json.get("delta").and_then(Value::as_str) {
+                    Some(delta) if !delta.is_empty() => {
+                        Ok(Decoded::Event(StreamEvent::Delta(delta.to_owned())))
+                    }
+                    _ => Ok(Decoded::Skip),
+                }
+            }
+            "response.completed" => Ok(Decoded::Last(StreamEvent::Done {
+                usage: usage(&json),
+                finish: Finish::Complete,
+            })),
+            "response.incomplete" => {
+                let reason = json
+                    .pointer("/response/incomplete_details/reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown");
+                Ok(Decoded::Last(StreamEvent::Done {
+                    usage: usage(&json),
+                    finish: Finish::Incomplete(reason.to_owned()),
+                }))
+            }
+            "response.failed" => {
+                let response = json.get("response").unwrap_or(&Value::Null);
+                Err(LlmError::Stream(describe_error_json(
+                    response,
+                    "the model failed to generate a response",
+                )))
+            }
+            _ => Ok(Decoded::Skip),
+        }
+    }
+}
+
+/// Usage is only filled in the terminal event (it is `null` in `response.created`).
+fn usage(json: &Value) -> Option<Usage> {
+    let usage = json
+        .pointer("/response/usage")
+        .filter(|usage| usage.is_object())?;
+    Some(Usage {
+        input_tokens: token_count(usage.get("input_tokens")),
+        output_tokens: token_count(usage.get("output_tokens")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::provider::Turn;
+
+    fn event(name: &str, data: &str) -> Event {
+        Event {
+            event: name.into(),
+            data: data.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn body_is_stateless_and_omits_unset_sampling() {
+        let request = ChatRequest {
+            model: "gpt-4o-mini".into(),
+            instructions: Some("Be brief.".into()),
+            history: vec![
+                Turn::user("Hi"),
+                Turn::assistant("Hello!"),
+                Turn::user("Bye"),
+            ],
+            temperature: None,
+            max_output_tokens: Some(4),
+        };
+        let body = request_body(&request);
+        assert_eq!(body["store"], json!(false));
+        assert_eq!(body["stream"], json!(true));
+        assert_eq!(body["instructions"], json!("Be brief."));
+        assert_eq!(
+            body["input"][1],
+            json!({"role": "assistant", "content": "Hello!"})
+        );
+        assert_eq!(body["max_output_tokens"], json!(16));
+        assert!(body.get("temperature").is_none());
+    }
+
+    #[test]
+    fn decoder_reads_deltas_terminals_and_both_error_shapes() {
+        let mut decoder = ResponsesDecoder;
+        let delta = event(
+            "response.output_text.delta",
+            r#"{"type":"response.output_text.delta","delta":"Hi"}"#,
+        );
+        assert!(
+            matches!(decoder.decode(&delta), Ok(Decoded::Event(StreamEvent::Delta(text))) if text == "Hi")
+        );
+        let keepalive = event("keepalive", r#"{"type":"keepalive","sequence_number":3}"#);
+        assert!(matches!(decoder.decode(&keepalive), Ok(Decoded::Skip)));
+        let incomplete = event(
+            "response.incomplete",
+            r#"{"type":"response.incomplete","response":{"status":"incomplete",
+               "incomplete_details":{"reason":"max_output_tokens"},"usage":{"input_tokens":3,"output_tokens":16}}}"#,
+        );
+        match decoder.decode(&incomplete) {
+            Ok(Decoded::Last(StreamEvent::Done { usage, finish })) => {
+                assert_eq!(
+                    usage,
+                    Some(Usage {
+                        input_tokens: 3,
+                        output_tokens: 16
+                    })
+                );
+                assert_eq!(finish, Finish::Incomplete("max_output_tokens".into()));
+            }
+            _ => panic!("incomplete is terminal"),
+        }
+        let flat = event(
+            "error",
+            r#"{"type":"error","code":"ERR_X","message":"Something went wrong","param":null}"#,
+        );
+        assert!(
+            matches!(decoder.decode(&flat), Err(LlmError::Stream(m)) if m == "Something went wrong (ERR_X)")
+        );
+        let nested = event(
+            "error",
+            r#"{"type":"error","error":{"type":"insufficient_quota","code":"credit_balance_exhausted","message":"No credits"}}"#,
+        );
+        match decoder.decode(&nested) {
+            Err(error @ LlmError::Stream(_)) => {
+                assert_eq!(
+                    error.to_string(),
+                    "No credits (insufficient_quota, credit_balance_exhausted)"
+                );
+                assert!(
+                    !error.is_retryable(),
+                    "a quota error is not retried even in-band"
+                );
+            }
+            _ => panic!("a nested error event is a stream error"),
+        }
+        let failed = event(
+            "response.failed",
+            r#"{"type":"response.failed","response":{"status":"failed","error":{"code":"server_error","message":"The model failed to generate a response."}}}"#,
+        );
+        assert!(
+            matches!(decoder.decode(&failed), Err(LlmError::Stream(m)) if m.contains("The model failed"))
+        );
+    }
+}

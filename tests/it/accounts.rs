@@ -1,0 +1,469 @@
+//! Registration, sign-in, sessions and their revocation, over the API and the pages.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::support::app::{JWT_SECRET, PASSWORD, TestApp};
+
+#[tokio::test]
+async fn register_login_and_me() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .api
+        .post(app.url("/api/auth/register"))
+        .json(&json!({"email": "Ada@Example.com", "password": PASSWORD, "display_name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["email"], "Ada@Example.com");
+    assert!(user.get("password_hash").is_none());
+
+    // Login is case-insensitive on the email and answers in the OAuth2 shape.
+    let response = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": "ada@example.COM", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["token_type"], "bearer");
+    let token = body["access_token"].as_str().unwrap();
+
+    let (status, me) = app.get_json(token, "/api/users/me").await;
+    assert_eq!(status, 200);
+    assert_eq!(me["display_name"], "Ada");
+
+    // OAuth2 password-flow form fields work too.
+    let response = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .form(&[("username", "ada@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn registration_rules_give_field_errors() {
+    let app = TestApp::spawn().await;
+    let register = |email: &str, password: &str| {
+        app.api
+            .post(app.url("/api/auth/register"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    let body: Value = register("not-an-email", "short")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed");
+    assert!(
+        body["error"]["fields"]["email"]
+            .as_str()
+            .unwrap()
+            .contains("email")
+    );
+    assert!(
+        body["error"]["fields"]["password"]
+            .as_str()
+            .unwrap()
+            .contains("at least 8")
+    );
+
+    let response = register("a@b.co", "lettersonly").await.unwrap();
+    assert_eq!(response.status(), 422);
+
+    // bcrypt's 72-byte limit is refused, never silently truncated.
+    let long = format!("{}1", "a".repeat(72));
+    let response = register("a@b.co", &long).await.unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["fields"]["password"]
+            .as_str()
+            .unwrap()
+            .contains("72"),
+        "{body}"
+    );
+
+    assert_eq!(register("a@b.co", PASSWORD).await.unwrap().status(), 201);
+    let response = register("A@B.CO", PASSWORD).await.unwrap();
+    assert_eq!(
+        response.status(),
+        409,
+        "emails are unique regardless of case"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "conflict");
+
+    // Malformed JSON is a 400 in the envelope, not a 500.
+    let response = app
+        .api
+        .post(app.url("/api/auth/register"))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_look_the_same() {
+    let app = TestApp::spawn().await;
+    app.user_token("known@example.com").await;
+    let attempt = |email: &'static str| {
+        app.api
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": "wrong password 9"}))
+            .send()
+    };
+    let wrong: Value = attempt("known@example.com")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let unknown = attempt("nobody@example.com").await.unwrap();
+    assert_eq!(unknown.status(), 401);
+    let unknown: Value = unknown.json().await.unwrap();
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong["error"]["message"], "Wrong email or password.");
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_email_and_per_ip() {
+    let app = TestApp::spawn_with(|s| s.auth.login_attempts_per_minute = 3).await;
+    app.user_token("limited@example.com").await; // one attempt used
+    for _ in 0..2 {
+        let r = app
+            .api
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"email": "limited@example.com", "password": "nope nope 1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": "limited@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "even the right password is refused once over the limit"
+    );
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Too many")
+    );
+
+    // The IP (127.0.0.1) has used its quota too: another email is refused as well.
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": "other@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test]
+async fn logout_everywhere_and_password_change_revoke_earlier_tokens() {
+    let app = TestApp::spawn().await;
+    let first = app.user_token("sessions@example.com").await;
+    let second = app.login("sessions@example.com", PASSWORD).await;
+    assert_eq!(app.get_json(&second, "/api/users/me").await.0, 200);
+
+    let r = app
+        .api
+        .post(app.url("/api/auth/logout-everywhere"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.get_json(&first, "/api/users/me").await.0, 401);
+    assert_eq!(app.get_json(&second, "/api/users/me").await.0, 401);
+
+    let third = app.login("sessions@example.com", PASSWORD).await;
+    let other = app.login("sessions@example.com", PASSWORD).await;
+    let (status, body) = app
+        .post_json(
+            &third,
+            "/api/auth/password",
+            json!({"current_password": "wrong wrong 1", "new_password": "new password 2"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(body["error"]["fields"]["current_password"].is_string());
+    let (status, body) = app
+        .post_json(
+            &third,
+            "/api/auth/password",
+            json!({"current_password": PASSWORD, "new_password": "new password 2"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let fresh = body["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.get_json(&other, "/api/users/me").await.0,
+        401,
+        "other sessions end"
+    );
+    assert_eq!(
+        app.get_json(fresh, "/api/users/me").await.0,
+        200,
+        "the returned token works"
+    );
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": "sessions@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the old password no longer works");
+    app.login("sessions@example.com", "new password 2").await;
+}
+
+fn forge(header: &Value, claims: &Value, key: Option<&[u8]>) -> String {
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let signature = match key {
+        Some(key) => {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(signing_input.as_bytes());
+            b64.encode(mac.finalize().into_bytes())
+        }
+        None => String::new(),
+    };
+    format!("{signing_input}.{signature}")
+}
+
+#[tokio::test]
+async fn forged_expired_and_unsigned_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("forge@example.com").await;
+    let (_, me) = app.get_json(&token, "/api/users/me").await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"sub": me["id"], "epoch": 0, "iat": now, "exp": now + 3600});
+    let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+
+    // Sanity: a token forged with the real key is accepted, so the refusals below mean something.
+    assert_eq!(
+        app.get_json(
+            &forge(&hs256, &claims, Some(JWT_SECRET.as_bytes())),
+            "/api/users/me"
+        )
+        .await
+        .0,
+        200
+    );
+
+    let expired = json!({"sub": me["id"], "epoch": 0, "iat": now - 7200, "exp": now - 3600});
+    let cases = [
+        ("wrong key", forge(&hs256, &claims, Some(b"another key"))),
+        (
+            "alg none",
+            forge(&json!({"alg": "none", "typ": "JWT"}), &claims, None),
+        ),
+        (
+            "expired",
+            forge(&hs256, &expired, Some(JWT_SECRET.as_bytes())),
+        ),
+        ("tampered", {
+            let mut t = token.clone();
+            let mid = t.len() / 2;
+            t.replace_range(
+                mid..mid + 1,
+                if &t[mid..mid + 1] == "A" { "B" } else { "A" },
+            );
+            t
+        }),
+        ("garbage", "not.a.token".to_string()),
+    ];
+    for (what, bad) in cases {
+        let r = app
+            .api
+            .get(app.url("/api/users/me"))
+            .bearer_auth(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{what}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+        // The same token in the cookie sends a browser to the login page.
+        let r = app
+            .api
+            .get(app.url("/projects"))
+            .header("cookie", format!("confab_session={bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{what}");
+        assert!(
+            r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/login"),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn browser_sign_in_sign_out_and_protected_pages() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("web@example.com").await;
+    let (status, page) = browser.get("/projects").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("web@example.com"));
+
+    let r = browser.post_form("/logout", &[]).await;
+    assert_eq!(r.status(), 303);
+    let r = browser
+        .client
+        .get(app.url("/projects"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?next=%2Fprojects");
+
+    // A wrong password re-shows the form with the message and the email kept.
+    let (_, login) = browser.get("/login").await;
+    let csrf = crate::support::app::csrf_of(&login);
+    let r = browser
+        .client
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "web@example.com"),
+            ("password", "wrong one 1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Wrong email or password."));
+    assert!(html.contains("value=\"web@example.com\""));
+
+    let r = browser
+        .client
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "web@example.com"),
+            ("password", PASSWORD),
+            ("next", "/account"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/account");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("confab_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "no Secure flag on plain-http deployments"
+    );
+
+    // Open redirects are not followed.
+    let r = browser
+        .client
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "web@example.com"),
+            ("password", PASSWORD),
+            ("next", "//evil.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/projects");
+}
+
+#[tokio::test]
+async fn registration_page_shows_errors_next_to_fields() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(app.url("/register"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::support::app::csrf_of(&page);
+    let r = client
+        .post(app.url("/register"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "bad"),
+            ("password", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"email-error\""),
+        "email error is next to the email field"
+    );
+    assert!(html.contains("id=\"password-error\""));
+    assert!(html.contains("value=\"bad\""), "the typed email is kept");
+}
+
+#[tokio::test]
+async fn secure_cookie_when_public_url_is_https() {
+    let app =
+        TestApp::spawn_with(|s| s.server.public_url = Some("https://chat.example.com".into()))
+            .await;
+    let r = app.api.get(app.url("/login")).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Secure"), "{cookie}");
+}

@@ -1,0 +1,137 @@
+//! Another user's project, agent or prompt is "not found" on every route that takes an id. The
+//! route list is read from `src/startup.rs`, so a new route without an owner check fails here.
+
+use serde_json::{Value, json};
+
+use crate::support::app::{TestApp, csrf_of};
+
+/// Every `(method, path)` with a path parameter, from the route tables in startup.rs.
+fn routes_with_ids() -> Vec<(String, String)> {
+    let source = include_str!("../../src/startup.rs");
+    let api_start = source.find("fn api_routes").unwrap();
+    let pages_start = source.find("fn page_routes").unwrap();
+    let mut routes = Vec::new();
+    for (offset, _) in source.match_indices(".route(") {
+        let prefix = if offset > api_start && (offset < pages_start || pages_start < api_start) {
+            "/api"
+        } else {
+            ""
+        };
+        let rest = source[offset + 7..].trim_start();
+        let Some(rest) = rest.strip_prefix('"') else {
+            continue;
+        };
+        let path = &rest[..rest.find('"').unwrap()];
+        let after = rest[path.len() + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+        let method = &after[..after.find('(').unwrap()];
+        if path.contains("{id}") {
+            routes.push((method.to_uppercase(), format!("{prefix}{path}")));
+        }
+    }
+    routes
+}
+
+struct Owned {
+    project: String,
+    agent: String,
+    prompt: String,
+}
+
+fn fill(path: &str, owned: &Owned) -> String {
+    let id = if path.contains("/projects/") {
+        &owned.project
+    } else if path.contains("/agents/") {
+        &owned.agent
+    } else {
+        &owned.prompt
+    };
+    path.replace("{id}", id).replace("{version}", "1")
+}
+
+fn json_body(path: &str) -> Value {
+    if path.ends_with("/prompts") {
+        json!({"title": "hijack", "content": "hijack"})
+    } else if path.starts_with("/api/prompts/") {
+        json!({"title": "hijack"})
+    } else {
+        json!({"name": "hijack"})
+    }
+}
+
+#[tokio::test]
+async fn another_users_things_are_not_found_on_every_route() {
+    let app = TestApp::spawn().await;
+    let owner = app.user_token("owner@example.com").await;
+    let project = app.project(&owner, "Mine").await;
+    let (_, agents) = app
+        .get_json(&owner, &format!("/api/projects/{project}/agents"))
+        .await;
+    let agent = agents[0]["id"].as_str().unwrap().to_string();
+    let (_, prompt) = app
+        .post_json(
+            &owner,
+            &format!("/api/agents/{agent}/prompts"),
+            json!({"title": "Mine", "content": "secret"}),
+        )
+        .await;
+    let owned = Owned {
+        project,
+        agent,
+        prompt: prompt["id"].as_str().unwrap().to_string(),
+    };
+
+    let intruder = app.user_token("intruder@example.com").await;
+    let browser = app.browser("intruder-web@example.com").await;
+    let csrf = csrf_of(&browser.get("/account").await.1);
+
+    let routes = routes_with_ids();
+    assert!(routes.len() >= 30, "route table parsed: {routes:?}");
+    for (method, pattern) in &routes {
+        let path = fill(pattern, &owned);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let status = if pattern.starts_with("/api/") {
+            let mut request = app
+                .api
+                .request(method.clone(), app.url(&path))
+                .bearer_auth(&intruder);
+            if method != reqwest::Method::GET && method != reqwest::Method::DELETE {
+                request = request.json(&json_body(pattern));
+            }
+            request.send().await.unwrap().status()
+        } else {
+            let mut request = browser.client.request(method.clone(), app.url(&path));
+            if method == reqwest::Method::POST {
+                request = request.header("X-CSRF-Token", &csrf).form(&[
+                    ("name", "hijack"),
+                    ("title", "hijack"),
+                    ("content", "hijack"),
+                    ("direction", "up"),
+                    ("provider", "openai"),
+                    ("model", "x"),
+                ]);
+            }
+            request.send().await.unwrap().status()
+        };
+        assert_eq!(status, 404, "{method} {pattern} as another user");
+    }
+
+    // And nothing of the owner's changed.
+    let (status, project) = app
+        .get_json(&owner, &format!("/api/projects/{}", owned.project))
+        .await;
+    assert_eq!((status, project["name"].as_str()), (200, Some("Mine")));
+    let (status, prompt) = app
+        .get_json(&owner, &format!("/api/prompts/{}", owned.prompt))
+        .await;
+    assert_eq!((status, prompt["version"].as_i64()), (200, Some(1)));
+    let (_, agents) = app
+        .get_json(&owner, &format!("/api/projects/{}/agents", owned.project))
+        .await;
+    assert_eq!(agents.as_array().unwrap().len(), 1);
+    // Lists never show another user's things.
+    let (_, list) = app.get_json(&intruder, "/api/projects").await;
+    assert!(list.as_array().unwrap().is_empty());
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary: confab over real HTTP, against a real PostgreSQL.
+mod accounts;
+mod isolation;
+mod llm_client;
+mod pages;
+mod platform;
+mod projects;
+mod support;

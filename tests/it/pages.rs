@@ -1,0 +1,313 @@
+//! The HTML side: forms with and without htmx, CSRF, escaping, security headers.
+
+use crate::support::app::{TestApp, csrf_of};
+
+#[tokio::test]
+async fn cookie_requests_need_the_csrf_token_and_our_origin() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("csrf@example.com").await;
+    let csrf = csrf_of(&browser.get("/projects").await.1);
+
+    let post = |fields: Vec<(&'static str, String)>, origin: Option<&'static str>| {
+        let mut request = browser.client.post(app.url("/projects")).form(&fields);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send()
+    };
+    let r = post(vec![("name", "No token".into())], None).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text().await.unwrap().contains("Reload the page"),
+        "a readable HTML error page"
+    );
+
+    let r = post(
+        vec![
+            ("csrf_token", "0".repeat(64)),
+            ("name", "Wrong token".into()),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let r = post(
+        vec![("csrf_token", csrf.clone()), ("name", "Foreign".into())],
+        Some("https://evil.example"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "a foreign Origin is refused even with the token"
+    );
+
+    let own_origin: &'static str = Box::leak(app.address.clone().into_boxed_str());
+    let r = post(
+        vec![("csrf_token", csrf.clone()), ("name", "Good".into())],
+        Some(own_origin),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 303);
+
+    // The cookie on an API call needs the token as well...
+    let r = browser
+        .client
+        .post(app.url("/api/projects"))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    // ...and a Bearer token is exempt.
+    let token = app.user_token("bearer@example.com").await;
+    let r = app
+        .api
+        .post(app.url("/api/projects"))
+        .bearer_auth(&token)
+        .header("Origin", "https://evil.example")
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let (_, page) = browser.get("/projects").await;
+    assert!(page.contains("Good") && !page.contains("No token") && !page.contains("Foreign"));
+}
+
+#[tokio::test]
+async fn every_page_sends_the_security_headers() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("headers@example.com").await;
+    for path in ["/login", "/projects", "/account", "/does-not-exist"] {
+        let r = browser.client.get(app.url(path)).send().await.unwrap();
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(h.contains_key("referrer-policy"));
+    }
+}
+
+#[tokio::test]
+async fn names_with_markup_render_as_text_everywhere() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("xss@example.com").await;
+    let evil = "<script>alert(1)</script>";
+    let r = browser
+        .post_form("/projects", &[("name", evil), ("description", evil)])
+        .await;
+    assert_eq!(r.status(), 303);
+    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let project_id = project_url.trim_start_matches("/projects/").to_string();
+    let r = browser
+        .post_form(
+            &format!("{project_url}/agents"),
+            &[
+                ("name", evil),
+                ("provider", "openai"),
+                ("model", "gpt-4o-mini"),
+            ],
+        )
+        .await;
+    let agent_url = r.headers()["location"].to_str().unwrap().to_string();
+    browser
+        .post_form(
+            &format!("{agent_url}/prompts"),
+            &[("title", evil), ("content", evil)],
+        )
+        .await;
+    browser
+        .post_form(
+            &format!("/projects/{project_id}/prompts"),
+            &[("title", evil), ("content", evil)],
+        )
+        .await;
+
+    let (_, agent_page) = browser.get(&agent_url).await;
+    let prompt_href = agent_page
+        .split("href=\"/prompts/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    for path in [
+        "/projects".to_string(),
+        project_url.clone(),
+        agent_url.clone(),
+        format!("/prompts/{prompt_href}"),
+        format!("{project_url}/delete"),
+    ] {
+        let (status, html) = browser.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains(evil), "{path} contains the raw script tag");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+                || html.contains("&#60;script&#62;"),
+            "{path} shows it as text"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forms_work_without_javascript_and_show_errors_next_to_fields() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("nojs@example.com").await;
+    let r = browser
+        .post_form("/projects", &[("name", "  "), ("description", "kept text")])
+        .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<html"), "a whole page without htmx");
+    assert!(html.contains("id=\"project-name-error\"") && html.contains("Name cannot be empty."));
+    assert!(html.contains("kept text"), "what was typed is not lost");
+
+    let r = browser.post_form("/projects", &[("name", "Plain")]).await;
+    assert_eq!(r.status(), 303);
+    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+
+    let r = browser
+        .post_form(
+            &format!("{project_url}/agents"),
+            &[
+                ("name", "Bot"),
+                ("provider", "openai"),
+                ("model", "gpt-4o-mini"),
+                ("temperature", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Temperature must be between 0 and 2."));
+    assert!(html.contains("value=\"7\""), "the typed value is kept");
+
+    // Delete asks first (GET shows a confirmation), then the POST deletes.
+    let (status, confirm) = browser.get(&format!("{project_url}/delete")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("cannot be undone"));
+    let r = browser
+        .post_form(&format!("{project_url}/delete"), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(browser.get(&project_url).await.0, 404);
+}
+
+#[tokio::test]
+async fn htmx_requests_get_fragments() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("htmx@example.com").await;
+    let r = browser
+        .htmx_post("/projects", &[("name", "Fragmented")])
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.starts_with("<section id=\"projects-section\""),
+        "{html}"
+    );
+    assert!(!html.contains("<html"));
+    assert!(html.contains("Fragmented"));
+
+    let r = browser.htmx_post("/projects", &[("name", "")]).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("Name cannot be empty."));
+
+    // Prompts on an agent page: the fragment carries the new system message out of band.
+    let (_, dashboard) = browser.get("/projects").await;
+    let project_id = dashboard
+        .split("href=\"/projects/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (_, project_page) = browser.get(&format!("/projects/{project_id}")).await;
+    let agent_id = project_page
+        .split("href=\"/agents/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = browser
+        .htmx_post(
+            &format!("/agents/{agent_id}/prompts"),
+            &[("title", "Role"), ("content", "You help.")],
+        )
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("id=\"prompts-section\""));
+    assert!(html.contains("id=\"system-message\" hx-swap-oob=\"true\""));
+    assert!(html.contains("You help."));
+
+    // Signed out, htmx is told to go to the login page rather than swapping an error in.
+    let anonymous = reqwest::Client::new();
+    let r = anonymous
+        .get(app.url("/projects"))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["hx-redirect"]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+}
+
+#[tokio::test]
+async fn prompt_history_and_rollback_in_the_page() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("history@example.com").await;
+    let r = browser.post_form("/projects", &[("name", "H")]).await;
+    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    browser
+        .post_form(
+            &format!("{project_url}/prompts"),
+            &[("title", "Tone"), ("content", "first")],
+        )
+        .await;
+    let (_, page) = browser.get(&project_url).await;
+    let prompt_url = format!(
+        "/prompts/{}",
+        page.split("href=\"/prompts/")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+    );
+
+    let r = browser
+        .htmx_post(&prompt_url, &[("title", "Tone"), ("content", "second")])
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Saved as version 2."));
+    assert!(html.contains("data-version=\"1\"") && html.contains("data-version=\"2\""));
+
+    let r = browser
+        .htmx_post(&format!("{prompt_url}/versions/1/restore"), &[])
+        .await;
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Version 1 is current again."));
+    let (_, page) = browser.get(&project_url).await;
+    assert!(page.contains("first") && !page.contains(">second<"));
+}

@@ -1,0 +1,171 @@
+//! Health, static assets, unknown routes, and riding out a database outage.
+
+use std::time::Instant;
+
+use confab::db::embedded::{PgOptions, PgServer};
+
+use crate::support::app::TestApp;
+
+#[tokio::test]
+async fn health_reports_the_database() {
+    let app = TestApp::spawn().await;
+    let r = app.api.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ok", "database": "ok"}));
+}
+
+#[tokio::test]
+async fn a_database_outage_answers_503_and_recovers_by_itself() {
+    // A cluster of its own, so stopping it does not disturb other tests.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || {
+        PgServer::start(&path, &PgOptions { fast_unsafe: true }).unwrap()
+    })
+    .await
+    .unwrap();
+    let url = server.url("postgres");
+    let app = TestApp::spawn_on(&url, None, |_| {}).await;
+    assert_eq!(
+        app.api
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let server = tokio::task::spawn_blocking(move || {
+        server.stop().unwrap();
+        server
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let r = app.api.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["database"], "unavailable");
+    // Requests that need the database fail fast with the API's envelope rather than hanging.
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&serde_json::json!({"email": "a@b.co", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "answers came within the pool's connect timeout, not a hang"
+    );
+
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        drop(server);
+        PgServer::start(&path, &PgOptions { fast_unsafe: true }).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        app.api
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "recovered without a restart"
+    );
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        PgServer::start(&path, &PgOptions { fast_unsafe: true })
+            .unwrap()
+            .stop()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn static_files_are_served_from_the_binary_with_long_caching() {
+    let app = TestApp::spawn().await;
+    let page = app
+        .api
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for prefix in [
+        "/static/vendor/htmx-2.0.11.min.js",
+        "/static/vendor/pico-classless-",
+        "/static/app.css?v=",
+    ] {
+        let start = page
+            .find(prefix)
+            .unwrap_or_else(|| panic!("{prefix} linked from the page"));
+        let url = &page[start..start + page[start..].find('"').unwrap()];
+        let r = app.api.get(app.url(url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let cache = r.headers()["cache-control"].to_str().unwrap();
+        assert!(
+            cache.contains("immutable") && cache.contains("max-age=31536000"),
+            "{url}: {cache}"
+        );
+    }
+    let r = app
+        .api
+        .get(app.url("/static/vendor/htmx-2.0.11.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    assert_eq!(
+        app.api
+            .get(app.url("/static/nope.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_in_the_right_shape() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .api
+        .get(app.url("/api/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    let token = app.user_token("shape@example.com").await;
+    let (status, body) = app.get_json(&token, "/api/projects/not-a-uuid").await;
+    assert_eq!(status, 404, "a malformed id is simply not found");
+    assert_eq!(body["error"]["code"], "not_found");
+    let r = app.api.get(app.url("/nothing-here")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}

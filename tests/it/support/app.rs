@@ -1,0 +1,377 @@
+//! `TestApp`: confab on port 0 against its own database, cloned from a migrated template in a
+//! private PostgreSQL cluster that all test processes share (started with confab's own
+//! embedded-database code).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use actix_web::web;
+use confab::db::PgPool;
+use confab::db::embedded::{PgOptions, PgServer};
+use confab::db::pool::{build_pool, run_migrations};
+use confab::settings::{Overrides, Secret, Settings};
+use confab::startup::{self, AppState};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const PASSWORD: &str = "correct horse 1";
+pub const JWT_SECRET: &str = "test-secret-not-for-production";
+
+struct Cluster {
+    server: PgServer,
+    template: String,
+}
+
+fn cluster_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("confab-test-pg")
+}
+
+/// Name of the template database: a hash of `migrations/`, so a changed migration builds a new one.
+fn template_name() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<PathBuf> = walk(&dir);
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(
+            file.strip_prefix(&dir)
+                .unwrap()
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hasher.update(std::fs::read(&file).unwrap());
+    }
+    format!("tmpl_{}", &hex::encode(hasher.finalize())[..16])
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path))
+        } else {
+            out.push(path)
+        }
+    }
+    out
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let server = PgServer::start(&cluster_dir(), &PgOptions { fast_unsafe: true })
+            .expect("start the test PostgreSQL");
+        let template = template_name();
+        let mut admin =
+            PgConnection::establish(&server.url("postgres")).expect("connect to the test cluster");
+        // One process builds the template; the others wait for it.
+        diesel::sql_query("SELECT pg_advisory_lock(4242)")
+            .execute(&mut admin)
+            .unwrap();
+        let exists: i64 = diesel::dsl::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            &format!("(SELECT count(*) FROM pg_database WHERE datname = '{template}')"),
+        ))
+        .get_result(&mut admin)
+        .unwrap();
+        if exists == 0 {
+            diesel::sql_query(format!("CREATE DATABASE {template}_building"))
+                .execute(&mut admin)
+                .unwrap();
+            {
+                let mut conn =
+                    PgConnection::establish(&server.url(&format!("{template}_building"))).unwrap();
+                run_migrations(&mut conn).expect("migrations run on the template");
+            }
+            diesel::sql_query(format!(
+                "ALTER DATABASE {template}_building RENAME TO {template}"
+            ))
+            .execute(&mut admin)
+            .unwrap();
+        }
+        diesel::sql_query("SELECT pg_advisory_unlock(4242)")
+            .execute(&mut admin)
+            .unwrap();
+        Cluster { server, template }
+    })
+}
+
+/// A fresh database cloned from the migrated template (~0.1 s); dropped with the `TestDb`.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn create() -> TestDb {
+        let cluster = cluster();
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&cluster.server.url("postgres")).unwrap();
+        diesel::sql_query(format!(
+            "CREATE DATABASE {name} TEMPLATE {}",
+            cluster.template
+        ))
+        .execute(&mut admin)
+        .unwrap();
+        TestDb {
+            url: cluster.server.url(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&cluster().server.url("postgres")) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
+}
+
+pub fn test_settings(data_dir: &Path) -> Settings {
+    let mut settings = Settings::load_from(
+        &Overrides {
+            data_dir: Some(data_dir.to_path_buf()),
+            port: Some(0),
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .unwrap();
+    settings.auth.bcrypt_cost = 4;
+    settings.auth.jwt_secret = Some(Secret::new(JWT_SECRET));
+    settings.database.connect_timeout_secs = 1;
+    settings.database.pool_size = 4;
+    settings.server.workers = Some(1);
+    settings.server.shutdown_grace_secs = 1;
+    settings
+}
+
+pub struct TestApp {
+    pub address: String,
+    /// For tests that look at rows directly.
+    #[allow(dead_code)]
+    pub pool: PgPool,
+    pub api: reqwest::Client,
+    _db: Option<TestDb>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts confab with its own database and settings adjusted by `tweak`.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
+        let url = db.url.clone();
+        Self::spawn_on(&url, Some(db), tweak).await
+    }
+
+    /// Starts confab against any database URL (e.g. a cluster the test stops and starts).
+    pub async fn spawn_on(
+        url: &str,
+        db: Option<TestDb>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut settings = test_settings(data_dir.path());
+        tweak(&mut settings);
+        let pool = build_pool(
+            url,
+            settings.database.pool_size,
+            Duration::from_secs(settings.database.connect_timeout_secs),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let secret = settings.auth.jwt_secret.clone().unwrap();
+        let state = web::Data::new(AppState::new(settings, pool.clone(), &secret));
+        let server = startup::run(listener, state).unwrap();
+        tokio::spawn(server);
+        TestApp {
+            address,
+            pool,
+            api: client(),
+            _db: db,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Registers through the API and returns a bearer token.
+    pub async fn user_token(&self, email: &str) -> String {
+        let response = self
+            .api
+            .post(self.url("/api/auth/register"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            201,
+            "register {email}: {}",
+            response.text().await.unwrap()
+        );
+        self.login(email, PASSWORD).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self
+            .api
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login {email}");
+        response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .api
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send_json(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let response = self
+            .api
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(token, reqwest::Method::POST, path, body)
+            .await
+    }
+
+    /// A project made through the API; returns its id.
+    pub async fn project(&self, token: &str, name: &str) -> String {
+        let (status, body) = self
+            .post_json(token, "/api/projects", json!({"name": name}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// A browser-like session: cookie jar, signed in through the login form.
+    pub async fn browser(&self, email: &str) -> Browser {
+        let browser = Browser {
+            client: browser_client(),
+            base: self.address.clone(),
+        };
+        let page = browser.get("/register").await;
+        let csrf = csrf_of(&page.1);
+        let response = browser
+            .client
+            .post(self.url("/register"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("email", email),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "browser registration of {email}");
+        browser
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The CSRF token a page put into its forms.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker).expect("page has a csrf_token field") + marker.len();
+    html[start..start + 64].to_string()
+}
+
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Posts a form the way a browser without JavaScript does, with the page's CSRF token.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let csrf = csrf_of(&self.get("/account").await.1);
+        let mut form: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a form the way htmx does: `HX-Request` and the token in `X-CSRF-Token`.
+    pub async fn htmx_post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let csrf = csrf_of(&self.get("/account").await.1);
+        self.client
+            .post(format!("{}{}", self.base, path))
+            .header("HX-Request", "true")
+            .header("X-CSRF-Token", csrf)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,2 @@
+pub mod app;
+pub mod fake_llm;
