@@ -19,6 +19,7 @@ pub struct AssetUrls {
     pub classless_css: String,
     pub app_css: String,
     pub app_js: String,
+    pub favicon: String,
 }
 
 /// The vendored file whose name starts with `prefix`; vendored names already carry the version.
@@ -44,6 +45,7 @@ pub fn urls() -> &'static AssetUrls {
         classless_css: vendored("pico"),
         app_css: hashed("app.css"),
         app_js: hashed("app.js"),
+        favicon: hashed("favicon.svg"),
     })
 }
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Starts confab (with its embedded PostgreSQL in a temporary data dir) and runs the browser
+# journeys against it in headless Chromium. Usage: tests/browser/run.sh path/to/confab
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bin="$(realpath "$1")"
+cd "$here"
+[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error
+
+data="$(mktemp -d)"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+CONFAB_AUTH__BCRYPT_COST=4 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
+pid=$!
+stop() {
+  # Ctrl-C, as a person would: confab stops its PostgreSQL before it exits.
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap stop EXIT
+
+ready=""
+for _ in $(seq 1 150); do
+  if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then ready=1; break; fi
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.2
+done
+if [ -z "$ready" ]; then
+  echo "confab did not become healthy; its log:" >&2
+  cat "$data/confab.log" >&2
+  exit 1
+fi
+CONFAB_URL="http://127.0.0.1:$port" node --test --test-reporter=spec journey.test.mjs
