@@ -3,25 +3,28 @@
 //! Everything lives under the data dir:
 //!
 //! - `pg/` — the cluster (PGDATA), owned by the user the server runs as, mode 0700;
-//! - `run/` — the Unix socket directory, mode 0700 (or `/tmp/confab-pg-<hash of data dir>` when the
-//!   socket path would be too long or the path has characters that need quoting);
-//! - `pg.log` — the server's log; `pg.lock` — an flock that serializes init/start/stop between
-//!   processes (confab, `confab db-url` users, concurrently running test binaries).
+//! - `run/` — the Unix socket directory, mode 0700 (`/tmp/confab-pg-<hash of the data dir>`
+//!   instead when the socket path would be too long or has characters that need quoting);
+//! - `pg.log` — the server's log;
+//! - `pg.lock` — an flock that serializes init/start/stop between processes (confab, and test
+//!   binaries sharing one cluster).
 //!
-//! The server listens on no TCP port, and authentication is `trust`: whoever can reach the socket is
-//! the superuser. The socket directory is 0700, so that is only the user the server runs as (and root).
+//! The server listens on no TCP port and authentication is `trust`: whoever can reach the socket
+//! is the superuser. The socket directory is 0700, so that is only the user the server runs as
+//! (and root).
 //!
 //! The server is started with `pg_ctl start -w` rather than spawned directly: pg_ctl detaches it
-//! (its own session, stdin from /dev/null, output appended to `pg.log`), waits until it accepts
-//! connections by reading `postmaster.pid` the way PostgreSQL means it to be read, and the server then
-//! outlives a crashed confab, which the next start adopts. confab never has a child to reap.
+//! (its own session, stdin from /dev/null, output appended to `pg.log`) and waits until it
+//! accepts connections by reading `postmaster.pid` as PostgreSQL means it to be read. The server
+//! then outlives a crashed confab, and the next start adopts it; confab has no child to reap.
 //!
-//! PostgreSQL refuses to run as root. When confab runs as root, the server programs run as the owner
-//! of an existing cluster if that is not root, else as the `postgres` system user; the cluster, socket
-//! dir and log are chowned to that user, and the data dir gets the search bit for others (`o+x`, not
-//! read) so that user can reach `<data_dir>/pg`. The client programs (`pg_isready`, `createdb`, `psql`)
-//! and confab itself connect as root, which passes the 0700 socket directory through root's
-//! DAC override.
+//! PostgreSQL refuses to run as root. When confab runs as root, the server programs run as the
+//! owner of an existing cluster if that is not root, else as the `postgres` system user. The
+//! cluster, socket dir and log belong to that user, and the data dir gets the search bit for
+//! others (`o+x`, not read) so that user can reach `<data_dir>/pg`; a parent directory closed to
+//! it (such as /root) is reported as [`EmbeddedError::Unreachable`]. The client programs
+//! (`pg_isready`, `createdb`, `psql`) and confab itself connect as root, which passes the 0700
+//! socket directory by root's DAC override.
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -99,9 +102,9 @@ pub enum EmbeddedError {
     )]
     NoPostgresUser,
     #[error(
-        "the embedded PostgreSQL runs as user `{user}`, which cannot reach {path} ({source}). Use a \
-         data dir that user can reach (e.g. under /var/lib), make the parent directories searchable \
-         (chmod o+x), run confab as a normal user, or set DATABASE_URL"
+        "the embedded PostgreSQL runs as user `{user}`, which cannot reach {path} ({source}). \
+         Use a data dir that user can reach (e.g. under /var/lib), make the parent directories \
+         searchable (chmod o+x), run confab as a normal user, or set DATABASE_URL"
     )]
     Unreachable {
         user: String,
@@ -111,8 +114,8 @@ pub enum EmbeddedError {
     #[error("cannot use {path} for the embedded PostgreSQL: {reason}")]
     BadPath { path: PathBuf, reason: String },
     #[error(
-        "a PostgreSQL server is running in {pgdata} (pids {pids:?}) but does not accept connections \
-         on {socket_dir} after {waited_secs} s"
+        "a PostgreSQL server is running in {pgdata} (pids {pids:?}) but does not accept \
+         connections on {socket_dir} after {waited_secs} s"
     )]
     Busy {
         pgdata: PathBuf,
@@ -429,7 +432,7 @@ impl PgServer {
             .args(["-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C"])
             .arg("-D")
             .arg(&target);
-        // Byte-order collation (stable across libc upgrades, fast) but Unicode-aware lower()/upper().
+        // Byte-order collation (stable across libc upgrades, fast), Unicode-aware lower()/upper().
         if utf8_ctype_available() {
             initdb.arg("--lc-ctype=C.UTF-8");
         }
@@ -447,7 +450,11 @@ impl PgServer {
                 self.pgdata.display()
             )))?;
         }
-        tracing::info!(pgdata = %self.pgdata.display(), elapsed_ms = began.elapsed().as_millis() as u64, "initialized the embedded PostgreSQL cluster");
+        tracing::info!(
+            pgdata = %self.pgdata.display(),
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "initialized the embedded PostgreSQL cluster"
+        );
         Ok(())
     }
 
@@ -567,9 +574,16 @@ impl PgServer {
             if !lock.exists() {
                 continue;
             }
-            tracing::warn!(file = %lock.display(), "removing a lock file left by a server that is gone");
+            tracing::warn!(
+                file = %lock.display(),
+                "removing a lock file left by a server that is gone"
+            );
             if let Err(e) = fs::remove_file(&lock) {
-                tracing::warn!(file = %lock.display(), error = %e, "could not remove a stale lock file");
+                tracing::warn!(
+                    file = %lock.display(),
+                    error = %e,
+                    "could not remove a stale lock file"
+                );
             }
         }
     }
@@ -682,8 +696,8 @@ impl PgServer {
     }
 }
 
-/// Takes the exclusive lock on `<data_dir>/pg.lock`; released when dropped. Each call opens the file
-/// anew, so threads of one process exclude each other too (flock locks belong to the open file).
+/// Takes the exclusive lock on `<data_dir>/pg.lock`; released when dropped. Each call opens the
+/// file anew, so threads of one process exclude each other too (an flock belongs to the open file).
 fn lock_data_dir(data_dir: &Path) -> Result<Flock<File>> {
     let path = data_dir.join("pg.lock");
     let mut file = OpenOptions::new()
