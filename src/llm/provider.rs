@@ -162,12 +162,14 @@ fn is_hopeless(code: Option<&str>, message: &str) -> bool {
 }
 
 /// Which wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Api {
     /// OpenAI Responses API, `POST {base}/responses`.
     Responses,
-    /// OpenAI-compatible Chat Completions, `POST {base}/chat/completions`.
+    /// OpenAI-compatible Chat Completions, `POST {base}/chat/completions`. The default because
+    /// every compatible server has it, while their Responses support is partial (llm-wire §3.4).
+    #[default]
     ChatCompletions,
 }
 
@@ -180,6 +182,7 @@ pub struct ProviderConfig {
     /// Sent as `Authorization: Bearer`; local servers (Ollama, LM Studio) need none.
     #[serde(default)]
     pub api_key: Option<String>,
+    #[serde(default)]
     pub api: Api,
     /// Sent with every request, e.g. OpenRouter's `HTTP-Referer` and `X-OpenRouter-Title`.
     /// In TOML either a table (`{ "HTTP-Referer" = "…" }`) or a list of `[name, value]` pairs.
