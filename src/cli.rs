@@ -92,7 +92,11 @@ pub fn main() -> ExitCode {
 fn init_tracing(default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    // A request's span closes with its method, route, status and time: one line per request.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .try_init();
 }
 
 fn database_url_without_starting(settings: &Settings) -> String {

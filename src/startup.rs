@@ -184,6 +184,7 @@ pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(from_fn(auth::extract::renew_session))
             .wrap(from_fn(auth::csrf::protect))
             .wrap(from_fn(site::errors::html_errors))
             .wrap(site::security::headers())

@@ -79,3 +79,42 @@ impl FromRequest for CurrentUser {
         })
     }
 }
+
+/// Re-issues the session cookie once its token has lived past half its life, so people who use
+/// confab stay signed in while an idle session still expires.
+pub async fn renew_session(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let by_cookie = req.cookie(SESSION_COOKIE).is_some() && bearer_token(req.request()).is_none();
+    let mut response = next.call(req).await?;
+    if !by_cookie
+        || response
+            .response()
+            .cookies()
+            .any(|c| c.name() == SESSION_COOKIE)
+    {
+        return Ok(response);
+    }
+    let Some(state) = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+    else {
+        return Ok(response);
+    };
+    let stale = response
+        .request()
+        .extensions()
+        .get::<CurrentUser>()
+        .filter(|user| user.token_age_secs > state.tokens.ttl_secs() / 2)
+        .cloned();
+    if let Some(user) = stale {
+        let cookie = crate::accounts::service::session_cookie(
+            &state,
+            state.tokens.issue(user.id, user.session_epoch),
+        );
+        response.response_mut().add_cookie(&cookie)?;
+    }
+    Ok(response)
+}

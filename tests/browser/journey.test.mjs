@@ -38,7 +38,7 @@ const systemMessage = (page) => page.locator("#system-message").innerText();
 test("register, sign in, project, agent, prompts, reorder, version, rollback, sign out", async () => {
   const page = await openPage();
   const email = `journey-${Date.now()}@example.com`;
-  const password = "journey pass 1";
+  const password = process.env.JOURNEY_PASSWORD ?? "journey pass 1";
 
   await page.goto(`${base}/register`);
   await page.getByLabel("Email").fill(email);

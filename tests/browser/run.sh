@@ -9,7 +9,9 @@ cd "$here"
 
 data="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-CONFAB_AUTH__BCRYPT_COST=4 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
+# Debug logging, so the check below sees everything confab could ever log.
+export JOURNEY_PASSWORD="journey pass $RANDOM 1"
+RUST_LOG=debug CONFAB_AUTH__BCRYPT_COST=4 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
 pid=$!
 stop() {
   # Ctrl-C, as a person would: confab stops its PostgreSQL before it exits.
@@ -31,3 +33,15 @@ if [ -z "$ready" ]; then
   exit 1
 fi
 CONFAB_URL="http://127.0.0.1:$port" node --test --test-reporter=spec journey.test.mjs
+
+# Passwords, tokens and secrets never appear in logs.
+leaks=0
+for secret in "$JOURNEY_PASSWORD" "$(cat "$data/jwt_secret")" "eyJ0eXAi" "eyJhbGci" "confab_session=" "confab_csrf="; do
+  if grep -qF -- "$secret" "$data/confab.log"; then
+    echo "the log contains a secret (${secret:0:8}…):" >&2
+    grep -F -- "$secret" "$data/confab.log" | head -3 >&2
+    leaks=1
+  fi
+done
+[ "$leaks" -eq 0 ] || exit 1
+echo "log checked: no password, token, cookie or JWT secret in $(wc -l <"$data/confab.log") lines"

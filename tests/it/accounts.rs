@@ -467,3 +467,61 @@ async fn secure_cookie_when_public_url_is_https() {
     let cookie = r.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("Secure"), "{cookie}");
 }
+
+#[tokio::test]
+async fn sessions_past_half_their_life_get_a_fresh_cookie() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("renew@example.com").await;
+    let (_, me) = app.get_json(&token, "/api/users/me").await;
+    let now = chrono::Utc::now().timestamp();
+    let ttl = 168 * 3600;
+    let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+    let young = forge(
+        &hs256,
+        &json!({"sub": me["id"], "epoch": 0, "iat": now - 60, "exp": now - 60 + ttl}),
+        Some(JWT_SECRET.as_bytes()),
+    );
+    let old = forge(
+        &hs256,
+        &json!({"sub": me["id"], "epoch": 0, "iat": now - ttl / 2 - 60, "exp": now + ttl / 2 - 60}),
+        Some(JWT_SECRET.as_bytes()),
+    );
+
+    let r = app
+        .api
+        .get(app.url("/projects"))
+        .header("cookie", format!("confab_session={young}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("confab_session="))
+    );
+
+    let r = app
+        .api
+        .get(app.url("/projects"))
+        .header("cookie", format!("confab_session={old}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let renewed = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("confab_session="))
+        .expect("a renewed cookie");
+    let fresh = renewed
+        .trim_start_matches("confab_session=")
+        .split(';')
+        .next()
+        .unwrap();
+    assert_ne!(fresh, old);
+    assert_eq!(app.get_json(fresh, "/api/users/me").await.0, 200);
+}
