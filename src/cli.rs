@@ -173,9 +173,35 @@ fn serve_with(settings: Settings, url: &str, migrate: bool) -> Result<(), String
     let listener =
         TcpListener::bind(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!("confab listening on http://{address}");
+    let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
     let state = web::Data::new(AppState::new(settings, pool, &secret));
     actix_web::rt::System::new().block_on(async move {
-        let server = startup::run(listener, state).map_err(|e| e.to_string())?;
-        server.await.map_err(|e| e.to_string())
+        match crate::generation::mark_interrupted(&state.pool).await {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(count, "marked answers left streaming by an earlier run as interrupted"),
+            Err(error) => tracing::warn!(%error, "could not check for interrupted answers"),
+        }
+        let server = startup::run(listener, state.clone()).map_err(|e| e.to_string())?;
+        let handle = server.handle();
+        let mut serving = actix_web::rt::spawn(server);
+        tokio::select! {
+            result = &mut serving => return result.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
+            signal = shutdown_signal() => tracing::info!(signal, "shutting down; live answers get {} s to finish", grace.as_secs()),
+        }
+        // Pages keep streaming while answers finish; whatever is left after the grace period is
+        // saved with its partial text.
+        state.generations.shutdown(grace).await;
+        handle.stop(true).await;
+        serving.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
     })
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (what `docker stop` and systemd send).
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
 }

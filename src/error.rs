@@ -36,6 +36,12 @@ pub enum AppError {
     },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// Something confab depends on is not there (no LLM provider, shutting down).
+    #[error("{0}")]
+    NotAvailable(String),
+    /// The LLM provider failed to answer.
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -62,7 +68,8 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Validation(_) => "validation_failed",
             AppError::RateLimited { .. } => "rate_limited",
-            AppError::Unavailable => "service_unavailable",
+            AppError::Unavailable | AppError::NotAvailable(_) => "service_unavailable",
+            AppError::Upstream(_) => "upstream_error",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -98,7 +105,8 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable | AppError::NotAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

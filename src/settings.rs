@@ -36,6 +36,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
+    pub llm: LlmSettings,
+    pub chat: ChatSettings,
     /// tracing filter, e.g. `info` or `confab=debug,actix_web=info`.
     pub log: String,
 }
@@ -76,6 +78,40 @@ pub struct AuthSettings {
     pub allow_registration: bool,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlmSettings {
+    /// Enables the `openai` provider (Responses API).
+    pub openai_api_key: Option<Secret>,
+    pub openai_base_url: Option<String>,
+    /// Enables the `openrouter` provider (Chat Completions).
+    pub openrouter_api_key: Option<Secret>,
+    pub openrouter_base_url: Option<String>,
+    /// Any number of OpenAI-compatible servers: `[[llm.providers]]` with `name`, `base_url`,
+    /// optional `api_key`, `api = "responses" | "chat_completions"`, `extra_headers`, `fallback_model`.
+    #[serde(default)]
+    pub providers: Vec<crate::llm::ProviderConfig>,
+    /// Providers tried, in order, when an agent's provider fails before its first token. Unset:
+    /// every configured provider, openai first, then openrouter, then the others by name.
+    pub fallback: Option<Vec<String>>,
+    /// Retries on one provider before falling back.
+    pub max_retries: u32,
+    pub retry_base_delay_ms: u64,
+    /// Cap on one backoff delay.
+    pub retry_max_delay_ms: u64,
+    /// A `Retry-After` longer than this moves on to the next provider at once.
+    pub max_retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatSettings {
+    /// Earlier turns sent upstream, newest first, until their text reaches this many characters.
+    pub history_budget_chars: usize,
+    /// How often streamed text is written to the database while an answer is generated.
+    pub flush_interval_ms: u64,
+    /// Characters of the first message that become the conversation's title.
+    pub title_chars: usize,
+}
+
 /// Values from the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -98,6 +134,17 @@ shutdown_grace_secs = 20
 pool_size = 16
 connect_timeout_secs = 3
 migrate = true
+
+[llm]
+max_retries = 2
+retry_base_delay_ms = 500
+retry_max_delay_ms = 8000
+max_retry_after_secs = 20
+
+[chat]
+history_budget_chars = 32000
+flush_interval_ms = 250
+title_chars = 60
 
 [auth]
 token_ttl_hours = 168
@@ -148,6 +195,10 @@ impl Settings {
             ("DATABASE_URL", "database.url"),
             ("PORT", "server.port"),
             ("JWT_SECRET", "auth.jwt_secret"),
+            ("OPENAI_API_KEY", "llm.openai_api_key"),
+            ("OPENAI_BASE_URL", "llm.openai_base_url"),
+            ("OPENROUTER_API_KEY", "llm.openrouter_api_key"),
+            ("OPENROUTER_BASE_URL", "llm.openrouter_base_url"),
         ] {
             if let Some(value) = env.get(name).filter(|v| !v.is_empty()) {
                 builder = builder.set_override(key, value.as_str())?;
@@ -243,6 +294,33 @@ mod tests {
         .unwrap();
         assert_eq!(s.server.port, 8181);
         assert_eq!(s.auth.bcrypt_cost, 5);
+    }
+
+    #[test]
+    fn provider_keys_come_from_the_usual_names_and_providers_from_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("confab.toml");
+        std::fs::write(
+            &file,
+            "[llm]\nfallback = [\"groq\", \"openai\"]\n[[llm.providers]]\nname = \"groq\"\nbase_url = \"https://api.groq.com/openai/v1\"\napi_key = \"gsk\"\n[[llm.providers]]\nname = \"ollama\"\nbase_url = \"http://localhost:11434/v1\"\napi = \"responses\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            &Overrides {
+                config_file: Some(file),
+                ..Default::default()
+            },
+            env_of(&[("OPENAI_API_KEY", "sk-test"), ("OPENROUTER_API_KEY", "")]),
+        )
+        .unwrap();
+        assert_eq!(s.llm.openai_api_key.unwrap().expose(), "sk-test");
+        assert!(
+            s.llm.openrouter_api_key.is_none(),
+            "an empty key means unset"
+        );
+        assert_eq!(s.llm.providers.len(), 2);
+        assert_eq!(s.llm.providers[1].api, crate::llm::Api::Responses);
+        assert_eq!(s.llm.fallback.unwrap(), ["groq", "openai"]);
     }
 
     #[test]

@@ -17,6 +17,37 @@ diesel::table! {
 }
 
 diesel::table! {
+    conversations (id) {
+        id -> Uuid,
+        agent_id -> Uuid,
+        user_id -> Uuid,
+        title -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Uuid,
+        conversation_id -> Uuid,
+        role -> Text,
+        content -> Text,
+        status -> Text,
+        error -> Nullable<Text>,
+        provider -> Nullable<Text>,
+        model -> Nullable<Text>,
+        prompt_versions -> Jsonb,
+        input_tokens -> Nullable<Int4>,
+        output_tokens -> Nullable<Int4>,
+        ttft_ms -> Nullable<Int4>,
+        duration_ms -> Nullable<Int4>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     projects (id) {
         id -> Uuid,
         owner_id -> Uuid,
@@ -67,9 +98,20 @@ diesel::table! {
 }
 
 diesel::joinable!(agents -> projects (project_id));
+diesel::joinable!(conversations -> agents (agent_id));
+diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(prompt_versions -> prompts (prompt_id));
 diesel::joinable!(prompts -> agents (agent_id));
 diesel::joinable!(prompts -> projects (project_id));
 
-diesel::allow_tables_to_appear_in_same_query!(agents, projects, prompt_versions, prompts, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    agents,
+    conversations,
+    messages,
+    projects,
+    prompt_versions,
+    prompts,
+    users,
+);

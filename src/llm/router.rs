@@ -160,6 +160,7 @@ impl Router {
                 };
                 let delay = self.retry.delay(&error, retries_done);
                 tracing::warn!(provider = name, attempt = retries_done + 1, %error, retry_in = ?delay, "attempt failed");
+                crate::metrics::upstream_error(name, &error);
                 match delay {
                     Some(delay) => {
                         tokio::time::sleep(delay).await;

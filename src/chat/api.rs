@@ -1,0 +1,209 @@
+//! JSON API for chat: streaming and non-streaming sends, conversations, stop.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::CurrentUser;
+use crate::chat::model::{Conversation, Message};
+use crate::chat::service;
+use crate::chat::stream::{self, Format, Params, Source};
+use crate::error::{AppError, AppResult};
+use crate::generation::registry::Piece;
+use crate::startup::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatBody {
+    message: String,
+    conversation_id: Option<Uuid>,
+}
+
+fn json_final(_: &Message) -> String {
+    String::new()
+}
+
+/// `POST /api/chat/agents/{agent_id}`: `text/event-stream`, one `data: {"text", "conversation_id",
+/// "message_id"}` per chunk (with `id:` = byte offset, for `Last-Event-ID`), then a final
+/// `{"done": true, "status", "usage", …}`.
+pub async fn stream_chat(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    agent_id: web::Path<Uuid>,
+    body: web::Json<ChatBody>,
+) -> AppResult<HttpResponse> {
+    let ChatBody {
+        message,
+        conversation_id,
+    } = body.into_inner();
+    let sent = service::send(&state, &user, *agent_id, conversation_id, &message).await?;
+    let params = Params {
+        conversation_id: sent.conversation.id,
+        message_id: sent.answer.id,
+        resume_from: None,
+        render_final: json_final,
+    };
+    Ok(stream::respond(
+        &req,
+        Source::Live(sent.reader),
+        Format::Json,
+        params,
+    ))
+}
+
+/// `GET /api/messages/{id}/stream`: the same events for an answer already under way or done;
+/// send `Last-Event-ID` to continue after what you have.
+pub async fn resume_stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (message, conversation) = service::message(&state, &user, *id).await?;
+    let source = match state.generations.subscribe(message.id) {
+        Some(reader) => Source::Live(reader),
+        None => Source::Stored(service::message(&state, &user, *id).await?.0),
+    };
+    let params = Params {
+        conversation_id: conversation.id,
+        message_id: message.id,
+        resume_from: stream::last_event_id(&req),
+        render_final: json_final,
+    };
+    Ok(stream::respond(&req, source, Format::Json, params))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectChatBody {
+    project_id: Uuid,
+    message: String,
+    conversation_id: Option<Uuid>,
+}
+
+#[derive(Serialize)]
+struct Reply {
+    reply: String,
+    conversation_id: Uuid,
+    message_id: Uuid,
+    status: String,
+    provider: Option<String>,
+    model: Option<String>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
+}
+
+/// `POST /api/chat`: the project's default agent answers; the reply comes whole.
+pub async fn chat(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: web::Json<ProjectChatBody>,
+) -> AppResult<HttpResponse> {
+    let ProjectChatBody {
+        project_id,
+        message,
+        conversation_id,
+    } = body.into_inner();
+    let agent = service::default_agent(&state, &user, project_id).await?;
+    let mut sent = service::send(&state, &user, agent.id, conversation_id, &message).await?;
+    let finished = loop {
+        match sent.reader.next().await {
+            Some(Piece::Done(message)) => break message,
+            Some(Piece::Text { .. }) => continue,
+            // The generator is gone without a word (it always finishes; this is a safety net).
+            None => return Err(AppError::Upstream("the answer was lost".into())),
+        }
+    };
+    if finished.status == "failed" {
+        return Err(AppError::Upstream(
+            finished
+                .error
+                .clone()
+                .unwrap_or_else(|| "the model failed to answer".into()),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(Reply {
+        reply: finished.content.clone(),
+        conversation_id: sent.conversation.id,
+        message_id: finished.id,
+        status: finished.status.clone(),
+        provider: finished.provider.clone(),
+        model: finished.model.clone(),
+        usage: Usage {
+            input_tokens: finished.input_tokens,
+            output_tokens: finished.output_tokens,
+        },
+    }))
+}
+
+pub async fn list_conversations(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    agent_id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(service::list(&state, &user, *agent_id).await?))
+}
+
+#[derive(Serialize)]
+struct ConversationDetail {
+    #[serde(flatten)]
+    conversation: Conversation,
+    messages: Vec<Message>,
+}
+
+pub async fn get_conversation(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (conversation, messages) = service::get(&state, &user, *id).await?;
+    Ok(HttpResponse::Ok().json(ConversationDetail {
+        conversation,
+        messages,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameBody {
+    title: String,
+}
+
+pub async fn update_conversation(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: web::Json<RenameBody>,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(service::rename(&state, &user, *id, &body.title).await?))
+}
+
+pub async fn delete_conversation(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    service::delete(&state, &user, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/messages/{id}/stop`: 202 when a live answer was stopped, 409 when it had ended.
+pub async fn stop_message(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    if service::stop(&state, &user, *id).await? {
+        Ok(HttpResponse::Accepted().json(serde_json::json!({"stopped": true})))
+    } else {
+        Err(AppError::Conflict(
+            "That answer is not being generated.".into(),
+        ))
+    }
+}

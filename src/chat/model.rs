@@ -1,0 +1,320 @@
+//! The `conversations` and `messages` tables.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::schema::{conversations, messages};
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = conversations)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    #[serde(skip)]
+    pub user_id: Uuid,
+    pub title: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where an assistant answer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Streaming,
+    Complete,
+    Stopped,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Streaming => "streaming",
+            Status::Complete => "complete",
+            Status::Stopped => "stopped",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Status {
+        match value {
+            "streaming" => Status::Streaming,
+            "stopped" => Status::Stopped,
+            "failed" => Status::Failed,
+            _ => Status::Complete,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = messages)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub role: String,
+    pub content: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub prompt_versions: serde_json::Value,
+    pub input_tokens: Option<i32>,
+    pub output_tokens: Option<i32>,
+    pub ttft_ms: Option<i32>,
+    pub duration_ms: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Message {
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status)
+    }
+
+    pub fn is_assistant(&self) -> bool {
+        self.role == "assistant"
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = messages)]
+struct NewMessage<'a> {
+    id: Uuid,
+    conversation_id: Uuid,
+    role: &'a str,
+    content: &'a str,
+    status: &'a str,
+    prompt_versions: serde_json::Value,
+}
+
+/// How an answer ended, as written when it ends.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = messages, treat_none_as_null = true)]
+pub struct Outcome {
+    pub content: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub input_tokens: Option<i32>,
+    pub output_tokens: Option<i32>,
+    pub ttft_ms: Option<i32>,
+    pub duration_ms: Option<i32>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Conversation {
+    /// The user's conversations with an agent, most recently active first.
+    pub fn list_for_agent(
+        conn: &mut PgConnection,
+        user: Uuid,
+        agent_id: Uuid,
+    ) -> QueryResult<Vec<Conversation>> {
+        conversations::table
+            .filter(conversations::agent_id.eq(agent_id))
+            .filter(conversations::user_id.eq(user))
+            .order(conversations::updated_at.desc())
+            .select(Conversation::as_select())
+            .load(conn)
+    }
+
+    pub fn find_owned(conn: &mut PgConnection, user: Uuid, id: Uuid) -> QueryResult<Conversation> {
+        conversations::table
+            .filter(conversations::id.eq(id))
+            .filter(conversations::user_id.eq(user))
+            .select(Conversation::as_select())
+            .first(conn)
+    }
+
+    pub fn create(
+        conn: &mut PgConnection,
+        user: Uuid,
+        agent_id: Uuid,
+        title: &str,
+    ) -> QueryResult<Conversation> {
+        diesel::insert_into(conversations::table)
+            .values((
+                conversations::id.eq(Uuid::now_v7()),
+                conversations::agent_id.eq(agent_id),
+                conversations::user_id.eq(user),
+                conversations::title.eq(title),
+            ))
+            .returning(Conversation::as_returning())
+            .get_result(conn)
+    }
+
+    pub fn rename(
+        conn: &mut PgConnection,
+        user: Uuid,
+        id: Uuid,
+        title: &str,
+    ) -> QueryResult<Conversation> {
+        diesel::update(
+            conversations::table
+                .filter(conversations::id.eq(id))
+                .filter(conversations::user_id.eq(user)),
+        )
+        .set((
+            conversations::title.eq(title),
+            conversations::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Conversation::as_returning())
+        .get_result(conn)
+    }
+
+    pub fn touch(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+        diesel::update(conversations::table.find(id))
+            .set(conversations::updated_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn delete_owned(conn: &mut PgConnection, user: Uuid, id: Uuid) -> QueryResult<()> {
+        let deleted = diesel::delete(
+            conversations::table
+                .filter(conversations::id.eq(id))
+                .filter(conversations::user_id.eq(user)),
+        )
+        .execute(conn)?;
+        if deleted == 0 {
+            Err(diesel::result::Error::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Message {
+    pub fn list(conn: &mut PgConnection, conversation_id: Uuid) -> QueryResult<Vec<Message>> {
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .order(messages::id.asc())
+            .select(Message::as_select())
+            .load(conn)
+    }
+
+    /// The message with its conversation, if the conversation is the user's.
+    pub fn find_owned(
+        conn: &mut PgConnection,
+        user: Uuid,
+        id: Uuid,
+    ) -> QueryResult<(Message, Conversation)> {
+        messages::table
+            .inner_join(conversations::table)
+            .filter(messages::id.eq(id))
+            .filter(conversations::user_id.eq(user))
+            .select((Message::as_select(), Conversation::as_select()))
+            .first(conn)
+    }
+
+    pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Message> {
+        messages::table
+            .find(id)
+            .select(Message::as_select())
+            .first(conn)
+    }
+
+    pub fn insert_user(
+        conn: &mut PgConnection,
+        conversation_id: Uuid,
+        text: &str,
+    ) -> QueryResult<Message> {
+        Self::insert(
+            conn,
+            NewMessage {
+                id: Uuid::now_v7(),
+                conversation_id,
+                role: "user",
+                content: text,
+                status: "complete",
+                prompt_versions: serde_json::Value::Array(vec![]),
+            },
+        )
+    }
+
+    /// The row an answer streams into.
+    pub fn insert_streaming(
+        conn: &mut PgConnection,
+        conversation_id: Uuid,
+        prompt_versions: serde_json::Value,
+    ) -> QueryResult<Message> {
+        Self::insert(
+            conn,
+            NewMessage {
+                id: Uuid::now_v7(),
+                conversation_id,
+                role: "assistant",
+                content: "",
+                status: "streaming",
+                prompt_versions,
+            },
+        )
+    }
+
+    fn insert(conn: &mut PgConnection, new: NewMessage) -> QueryResult<Message> {
+        diesel::insert_into(messages::table)
+            .values(&new)
+            .returning(Message::as_returning())
+            .get_result(conn)
+    }
+
+    /// The turns before `before` that go back upstream: user messages and answers that were
+    /// seen in full or in part (complete or stopped), oldest first.
+    pub fn history(
+        conn: &mut PgConnection,
+        conversation_id: Uuid,
+        before: Uuid,
+    ) -> QueryResult<Vec<Message>> {
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .filter(messages::id.lt(before))
+            .filter(messages::status.eq_any(["complete", "stopped"]))
+            .filter(messages::content.ne(""))
+            .order(messages::id.asc())
+            .select(Message::as_select())
+            .load(conn)
+    }
+
+    /// Writes the text streamed so far for many answers in one statement; rows that have
+    /// finished meanwhile are left alone.
+    pub fn flush_contents(
+        conn: &mut PgConnection,
+        ids: &[Uuid],
+        contents: &[String],
+    ) -> QueryResult<usize> {
+        diesel::sql_query(
+            "UPDATE messages SET content = f.content FROM unnest($1::uuid[], $2::text[]) AS f(id, content) \
+             WHERE messages.id = f.id AND messages.status = 'streaming'",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(contents)
+        .execute(conn)
+    }
+
+    pub fn finish(conn: &mut PgConnection, id: Uuid, outcome: &Outcome) -> QueryResult<Message> {
+        diesel::update(messages::table.find(id))
+            .set(outcome)
+            .returning(Message::as_returning())
+            .get_result(conn)
+    }
+
+    /// At start-up: answers a crash left `streaming` can never finish; say so instead of
+    /// showing a spinner forever.
+    pub fn mark_interrupted(conn: &mut PgConnection) -> QueryResult<usize> {
+        diesel::update(messages::table.filter(messages::status.eq("streaming")))
+            .set((
+                messages::status.eq("failed"),
+                messages::error.eq("interrupted by restart"),
+                messages::finished_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+    }
+
+    pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+        diesel::delete(messages::table.find(id)).execute(conn)?;
+        Ok(())
+    }
+}

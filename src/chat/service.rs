@@ -1,0 +1,315 @@
+//! Chat rules: what is stored before any LLM call, what context goes upstream, titles, retry.
+
+use uuid::Uuid;
+
+use crate::agents::model::Agent;
+use crate::agents::service::SystemMessage;
+use crate::auth::CurrentUser;
+use crate::chat::model::{Conversation, Message, Status};
+use crate::db;
+use crate::error::{AppError, AppResult};
+use crate::generation::Job;
+use crate::generation::registry::Subscription;
+use crate::llm::{ChatRequest, Turn};
+use crate::prompts::model::Prompt;
+use crate::startup::AppState;
+
+/// Longest message accepted, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
+
+/// A message that was stored, with the answer that has started generating.
+pub struct Sent {
+    pub conversation: Conversation,
+    pub user_message: Message,
+    pub answer: Message,
+    pub reader: Subscription,
+    /// True when this message started the conversation.
+    pub new_conversation: bool,
+}
+
+fn parse_message(raw: &str) -> AppResult<String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(AppError::invalid("message", "Write a message first."));
+    }
+    let count = text.chars().count();
+    if count > MAX_MESSAGE_CHARS {
+        return Err(AppError::invalid(
+            "message",
+            format!("Messages can be at most {MAX_MESSAGE_CHARS} characters (this is {count})."),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The first ~`max` characters of the first message, cut at a word when possible.
+pub fn title_from(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut: String = line.chars().take(max).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > max / 2 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
+}
+
+/// Newest turns first until the budget is spent; the newest (the message just sent) always goes.
+pub fn trim_history(messages: &[Message], budget_chars: usize) -> Vec<Turn> {
+    let mut used = 0;
+    let mut kept = Vec::new();
+    for (index, message) in messages.iter().enumerate().rev() {
+        let size = message.content.chars().count();
+        if index + 1 != messages.len() && used + size > budget_chars {
+            break;
+        }
+        used += size;
+        kept.push(if message.is_assistant() {
+            Turn::assistant(message.content.clone())
+        } else {
+            Turn::user(message.content.clone())
+        });
+    }
+    kept.reverse();
+    // Providers expect the context to open with a user turn.
+    while kept.len() > 1 && kept[0].role == crate::llm::Role::Assistant {
+        kept.remove(0);
+    }
+    kept
+}
+
+fn versions_json(system: &SystemMessage) -> serde_json::Value {
+    serde_json::Value::Array(
+        system.parts.iter().map(|p| serde_json::json!({"prompt_id": p.prompt.id, "version": p.prompt.current_version})).collect(),
+    )
+}
+
+fn ensure_accepting(state: &AppState) -> AppResult<()> {
+    if state.generations.is_shutting_down() {
+        return Err(AppError::NotAvailable(
+            "confab is restarting; send your message again in a moment.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Stores the user's message and an empty answer in one transaction, then starts generating.
+pub async fn send(
+    state: &AppState,
+    user: &CurrentUser,
+    agent_id: Uuid,
+    conversation_id: Option<Uuid>,
+    raw: &str,
+) -> AppResult<Sent> {
+    let text = parse_message(raw)?;
+    ensure_accepting(state)?;
+    let owner = user.id;
+    let title = title_from(&text, state.settings.chat.title_chars);
+    let (agent, conversation, new_conversation, user_message, answer, history, system) =
+        db::transaction(&state.pool, move |conn| {
+            let agent = Agent::find_owned(conn, owner, agent_id)?;
+            let (conversation, new_conversation) = match conversation_id {
+                Some(id) => {
+                    let conversation = Conversation::find_owned(conn, owner, id)?;
+                    if conversation.agent_id != agent.id {
+                        return Err(AppError::NotFound);
+                    }
+                    Conversation::touch(conn, conversation.id)?;
+                    (conversation, false)
+                }
+                None => (Conversation::create(conn, owner, agent.id, &title)?, true),
+            };
+            let system = SystemMessage::compose(Prompt::for_system_message(
+                conn,
+                agent.project_id,
+                agent.id,
+            )?);
+            let user_message = Message::insert_user(conn, conversation.id, &text)?;
+            let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
+            let history = Message::history(conn, conversation.id, answer.id)?;
+            Ok((
+                agent,
+                conversation,
+                new_conversation,
+                user_message,
+                answer,
+                history,
+                system,
+            ))
+        })
+        .await?;
+    let reader = start(state, &agent, &answer, &history, &system);
+    Ok(Sent {
+        conversation,
+        user_message,
+        answer,
+        reader,
+        new_conversation,
+    })
+}
+
+fn start(
+    state: &AppState,
+    agent: &Agent,
+    answer: &Message,
+    history: &[Message],
+    system: &SystemMessage,
+) -> Subscription {
+    let request = ChatRequest {
+        model: agent.model.clone(),
+        instructions: (!system.text.is_empty()).then(|| system.text.clone()),
+        history: trim_history(history, state.settings.chat.history_budget_chars),
+        temperature: agent.temperature,
+        max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
+    };
+    state.generations.start(Job {
+        message_id: answer.id,
+        provider: agent.provider.clone(),
+        request,
+    })
+}
+
+/// Generates a failed answer again: the failed one is replaced by a new one.
+pub async fn retry(
+    state: &AppState,
+    user: &CurrentUser,
+    message_id: Uuid,
+) -> AppResult<(Conversation, Message, Subscription)> {
+    ensure_accepting(state)?;
+    let owner = user.id;
+    let (agent, conversation, answer, history, system) =
+        db::transaction(&state.pool, move |conn| {
+            let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
+            if !failed.is_assistant() || failed.status() != Status::Failed {
+                return Err(AppError::Conflict(
+                    "Only a failed answer can be retried.".into(),
+                ));
+            }
+            if Message::list(conn, conversation.id)?.last().map(|m| m.id) != Some(failed.id) {
+                return Err(AppError::Conflict(
+                    "Only the last answer of a conversation can be retried.".into(),
+                ));
+            }
+            let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
+            let system = SystemMessage::compose(Prompt::for_system_message(
+                conn,
+                agent.project_id,
+                agent.id,
+            )?);
+            Message::delete(conn, failed.id)?;
+            let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
+            let history = Message::history(conn, conversation.id, answer.id)?;
+            Conversation::touch(conn, conversation.id)?;
+            Ok((agent, conversation, answer, history, system))
+        })
+        .await?;
+    let reader = start(state, &agent, &answer, &history, &system);
+    Ok((conversation, answer, reader))
+}
+
+pub async fn list(
+    state: &AppState,
+    user: &CurrentUser,
+    agent_id: Uuid,
+) -> AppResult<Vec<Conversation>> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Agent::find_owned(conn, owner, agent_id)?;
+        Ok(Conversation::list_for_agent(conn, owner, agent_id)?)
+    })
+    .await
+}
+
+pub async fn get(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<(Conversation, Vec<Message>)> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        let conversation = Conversation::find_owned(conn, owner, id)?;
+        let messages = Message::list(conn, conversation.id)?;
+        Ok((conversation, messages))
+    })
+    .await
+}
+
+pub async fn rename(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+    raw: &str,
+) -> AppResult<Conversation> {
+    let title = crate::domain::text("title", "Title", raw, 200, false)
+        .map_err(|e| AppError::Validation(vec![e]))?;
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Ok(Conversation::rename(conn, owner, id, &title)?)
+    })
+    .await
+}
+
+/// Deletes the conversation; an answer still generating in it is stopped first.
+pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Conversation> {
+    let (conversation, messages) = get(state, user, id).await?;
+    for message in messages.iter().filter(|m| m.status() == Status::Streaming) {
+        state.generations.stop(message.id);
+    }
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Ok(Conversation::delete_owned(conn, owner, id)?)
+    })
+    .await?;
+    Ok(conversation)
+}
+
+/// The message, if it is in one of the user's conversations.
+pub async fn message(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<(Message, Conversation)> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        Ok(Message::find_owned(conn, owner, id)?)
+    })
+    .await
+}
+
+/// Stops a live answer. False when it had already ended.
+pub async fn stop(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<bool> {
+    message(state, user, id).await?;
+    Ok(state.generations.stop(id))
+}
+
+/// The agent a project-level chat talks to.
+pub async fn default_agent(
+    state: &AppState,
+    user: &CurrentUser,
+    project_id: Uuid,
+) -> AppResult<Agent> {
+    let owner = user.id;
+    db::run(&state.pool, move |conn| {
+        crate::projects::model::Project::find_owned(conn, owner, project_id)?;
+        Agent::find_default(conn, project_id)?
+            .ok_or_else(|| AppError::Conflict("This project has no agent to chat with.".into()))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_short_and_cut_at_words() {
+        assert_eq!(title_from("  Hello\n there  ", 60), "Hello there");
+        let long = "How do I configure a reverse proxy in front of confab with TLS and websockets?";
+        let title = title_from(long, 60);
+        assert!(title.chars().count() <= 61, "{title}");
+        assert!(title.ends_with('…'));
+        assert!(title.starts_with("How do I configure a reverse proxy"));
+    }
+}

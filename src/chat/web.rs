@@ -1,0 +1,538 @@
+//! Chat pages: a conversation with its messages, the composer, and the answer streaming in.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::agents;
+use crate::agents::model::Agent;
+use crate::auth::CurrentUser;
+use crate::auth::csrf::CsrfToken;
+use crate::chat::model::{Conversation, Message, Status};
+use crate::chat::service;
+use crate::chat::stream::{self, Format, Params, Source};
+use crate::error::{AppError, AppResult};
+use crate::projects::model::Project;
+use crate::render::markdown;
+use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
+use crate::startup::AppState;
+
+/// One message as the page shows it.
+pub struct MessageView {
+    pub id: Uuid,
+    pub is_user: bool,
+    pub streaming: bool,
+    /// Sanitized HTML of a finished answer.
+    pub html: String,
+    /// Plain text: a user's message, or an answer's text so far while it streams.
+    pub text: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub meta: Option<String>,
+}
+
+impl MessageView {
+    pub fn of(message: &Message) -> MessageView {
+        let status = message.status();
+        let streaming = status == Status::Streaming;
+        let is_user = !message.is_assistant();
+        let meta = (!is_user && !streaming)
+            .then(|| meta_line(message))
+            .filter(|m| !m.is_empty());
+        MessageView {
+            id: message.id,
+            is_user,
+            streaming,
+            html: if is_user || streaming {
+                String::new()
+            } else {
+                markdown::to_safe_html(&message.content)
+            },
+            text: if is_user || streaming {
+                message.content.clone()
+            } else {
+                String::new()
+            },
+            status,
+            error: message.error.clone(),
+            meta,
+        }
+    }
+}
+
+/// "gpt-4o-mini · openai · 13 → 52 tokens · first token 420 ms · 2.1 s"
+fn meta_line(message: &Message) -> String {
+    let mut parts = Vec::new();
+    if let Some(model) = &message.model {
+        parts.push(model.clone());
+    }
+    if let Some(provider) = &message.provider {
+        parts.push(provider.clone());
+    }
+    match (message.input_tokens, message.output_tokens) {
+        (Some(input), Some(output)) => parts.push(format!("{input} → {output} tokens")),
+        (None, Some(output)) => parts.push(format!("{output} tokens")),
+        _ => {}
+    }
+    if let Some(ttft) = message.ttft_ms {
+        parts.push(format!("first token {ttft} ms"));
+    }
+    if let Some(duration) = message.duration_ms {
+        parts.push(format!("{:.1} s", duration as f64 / 1000.0));
+    }
+    parts.join(" · ")
+}
+
+#[derive(Template)]
+#[template(path = "partials/chat/bubble.html")]
+pub struct Bubble {
+    pub m: MessageView,
+    pub csrf: String,
+}
+
+/// What htmx appends after a send. When the message started a conversation, the sidebar, the
+/// heading and the composer (which must now post to the conversation) ride along out of band.
+#[derive(Template)]
+#[template(path = "partials/chat/turn.html")]
+struct Turn {
+    csrf: String,
+    user: Bubble,
+    answer: Bubble,
+    sidebar: Option<Sidebar>,
+    head: Option<TitleSection>,
+    next_post_url: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "partials/chat/sidebar.html")]
+struct Sidebar {
+    agent_id: Uuid,
+    conversations: Vec<Conversation>,
+    current: Option<Uuid>,
+    oob: bool,
+}
+
+impl Sidebar {
+    fn is_current(&self, id: &Uuid) -> bool {
+        self.current.as_ref() == Some(id)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "partials/chat/title.html")]
+struct TitleSection {
+    csrf: String,
+    conversation: Conversation,
+    errors: FormErrors,
+    oob: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/chat/show.html")]
+struct ChatPage {
+    chrome: Chrome,
+    project: Project,
+    agent: Agent,
+    sidebar: Sidebar,
+    title: Option<TitleSection>,
+    conversation: Option<Conversation>,
+    messages: Vec<Bubble>,
+    post_url: String,
+    providers_configured: bool,
+    draft: String,
+    errors: FormErrors,
+}
+
+/// The final bubble, sent as the stream's `done` event (no CSRF token needed: a retry form in it
+/// takes the token from the page's `hx-headers`).
+fn final_bubble(message: &Message) -> String {
+    Bubble {
+        m: MessageView::of(message),
+        csrf: String::new(),
+    }
+    .render()
+    .unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn chat_page(
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &CsrfToken,
+    agent_id: Uuid,
+    conversation: Option<(Conversation, Vec<Message>)>,
+    status: StatusCode,
+    draft: String,
+    errors: FormErrors,
+) -> AppResult<HttpResponse> {
+    let (agent, project) = agents::service::get_with_project(state, user, agent_id).await?;
+    let conversations = service::list(state, user, agent_id).await?;
+    let (conversation, messages) = match conversation {
+        Some((c, m)) => (Some(c), m),
+        None => (None, Vec::new()),
+    };
+    let post_url = match &conversation {
+        Some(c) => format!("/conversations/{}/messages", c.id),
+        None => format!("/agents/{agent_id}/chat"),
+    };
+    let page = ChatPage {
+        chrome: Chrome::new(Some(user), csrf),
+        sidebar: Sidebar {
+            agent_id,
+            conversations,
+            current: conversation.as_ref().map(|c| c.id),
+            oob: false,
+        },
+        title: conversation.clone().map(|c| TitleSection {
+            csrf: csrf.0.clone(),
+            conversation: c,
+            errors: FormErrors::default(),
+            oob: false,
+        }),
+        messages: messages
+            .iter()
+            .map(|m| Bubble {
+                m: MessageView::of(m),
+                csrf: csrf.0.clone(),
+            })
+            .collect(),
+        conversation,
+        project,
+        agent,
+        post_url,
+        providers_configured: !state.generations.router().providers.is_empty(),
+        draft,
+        errors,
+    };
+    html(status, &page)
+}
+
+pub async fn new_chat(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    agent_id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    chat_page(
+        &state,
+        &user,
+        &csrf,
+        *agent_id,
+        None,
+        StatusCode::OK,
+        String::new(),
+        FormErrors::default(),
+    )
+    .await
+}
+
+pub async fn show_conversation(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (conversation, messages) = service::get(&state, &user, *id).await?;
+    let agent_id = conversation.agent_id;
+    chat_page(
+        &state,
+        &user,
+        &csrf,
+        agent_id,
+        Some((conversation, messages)),
+        StatusCode::OK,
+        String::new(),
+        FormErrors::default(),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct MessageForm {
+    #[serde(default)]
+    message: String,
+}
+
+async fn send(
+    req: HttpRequest,
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &CsrfToken,
+    agent_id: Uuid,
+    conversation_id: Option<Uuid>,
+    form: MessageForm,
+) -> AppResult<HttpResponse> {
+    let sent = match validation_or(
+        service::send(state, user, agent_id, conversation_id, &form.message).await,
+    )? {
+        Ok(sent) => sent,
+        Err(errors) => {
+            if is_htmx(&req) {
+                let message = errors
+                    .get("message")
+                    .unwrap_or("Invalid message.")
+                    .to_string();
+                return Err(AppError::BadRequest(message));
+            }
+            let conversation = match conversation_id {
+                Some(id) => Some(service::get(state, user, id).await?),
+                None => None,
+            };
+            return chat_page(
+                state,
+                user,
+                csrf,
+                agent_id,
+                conversation,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form.message,
+                errors,
+            )
+            .await;
+        }
+    };
+    let url = format!("/conversations/{}", sent.conversation.id);
+    if !is_htmx(&req) {
+        return Ok(see_other(&req, &url));
+    }
+    let sidebar = if sent.new_conversation {
+        let conversations = service::list(state, user, agent_id).await?;
+        Some(Sidebar {
+            agent_id,
+            conversations,
+            current: Some(sent.conversation.id),
+            oob: true,
+        })
+    } else {
+        None
+    };
+    let new = sent.new_conversation;
+    let turn = Turn {
+        csrf: csrf.0.clone(),
+        user: Bubble {
+            m: MessageView::of(&sent.user_message),
+            csrf: csrf.0.clone(),
+        },
+        answer: Bubble {
+            m: MessageView::of(&sent.answer),
+            csrf: csrf.0.clone(),
+        },
+        sidebar,
+        head: new.then(|| TitleSection {
+            csrf: csrf.0.clone(),
+            conversation: sent.conversation.clone(),
+            errors: FormErrors::default(),
+            oob: true,
+        }),
+        next_post_url: new.then(|| format!("/conversations/{}/messages", sent.conversation.id)),
+    };
+    let mut response = HttpResponse::Ok();
+    if sent.new_conversation {
+        // The page becomes the conversation's page, so a refresh or a shared link finds it.
+        response
+            .insert_header(("HX-Push-Url", url.clone()))
+            .insert_header(("HX-Trigger", "confab:conversation-started"));
+    }
+    Ok(response
+        .content_type("text/html; charset=utf-8")
+        .body(turn.render()?))
+}
+
+pub async fn send_first_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    agent_id: web::Path<Uuid>,
+    form: web::Form<MessageForm>,
+) -> AppResult<HttpResponse> {
+    send(
+        req,
+        &state,
+        &user,
+        &csrf,
+        *agent_id,
+        None,
+        form.into_inner(),
+    )
+    .await
+}
+
+pub async fn send_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    form: web::Form<MessageForm>,
+) -> AppResult<HttpResponse> {
+    let (conversation, _) = service::get(&state, &user, *id).await?;
+    send(
+        req,
+        &state,
+        &user,
+        &csrf,
+        conversation.agent_id,
+        Some(conversation.id),
+        form.into_inner(),
+    )
+    .await
+}
+
+/// `GET /messages/{id}/stream`: the answer as server-sent events for htmx-ext-sse.
+pub async fn stream_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (message, conversation) = service::message(&state, &user, *id).await?;
+    let source = match state.generations.subscribe(message.id) {
+        Some(reader) => Source::Live(reader),
+        // Not live (any more): the stored row is final.
+        None => Source::Stored(service::message(&state, &user, *id).await?.0),
+    };
+    let params = Params {
+        conversation_id: conversation.id,
+        message_id: message.id,
+        resume_from: stream::last_event_id(&req),
+        render_final: final_bubble,
+    };
+    Ok(stream::respond(&req, source, Format::Html, params))
+}
+
+pub async fn stop_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    service::stop(&state, &user, *id).await?;
+    if is_htmx(&req) {
+        // The stream's `done` event brings the final bubble.
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    let (_, conversation) = service::message(&state, &user, *id).await?;
+    Ok(see_other(
+        &req,
+        &format!("/conversations/{}", conversation.id),
+    ))
+}
+
+pub async fn retry_message(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (conversation, answer, _reader) = service::retry(&state, &user, *id).await?;
+    if !is_htmx(&req) {
+        return Ok(see_other(
+            &req,
+            &format!("/conversations/{}", conversation.id),
+        ));
+    }
+    html(
+        StatusCode::OK,
+        &Bubble {
+            m: MessageView::of(&answer),
+            csrf: csrf.0.clone(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct TitleForm {
+    #[serde(default)]
+    title: String,
+}
+
+pub async fn rename_conversation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    form: web::Form<TitleForm>,
+) -> AppResult<HttpResponse> {
+    match validation_or(service::rename(&state, &user, *id, &form.title).await)? {
+        Ok(conversation) if is_htmx(&req) => html(
+            StatusCode::OK,
+            &TitleSection {
+                csrf: csrf.0.clone(),
+                conversation,
+                errors: FormErrors::default(),
+                oob: false,
+            },
+        ),
+        Ok(conversation) => Ok(see_other(
+            &req,
+            &format!("/conversations/{}", conversation.id),
+        )),
+        Err(errors) => {
+            let (conversation, messages) = service::get(&state, &user, *id).await?;
+            if is_htmx(&req) {
+                return html(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &TitleSection {
+                        csrf: csrf.0.clone(),
+                        conversation,
+                        errors,
+                        oob: false,
+                    },
+                );
+            }
+            let agent_id = conversation.agent_id;
+            chat_page(
+                &state,
+                &user,
+                &csrf,
+                agent_id,
+                Some((conversation, messages)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                String::new(),
+                errors,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn confirm_delete_conversation(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let (conversation, _) = service::get(&state, &user, *id).await?;
+    html(
+        StatusCode::OK,
+        &ConfirmDeletePage {
+            chrome: Chrome::new(Some(&user), &csrf),
+            name: if conversation.title.is_empty() {
+                "this conversation".into()
+            } else {
+                conversation.title.clone()
+            },
+            warning: "This deletes the conversation and all its messages. It cannot be undone.",
+            action: format!("/conversations/{}/delete", conversation.id),
+            back: format!("/conversations/{}", conversation.id),
+        },
+    )
+}
+
+pub async fn delete_conversation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let conversation = service::delete(&state, &user, *id).await?;
+    Ok(see_other(
+        &req,
+        &format!("/agents/{}/chat", conversation.agent_id),
+    ))
+}

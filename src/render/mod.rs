@@ -1,0 +1,2 @@
+//! Turning stored text into safe HTML for pages.
+pub mod markdown;
