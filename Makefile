@@ -33,8 +33,9 @@ unit:
 	@scripts/test-cluster.sh stop
 
 ## The browser journey in headless Chromium against a freshly started confab.
-browser-test: build
-	tests/browser/run.sh target/debug/confab
+browser-test:
+	$(CARGO) build --bin confab --example fake_llm
+	tests/browser/run.sh target/debug/confab target/debug/examples/fake_llm
 
 ## A fake OpenAI-compatible server on :8090, to try confab without an API key.
 fake-llm:

@@ -32,6 +32,8 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> AppState {
+        // Metrics recorded before the recorder exists are lost, so install it first.
+        crate::metrics::handle();
         AppState {
             tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
             login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),

@@ -2,31 +2,15 @@
 // agent and prompts, reorder and version them, check the composed system message, sign out.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { base, launch, openPage as open } from "./browser.mjs";
 
-const base = process.env.CONFAB_URL ?? "http://127.0.0.1:8080";
 let browser;
 let problems = [];
 
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-});
+before(async () => { browser = await launch(); });
 after(async () => browser?.close());
 
-/** Opens a page that records console errors and CSP violations (htmx must run under our CSP). */
-async function openPage() {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on("console", (m) => { if (m.type() === "error") problems.push(m.text()); });
-  page.on("pageerror", (e) => problems.push(String(e)));
-  return page;
-}
+const openPage = () => open(browser, problems);
 
 /** Marks the document; if the marker survives an action, the page was not reloaded. */
 const mark = (page) => page.evaluate(() => { window.__sameDocument = true; });

@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# Starts confab (with its embedded PostgreSQL in a temporary data dir) and runs the browser
-# journeys against it in headless Chromium. Usage: tests/browser/run.sh path/to/confab
+# Starts the fake LLM and confab (with its embedded PostgreSQL in a temporary data dir) and runs
+# the browser journeys against them in headless Chromium.
+# Usage: tests/browser/run.sh path/to/confab path/to/fake_llm
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="$(realpath "$1")"
+fake="$(realpath "$2")"
 cd "$here"
 [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error
 
 data="$(mktemp -d)"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+llm_port="$(free_port)"
+# Slow enough that a person (or the test) can watch, stop and reload mid-answer.
+FAKE_LLM_TOKEN_DELAY_MS=60 FAKE_LLM_FIRST_TOKEN_DELAY_MS=200 "$fake" --port "$llm_port" >"$data/fake_llm.log" 2>&1 &
+fake_pid=$!
 # Debug logging, so the check below sees everything confab could ever log.
 export JOURNEY_PASSWORD="journey pass $RANDOM 1"
+OPENAI_BASE_URL="http://127.0.0.1:$llm_port/v1" OPENAI_API_KEY="sk-browser-test" \
 RUST_LOG=debug CONFAB_AUTH__BCRYPT_COST=4 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
 pid=$!
 stop() {
   # Ctrl-C, as a person would: confab stops its PostgreSQL before it exits.
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  kill "$fake_pid" 2>/dev/null || true
+  wait "$fake_pid" 2>/dev/null || true
   rm -rf "$data"
 }
 trap stop EXIT
@@ -32,11 +42,11 @@ if [ -z "$ready" ]; then
   cat "$data/confab.log" >&2
   exit 1
 fi
-CONFAB_URL="http://127.0.0.1:$port" node --test --test-reporter=spec journey.test.mjs
+CONFAB_URL="http://127.0.0.1:$port" node --test --test-concurrency=1 --test-reporter=spec journey.test.mjs chat.test.mjs
 
 # Passwords, tokens and secrets never appear in logs.
 leaks=0
-for secret in "$JOURNEY_PASSWORD" "$(cat "$data/jwt_secret")" "eyJ0eXAi" "eyJhbGci" "confab_session=" "confab_csrf="; do
+for secret in "$JOURNEY_PASSWORD" "sk-browser-test" "$(cat "$data/jwt_secret")" "eyJ0eXAi" "eyJhbGci" "confab_session=" "confab_csrf="; do
   if grep -qF -- "$secret" "$data/confab.log"; then
     echo "the log contains a secret (${secret:0:8}…):" >&2
     grep -F -- "$secret" "$data/confab.log" | head -3 >&2

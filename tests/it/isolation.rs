@@ -38,11 +38,17 @@ struct Owned {
     project: String,
     agent: String,
     prompt: String,
+    conversation: String,
+    message: String,
 }
 
 fn fill(path: &str, owned: &Owned) -> String {
     let id = if path.contains("/projects/") {
         &owned.project
+    } else if path.contains("/conversations/{id}") {
+        &owned.conversation
+    } else if path.contains("/messages/") {
+        &owned.message
     } else if path.contains("/agents/") {
         &owned.agent
     } else {
@@ -52,7 +58,11 @@ fn fill(path: &str, owned: &Owned) -> String {
 }
 
 fn json_body(path: &str) -> Value {
-    if path.ends_with("/prompts") {
+    if path.starts_with("/api/chat/") {
+        json!({"message": "hijack"})
+    } else if path.starts_with("/api/conversations/") {
+        json!({"title": "hijack"})
+    } else if path.ends_with("/prompts") {
         json!({"title": "hijack", "content": "hijack"})
     } else if path.starts_with("/api/prompts/") {
         json!({"title": "hijack"})
@@ -77,10 +87,25 @@ async fn another_users_things_are_not_found_on_every_route() {
             json!({"title": "Mine", "content": "secret"}),
         )
         .await;
+    // A conversation of the owner's (no provider is configured: the answer fails at once, but
+    // the conversation and both messages exist).
+    let response = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&owner)
+        .json(&json!({"message": "mine"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, done) = crate::support::sse::Events::of(response)
+        .collect_json()
+        .await;
     let owned = Owned {
         project,
         agent,
         prompt: prompt["id"].as_str().unwrap().to_string(),
+        conversation: done["conversation_id"].as_str().unwrap().to_string(),
+        message: done["message_id"].as_str().unwrap().to_string(),
     };
 
     let intruder = app.user_token("intruder@example.com").await;
@@ -111,6 +136,7 @@ async fn another_users_things_are_not_found_on_every_route() {
                     ("direction", "up"),
                     ("provider", "openai"),
                     ("model", "x"),
+                    ("message", "hijack"),
                 ]);
             }
             request.send().await.unwrap().status()
@@ -131,7 +157,27 @@ async fn another_users_things_are_not_found_on_every_route() {
         .get_json(&owner, &format!("/api/projects/{}/agents", owned.project))
         .await;
     assert_eq!(agents.as_array().unwrap().len(), 1);
+    let (status, conversation) = app
+        .get_json(
+            &owner,
+            &format!("/api/conversations/{}", owned.conversation),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        conversation["messages"].as_array().unwrap().len(),
+        2,
+        "no message was added or removed"
+    );
+    assert_eq!(conversation["title"], "mine");
     // Lists never show another user's things.
     let (_, list) = app.get_json(&intruder, "/api/projects").await;
     assert!(list.as_array().unwrap().is_empty());
+    let (status, _) = app
+        .get_json(
+            &intruder,
+            &format!("/api/agents/{}/conversations", owned.agent),
+        )
+        .await;
+    assert_eq!(status, 404);
 }

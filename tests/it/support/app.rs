@@ -156,6 +156,9 @@ pub fn test_settings(data_dir: &Path) -> Settings {
 
 pub struct TestApp {
     pub address: String,
+    /// The app's state, for tests that drive shutdown or start-up steps directly.
+    #[allow(dead_code)]
+    pub state: web::Data<AppState>,
     /// For tests that look at rows directly.
     #[allow(dead_code)]
     pub pool: PgPool,
@@ -194,15 +197,43 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let secret = settings.auth.jwt_secret.clone().unwrap();
         let state = web::Data::new(AppState::new(settings, pool.clone(), &secret));
-        let server = startup::run(listener, state).unwrap();
+        let server = startup::run(listener, state.clone()).unwrap();
         tokio::spawn(server);
         TestApp {
             address,
+            state,
             pool,
             api: client(),
             _db: db,
             _data_dir: data_dir,
         }
+    }
+
+    /// confab with the fake upstream as its `openai` provider, and quick retries.
+    #[allow(dead_code)]
+    pub async fn with_llm(base_url: &str, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let base_url = base_url.to_string();
+        Self::spawn_with(move |s| {
+            s.llm.openai_api_key = Some(Secret::new("sk-test"));
+            s.llm.openai_base_url = Some(base_url);
+            s.llm.retry_base_delay_ms = 10;
+            s.llm.retry_max_delay_ms = 50;
+            s.chat.flush_interval_ms = 50;
+            tweak(s);
+        })
+        .await
+    }
+
+    /// A user, a project and its default agent: (token, project id, agent id).
+    #[allow(dead_code)]
+    pub async fn chat_setup(&self, email: &str) -> (String, String, String) {
+        let token = self.user_token(email).await;
+        let project = self.project(&token, "Chat").await;
+        let (_, agents) = self
+            .get_json(&token, &format!("/api/projects/{project}/agents"))
+            .await;
+        let agent = agents[0]["id"].as_str().unwrap().to_string();
+        (token, project, agent)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -373,5 +404,18 @@ impl Browser {
             .send()
             .await
             .unwrap()
+    }
+}
+
+/// A named OpenAI-compatible provider (Chat Completions) at `base_url`.
+#[allow(dead_code)]
+pub fn compatible_provider(name: &str, base_url: &str) -> confab::llm::ProviderConfig {
+    confab::llm::ProviderConfig {
+        name: name.into(),
+        base_url: base_url.into(),
+        api_key: None,
+        api: confab::llm::Api::ChatCompletions,
+        extra_headers: Vec::new(),
+        fallback_model: None,
     }
 }

@@ -1,2 +1,3 @@
 pub mod app;
 pub mod fake_llm;
+pub mod sse;

@@ -1,0 +1,81 @@
+// Chat in real headless Chromium against the fake LLM (60 ms per token): text arrives while the
+// answer is still generating, Stop ends it, and a reload mid-answer picks the stream up again.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { base, launch, openPage, register } from "./browser.mjs";
+
+let browser;
+const problems = [];
+before(async () => { browser = await launch(); });
+after(async () => browser?.close());
+
+const answers = (page) => page.locator("#messages article.msg.assistant");
+const lastAnswer = (page) => answers(page).last();
+
+async function send(page, text) {
+  const box = page.getByLabel("Message");
+  await box.fill(text);
+  await box.press("Enter");
+}
+
+/** Waits until the last answer shows some text while it is still generating. */
+async function waitForPartialText(page) {
+  await page.waitForFunction(() => {
+    const all = document.querySelectorAll("#messages article.msg.assistant");
+    const last = all[all.length - 1];
+    return last && last.classList.contains("streaming") && last.querySelector(".msg-body").textContent.trim().length > 10;
+  });
+}
+
+test("text streams in, Stop ends it, a reload mid-answer continues it", async () => {
+  const page = await openPage(browser, problems);
+  await register(page, `chat-${Date.now()}@example.com`, "chat pass 1");
+  await page.getByLabel("Name").fill("Chatty");
+  await page.getByRole("button", { name: "Create project" }).click();
+  await page.getByRole("link", { name: "Chatty" }).click();
+  await page.getByRole("button", { name: "Chat", exact: true }).click();
+  await page.getByRole("heading", { name: /New chat with/ }).waitFor();
+
+  // Shift+Enter makes a new line and sends nothing.
+  const box = page.getByLabel("Message");
+  await box.fill("line one");
+  await box.press("Shift+Enter");
+  await box.pressSequentially("line two");
+  assert.equal(await box.inputValue(), "line one\nline two");
+  assert.equal(await page.locator("#messages article").count(), 0);
+
+  // Enter sends; the answer's text shows up before it is complete.
+  await box.press("Enter");
+  await page.locator("#messages article.msg.user", { hasText: "line one" }).waitFor();
+  await waitForPartialText(page);
+  const partial = await lastAnswer(page).locator(".msg-body").textContent();
+  assert.ok(await lastAnswer(page).evaluate((el) => el.classList.contains("streaming")), "still generating");
+  await page.locator("#messages article.msg.assistant.complete").waitFor();
+  const full = (await lastAnswer(page).locator(".msg-body").innerText()).trim();
+  assert.ok(full.length > partial.trim().length, "more text arrived after the first look");
+  assert.match(await lastAnswer(page).locator(".msg-meta").innerText(), /gpt-4o-mini · openai/);
+  assert.match(page.url(), /\/conversations\//, "the address became the conversation's");
+  assert.equal(await box.inputValue(), "", "the composer was cleared");
+  assert.equal(await page.locator("#conversation-list li").count(), 1, "the sidebar lists the conversation");
+
+  // Stop: the answer ends at once, its partial text stays, marked stopped.
+  await send(page, "and another");
+  await waitForPartialText(page);
+  await lastAnswer(page).getByRole("button", { name: "Stop" }).click();
+  await page.locator("#messages article.msg.assistant.stopped").waitFor();
+  const stopped = (await lastAnswer(page).locator(".msg-body").innerText()).trim();
+  assert.ok(stopped.length > 0 && stopped.length < full.length, `partial kept (${stopped.length} of ${full.length})`);
+  await assert.doesNotReject(lastAnswer(page).getByText("Stopped.").waitFor());
+
+  // Reload mid-answer: the text so far is there and the rest streams in, without repeats.
+  await send(page, "third time");
+  await waitForPartialText(page);
+  await page.reload();
+  await page.locator("#messages article.msg.assistant").nth(2).waitFor();
+  await page.locator("#messages article.msg.assistant.complete").nth(1).waitFor();
+  const third = (await answers(page).nth(2).locator(".msg-body").innerText()).trim();
+  assert.equal(third, full, "the reloaded answer finished with exactly the full text");
+  assert.equal(await answers(page).count(), 3);
+
+  assert.deepEqual(problems, [], "no console errors or CSP violations");
+});

@@ -1,0 +1,897 @@
+//! Chat over HTTP against real PostgreSQL and the fake upstream.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::app::TestApp;
+use crate::support::fake_llm::{ErrorShape, FakeLlm, Interrupt, Script};
+use crate::support::sse::{Events, joined};
+
+const ANSWER: &str = "Streams are **great**, and this one arrives token by token.";
+
+async fn send(app: &TestApp, token: &str, agent: &str, body: Value) -> reqwest::Response {
+    let response = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "chat request");
+    response
+}
+
+async fn conversation(app: &TestApp, token: &str, id: &str) -> Value {
+    let (status, body) = app
+        .get_json(token, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    body
+}
+
+/// Waits for an answer to end by following its stream (no sleeping).
+async fn wait_done(app: &TestApp, token: &str, message_id: &str) -> Value {
+    let response = app
+        .api
+        .get(app.url(&format!("/api/messages/{message_id}/stream")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    Events::of(response).collect_json().await.1
+}
+
+#[tokio::test]
+async fn streamed_text_assembles_to_the_answer_and_is_stored() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(ANSWER).usage(11, 13));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("stream@example.com").await;
+
+    let mut events = Events::of(
+        send(
+            &app,
+            &token,
+            &agent,
+            json!({"message": "Tell me about streams, please"}),
+        )
+        .await,
+    );
+    let (chunks, done) = events.collect_json().await;
+    assert!(chunks.len() > 3, "several chunks, not one blob");
+    assert_eq!(joined(&chunks), ANSWER);
+    // Ids are byte offsets: the last one is the answer's length.
+    assert_eq!(chunks.last().unwrap().0, ANSWER.len().to_string());
+    assert_eq!(done["status"], "complete");
+    assert_eq!(done["usage"]["output_tokens"], 13);
+    assert_eq!(done["provider"], "openai");
+
+    let conversation_id = done["conversation_id"].as_str().unwrap();
+    let stored = conversation(&app, &token, conversation_id).await;
+    assert_eq!(
+        stored["title"], "Tell me about streams, please",
+        "the first message titles the conversation"
+    );
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(
+        (
+            messages[0]["role"].as_str(),
+            messages[0]["content"].as_str()
+        ),
+        (Some("user"), Some("Tell me about streams, please"))
+    );
+    let answer = &messages[1];
+    assert_eq!(answer["content"], ANSWER);
+    assert_eq!(answer["status"], "complete");
+    assert_eq!(answer["model"], "gpt-4o-mini");
+    assert_eq!(answer["input_tokens"], 11);
+    assert!(answer["ttft_ms"].as_i64().is_some() && answer["duration_ms"].as_i64().is_some());
+
+    // The conversation list for the agent has it, newest first.
+    let (_, list) = app
+        .get_json(&token, &format!("/api/agents/{agent}/conversations"))
+        .await;
+    assert_eq!(list[0]["id"], conversation_id);
+}
+
+#[tokio::test]
+async fn the_user_message_is_saved_before_any_llm_call() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::status(500));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 0).await;
+    let (token, _, agent) = app.chat_setup("saved@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "keep me"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["messages"][0]["content"], "keep me");
+    assert_eq!(stored["messages"][1]["status"], "failed");
+
+    // Empty messages are refused with a field error, and nothing is stored.
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&json!({"message": "   "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["fields"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn stop_drops_the_upstream_request_and_keeps_the_partial_text() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"word ".repeat(200)).token_delay(Duration::from_millis(20)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("stop@example.com").await;
+
+    let mut events =
+        Events::of(send(&app, &token, &agent, json!({"message": "go on forever"})).await);
+    let first = events.next().await.unwrap();
+    let message_id = serde_json::from_str::<Value>(&first.data).unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .api
+        .post(app.url(&format!("/api/messages/{message_id}/stop")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    fake.wait_for_disconnect().await;
+
+    let (_, done) = events.collect_json().await;
+    assert_eq!(done["status"], "stopped");
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    let partial = stored["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        !partial.is_empty() && partial.len() < 1000,
+        "partial text kept: {} bytes",
+        partial.len()
+    );
+    assert!("word ".repeat(200).starts_with(partial));
+    assert_eq!(stored["messages"][1]["status"], "stopped");
+
+    // Stopping an answer that has ended is a conflict, not an error page.
+    let r = app
+        .api
+        .post(app.url(&format!("/api/messages/{message_id}/stop")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}
+
+#[tokio::test]
+async fn an_answer_finishes_and_is_saved_after_the_reader_goes_away() {
+    let fake = FakeLlm::start().await;
+    let long = "one two three four five six seven eight nine ten ".repeat(5);
+    fake.set_default(Script::answer(&long).token_delay(Duration::from_millis(5)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("gone@example.com").await;
+
+    let mut events = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await);
+    let first: Value = serde_json::from_str(&events.next().await.unwrap().data).unwrap();
+    drop(events); // the browser tab closes
+    let message_id = first["message_id"].as_str().unwrap();
+    let done = wait_done(&app, &token, message_id).await;
+    assert_eq!(done["status"], "complete");
+    assert_eq!(
+        fake.disconnects(),
+        0,
+        "the upstream request was not dropped with the reader"
+    );
+    let stored = conversation(&app, &token, first["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["messages"][1]["content"], long.as_str());
+}
+
+#[tokio::test]
+async fn a_reader_that_reconnects_gets_exactly_the_missing_text() {
+    let fake = FakeLlm::start().await;
+    let long: String = (0..80).map(|i| format!("t{i} ")).collect();
+    fake.set_default(Script::answer(&long).token_delay(Duration::from_millis(10)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("resume@example.com").await;
+
+    let mut events = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await);
+    let mut received = String::new();
+    let mut last_id = String::new();
+    let mut message_id = String::new();
+    for _ in 0..5 {
+        let event = events.next().await.unwrap();
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        received.push_str(data["text"].as_str().unwrap());
+        message_id = data["message_id"].as_str().unwrap().to_string();
+        last_id = event.id;
+    }
+    drop(events);
+
+    let response = app
+        .api
+        .get(app.url(&format!("/api/messages/{message_id}/stream")))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", &last_id)
+        .send()
+        .await
+        .unwrap();
+    let (chunks, done) = Events::of(response).collect_json().await;
+    received.push_str(&joined(&chunks));
+    assert_eq!(done["status"], "complete");
+    assert_eq!(received, long, "no duplicated or missing text");
+
+    // After the end, a reader with an offset gets the rest from the stored row.
+    let response = app
+        .api
+        .get(app.url(&format!("/api/messages/{message_id}/stream")))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", "10")
+        .send()
+        .await
+        .unwrap();
+    let (chunks, _) = Events::of(response).collect_json().await;
+    assert_eq!(joined(&chunks), &long[10..]);
+}
+
+#[tokio::test]
+async fn two_tabs_on_one_conversation_both_see_the_whole_answer() {
+    let fake = FakeLlm::start().await;
+    let long: String = (0..60).map(|i| format!("w{i} ")).collect();
+    fake.set_default(Script::answer(&long).token_delay(Duration::from_millis(10)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("tabs@example.com").await;
+    let mut first_tab = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await);
+    let first = first_tab.next().await.unwrap();
+    let data: Value = serde_json::from_str(&first.data).unwrap();
+    let message_id = data["message_id"].as_str().unwrap().to_string();
+
+    // The second tab is a page: it gets the text so far as a snapshot, then deltas, then the bubble.
+    let browser_cookie = format!("confab_session={token}");
+    let response = app
+        .api
+        .get(app.url(&format!("/messages/{message_id}/stream")))
+        .header("cookie", browser_cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut second_tab = Events::of(response);
+    let snapshot = second_tab.next().await.unwrap();
+    assert_eq!(snapshot.event, "snapshot");
+    let mut page_text = snapshot.data.clone();
+    let final_html = loop {
+        let event = second_tab.next().await.expect("done event");
+        match event.event.as_str() {
+            "delta" => page_text.push_str(&event.data),
+            "done" => break event.data,
+            other => panic!("unexpected event {other}"),
+        }
+    };
+    assert_eq!(
+        page_text,
+        long.trim_end_matches(' ').to_string() + " ",
+        "the page saw every token once"
+    );
+    assert!(
+        final_html.contains(&format!("id=\"msg-{message_id}\""))
+            && !final_html.contains("sse-connect")
+    );
+
+    let mut first_text = data["text"].as_str().unwrap().to_string();
+    let (chunks, done) = first_tab.collect_json().await;
+    first_text.push_str(&joined(&chunks));
+    assert_eq!(first_text, long);
+    assert_eq!(done["status"], "complete");
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_after_their_delay_then_answered() {
+    let fake = FakeLlm::start().await;
+    fake.push(Script::status(429).retry_after("1"));
+    fake.set_default(Script::answer(ANSWER));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("retry@example.com").await;
+    let started = std::time::Instant::now();
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "complete");
+    assert_eq!(joined(&chunks), ANSWER);
+    assert_eq!(fake.request_count(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_primary_falls_back_and_the_message_says_who_answered() {
+    let primary = FakeLlm::start().await;
+    primary.set_default(Script::status(500));
+    let backup = FakeLlm::start().await;
+    backup.set_default(Script::answer("From the backup."));
+    let backup_url = backup.base_url();
+    let app = TestApp::with_llm(&primary.base_url(), move |s| {
+        s.llm
+            .providers
+            .push(crate::support::app::compatible_provider(
+                "backup",
+                &backup_url,
+            ));
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("fallback@example.com").await;
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(joined(&chunks), "From the backup.");
+    assert_eq!(done["provider"], "backup");
+    assert_eq!(
+        primary.request_count(),
+        3,
+        "the primary was tried and retried first"
+    );
+    assert_eq!(backup.requests()[0].path, "/v1/chat/completions");
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["messages"][1]["provider"], "backup");
+}
+
+#[tokio::test]
+async fn a_drop_mid_stream_fails_the_answer_and_keeps_its_text() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::tokens(["Half ", "an ", "answer ", "and ", "then"]).drop_after(3));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("drop@example.com").await;
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(joined(&chunks), "Half an answer ");
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(
+        fake.request_count(),
+        1,
+        "after the first token there is no retry"
+    );
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["messages"][1]["content"], "Half an answer ");
+}
+
+#[tokio::test]
+async fn in_band_errors_fail_the_answer_with_a_readable_message() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(
+        Script::answer(ANSWER).interrupt_after(2, Interrupt::ErrorEvent(ErrorShape::Nested)),
+    );
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("inband@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("Too Many Requests"),
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn insufficient_quota_is_not_retried_and_a_refused_key_names_the_provider() {
+    let fake = FakeLlm::start().await;
+    fake.push(Script::insufficient_quota());
+    fake.push(Script::status(401));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("quota@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("quota"), "{done}");
+    assert_eq!(fake.request_count(), 1);
+
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "again"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["error"], "the API key for openai was refused");
+    assert_eq!(fake.request_count(), 2);
+}
+
+#[tokio::test]
+async fn history_and_system_message_go_upstream_as_specified() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("First answer."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, agent) = app.chat_setup("context@example.com").await;
+    app.post_json(
+        &token,
+        &format!("/api/projects/{project}/prompts"),
+        json!({"title": "Tone", "content": "Be brief."}),
+    )
+    .await;
+    app.post_json(
+        &token,
+        &format!("/api/agents/{agent}/prompts"),
+        json!({"title": "Role", "content": "You are a librarian."}),
+    )
+    .await;
+
+    let (_, done) =
+        Events::of(send(&app, &token, &agent, json!({"message": "Question one"})).await)
+            .collect_json()
+            .await;
+    let conversation_id = done["conversation_id"].as_str().unwrap().to_string();
+    let first = fake.requests()[0].body.clone();
+    assert_eq!(first["instructions"], "Be brief.\n\nYou are a librarian.");
+    assert!(
+        first.get("temperature").is_none(),
+        "temperature is sent only when the agent sets it"
+    );
+    assert!(first.get("max_output_tokens").is_none());
+    assert_eq!(first["stream"], true);
+
+    app.send_json(
+        &token,
+        reqwest::Method::PATCH,
+        &format!("/api/agents/{agent}"),
+        json!({"temperature": 0.5, "max_output_tokens": 300}),
+    )
+    .await;
+    fake.set_default(Script::answer("Second answer."));
+    Events::of(
+        send(
+            &app,
+            &token,
+            &agent,
+            json!({"message": "Question two", "conversation_id": conversation_id}),
+        )
+        .await,
+    )
+    .collect_json()
+    .await;
+    let second = fake.requests()[1].body.clone();
+    assert_eq!(second["temperature"], 0.5);
+    assert_eq!(second["max_output_tokens"], 300);
+    let input = second["input"].as_array().unwrap();
+    assert_eq!(input.len(), 3, "{second}");
+    assert_eq!(input[0]["role"], "user");
+    assert_eq!(input[1]["role"], "assistant");
+    assert_eq!(
+        input[1]["content"], "First answer.",
+        "assistant turns go back as plain strings"
+    );
+    assert!(!second.to_string().contains("\"input_text\"") || input[1]["content"].is_string());
+    assert_eq!(input[2]["role"], "user");
+    let body = second.to_string();
+    assert!(body.contains("Question one") && body.contains("Question two"));
+
+    // A conversation that belongs to another agent cannot be continued through this one.
+    let (_, other) = app
+        .post_json(
+            &token,
+            &format!("/api/projects/{project}/agents"),
+            json!({"name": "Other"}),
+        )
+        .await;
+    let r = app
+        .api
+        .post(app.url(&format!(
+            "/api/chat/agents/{}",
+            other["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .json(&json!({"message": "x", "conversation_id": conversation_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn history_is_trimmed_oldest_first_to_the_budget() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("ok"));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.chat.history_budget_chars = 30).await;
+    let (token, _, agent) = app.chat_setup("budget@example.com").await;
+    let (_, done) = Events::of(
+        send(
+            &app,
+            &token,
+            &agent,
+            json!({"message": "an old question that is long"}),
+        )
+        .await,
+    )
+    .collect_json()
+    .await;
+    let conversation_id = done["conversation_id"].as_str().unwrap();
+    Events::of(
+        send(
+            &app,
+            &token,
+            &agent,
+            json!({"message": "newest", "conversation_id": conversation_id}),
+        )
+        .await,
+    )
+    .collect_json()
+    .await;
+    let input = fake.requests()[1].body["input"].as_array().unwrap().clone();
+    assert_eq!(input.len(), 1, "only the newest turn fits: {input:?}");
+    assert_eq!(input[0]["content"], "newest");
+}
+
+#[tokio::test]
+async fn project_chat_answers_whole_with_the_default_agent() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(ANSWER));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, _) = app.chat_setup("whole@example.com").await;
+    let (status, body) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            json!({"project_id": project, "message": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reply"], ANSWER);
+    let conversation_id = body["conversation_id"].as_str().unwrap();
+    let (status, body) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            json!({"project_id": project, "message": "more", "conversation_id": conversation_id}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["conversation_id"], conversation_id);
+
+    fake.push(Script::status(400));
+    let (status, body) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            json!({"project_id": project, "message": "fail"}),
+        )
+        .await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error"]["code"], "upstream_error");
+}
+
+#[tokio::test]
+async fn conversations_can_be_renamed_and_deleted() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("manage@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    let id = done["conversation_id"].as_str().unwrap();
+    let (status, renamed) = app
+        .send_json(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("/api/conversations/{id}"),
+            json!({"title": "Greetings"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(renamed["title"], "Greetings");
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("/api/conversations/{id}"),
+            json!({"title": " "}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/conversations/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        app.get_json(&token, &format!("/api/conversations/{id}"))
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn answers_render_as_sanitized_markdown_in_the_page() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("**Bold** <script>alert(1)</script> [x](javascript:alert(2)) [ok](https://example.com) <img src=x onerror=alert(3)>"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let browser = app.browser("render@example.com").await;
+    let (_, page) = browser.get("/projects").await;
+    let r = browser.post_form("/projects", &[("name", "R")]).await;
+    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, project_page) = browser.get(&project_url).await;
+    let agent_id = project_page
+        .split("href=\"/agents/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let _ = page;
+    let r = browser
+        .post_form(
+            &format!("/agents/{agent_id}/chat"),
+            &[("message", "render this")],
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        303,
+        "without JavaScript the form redirects to the conversation"
+    );
+    let conversation_url = r.headers()["location"].to_str().unwrap().to_string();
+    // Follow the answer to its end through the page's own stream.
+    let (_, page) = browser.get(&conversation_url).await;
+    let message_id = page
+        .split("sse-connect=\"/messages/")
+        .nth(1)
+        .map(|s| s.split('/').next().unwrap().to_string());
+    if let Some(message_id) = message_id {
+        let response = browser
+            .client
+            .get(app.url(&format!("/messages/{message_id}/stream")))
+            .send()
+            .await
+            .unwrap();
+        let mut events = Events::of(response);
+        while let Some(event) = events.next().await {
+            if event.event == "done" {
+                break;
+            }
+        }
+    }
+    let (_, page) = browser.get(&conversation_url).await;
+    assert!(page.contains("<strong>Bold</strong>"), "markdown rendered");
+    assert!(page.contains("rel=\"noopener noreferrer\""));
+    assert!(!page.contains("<script>alert(1)"), "script stripped");
+    assert!(
+        !page.contains("javascript:alert"),
+        "javascript: link stripped"
+    );
+    assert!(!page.contains("onerror"), "handlers stripped");
+    assert!(page.contains("render this"));
+}
+
+#[tokio::test]
+async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
+    let fake = FakeLlm::start().await;
+    fake.push(Script::status(400));
+    fake.set_default(Script::answer("Second time lucky."));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 0).await;
+    let browser = app.browser("htmx-chat@example.com").await;
+    let r = browser.post_form("/projects", &[("name", "H")]).await;
+    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, project_page) = browser.get(&project_url).await;
+    let agent_id = project_page
+        .split("href=\"/agents/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let r = browser
+        .htmx_post(&format!("/agents/{agent_id}/chat"), &[("message", "hello")])
+        .await;
+    assert_eq!(r.status(), 200);
+    let pushed = r.headers()["hx-push-url"].to_str().unwrap().to_string();
+    assert!(pushed.starts_with("/conversations/"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("class=\"msg user\"") && html.contains("hello"));
+    assert!(
+        html.contains("sse-connect=\"/messages/"),
+        "the answer bubble opens its stream"
+    );
+    assert!(
+        html.contains("id=\"composer\" class=\"composer\" hx-swap-oob=\"true\""),
+        "the composer now posts to the conversation"
+    );
+    assert!(html.contains(&format!("hx-post=\"{pushed}/messages\"")));
+    let message_id = html
+        .split("sse-connect=\"/messages/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let response = browser
+        .client
+        .get(app.url(&format!("/messages/{message_id}/stream")))
+        .send()
+        .await
+        .unwrap();
+    let mut events = Events::of(response);
+    let done = loop {
+        let event = events.next().await.unwrap();
+        if event.event == "done" {
+            break event.data;
+        }
+    };
+    assert!(
+        done.contains("Retry"),
+        "a failed answer offers Retry: {done}"
+    );
+
+    let r = browser
+        .htmx_post(&format!("/messages/{message_id}/retry"), &[])
+        .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    let new_id = html
+        .split("sse-connect=\"/messages/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_id, message_id);
+    let (_, page) = browser.get(&pushed).await;
+    assert!(
+        !page.contains(&format!("msg-{message_id}")),
+        "the failed answer was replaced"
+    );
+    let token = app
+        .login("htmx-chat@example.com", crate::support::app::PASSWORD)
+        .await;
+    let done = wait_done(&app, &token, &new_id).await;
+    assert_eq!(done["status"], "complete");
+}
+
+#[tokio::test]
+async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
+    let app = TestApp::spawn().await;
+    let (token, _, agent) = app.chat_setup("noprovider@example.com").await;
+    let browser = app.browser("noprovider-web@example.com").await;
+    let r = browser.post_form("/projects", &[("name", "N")]).await;
+    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, project_page) = browser.get(&project_url).await;
+    let web_agent = project_page
+        .split("href=\"/agents/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, page) = browser.get(&format!("/agents/{web_agent}/chat")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No LLM provider is configured"));
+    assert!(page.contains("OPENAI_API_KEY"));
+
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "anyone?"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("No LLM provider is configured")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_answers_finish_then_saves_the_rest() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"slow ".repeat(500)).token_delay(Duration::from_millis(20)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("shutdown@example.com").await;
+    let mut events = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await);
+    let first: Value = serde_json::from_str(&events.next().await.unwrap().data).unwrap();
+
+    app.state
+        .generations
+        .shutdown(Duration::from_millis(200))
+        .await;
+    let (_, done) = events.collect_json().await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("shut down"));
+    let stored = conversation(&app, &token, first["conversation_id"].as_str().unwrap()).await;
+    let partial = stored["messages"][1]["content"].as_str().unwrap();
+    assert!(
+        !partial.is_empty() && partial.len() < 2500,
+        "partial text saved"
+    );
+
+    // While shutting down, new messages are refused with a clear 503.
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&json!({"message": "late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+}
+
+#[tokio::test]
+async fn start_up_marks_answers_left_streaming_as_interrupted() {
+    use diesel::RunQueryDsl;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("x"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("crash@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    let message_id = done["message_id"].as_str().unwrap().to_string();
+    // What a crash mid-answer leaves behind.
+    let pool = app.pool.clone();
+    let id = message_id.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().unwrap();
+        diesel::sql_query(format!(
+            "UPDATE messages SET status = 'streaming', content = 'half' WHERE id = '{id}'"
+        ))
+        .execute(&mut conn)
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let marked = confab::generation::mark_interrupted(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(marked, 1);
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["messages"][1]["status"], "failed");
+    assert_eq!(stored["messages"][1]["error"], "interrupted by restart");
+    assert_eq!(stored["messages"][1]["content"], "half");
+}
+
+#[tokio::test]
+async fn metrics_are_exported_for_prometheus() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(ANSWER));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("metrics@example.com").await;
+    Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    let body = app
+        .api
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "confab_time_to_first_token_seconds_bucket",
+        "confab_answer_duration_seconds_bucket",
+        "confab_output_tokens_total",
+        "confab_live_streams",
+        "confab_http_requests_total{method=\"POST\",route=\"/api/chat/agents/{id}\",status=\"200\"}",
+    ] {
+        assert!(body.contains(needle), "{needle} missing from /metrics");
+    }
+}
