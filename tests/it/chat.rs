@@ -619,19 +619,7 @@ async fn answers_render_as_sanitized_markdown_in_the_page() {
     fake.set_default(Script::answer("**Bold** <script>alert(1)</script> [x](javascript:alert(2)) [ok](https://example.com) <img src=x onerror=alert(3)>"));
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let browser = app.browser("render@example.com").await;
-    let (_, page) = browser.get("/projects").await;
-    let r = browser.post_form("/projects", &[("name", "R")]).await;
-    let project_url = r.headers()["location"].to_str().unwrap().to_string();
-    let (_, project_page) = browser.get(&project_url).await;
-    let agent_id = project_page
-        .split("href=\"/agents/")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let _ = page;
+    let (_, agent_id) = browser.project_with_agent("R").await;
     let r = browser
         .post_form(
             &format!("/agents/{agent_id}/chat"),
@@ -683,17 +671,7 @@ async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
     fake.set_default(Script::answer("Second time lucky."));
     let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 0).await;
     let browser = app.browser("htmx-chat@example.com").await;
-    let r = browser.post_form("/projects", &[("name", "H")]).await;
-    let project_url = r.headers()["location"].to_str().unwrap().to_string();
-    let (_, project_page) = browser.get(&project_url).await;
-    let agent_id = project_page
-        .split("href=\"/agents/")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (_, agent_id) = browser.project_with_agent("H").await;
 
     let r = browser
         .htmx_post(&format!("/agents/{agent_id}/chat"), &[("message", "hello")])
@@ -770,17 +748,7 @@ async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
     let app = TestApp::spawn().await;
     let (token, _, agent) = app.chat_setup("noprovider@example.com").await;
     let browser = app.browser("noprovider-web@example.com").await;
-    let r = browser.post_form("/projects", &[("name", "N")]).await;
-    let project_url = r.headers()["location"].to_str().unwrap().to_string();
-    let (_, project_page) = browser.get(&project_url).await;
-    let web_agent = project_page
-        .split("href=\"/agents/")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let (_, web_agent) = browser.project_with_agent("N").await;
     let (status, page) = browser.get(&format!("/agents/{web_agent}/chat")).await;
     assert_eq!(status, 200);
     assert!(page.contains("No LLM provider is configured"));

@@ -393,6 +393,24 @@ impl Browser {
             .unwrap()
     }
 
+    /// A project made through the form (no JavaScript): its URL and its default agent's id.
+    #[allow(dead_code)]
+    pub async fn project_with_agent(&self, name: &str) -> (String, String) {
+        let response = self.post_form("/projects", &[("name", name)]).await;
+        assert_eq!(response.status(), 303);
+        let project_url = response.headers()["location"].to_str().unwrap().to_string();
+        let (_, page) = self.get(&project_url).await;
+        let agent_id = page
+            .split("href=\"/agents/")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        (project_url, agent_id)
+    }
+
     /// Posts a form the way htmx does: `HX-Request` and the token in `X-CSRF-Token`.
     pub async fn htmx_post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let csrf = csrf_of(&self.get("/account").await.1);
