@@ -376,3 +376,42 @@ pub fn router_from_settings(settings: &crate::settings::Settings) -> Router {
 pub async fn mark_interrupted(pool: &PgPool) -> AppResult<usize> {
     db::run(pool, |conn| Ok(Message::mark_interrupted(conn)?)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::{Overrides, Secret, Settings};
+
+    #[test]
+    fn with_both_keys_openai_falls_back_to_openrouter() {
+        let mut settings = Settings::load_from(&Overrides::default(), Default::default()).unwrap();
+        settings.llm.openai_api_key = Some(Secret::new("sk-a"));
+        settings.llm.openrouter_api_key = Some(Secret::new("sk-or"));
+        settings.server.public_url = Some("https://chat.example.com".into());
+        let router = router_from_settings(&settings);
+        assert_eq!(router.chain("openai"), ["openai", "openrouter"]);
+        let openrouter = router.provider("openrouter").unwrap();
+        assert_eq!(openrouter.api, crate::llm::Api::ChatCompletions);
+        assert!(
+            openrouter
+                .extra_headers
+                .contains(&("HTTP-Referer".into(), "https://chat.example.com".into()))
+        );
+        assert!(
+            openrouter
+                .extra_headers
+                .iter()
+                .any(|(name, _)| name == "X-OpenRouter-Title")
+        );
+        assert_eq!(
+            router.provider("openai").unwrap().api,
+            crate::llm::Api::Responses
+        );
+    }
+
+    #[test]
+    fn without_keys_there_is_no_provider() {
+        let settings = Settings::load_from(&Overrides::default(), Default::default()).unwrap();
+        assert!(router_from_settings(&settings).providers.is_empty());
+    }
+}

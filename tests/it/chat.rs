@@ -433,6 +433,20 @@ async fn history_and_system_message_go_upstream_as_specified() {
     let conversation_id = done["conversation_id"].as_str().unwrap().to_string();
     let first = fake.requests()[0].body.clone();
     assert_eq!(first["instructions"], "Be brief.\n\nYou are a librarian.");
+    let stored = conversation(&app, &token, &conversation_id).await;
+    let used = stored["messages"][1]["prompt_versions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        used.len(),
+        2,
+        "the answer records the prompt versions it was made with"
+    );
+    assert!(
+        used.iter()
+            .all(|v| v["version"] == 1 && v["prompt_id"].is_string())
+    );
     assert!(
         first.get("temperature").is_none(),
         "temperature is sent only when the agent sets it"

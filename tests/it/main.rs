@@ -5,5 +5,6 @@ mod isolation;
 mod llm_client;
 mod pages;
 mod platform;
+mod process;
 mod projects;
 mod support;
