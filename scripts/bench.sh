@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds confab (release) and runs the load generator once per stream count.
+#
+#   scripts/bench.sh                 # N = 100, then N = 1000
+#   scripts/bench.sh 5000            # one run with N = 5000
+#   scripts/bench.sh 1000 -- --tokens 100 --token-delay-ms 10 --json
+#
+# Everything after `--` goes to the load generator (`cargo bench --bench loadgen -- --help`).
+# Run it on an otherwise idle machine: the numbers are latencies on shared cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+counts=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+  counts+=("$1")
+  shift
+done
+[ "${1:-}" = "--" ] && shift
+[ ${#counts[@]} -gt 0 ] || counts=(100 1000)
+
+# N streams need about 2N descriptors in the load generator and 2N in confab.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --release --bin confab
+status=0
+for n in "${counts[@]}"; do
+  cargo bench --bench loadgen -- --streams "$n" "$@" || status=$?
+done
+exit "$status"
