@@ -41,6 +41,10 @@ browser-test:
 fake-llm:
 	$(CARGO) run --example fake_llm -- --port 8090
 
+## The chat load generator (release build): N = 100 and N = 1000 streams through confab vs the fake alone.
+bench:
+	scripts/bench.sh
+
 vendor:
 	scripts/vendor.sh
 

@@ -9,9 +9,19 @@
 //! a project and sends N `POST /api/chat/agents/{id}` streams through it, the fake answering
 //! behind. It prints time-to-first-token and inter-token gaps of both, their difference (what
 //! confab adds), errors, confab's RSS (idle, peak, per live stream) and CPU, and the latency of
-//! ordinary API calls made while the streams run. Exit status 1 when any stream failed.
+//! ordinary API calls made while the streams run. Exit status 1 when any stream failed, 2 when
+//! the run could not be set up.
 //!
-//! Everything is bounded: every wait has a deadline and the whole run stops by itself.
+//! The load generator, the fake and confab (with its PostgreSQL) share the machine's cores: at
+//! 1,000 streams × 50 tokens/s the generator and the fake alone use about one core, mostly kernel
+//! time for the loopback TCP writes and reads of every token. Compare runs made on an idle
+//! machine, and read "confab CPU … per token" and "loadgen process CPU" before the latencies.
+//!
+//! `cargo test --all-targets` runs this target too, without `--bench`: then it only checks
+//! quickly that the harness works against the fake.
+//!
+//! Everything is bounded: every wait has a deadline and the whole run stops by itself; Ctrl-C
+//! or SIGTERM stops confab (and its PostgreSQL) before exiting.
 
 #[path = "../tests/it/support/fake_llm.rs"]
 mod fake_llm;
@@ -62,9 +72,10 @@ struct Args {
     /// Which phases to run.
     #[arg(long, value_enum, default_value_t = Phase::Both)]
     phase: Phase,
-    /// The confab binary to run (build it first: `cargo build --release --bin confab`).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/confab"))]
-    confab_bin: PathBuf,
+    /// The confab binary to run (default: `confab` in the target directory this bench was built
+    /// in, i.e. target/release/confab; build it first: `cargo build --release --bin confab`).
+    #[arg(long)]
+    confab_bin: Option<PathBuf>,
     /// Data directory for confab's embedded PostgreSQL (default: a fresh temporary one).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -129,7 +140,16 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a Tokio runtime");
-    let outcome = runtime.block_on(run(args));
+    let outcome = runtime.block_on(async {
+        // Ctrl-C or SIGTERM: drop the run, which stops confab (and its PostgreSQL) on the way.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            outcome = run(args) => outcome,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+            _ = terminate.recv() => Err("terminated".into()),
+        }
+    });
     // Streams still open after a deadline must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(2));
     match outcome {
@@ -154,13 +174,6 @@ async fn run(args: Args) -> Result<bool, Error> {
             .token_delay(Duration::from_millis(args.token_delay_ms))
             .first_token_delay(Duration::from_millis(args.first_token_delay_ms)),
     );
-    let client = reqwest::Client::builder()
-        .http1_only()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(args.streams + 16)
-        .connect_timeout(Duration::from_secs(10))
-        .build()?;
     let scripted = Duration::from_millis(
         args.first_token_delay_ms + args.token_delay_ms * (args.tokens as u64 - 1),
     );
@@ -214,7 +227,11 @@ async fn run(args: Args) -> Result<bool, Error> {
             url: format!("{}/responses", fake.base_url()),
         };
         let cpu_before = CpuTimes::of_self();
+        // A client per phase: dropping it closes its idle connections, so the two phases never
+        // hold 2N sockets each at the same time.
+        let client = http_client(args.streams)?;
         let results = run_streams(&client, &target, &args, &expected, phase_timeout, None).await;
+        drop(client);
         let cpu = CpuTimes::of_self().since(&cpu_before);
         let stats = Stats::from_results(results);
         stats.print_short("fake");
@@ -230,14 +247,46 @@ async fn run(args: Args) -> Result<bool, Error> {
     if args.phase != Phase::Fake {
         println!(
             "\n== phase 2: through confab ({})",
-            args.confab_bin.display()
+            confab_bin(&args).display()
         );
+        let client = http_client(args.streams)?;
         let report = confab_phase(&client, &fake, &args, &expected, phase_timeout).await?;
         confab_report = Some(report);
     }
 
     let ok = summary(&args, fake_stats.as_ref(), confab_report.as_ref());
     Ok(ok)
+}
+
+/// `--confab-bin`, else `confab` next to `deps/` where cargo put this bench (so a custom
+/// CARGO_TARGET_DIR works), else target/release/confab of this checkout.
+fn confab_bin(args: &Args) -> PathBuf {
+    if let Some(path) = &args.confab_bin {
+        return path.clone();
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| {
+        let profile_dir = exe.parent()?.parent()?;
+        Some(profile_dir.join("confab"))
+    });
+    match beside {
+        Some(path) if path.is_file() => path,
+        _ => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/release/confab"
+        )),
+    }
+}
+
+/// One HTTP/1.1 client whose pool holds a connection per stream: streams never wait for one.
+fn http_client(streams: usize) -> Result<reqwest::Client, Error> {
+    Ok(reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(streams + 16)
+        .pool_idle_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(10))
+        .build()?)
 }
 
 /// N=1000 needs about 2N descriptors in this process (client sockets plus the fake's server
@@ -285,8 +334,12 @@ struct Account {
 struct StreamResult {
     /// Request sent → first token.
     ttft: Option<Duration>,
+    /// Request sent → response headers.
+    headers: Option<Duration>,
     /// Gaps between consecutive tokens, in µs.
     gaps: Vec<u32>,
+    /// confab's own `ttft_ms` from the done event: generation task start → first delta.
+    server_ttft_ms: Option<u32>,
     error: Option<String>,
 }
 
@@ -435,6 +488,7 @@ async fn one_stream(
 ) -> Result<(), String> {
     let sent = Instant::now();
     let response = request.send().await.map_err(|e| format!("send: {e}"))?;
+    result.headers = Some(sent.elapsed());
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
@@ -478,6 +532,7 @@ async fn one_stream(
                 let data: ChatEvent = serde_json::from_str(&event.data)
                     .map_err(|e| format!("bad event data {:?}: {e}", event.data))?;
                 if data.done {
+                    result.server_ttft_ms = data.ttft_ms;
                     let status = data.status.as_deref().unwrap_or("-");
                     end = Some(if status != "complete" {
                         Err(format!("done with status {status}: {:?}", data.error))
@@ -521,6 +576,7 @@ struct ChatEvent {
     done: bool,
     status: Option<String>,
     error: Option<Value>,
+    ttft_ms: Option<u32>,
 }
 
 /// One SSE event: its `event:` name and joined `data:` lines.
@@ -652,10 +708,11 @@ async fn confab_phase(
     expected: &str,
     phase_timeout: Duration,
 ) -> Result<ConfabReport, Error> {
-    if !args.confab_bin.is_file() {
+    let confab_bin = confab_bin(args);
+    if !confab_bin.is_file() {
         return Err(format!(
             "{} not found: build it first with `cargo build --release --bin confab` (or pass --confab-bin)",
-            args.confab_bin.display()
+            confab_bin.display()
         )
         .into());
     }
@@ -671,7 +728,7 @@ async fn confab_phase(
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let child = Command::new(&args.confab_bin)
+    let child = Command::new(&confab_bin)
         .arg("--data-dir")
         .arg(&data_dir)
         .arg("--port")
@@ -694,7 +751,7 @@ async fn confab_phase(
         .stdout(fs::File::create(&log)?)
         .stderr(fs::File::create(&log)?)
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", args.confab_bin.display()))?;
+        .map_err(|e| format!("starting {}: {e}", confab_bin.display()))?;
     let mut confab = ConfabChild { child, log };
 
     // Up and healthy.
@@ -1038,6 +1095,10 @@ struct Stats {
     error_kinds: Vec<(String, usize)>,
     /// Sorted, µs.
     ttft: Vec<u32>,
+    /// Request sent → response headers, sorted, µs.
+    headers: Vec<u32>,
+    /// confab's own ttft_ms (task start → first delta), sorted, µs.
+    server_ttft: Vec<u32>,
     gaps: Vec<u32>,
     peak_live: usize,
     wall: Duration,
@@ -1047,6 +1108,8 @@ struct Stats {
 impl Stats {
     fn from_results(results: PhaseResults) -> Stats {
         let mut ttft = Vec::new();
+        let mut headers = Vec::new();
+        let mut server_ttft = Vec::new();
         let mut gaps = Vec::new();
         let mut kinds: Vec<(String, usize)> = Vec::new();
         let mut errors = 0;
@@ -1054,7 +1117,13 @@ impl Stats {
             if let Some(ttft_value) = stream.ttft {
                 ttft.push(micros(ttft_value));
             }
+            if let Some(value) = stream.headers {
+                headers.push(micros(value));
+            }
             gaps.extend_from_slice(&stream.gaps);
+            if let Some(value) = stream.server_ttft_ms {
+                server_ttft.push(value.saturating_mul(1000));
+            }
             if let Some(error) = &stream.error {
                 errors += 1;
                 // Group identical messages (their first 120 characters).
@@ -1066,6 +1135,8 @@ impl Stats {
             }
         }
         ttft.sort_unstable();
+        headers.sort_unstable();
+        server_ttft.sort_unstable();
         gaps.sort_unstable();
         kinds.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         let mut probes = results.probes;
@@ -1077,6 +1148,8 @@ impl Stats {
             errors,
             error_kinds: kinds,
             ttft,
+            headers,
+            server_ttft,
             gaps,
             peak_live: results.peak_live,
             wall: results.wall,
@@ -1160,6 +1233,10 @@ fn summary(args: &Args, fake: Option<&Stats>, confab: Option<&ConfabReport>) -> 
     row("TTFT p90", fake_ttft, confab_ttft, 90.0);
     row("TTFT p99", fake_ttft, confab_ttft, 99.0);
     row("TTFT max", fake_ttft, confab_ttft, 100.0);
+    let fake_headers = fake.map(|s| &s.headers[..]).unwrap_or(&[]);
+    let confab_headers = confab.map(|c| &c.stats.headers[..]).unwrap_or(&[]);
+    row("response headers p50", fake_headers, confab_headers, 50.0);
+    row("response headers p99", fake_headers, confab_headers, 99.0);
     row("inter-token p50", fake_gaps, confab_gaps, 50.0);
     row("inter-token p99", fake_gaps, confab_gaps, 99.0);
     row("inter-token p99.9", fake_gaps, confab_gaps, 99.9);
@@ -1189,6 +1266,14 @@ fn summary(args: &Args, fake: Option<&Stats>, confab: Option<&ConfabReport>) -> 
         confab_stats.map_or("-".into(), |s| format!("{:.2} s", s.wall.as_secs_f64()))
     );
     if let Some(report) = confab {
+        let server = &report.stats.server_ttft;
+        let _ = writeln!(
+            out,
+            "confab's own ttft_ms (generation task start → first delta, whole ms): p50 {} p99 {} max {}",
+            ms(percentile(server, 50.0)),
+            ms(percentile(server, 99.0)),
+            ms(percentile(server, 100.0)),
+        );
         let per_stream = (report.rss_peak_kb.saturating_sub(report.rss_idle_kb)) as f64
             / report.stats.peak_live.max(1) as f64;
         let _ = writeln!(

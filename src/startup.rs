@@ -146,6 +146,9 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
 /// Starts serving on `listener`; the returned server runs until stopped or signalled.
 pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
     let workers = state.settings.server.workers;
+    // Blocking work is database calls (bounded by the pool) and bcrypt: threads beyond that only
+    // wait for a pool connection, each holding a stack.
+    let blocking_threads = state.settings.database.pool_size as usize + 4;
     let grace = state.settings.server.shutdown_grace_secs;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -164,6 +167,14 @@ pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result
     })
     // confab handles SIGINT/SIGTERM itself (cli.rs), so live answers can finish first.
     .disable_signals()
+    // Streamed events are small writes; without TCP_NODELAY the first one after the headers can
+    // wait ~40 ms for the client's delayed ACK (Nagle).
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
+    .worker_max_blocking_threads(blocking_threads)
     .shutdown_timeout(grace)
     .client_request_timeout(Duration::from_secs(30))
     .listen(listener)?;

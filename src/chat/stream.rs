@@ -46,11 +46,12 @@ struct Cursor {
     source: Source,
     format: Format,
     conversation_id: Uuid,
-    message_id: Uuid,
     resume_from: Option<usize>,
     started: bool,
     finished: bool,
     render_final: fn(&Message) -> String,
+    /// `{"conversation_id":…,"message_id":…,"text":` — the same for every chunk, made once.
+    json_prefix: String,
 }
 
 fn text_event(
@@ -61,10 +62,16 @@ fn text_event(
     replace: bool,
 ) -> sse::Event {
     let data = match format {
-        Format::Html => sse::Data::new(escape(text)).event(if replace { "snapshot" } else { "delta" }),
-        Format::Json => sse::Data::new(
-            json!({"text": text, "conversation_id": cursor.conversation_id, "message_id": cursor.message_id}).to_string(),
-        ),
+        Format::Html => {
+            sse::Data::new(escape(text)).event(if replace { "snapshot" } else { "delta" })
+        }
+        Format::Json => {
+            let mut data = String::with_capacity(cursor.json_prefix.len() + text.len() + 8);
+            data.push_str(&cursor.json_prefix);
+            data.push_str(&serde_json::to_string(text).expect("a string serializes"));
+            data.push('}');
+            sse::Data::new(data)
+        }
     };
     sse::Event::Data(data.id(end.to_string()))
 }
@@ -160,11 +167,14 @@ fn events(
         source,
         format,
         conversation_id: params.conversation_id,
-        message_id: params.message_id,
         resume_from: params.resume_from,
         started: false,
         finished: false,
         render_final: params.render_final,
+        json_prefix: format!(
+            "{{\"conversation_id\":\"{}\",\"message_id\":\"{}\",\"text\":",
+            params.conversation_id, params.message_id
+        ),
     };
     futures_util::stream::unfold(cursor, |mut cursor| async move {
         let event = next_event(&mut cursor).await?;

@@ -816,9 +816,11 @@ fn check_shell_safe(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `localhost` in the authority is never used (the `host` parameter names the socket directory),
+/// but tools that parse the URL themselves, like `diesel database setup`, refuse an empty host.
 fn url_with_socket(socket_dir: &Path, database: &str) -> String {
     format!(
-        "postgres://{SUPERUSER}@/{}?host={}&port={PORT}",
+        "postgres://{SUPERUSER}@localhost/{}?host={}&port={PORT}",
         percent_encode(database.as_bytes()),
         percent_encode(socket_dir.as_os_str().as_bytes())
     )
@@ -1156,7 +1158,7 @@ mod tests {
     fn urls_encode_the_socket_dir() {
         assert_eq!(
             PgServer::url_for(Path::new("/srv/confab"), "confab"),
-            "postgres://confab@/confab?host=%2Fsrv%2Fconfab%2Frun&port=5432"
+            "postgres://confab@localhost/confab?host=%2Fsrv%2Fconfab%2Frun&port=5432"
         );
         // Characters pg_ctl's command line cannot take move the socket to /tmp, keyed by the dir.
         let odd = socket_dir_for(Path::new("/srv/it's mine"));

@@ -20,7 +20,8 @@ pub fn build_pool(url: &str, max_size: u32, connect_timeout: Duration) -> PgPool
     let manager = ConnectionManager::<PgConnection>::new(url);
     Pool::builder()
         .max_size(max_size)
-        .min_idle(Some(1))
+        // Keep every connection open: a burst of requests should not pay for connecting.
+        .min_idle(None)
         .connection_timeout(connect_timeout)
         .test_on_check_out(true)
         .build_unchecked(manager)

@@ -51,6 +51,8 @@ impl Generations {
     pub fn new(router: Router, pool: PgPool, flush_interval: Duration) -> Generations {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // Its blocking work is database writes, bounded by the pool anyway.
+            .max_blocking_threads(8)
             .thread_name("generation")
             .enable_all()
             .build()

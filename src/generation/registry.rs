@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use crate::chat::model::Message;
 
-/// Slots in each answer's channel. A reader that falls further behind re-reads the text so far.
-const CHANNEL_CAPACITY: usize = 64;
+/// Slots in each answer's channel. A reader that falls further behind re-reads the text so far,
+/// so this only trades memory per answer against how often a slow reader catches up that way.
+const CHANNEL_CAPACITY: usize = 32;
 
 /// What readers receive.
 #[derive(Debug, Clone)]
