@@ -217,13 +217,14 @@ impl Message {
             .first(conn)
     }
 
-    pub fn insert_user(
+    /// The user's message and the empty answer that will stream in after it, in one statement.
+    pub fn insert_turn(
         conn: &mut PgConnection,
         conversation_id: Uuid,
         text: &str,
-    ) -> QueryResult<Message> {
-        Self::insert(
-            conn,
+        prompt_versions: serde_json::Value,
+    ) -> QueryResult<(Message, Message)> {
+        let rows = [
             NewMessage {
                 id: Uuid::now_v7(),
                 conversation_id,
@@ -232,7 +233,24 @@ impl Message {
                 status: "complete",
                 prompt_versions: serde_json::Value::Array(vec![]),
             },
-        )
+            NewMessage {
+                id: Uuid::now_v7(),
+                conversation_id,
+                role: "assistant",
+                content: "",
+                status: "streaming",
+                prompt_versions,
+            },
+        ];
+        let mut inserted: Vec<Message> = diesel::insert_into(messages::table)
+            .values(&rows[..])
+            .returning(Message::as_returning())
+            .get_results(conn)?;
+        // UUIDv7 ids order the two rows; RETURNING's order is not promised.
+        inserted.sort_by_key(|m| m.id);
+        let answer = inserted.pop().ok_or(diesel::result::Error::NotFound)?;
+        let user = inserted.pop().ok_or(diesel::result::Error::NotFound)?;
+        Ok((user, answer))
     }
 
     /// The row an answer streams into.

@@ -126,9 +126,14 @@ pub async fn send(
                 agent.project_id,
                 agent.id,
             )?);
-            let user_message = Message::insert_user(conn, conversation.id, &text)?;
-            let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
-            let history = Message::history(conn, conversation.id, answer.id)?;
+            let (user_message, answer) =
+                Message::insert_turn(conn, conversation.id, &text, versions_json(&system))?;
+            // A new conversation's history is just this message: no need to read it back.
+            let history = if new_conversation {
+                vec![user_message.clone()]
+            } else {
+                Message::history(conn, conversation.id, answer.id)?
+            };
             Ok((
                 agent,
                 conversation,
