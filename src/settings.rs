@@ -100,6 +100,8 @@ pub struct LlmSettings {
     pub retry_max_delay_ms: u64,
     /// A `Retry-After` longer than this moves on to the next provider at once.
     pub max_retry_after_secs: u64,
+    /// An answer fails when its provider sends nothing (no first token, no next token) this long.
+    pub stall_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +142,7 @@ max_retries = 2
 retry_base_delay_ms = 500
 retry_max_delay_ms = 8000
 max_retry_after_secs = 20
+stall_timeout_secs = 120
 
 [chat]
 history_budget_chars = 32000

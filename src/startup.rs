@@ -42,6 +42,7 @@ impl AppState {
                 router_from_settings(&settings),
                 pool.clone(),
                 Duration::from_millis(settings.chat.flush_interval_ms),
+                Duration::from_secs(settings.llm.stall_timeout_secs),
             ),
             pool,
             settings,

@@ -45,10 +45,18 @@ pub struct Generations {
     pool: PgPool,
     runtime: Runtime,
     shutting_down: std::sync::atomic::AtomicBool,
+    stall_timeout: Duration,
 }
 
 impl Generations {
-    pub fn new(router: Router, pool: PgPool, flush_interval: Duration) -> Generations {
+    /// `stall_timeout`: an answer whose provider sends nothing for this long fails instead of
+    /// spinning forever.
+    pub fn new(
+        router: Router,
+        pool: PgPool,
+        flush_interval: Duration,
+        stall_timeout: Duration,
+    ) -> Generations {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             // Its blocking work is database writes, bounded by the pool anyway.
@@ -69,6 +77,7 @@ impl Generations {
             pool,
             runtime: Runtime(Some(runtime)),
             shutting_down: Default::default(),
+            stall_timeout,
         }
     }
 
@@ -97,6 +106,7 @@ impl Generations {
             self.pool.clone(),
             live,
             job,
+            self.stall_timeout,
         ));
         reader
     }
@@ -179,6 +189,7 @@ async fn generate(
     pool: PgPool,
     live: Arc<Live>,
     job: Job,
+    stall_timeout: Duration,
 ) {
     m::live_streams(1.0);
     let mut progress = Progress {
@@ -192,12 +203,13 @@ async fn generate(
     let (status, error) = tokio::select! {
         biased;
         _ = live.cancel.cancelled() => stopped(&live),
-        started = router.stream(&job.provider, &job.request) => match started {
-            Err(error) => (Status::Failed, Some(readable(&error))),
-            Ok(started) => {
+        started = tokio::time::timeout(stall_timeout, router.stream(&job.provider, &job.request)) => match started {
+            Err(_) => (Status::Failed, Some(stalled(stall_timeout))),
+            Ok(Err(error)) => (Status::Failed, Some(readable(&error))),
+            Ok(Ok(started)) => {
                 progress.provider = Some(started.provider.clone());
                 progress.model = Some(started.model.clone());
-                relay(&live, started.stream, &mut progress).await
+                relay(&live, started.stream, &mut progress, stall_timeout).await
             }
         },
     };
@@ -232,13 +244,16 @@ async fn relay(
     live: &Live,
     mut stream: crate::llm::EventStream,
     progress: &mut Progress,
+    stall_timeout: Duration,
 ) -> (Status, Option<String>) {
     loop {
         tokio::select! {
             biased;
             // Dropping `stream` here closes the upstream connection.
             _ = live.cancel.cancelled() => return stopped(live),
-            event = stream.next() => match event {
+            event = tokio::time::timeout(stall_timeout, stream.next()) => match event {
+                Err(_) => return (Status::Failed, Some(stalled(stall_timeout))),
+                Ok(event) => match event {
                 Some(Ok(StreamEvent::Delta(text))) => {
                     if progress.ttft.is_none() {
                         progress.ttft = Some(progress.started.elapsed());
@@ -261,9 +276,17 @@ async fn relay(
                     return (Status::Failed, Some(readable(&error)));
                 }
                 None => return (Status::Failed, Some("The provider's stream ended before the answer was complete.".into())),
+                },
             },
         }
     }
+}
+
+fn stalled(after: Duration) -> String {
+    format!(
+        "The provider sent nothing for {} s, so the answer was given up.",
+        after.as_secs()
+    )
 }
 
 fn stopped(live: &Live) -> (Status, Option<String>) {

@@ -877,3 +877,29 @@ async fn metrics_are_exported_for_prometheus() {
         assert!(body.contains(needle), "{needle} missing from /metrics");
     }
 }
+
+#[tokio::test]
+async fn a_provider_that_goes_silent_fails_the_answer_instead_of_spinning_forever() {
+    let fake = FakeLlm::start().await;
+    fake.push(Script::answer("late").first_token_delay(Duration::from_secs(5)));
+    fake.push(Script::tokens(["one ", "two ", "three"]).token_delay(Duration::from_secs(5)));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.stall_timeout_secs = 1).await;
+    let (token, _, agent) = app.chat_setup("silent@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("sent nothing for 1 s"),
+        "{done}"
+    );
+
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "again"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(joined(&chunks), "one ", "the text before the stall is kept");
+    assert_eq!(done["status"], "failed");
+}
