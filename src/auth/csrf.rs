@@ -157,14 +157,11 @@ fn origin_of(url: &str) -> String {
     url[..end].to_string()
 }
 
-/// The token from the header, the query string, or a urlencoded form body. The body is read
-/// and put back so the handler still sees it.
+/// The token from the header or a urlencoded form body (never the query string: URLs end up in
+/// logs, history and Referer headers). The body is read and put back so the handler still sees it.
 async fn sent_token(req: &mut ServiceRequest) -> Option<String> {
     if let Some(value) = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(value.to_string());
-    }
-    if let Some(value) = field_in(req.query_string()) {
-        return Some(value);
     }
     let is_form = req
         .headers()

@@ -118,10 +118,44 @@ fn urlencode(value: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Only local paths are followed after login, never another site.
+/// Only local paths are followed after login, never another site. Browsers drop tabs and
+/// newlines from URLs and read `\` as `/`, so `/\t/evil.com` would be `//evil.com`: anything but
+/// printable ASCII without a backslash is refused, as is a second leading slash.
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n,
+        Some(n)
+            if n.starts_with('/')
+                && !n[1..].starts_with('/')
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n
+        }
         _ => "/projects",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        for ok in ["/projects/3", "/agents/x?tab=1", "/a%20b"] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r\n",
+            "https://evil.com",
+            "evil.com",
+            "/ /x",
+            "/caf\u{e9}",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/projects", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/projects");
     }
 }

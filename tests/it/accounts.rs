@@ -405,19 +405,35 @@ async fn browser_sign_in_sign_out_and_protected_pages() {
         "no Secure flag on plain-http deployments"
     );
 
-    // Open redirects are not followed.
+    // Open redirects are not followed, and no `next` breaks the redirect.
+    for next in [
+        "//evil.example",
+        "/\t/evil.example",
+        "/\\evil.example",
+        "/\r\nSet-Cookie: x=1",
+    ] {
+        let r = browser
+            .client
+            .post(app.url("/login"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("email", "web@example.com"),
+                ("password", PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{next:?}");
+        assert_eq!(r.headers()["location"], "/projects", "{next:?}");
+    }
     let r = browser
         .client
-        .post(app.url("/login"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", "web@example.com"),
-            ("password", PASSWORD),
-            ("next", "//evil.example"),
-        ])
+        .get(app.url("/login?next=%2F%0d%0a"))
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 303, "signed in: /login sends you on");
     assert_eq!(r.headers()["location"], "/projects");
 }
 

@@ -45,6 +45,16 @@ async fn cookie_requests_need_the_csrf_token_and_our_origin() {
         "a foreign Origin is refused even with the token"
     );
 
+    // A token in the URL does not count: URLs leak through logs, history and Referer.
+    let r = browser
+        .client
+        .post(app.url(&format!("/projects?csrf_token={csrf}")))
+        .form(&[("name", "Token in URL")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
     let own_origin: &'static str = Box::leak(app.address.clone().into_boxed_str());
     let r = post(
         vec![("csrf_token", csrf.clone()), ("name", "Good".into())],
