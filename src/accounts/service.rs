@@ -19,7 +19,7 @@ impl Email {
     pub fn parse(raw: &str) -> AppResult<Email> {
         let email = raw.trim();
         let valid = email.len() <= 254
-            && !email.chars().any(char::is_whitespace)
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && email.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && !domain.contains('@')
@@ -71,8 +71,13 @@ pub async fn register(
             "Registration is closed on this server.".into(),
         ));
     }
-    let (email, password) = all_valid(Email::parse(email), Password::parse("password", password))?;
-    let display_name = display_name.trim().chars().take(100).collect::<String>();
+    let display_name =
+        crate::domain::optional_text("display_name", "Display name", display_name, 100, false)
+            .map_err(|error| AppError::Validation(vec![error]));
+    let ((email, password), display_name) = all_valid(
+        all_valid(Email::parse(email), Password::parse("password", password)),
+        display_name,
+    )?;
     let hash = password::hash(password, state.settings.auth.bcrypt_cost).await?;
     let result = db::run(&state.pool, move |conn| {
         let new = NewUser {
@@ -100,11 +105,17 @@ pub async fn authenticate(
     password: String,
 ) -> AppResult<User> {
     state.login_limiter.check(ip, email)?;
-    let lookup = email.trim().to_string();
-    let user = db::run(&state.pool, move |conn| {
-        Ok(User::find_by_email(conn, &lookup)?)
-    })
-    .await?;
+    // Anything that is not an email cannot be an account; it still pays for a bcrypt check
+    // below, so it takes as long as a wrong password.
+    let user = match Email::parse(email) {
+        Ok(Email(lookup)) => {
+            db::run(&state.pool, move |conn| {
+                Ok(User::find_by_email(conn, &lookup)?)
+            })
+            .await?
+        }
+        Err(_) => None,
+    };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let ok = password::verify(password, hash, &state.dummy_password_hash).await?;
     match user {

@@ -74,6 +74,18 @@ impl Live {
     /// Appends text and tells readers. Both happen under the lock, so a reader that takes a
     /// snapshot sees each delta either in the snapshot or on its channel, never both or neither.
     pub fn push(&self, delta: &str) {
+        // PostgreSQL text cannot hold NUL; one from a model would make every save of this
+        // answer fail, so it is dropped here, before anyone sees it.
+        let cleaned;
+        let delta = if delta.contains('\0') {
+            cleaned = delta.replace('\0', "");
+            cleaned.as_str()
+        } else {
+            delta
+        };
+        if delta.is_empty() {
+            return;
+        }
         let mut state = self.lock();
         state.text.push_str(delta);
         let end = state.text.len();

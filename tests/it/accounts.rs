@@ -460,6 +460,7 @@ async fn registration_page_shows_errors_next_to_fields() {
             ("csrf_token", csrf.as_str()),
             ("email", "bad"),
             ("password", "x"),
+            ("display_name", "Ann\u{0}"),
         ])
         .send()
         .await
@@ -471,7 +472,41 @@ async fn registration_page_shows_errors_next_to_fields() {
         "email error is next to the email field"
     );
     assert!(html.contains("id=\"password-error\""));
+    assert!(html.contains("id=\"display_name-error\""));
     assert!(html.contains("value=\"bad\""), "the typed email is kept");
+}
+
+#[tokio::test]
+async fn control_characters_in_account_fields_are_refused_not_500() {
+    let app = TestApp::spawn().await;
+    for (email, display_name, field) in [
+        ("nul\u{0}@example.com", "Ann", "email"),
+        ("ann@example.com", "Ann\u{0}", "display_name"),
+        ("ann@example.com", &"n".repeat(101), "display_name"),
+    ] {
+        let r = app
+            .api
+            .post(app.url("/api/auth/register"))
+            .json(&json!({"email": email, "password": PASSWORD, "display_name": display_name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{email:?} / {display_name:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body.to_string().contains(field), "{body}");
+    }
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&json!({"email": "nul\u{0}@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "an impossible email is just a failed login"
+    );
 }
 
 #[tokio::test]
