@@ -71,6 +71,7 @@ pub fn upstream_error(provider: &str, error: &LlmError) {
         LlmError::Http { status, .. } => status.to_string(),
         LlmError::Auth { .. } => "401".into(),
         LlmError::Connect(_) => "connect".into(),
+        LlmError::Stalled => "stalled".into(),
         LlmError::Stream(_) => "stream".into(),
         LlmError::Config(_) => "config".into(),
     };

@@ -162,6 +162,8 @@ pub enum SettingsError {
     Config(#[from] config::ConfigError),
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("configuration: {0}")]
+    Invalid(String),
 }
 
 impl Settings {
@@ -234,7 +236,59 @@ impl Settings {
         {
             settings.auth.jwt_secret = None;
         }
+        settings.check_ranges()?;
         Ok(settings)
+    }
+
+    /// Values that would make confab panic or misbehave later are refused at start, by name.
+    fn check_ranges(&self) -> Result<(), SettingsError> {
+        let ranges: [(&str, u64, u64, u64); 7] = [
+            (
+                "database.pool_size",
+                self.database.pool_size.into(),
+                1,
+                1000,
+            ),
+            (
+                "database.connect_timeout_secs",
+                self.database.connect_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "llm.stall_timeout_secs",
+                self.llm.stall_timeout_secs,
+                1,
+                86_400,
+            ),
+            (
+                "chat.flush_interval_ms",
+                self.chat.flush_interval_ms,
+                10,
+                60_000,
+            ),
+            ("auth.bcrypt_cost", self.auth.bcrypt_cost.into(), 4, 31),
+            (
+                "auth.login_attempts_per_minute",
+                self.auth.login_attempts_per_minute.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "auth.token_ttl_hours",
+                self.auth.token_ttl_hours.max(0) as u64,
+                1,
+                24 * 366,
+            ),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(SettingsError::Invalid(format!(
+                    "{key} must be between {min} and {max} (it is {value})"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Cookies get `Secure` only when people reach confab over https.
@@ -297,6 +351,29 @@ mod tests {
         .unwrap();
         assert_eq!(s.server.port, 8181);
         assert_eq!(s.auth.bcrypt_cost, 5);
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_by_name() {
+        for (name, value, key) in [
+            (
+                "CONFAB_LLM__STALL_TIMEOUT_SECS",
+                "0",
+                "llm.stall_timeout_secs",
+            ),
+            (
+                "CONFAB_CHAT__FLUSH_INTERVAL_MS",
+                "0",
+                "chat.flush_interval_ms",
+            ),
+            ("CONFAB_DATABASE__POOL_SIZE", "0", "database.pool_size"),
+            ("CONFAB_AUTH__BCRYPT_COST", "40", "auth.bcrypt_cost"),
+        ] {
+            let error = Settings::load_from(&Overrides::default(), env_of(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, StreamExt};
 use uuid::Uuid;
 
 use crate::chat::model::{Message, Outcome, Status};
@@ -100,14 +102,20 @@ impl Generations {
             .0
             .as_ref()
             .expect("runtime lives as long as Generations");
-        runtime.spawn(generate(
-            self.registry.clone(),
+        let (registry, pool, id) = (self.registry.clone(), self.pool.clone(), job.message_id);
+        let task = generate(
+            registry.clone(),
             self.router.clone(),
-            self.pool.clone(),
-            live,
+            pool.clone(),
+            live.clone(),
             job,
             self.stall_timeout,
-        ));
+        );
+        runtime.spawn(async move {
+            if AssertUnwindSafe(task).catch_unwind().await.is_err() {
+                end_after_panic(&registry, &pool, &live, id).await;
+            }
+        });
         reader
     }
 
@@ -203,10 +211,9 @@ async fn generate(
     let (status, error) = tokio::select! {
         biased;
         _ = live.cancel.cancelled() => stopped(&live),
-        started = tokio::time::timeout(stall_timeout, router.stream(&job.provider, &job.request)) => match started {
-            Err(_) => (Status::Failed, Some(stalled(stall_timeout))),
-            Ok(Err(error)) => (Status::Failed, Some(readable(&error))),
-            Ok(Ok(started)) => {
+        started = router.stream(&job.provider, &job.request) => match started {
+            Err(error) => (Status::Failed, Some(readable(&error, stall_timeout))),
+            Ok(started) => {
                 progress.provider = Some(started.provider.clone());
                 progress.model = Some(started.model.clone());
                 relay(&live, started.stream, &mut progress, stall_timeout).await
@@ -239,6 +246,28 @@ async fn generate(
     m::live_streams(-1.0);
 }
 
+/// A bug in a task must not leave readers waiting for an answer that never ends: it is saved as
+/// failed with the text so far and taken out of the registry.
+async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uuid) {
+    tracing::error!(message_id = %id, "an answer's task panicked");
+    let outcome = Outcome {
+        content: live.text(),
+        status: Status::Failed.as_str().into(),
+        error: Some("confab hit an internal error while generating this answer.".into()),
+        provider: None,
+        model: None,
+        input_tokens: None,
+        output_tokens: None,
+        ttft_ms: None,
+        duration_ms: None,
+        finished_at: Some(chrono::Utc::now()),
+    };
+    let message = save_outcome(pool, id, outcome).await;
+    live.finish(Arc::new(message));
+    registry.remove(id);
+    m::live_streams(-1.0);
+}
+
 /// Copies the provider's stream into the live answer until it ends, fails or is stopped.
 async fn relay(
     live: &Live,
@@ -251,9 +280,7 @@ async fn relay(
             biased;
             // Dropping `stream` here closes the upstream connection.
             _ = live.cancel.cancelled() => return stopped(live),
-            event = tokio::time::timeout(stall_timeout, stream.next()) => match event {
-                Err(_) => return (Status::Failed, Some(stalled(stall_timeout))),
-                Ok(event) => match event {
+            event = stream.next() => match event {
                 Some(Ok(StreamEvent::Delta(text))) => {
                     if progress.ttft.is_none() {
                         progress.ttft = Some(progress.started.elapsed());
@@ -273,20 +300,12 @@ async fn relay(
                 }
                 Some(Err(error)) => {
                     m::upstream_error(progress.provider.as_deref().unwrap_or("unknown"), &error);
-                    return (Status::Failed, Some(readable(&error)));
+                    return (Status::Failed, Some(readable(&error, stall_timeout)));
                 }
                 None => return (Status::Failed, Some("The provider's stream ended before the answer was complete.".into())),
-                },
             },
         }
     }
-}
-
-fn stalled(after: Duration) -> String {
-    format!(
-        "The provider sent nothing for {} s, so the answer was given up.",
-        after.as_secs()
-    )
 }
 
 fn stopped(live: &Live) -> (Status, Option<String>) {
@@ -300,8 +319,12 @@ fn stopped(live: &Live) -> (Status, Option<String>) {
 }
 
 /// What the person reads when an answer fails.
-fn readable(error: &LlmError) -> String {
+fn readable(error: &LlmError, stall_timeout: Duration) -> String {
     match error {
+        LlmError::Stalled => format!(
+            "The provider sent nothing for {} s, so the answer was given up.",
+            stall_timeout.as_secs()
+        ),
         LlmError::Config(message) if message.contains("no provider") => {
             "No LLM provider is configured. Set OPENAI_API_KEY or OPENROUTER_API_KEY, or add one under [llm] in confab.toml.".into()
         }
@@ -394,7 +417,12 @@ pub fn router_from_settings(settings: &crate::settings::Settings) -> Router {
         max_delay: Duration::from_millis(llm.retry_max_delay_ms),
         max_retry_after: Duration::from_secs(llm.max_retry_after_secs),
     };
-    Router::new(providers, fallback, retry)
+    Router::with_client(
+        crate::llm::build_client(Duration::from_secs(llm.stall_timeout_secs)),
+        providers,
+        fallback,
+        retry,
+    )
 }
 
 /// Answers a crash left `streaming` are marked failed at start-up.

@@ -13,10 +13,13 @@ use serde_json::Value;
 use super::provider::{EventStream, LlmError, ProviderConfig, StreamEvent};
 
 /// The one HTTP client for every provider: it pools connections (and HTTP/2 sessions) across
-/// chats. Only connecting is bounded in time; a stream may legitimately run for minutes.
-pub fn build_client() -> reqwest::Client {
+/// chats. A stream may legitimately run for minutes, so there is no total timeout; instead each
+/// read waits at most `stall_timeout`, which any byte resets (keepalive events and SSE comments
+/// included), so a reasoning model that is quiet but alive is not cut off.
+pub fn build_client(stall_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        .read_timeout(stall_timeout)
         // Small SSE requests and first tokens should not wait for Nagle.
         .tcp_nodelay(true)
         .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
@@ -44,6 +47,8 @@ pub(crate) async fn post_stream(
     let response = request.send().await.map_err(|error| {
         if error.is_builder() {
             LlmError::Config(format!("provider {}: {}", provider.name, describe(&error)))
+        } else if error.is_timeout() {
+            LlmError::Stalled
         } else {
             LlmError::Connect(describe(&error))
         }
@@ -221,6 +226,11 @@ pub(crate) fn sse_stream(response: reqwest::Response, decoder: impl Decoder) -> 
                     Ok(Decoded::Last(event)) => return Some((Ok(event), None)),
                     Err(error) => return Some((Err(error), None)),
                 },
+                Some(Err(eventsource_stream::EventStreamError::Transport(error)))
+                    if error.is_timeout() =>
+                {
+                    return Some((Err(LlmError::Stalled), None));
+                }
                 Some(Err(error)) => {
                     let cause = match error {
                         eventsource_stream::EventStreamError::Transport(error) => describe(&error),

@@ -104,6 +104,10 @@ pub enum LlmError {
     /// No answer at all: DNS, refused connection, TLS, connect timeout.
     #[error("could not reach the provider: {0}")]
     Connect(String),
+    /// The connection is open but the provider has sent nothing (not even a keepalive) for the
+    /// client's read timeout (`llm.stall_timeout_secs`).
+    #[error("the provider stopped sending anything")]
+    Stalled,
     /// The stream started and then failed: dropped connection, `response.failed`, an error event
     /// or chunk, or an end without the terminal event.
     #[error("{0}")]
@@ -137,6 +141,9 @@ impl LlmError {
                 matches!(status, 408 | 409 | 429) || *status >= 500
             }
             LlmError::Connect(_) => true,
+            // Asking a silent provider again would make the person wait another full timeout;
+            // the next provider in the fallback order is the better bet.
+            LlmError::Stalled => false,
             // Before the first token a failed stream is the provider's hiccup (the router only
             // retries it then); the message carries the code, so quota problems are still spotted.
             LlmError::Stream(message) => !is_hopeless(None, message),

@@ -11,6 +11,10 @@ use super::http::build_client;
 use super::provider::{Api, ChatRequest, EventStream, LlmError, ProviderConfig};
 use super::{chat_completions, responses};
 
+/// How long a provider may send nothing at all before the attempt is given up (the default
+/// of `llm.stall_timeout_secs`).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How hard to try one provider before moving to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -93,7 +97,12 @@ impl Router {
         fallback_order: Vec<String>,
         retry: RetryPolicy,
     ) -> Self {
-        Router::with_client(build_client(), providers, fallback_order, retry)
+        Router::with_client(
+            build_client(DEFAULT_STALL_TIMEOUT),
+            providers,
+            fallback_order,
+            retry,
+        )
     }
 
     /// A router on an existing client, so the app can share one connection pool.

@@ -45,7 +45,8 @@ pub struct Script {
     pub fail: Option<Failure>,
     /// Break the stream after this many deltas.
     pub interrupt: Option<(usize, Interrupt)>,
-    /// Interleave `keepalive` events (Responses) and `: OPENROUTER PROCESSING` comments (both).
+    /// Interleave `keepalive` events (Responses) or `: OPENROUTER PROCESSING` comments (Chat
+    /// Completions) between deltas and every 250 ms of the first-token delay.
     pub keepalives: bool,
     /// End with `response.incomplete` / a non-`stop` finish reason, e.g. `max_output_tokens`.
     pub incomplete: Option<String>,
@@ -390,9 +391,14 @@ impl FakeLlm {
 
     /// Wait until a client has gone away in the middle of a stream.
     pub async fn wait_for_disconnect(&self) {
+        self.wait_for_disconnects(1).await;
+    }
+
+    /// Waits until `n` clients in all have gone away mid-stream.
+    pub async fn wait_for_disconnects(&self, n: usize) {
         let mut disconnects = self.state.disconnects.subscribe();
         disconnects
-            .wait_for(|count| *count >= 1)
+            .wait_for(|count| *count >= n)
             .await
             .expect("the fake owns the sender");
     }
@@ -696,6 +702,20 @@ impl ResponsesWriter {
     }
 }
 
+/// The wait before the first delta. With keepalives on, the provider keeps talking while it
+/// "thinks", as reasoning models behind OpenAI and OpenRouter do: one keepalive per 250 ms.
+fn thinking_pauses(script: &Script) -> Vec<Duration> {
+    let step = Duration::from_millis(250);
+    let mut left = script.first_token_delay;
+    let mut pauses = Vec::new();
+    while script.keepalives && left > step {
+        pauses.push(step);
+        left -= step;
+    }
+    pauses.push(left);
+    pauses
+}
+
 fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
     let mut out = ResponsesWriter {
         steps: Vec::new(),
@@ -719,7 +739,12 @@ fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
         json!({"item_id": item_id, "output_index": 0, "content_index": 0,
                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}),
     );
-    out.steps.push(Step::Wait(script.first_token_delay));
+    for (index, pause) in thinking_pauses(script).into_iter().enumerate() {
+        if index > 0 {
+            out.event("keepalive", json!({}));
+        }
+        out.steps.push(Step::Wait(pause));
+    }
     for (index, token) in script.tokens.iter().enumerate() {
         if let Some((_, interrupt)) = script.interrupt.filter(|(k, _)| *k == index) {
             responses_interrupt(&mut out, answer, interrupt);
@@ -806,7 +831,12 @@ fn chat_plan(answer: &Answer, script: &Script, include_usage: bool) -> Vec<Step>
         json!({"role": "assistant", "content": "", "refusal": null}),
         Value::Null,
     ));
-    steps.push(Step::Wait(script.first_token_delay));
+    for (index, pause) in thinking_pauses(script).into_iter().enumerate() {
+        if index > 0 {
+            steps.push(Step::Send(": OPENROUTER PROCESSING\n\n".into()));
+        }
+        steps.push(Step::Wait(pause));
+    }
     for (index, token) in script.tokens.iter().enumerate() {
         if let Some((_, interrupt)) = script.interrupt.filter(|(k, _)| *k == index) {
             chat_interrupt(&mut steps, answer, interrupt);
