@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use crate::agents::model::{Agent, AgentChanges, NewAgent};
 use crate::auth::CurrentUser;
+use crate::chat::model::{Message, Under};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::{AppError, AppResult};
@@ -184,12 +185,15 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Agent> {
     let owner = user.id;
-    db::transaction(&state.pool, move |conn| {
+    let (agent, live) = db::transaction(&state.pool, move |conn| {
         let agent = Agent::find_owned(conn, owner, id)?;
+        let live = Message::streaming_under(conn, Under::Agent(agent.id))?;
         Agent::delete(conn, &agent)?;
-        Ok(agent)
+        Ok((agent, live))
     })
-    .await
+    .await?;
+    crate::chat::service::stop_all(state, &live);
+    Ok(agent)
 }
 
 pub async fn system_message(state: &AppState, agent: &Agent) -> AppResult<SystemMessage> {

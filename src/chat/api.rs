@@ -63,7 +63,7 @@ pub async fn resume_stream(
     let (message, conversation) = service::message(&state, &user, *id).await?;
     let source = match state.generations.subscribe(message.id) {
         Some(reader) => Source::Live(reader),
-        None => Source::Stored(service::message(&state, &user, *id).await?.0),
+        None => Source::stored(service::message(&state, &user, *id).await?.0),
     };
     let params = Params {
         conversation_id: conversation.id,

@@ -32,6 +32,12 @@ fn parse_message(raw: &str) -> AppResult<String> {
     if text.is_empty() {
         return Err(AppError::invalid("message", "Write a message first."));
     }
+    if text.contains('\0') {
+        return Err(AppError::invalid(
+            "message",
+            "The message contains a NUL character, which cannot be stored. Remove it and send again.",
+        ));
+    }
     let count = text.chars().count();
     if count > MAX_MESSAGE_CHARS {
         return Err(AppError::invalid(
@@ -203,7 +209,12 @@ pub async fn retry(
                 agent.project_id,
                 agent.id,
             )?);
-            Message::delete(conn, failed.id)?;
+            // Two retries racing: the second finds the row gone and must not add a second answer.
+            if Message::delete(conn, failed.id)? != 1 {
+                return Err(AppError::Conflict(
+                    "This answer is already being retried.".into(),
+                ));
+            }
             let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
             let history = Message::history(conn, conversation.id, answer.id)?;
             Conversation::touch(conn, conversation.id)?;
@@ -281,6 +292,13 @@ pub async fn message(
         Ok(Message::find_owned(conn, owner, id)?)
     })
     .await
+}
+
+/// Stops every answer still generating under an agent or project that is being deleted.
+pub fn stop_all(state: &AppState, message_ids: &[Uuid]) {
+    for id in message_ids {
+        state.generations.stop(*id);
+    }
 }
 
 /// Stops a live answer. False when it had already ended.

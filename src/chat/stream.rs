@@ -11,7 +11,7 @@ use futures_util::Stream;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::chat::model::Message;
+use crate::chat::model::{Message, Status};
 use crate::generation::registry::{Piece, Subscription};
 
 /// A vanished reader is noticed only when a write fails; a comment every few seconds bounds that.
@@ -40,6 +40,21 @@ pub fn last_event_id(req: &HttpRequest) -> Option<usize> {
 pub enum Source {
     Live(Subscription),
     Stored(Message),
+}
+
+impl Source {
+    /// A stored answer. One still marked `streaming` has no task here (its final save failed,
+    /// or the process that generated it is gone), so readers are told it failed instead of
+    /// reconnecting forever; the next start-up writes the same thing to the database.
+    pub fn stored(mut message: Message) -> Source {
+        if message.status == Status::Streaming.as_str() {
+            message.status = Status::Failed.as_str().into();
+            message.error.get_or_insert_with(|| {
+                "interrupted: this answer is no longer being generated".into()
+            });
+        }
+        Source::Stored(message)
+    }
 }
 
 struct Cursor {

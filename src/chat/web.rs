@@ -392,7 +392,7 @@ pub async fn stream_message(
     let source = match state.generations.subscribe(message.id) {
         Some(reader) => Source::Live(reader),
         // Not live (any more): the stored row is final.
-        None => Source::Stored(service::message(&state, &user, *id).await?.0),
+        None => Source::stored(service::message(&state, &user, *id).await?.0),
     };
     let params = Params {
         conversation_id: conversation.id,

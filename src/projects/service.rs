@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use crate::agents::model::{Agent, NewAgent};
 use crate::auth::CurrentUser;
+use crate::chat::model::{Message, Under};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
@@ -131,8 +132,12 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<()> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
-        Ok(Project::delete_owned(conn, owner, id)?)
+    let live = db::transaction(&state.pool, move |conn| {
+        let live = Message::streaming_under(conn, Under::Project(id))?;
+        Project::delete_owned(conn, owner, id)?;
+        Ok(live)
     })
-    .await
+    .await?;
+    crate::chat::service::stop_all(state, &live);
+    Ok(())
 }

@@ -839,6 +839,41 @@ async fn start_up_marks_answers_left_streaming_as_interrupted() {
     })
     .await
     .unwrap();
+    // Until the next start-up, readers are told it failed rather than left waiting.
+    let r = app
+        .api
+        .get(app.url(&format!("/api/messages/{message_id}/stream")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (chunks, orphan) = Events::of(r).collect_json().await;
+    assert_eq!(joined(&chunks), "half");
+    assert_eq!(orphan["status"], "failed");
+    // The page's stream, with the same session as a cookie.
+    let page_events = app
+        .api
+        .get(app.url(&format!("/messages/{message_id}/stream")))
+        .header("Cookie", format!("confab_session={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let final_bubble = page_events
+        .split("event: done")
+        .nth(1)
+        .expect("a done event");
+    assert!(
+        !final_bubble.contains("sse-connect"),
+        "the final bubble must not reconnect: {final_bubble}"
+    );
+    assert!(
+        final_bubble.contains("no longer being generated"),
+        "{final_bubble}"
+    );
+
     let marked = confab::generation::mark_interrupted(&app.pool)
         .await
         .unwrap();
@@ -902,4 +937,181 @@ async fn a_provider_that_goes_silent_fails_the_answer_instead_of_spinning_foreve
         .await;
     assert_eq!(joined(&chunks), "one ", "the text before the stall is kept");
     assert_eq!(done["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_quiet_provider_that_keeps_the_connection_alive_is_waited_for() {
+    // The primary goes silent before its first token; the backup "thinks" for longer than the
+    // stall timeout but says so with SSE comments, as OpenRouter does for reasoning models.
+    let primary = FakeLlm::start().await;
+    primary.set_default(Script::answer("never").first_token_delay(Duration::from_secs(30)));
+    let backup = FakeLlm::start().await;
+    backup.set_default(
+        Script::answer("Thought it through.")
+            .first_token_delay(Duration::from_millis(2500))
+            .with_keepalives(),
+    );
+    let backup_url = backup.base_url();
+    let app = TestApp::with_llm(&primary.base_url(), move |s| {
+        s.llm.stall_timeout_secs = 1;
+        s.llm
+            .providers
+            .push(crate::support::app::compatible_provider(
+                "backup",
+                &backup_url,
+            ));
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("thinking@example.com").await;
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(joined(&chunks), "Thought it through.");
+    assert_eq!(done["status"], "complete");
+    assert_eq!(done["provider"], "backup");
+    assert_eq!(
+        primary.request_count(),
+        1,
+        "a silent provider is not asked again: that would cost another full timeout"
+    );
+
+    // The Responses API's own `keepalive` events count as signs of life too.
+    primary.push(
+        Script::answer("Also fine.")
+            .first_token_delay(Duration::from_millis(2500))
+            .with_keepalives(),
+    );
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "again"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(joined(&chunks), "Also fine.");
+    assert_eq!(done["provider"], "openai");
+}
+
+#[tokio::test]
+async fn a_nul_character_is_refused_from_people_and_dropped_from_models() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::tokens(["a\u{0}b", "\u{0}", "c"]));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("nul@example.com").await;
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&json!({"message": "a \u{0} byte"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("NUL"),
+        "{body}"
+    );
+    assert_eq!(fake.request_count(), 0, "nothing was sent upstream");
+
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(joined(&chunks), "abc");
+    assert_eq!(done["status"], "complete");
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["messages"][1]["content"], "abc");
+}
+
+/// Starts a long answer and returns its events once the first text has arrived.
+async fn long_answer_under_way(app: &TestApp, token: &str, agent: &str) -> Events {
+    let mut events = Events::of(send(app, token, agent, json!({"message": "go on"})).await);
+    events.next().await.expect("the first text");
+    events
+}
+
+#[tokio::test]
+async fn deleting_an_agent_or_project_stops_its_live_answers() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"word ".repeat(500)).token_delay(Duration::from_millis(20)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, _) = app.chat_setup("cascade@example.com").await;
+    let (status, agent) = app
+        .post_json(
+            &token,
+            &format!("/api/projects/{project}/agents"),
+            json!({"name": "Second"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let agent = agent["id"].as_str().unwrap().to_string();
+
+    let mut events = long_answer_under_way(&app, &token, &agent).await;
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::DELETE,
+            &format!("/api/agents/{agent}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, done) = events.collect_json().await;
+    assert_eq!(done["status"], "stopped");
+    fake.wait_for_disconnect().await;
+    assert_eq!(app.state.generations.registry.all().len(), 0);
+
+    let (_, agents) = app
+        .get_json(&token, &format!("/api/projects/{project}/agents"))
+        .await;
+    let default_agent = agents[0]["id"].as_str().unwrap().to_string();
+    let mut events = long_answer_under_way(&app, &token, &default_agent).await;
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::DELETE,
+            &format!("/api/projects/{project}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, done) = events.collect_json().await;
+    assert_eq!(done["status"], "stopped");
+    // Both upstream requests were dropped (this waits for the second).
+    fake.wait_for_disconnects(2).await;
+}
+
+#[tokio::test]
+async fn racing_retries_make_one_new_answer() {
+    let fake = FakeLlm::start().await;
+    fake.push(Script::status(400));
+    fake.set_default(Script::answer("Once."));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 0).await;
+    let browser = app.browser("race@example.com").await;
+    let (_, agent) = browser.project_with_agent("Race").await;
+    let token = app
+        .login("race@example.com", crate::support::app::PASSWORD)
+        .await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    let failed = done["message_id"].as_str().unwrap().to_string();
+    let conversation_id = done["conversation_id"].as_str().unwrap().to_string();
+
+    let path = format!("/messages/{failed}/retry");
+    let results =
+        futures_util::future::join_all((0..4).map(|_| browser.htmx_post(&path, &[]))).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 404, 409].contains(s)),
+        "{statuses:?}"
+    );
+    let stored = conversation(&app, &token, &conversation_id).await;
+    assert_eq!(
+        stored["messages"].as_array().unwrap().len(),
+        2,
+        "one question, one answer"
+    );
 }
