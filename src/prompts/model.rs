@@ -92,8 +92,8 @@ fn owned_by(owner: PromptOwner) -> BoxedPrompts<'static> {
     }
 }
 
-/// Serializes reorders of one owner's list until the transaction ends, so two concurrent moves
-/// cannot interleave their renumbering.
+/// Serializes changes to one owner's list until the transaction ends, so two concurrent moves
+/// cannot interleave their renumbering and two new prompts cannot take the same position.
 fn lock_siblings(conn: &mut PgConnection, owner: PromptOwner) -> QueryResult<()> {
     let (PromptOwner::Project(id) | PromptOwner::Agent(id)) = owner;
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
@@ -121,6 +121,26 @@ impl Prompt {
             )
             .select(Prompt::as_select())
             .first(conn)
+    }
+
+    /// Like [`Prompt::find_owned`], and holds the row until the transaction ends, so two edits
+    /// of one prompt cannot both pick the same next version number.
+    pub fn find_owned_for_update(
+        conn: &mut PgConnection,
+        user: Uuid,
+        id: Uuid,
+    ) -> QueryResult<Prompt> {
+        let prompt = Self::find_owned(conn, user, id)?;
+        prompts::table
+            .find(prompt.id)
+            .for_update()
+            .select(Prompt::as_select())
+            .first(conn)
+    }
+
+    /// Holds the prompt's list (its siblings' order) until the transaction ends.
+    pub fn lock_list(conn: &mut PgConnection, prompt: &Prompt) -> QueryResult<()> {
+        lock_siblings(conn, PromptOwner::of(prompt))
     }
 
     /// The owner's prompts in order, each with its current text, in one query.
@@ -188,6 +208,7 @@ impl Prompt {
         content: &str,
         enabled: bool,
     ) -> QueryResult<PromptWithText> {
+        lock_siblings(conn, owner)?;
         let last: Option<i32> = owned_by(owner)
             .select(diesel::dsl::max(prompts::position))
             .first(conn)?;

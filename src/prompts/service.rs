@@ -101,7 +101,7 @@ pub async fn update(
     c.finish()?;
     let user = user.id;
     db::transaction(&state.pool, move |conn| {
-        let prompt = Prompt::find_owned(conn, user, id)?;
+        let prompt = Prompt::find_owned_for_update(conn, user, id)?;
         let mut current = Prompt::current_text(conn, prompt)?;
         let new_title = title.unwrap_or_else(|| current.current.title.clone());
         let new_content = content.unwrap_or_else(|| current.current.content.clone());
@@ -125,6 +125,8 @@ pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, delta: i64) ->
     let user = user.id;
     db::transaction(&state.pool, move |conn| {
         let prompt = Prompt::find_owned(conn, user, id)?;
+        // Two quick clicks must move it two places: read the index under the list's lock.
+        Prompt::lock_list(conn, &prompt)?;
         let index = Prompt::index_of(conn, &prompt)? as i64;
         Prompt::move_to(conn, &prompt, (index + delta).max(0) as usize)?;
         Ok(prompt)
@@ -164,7 +166,7 @@ pub async fn restore(
 ) -> AppResult<PromptWithText> {
     let user = user.id;
     db::transaction(&state.pool, move |conn| {
-        let prompt = Prompt::find_owned(conn, user, id)?;
+        let prompt = Prompt::find_owned_for_update(conn, user, id)?;
         Ok(Prompt::restore(conn, &prompt, version)?)
     })
     .await

@@ -366,3 +366,55 @@ async fn prompts_are_versioned_ordered_and_compose_the_system_message() {
             && body["error"]["fields"]["content"].is_string()
     );
 }
+
+#[tokio::test]
+async fn concurrent_prompt_changes_all_land_without_clashing() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("busy@example.com").await;
+    let project = app.project(&token, "Busy").await;
+    let list_path = format!("/api/projects/{project}/prompts");
+
+    // Six prompts created at once get six distinct places.
+    let creates = (0..6).map(|i| {
+        app.post_json(
+            &token,
+            &list_path,
+            json!({"title": format!("P{i}"), "content": format!("Text {i}")}),
+        )
+    });
+    let created = futures_util::future::join_all(creates).await;
+    assert!(
+        created.iter().all(|(status, _)| *status == 201),
+        "{created:?}"
+    );
+    let (_, list) = app.get_json(&token, &list_path).await;
+    let mut positions: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["position"].as_i64().unwrap())
+        .collect();
+    positions.sort();
+    assert_eq!(positions, [0, 1, 2, 3, 4, 5]);
+
+    // Six edits of one prompt at once make six new versions, none lost.
+    let id = created[0].1["id"].as_str().unwrap().to_string();
+    let prompt_path = format!("/api/prompts/{id}");
+    let edits = (0..6).map(|i| {
+        app.send_json(
+            &token,
+            Method::PUT,
+            &prompt_path,
+            json!({"content": format!("Edit {i}")}),
+        )
+    });
+    let edited = futures_util::future::join_all(edits).await;
+    assert!(
+        edited.iter().all(|(status, _)| *status == 200),
+        "{edited:?}"
+    );
+    let (_, versions) = app
+        .get_json(&token, &format!("/api/prompts/{id}/versions"))
+        .await;
+    assert_eq!(versions.as_array().unwrap().len(), 7);
+}
