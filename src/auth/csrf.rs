@@ -107,12 +107,7 @@ fn needs_check(req: &ServiceRequest) -> bool {
     ) {
         return false;
     }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
-    if bearer {
+    if crate::auth::extract::bearer_token(req.headers()).is_some() {
         return false;
     }
     let api = req.path().starts_with("/api/");

@@ -23,12 +23,13 @@ pub struct CurrentUser {
     pub token_age_secs: i64,
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of `Authorization: Bearer <token>`. The CSRF check uses the same reading to decide
+/// a request is not cookie-authenticated, so the two can never disagree.
+pub(crate) fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl FromRequest for CurrentUser {
@@ -47,7 +48,8 @@ impl FromRequest for CurrentUser {
                 .app_data::<web::Data<AppState>>()
                 .cloned()
                 .ok_or_else(|| AppError::Internal("app state missing".into()))?;
-            let token = bearer_token(&req)
+            let token = bearer_token(req.headers())
+                .map(str::to_string)
                 .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
                 .ok_or_else(AppError::unauthorized)?;
             let claims = state.tokens.verify(&token).ok_or_else(|| {
@@ -86,7 +88,7 @@ pub async fn renew_session(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let by_cookie = req.cookie(SESSION_COOKIE).is_some() && bearer_token(req.request()).is_none();
+    let by_cookie = req.cookie(SESSION_COOKIE).is_some() && bearer_token(req.headers()).is_none();
     let mut response = next.call(req).await?;
     if !by_cookie
         || response

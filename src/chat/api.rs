@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::auth::CurrentUser;
 use crate::chat::model::{Conversation, Message};
-use crate::chat::service;
+use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params, Source};
 use crate::error::{AppError, AppResult};
 use crate::generation::registry::Piece;
@@ -37,7 +37,11 @@ pub async fn stream_chat(
         message,
         conversation_id,
     } = body.into_inner();
-    let sent = service::send(&state, &user, *agent_id, conversation_id, &message).await?;
+    let to = To::Agent {
+        agent_id: *agent_id,
+        conversation_id,
+    };
+    let sent = service::send(&state, &user, to, &message).await?;
     let params = Params {
         conversation_id: sent.conversation.id,
         message_id: sent.answer.id,
@@ -60,14 +64,10 @@ pub async fn resume_stream(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (message, conversation) = service::message(&state, &user, *id).await?;
-    let source = match state.generations.subscribe(message.id) {
-        Some(reader) => Source::Live(reader),
-        None => Source::stored(service::message(&state, &user, *id).await?.0),
-    };
+    let (source, conversation) = service::open_answer(&state, &user, *id).await?;
     let params = Params {
         conversation_id: conversation.id,
-        message_id: message.id,
+        message_id: *id,
         resume_from: stream::last_event_id(&req),
         render_final: json_final,
     };
@@ -111,7 +111,11 @@ pub async fn chat(
         conversation_id,
     } = body.into_inner();
     let agent = service::default_agent(&state, &user, project_id).await?;
-    let mut sent = service::send(&state, &user, agent.id, conversation_id, &message).await?;
+    let to = To::Agent {
+        agent_id: agent.id,
+        conversation_id,
+    };
+    let mut sent = service::send(&state, &user, to, &message).await?;
     let finished = loop {
         match sent.reader.next().await {
             Some(Piece::Done(message)) => break message,
@@ -120,6 +124,11 @@ pub async fn chat(
             None => return Err(AppError::Upstream("the answer was lost".into())),
         }
     };
+    if finished.status == "failed" && state.generations.router().providers.is_empty() {
+        return Err(AppError::NotAvailable(
+            finished.error.clone().unwrap_or_default(),
+        ));
+    }
     if finished.status == "failed" {
         return Err(AppError::Upstream(
             finished

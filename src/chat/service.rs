@@ -6,6 +6,7 @@ use crate::agents::model::Agent;
 use crate::agents::service::SystemMessage;
 use crate::auth::CurrentUser;
 use crate::chat::model::{Conversation, Message, Status};
+use crate::chat::stream::Source;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::generation::Job;
@@ -101,32 +102,55 @@ fn ensure_accepting(state: &AppState) -> AppResult<()> {
     Ok(())
 }
 
+/// Where a message goes.
+#[derive(Debug, Clone, Copy)]
+pub enum To {
+    /// An agent: a new conversation, or the given one (which must be that agent's).
+    Agent {
+        agent_id: Uuid,
+        conversation_id: Option<Uuid>,
+    },
+    /// An existing conversation, with whichever agent it has.
+    Conversation(Uuid),
+}
+
 /// Stores the user's message and an empty answer in one transaction, then starts generating.
-pub async fn send(
-    state: &AppState,
-    user: &CurrentUser,
-    agent_id: Uuid,
-    conversation_id: Option<Uuid>,
-    raw: &str,
-) -> AppResult<Sent> {
+pub async fn send(state: &AppState, user: &CurrentUser, to: To, raw: &str) -> AppResult<Sent> {
     let text = parse_message(raw)?;
     ensure_accepting(state)?;
     let owner = user.id;
     let title = title_from(&text, state.settings.chat.title_chars);
     let (agent, conversation, new_conversation, user_message, answer, history, system) =
         db::transaction(&state.pool, move |conn| {
-            let agent = Agent::find_owned(conn, owner, agent_id)?;
-            let (conversation, new_conversation) = match conversation_id {
-                Some(id) => {
+            let (agent, conversation, new_conversation) = match to {
+                To::Conversation(id) => {
                     let conversation = Conversation::find_owned(conn, owner, id)?;
-                    if conversation.agent_id != agent.id {
+                    let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
+                    (agent, conversation, false)
+                }
+                To::Agent {
+                    agent_id,
+                    conversation_id: Some(id),
+                } => {
+                    let conversation = Conversation::find_owned(conn, owner, id)?;
+                    if conversation.agent_id != agent_id {
                         return Err(AppError::NotFound);
                     }
-                    Conversation::touch(conn, conversation.id)?;
-                    (conversation, false)
+                    let agent = Agent::find_owned(conn, owner, agent_id)?;
+                    (agent, conversation, false)
                 }
-                None => (Conversation::create(conn, owner, agent.id, &title)?, true),
+                To::Agent {
+                    agent_id,
+                    conversation_id: None,
+                } => {
+                    let agent = Agent::find_owned(conn, owner, agent_id)?;
+                    let conversation = Conversation::create(conn, owner, agent.id, &title)?;
+                    (agent, conversation, true)
+                }
             };
+            if !new_conversation {
+                Conversation::touch(conn, conversation.id)?;
+            }
             let system = SystemMessage::compose(Prompt::for_system_message(
                 conn,
                 agent.project_id,
@@ -292,6 +316,23 @@ pub async fn message(
         Ok(Message::find_owned(conn, owner, id)?)
     })
     .await
+}
+
+/// What a reader of an answer gets: the live answer, or its stored row once it has ended. It
+/// subscribes before reading the row, so an answer that ends in between is read in its final
+/// state (the task saves before it leaves the registry); the row read is also the owner check.
+pub async fn open_answer(
+    state: &AppState,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<(Source, Conversation)> {
+    let live = state.generations.subscribe(id);
+    let (stored, conversation) = message(state, user, id).await?;
+    let source = match live {
+        Some(reader) => Source::Live(reader),
+        None => Source::stored(stored),
+    };
+    Ok((source, conversation))
 }
 
 /// Stops every answer still generating under an agent or project that is being deleted.

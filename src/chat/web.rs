@@ -11,8 +11,8 @@ use crate::agents::model::Agent;
 use crate::auth::CurrentUser;
 use crate::auth::csrf::CsrfToken;
 use crate::chat::model::{Conversation, Message, Status};
-use crate::chat::service;
-use crate::chat::stream::{self, Format, Params, Source};
+use crate::chat::service::{self, To};
+use crate::chat::stream::{self, Format, Params};
 use crate::error::{AppError, AppResult};
 use crate::projects::model::Project;
 use crate::render::markdown;
@@ -260,13 +260,10 @@ async fn send(
     state: &AppState,
     user: &CurrentUser,
     csrf: &CsrfToken,
-    agent_id: Uuid,
-    conversation_id: Option<Uuid>,
+    to: To,
     form: MessageForm,
 ) -> AppResult<HttpResponse> {
-    let sent = match validation_or(
-        service::send(state, user, agent_id, conversation_id, &form.message).await,
-    )? {
+    let sent = match validation_or(service::send(state, user, to, &form.message).await)? {
         Ok(sent) => sent,
         Err(errors) => {
             if is_htmx(&req) {
@@ -276,9 +273,19 @@ async fn send(
                     .to_string();
                 return Err(AppError::BadRequest(message));
             }
-            let conversation = match conversation_id {
-                Some(id) => Some(service::get(state, user, id).await?),
-                None => None,
+            let (agent_id, conversation) = match to {
+                To::Agent {
+                    agent_id,
+                    conversation_id: None,
+                } => (agent_id, None),
+                To::Agent {
+                    conversation_id: Some(id),
+                    ..
+                }
+                | To::Conversation(id) => {
+                    let conversation = service::get(state, user, id).await?;
+                    (conversation.0.agent_id, Some(conversation))
+                }
             };
             return chat_page(
                 state,
@@ -298,6 +305,7 @@ async fn send(
         return Ok(see_other(&req, &url));
     }
     let sidebar = if sent.new_conversation {
+        let agent_id = sent.conversation.agent_id;
         let conversations = service::list(state, user, agent_id).await?;
         Some(Sidebar {
             agent_id,
@@ -353,8 +361,10 @@ pub async fn send_first_message(
         &state,
         &user,
         &csrf,
-        *agent_id,
-        None,
+        To::Agent {
+            agent_id: *agent_id,
+            conversation_id: None,
+        },
         form.into_inner(),
     )
     .await
@@ -368,14 +378,12 @@ pub async fn send_message(
     id: web::Path<Uuid>,
     form: web::Form<MessageForm>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, _) = service::get(&state, &user, *id).await?;
     send(
         req,
         &state,
         &user,
         &csrf,
-        conversation.agent_id,
-        Some(conversation.id),
+        To::Conversation(*id),
         form.into_inner(),
     )
     .await
@@ -388,15 +396,10 @@ pub async fn stream_message(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (message, conversation) = service::message(&state, &user, *id).await?;
-    let source = match state.generations.subscribe(message.id) {
-        Some(reader) => Source::Live(reader),
-        // Not live (any more): the stored row is final.
-        None => Source::stored(service::message(&state, &user, *id).await?.0),
-    };
+    let (source, conversation) = service::open_answer(&state, &user, *id).await?;
     let params = Params {
         conversation_id: conversation.id,
-        message_id: message.id,
+        message_id: *id,
         resume_from: stream::last_event_id(&req),
         render_final: final_bubble,
     };

@@ -6,7 +6,7 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpResponse};
 use askama::Template;
 
 use crate::auth::CurrentUser;
@@ -73,8 +73,8 @@ fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> Htt
         Some(AppError::NotFound) | None if status == StatusCode::NOT_FOUND => {
             "This page does not exist, or it is not yours.".to_string()
         }
-        Some(e @ AppError::Internal(_)) => {
-            let _ = e.error_response(); // logs the detail
+        // The detail was logged when actix built the error's own response; never shown here.
+        Some(AppError::Internal(_)) => {
             "Something went wrong on our side. Try again; if it keeps happening, tell the administrator.".into()
         }
         Some(e) => e.to_string(),

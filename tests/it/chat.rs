@@ -760,7 +760,7 @@ async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
 #[tokio::test]
 async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
     let app = TestApp::spawn().await;
-    let (token, _, agent) = app.chat_setup("noprovider@example.com").await;
+    let (token, project, agent) = app.chat_setup("noprovider@example.com").await;
     let browser = app.browser("noprovider-web@example.com").await;
     let (_, web_agent) = browser.project_with_agent("N").await;
     let (status, page) = browser.get(&format!("/agents/{web_agent}/chat")).await;
@@ -777,6 +777,22 @@ async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
             .as_str()
             .unwrap()
             .contains("No LLM provider is configured")
+    );
+
+    // The whole-reply API says "not available", not "bad gateway": nothing upstream was asked.
+    let (status, body) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            json!({"project_id": project, "message": "anyone?"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY")
     );
 }
 
