@@ -1,5 +1,17 @@
-//! One error type for the whole app. It renders as `{"error": {"code", "message"}}` with the right
-//! status; pages turn it into HTML (or a redirect to the login page) in `web::html_errors`.
+//! One error type for the whole app, and the policy for using it:
+//!
+//! - Every handler and service returns `AppResult<T>`. A variant says what went wrong in the
+//!   product's terms and decides the status; the JSON API renders it as
+//!   `{"error": {"code", "message", "fields"?}}`, pages as HTML in `site::errors::html_errors`
+//!   (or a redirect to sign-in for 401).
+//! - Messages of client errors (4xx, 503) are written for the person who caused them and are
+//!   shown as they are. `Validation` carries one message per form field, shown next to it.
+//! - `Internal` is for what the user cannot fix: it keeps its source error for the log and
+//!   shows only "internal error". It is logged once, where actix builds the response.
+//! - A lookup of something that is not the caller's is `NotFound`, never `Forbidden`, so ids
+//!   of other people's things cannot be probed.
+//! - Database errors convert with `?`: not found → 404, unique violation → 409, a lost
+//!   connection or an exhausted pool → 503 (try again), anything else → `Internal`.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -42,8 +54,9 @@ pub enum AppError {
     /// The LLM provider failed to answer.
     #[error("{0}")]
     Upstream(String),
+    /// A fault of ours; the source goes to the log, never to the client.
     #[error("internal error")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl AppError {
@@ -52,6 +65,33 @@ impl AppError {
             field,
             message: message.into(),
         }])
+    }
+
+    /// A fault of ours, keeping its cause for the log.
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> AppError {
+        AppError::Internal(source.into())
+    }
+
+    /// Extractor errors of JSON bodies (bad JSON, wrong types, missing fields, too large) as
+    /// the API's error envelope.
+    pub fn from_json_payload(
+        error: actix_web::error::JsonPayloadError,
+        _: &actix_web::HttpRequest,
+    ) -> actix_web::Error {
+        use actix_web::error::JsonPayloadError;
+        let app = match &error {
+            JsonPayloadError::Deserialize(e) if e.is_data() => {
+                AppError::invalid("body", format!("invalid request body: {e}"))
+            }
+            JsonPayloadError::ContentType => {
+                AppError::BadRequest("send JSON with Content-Type: application/json".into())
+            }
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                AppError::BadRequest("request body too large".into())
+            }
+            other => AppError::BadRequest(format!("invalid JSON: {other}")),
+        };
+        app.into()
     }
 
     pub fn unauthorized() -> AppError {
@@ -112,9 +152,9 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let AppError::Internal(detail) = self {
-            // The detail goes to the log only; the client learns nothing about internals.
-            tracing::error!(%detail, "internal error");
+        if let AppError::Internal(source) = self {
+            // The cause goes to the log only; the client learns nothing about internals.
+            tracing::error!(error = %source, debug = ?source, "internal error");
         }
         let fields = match self {
             AppError::Validation(errors) => Some(
@@ -164,7 +204,7 @@ impl From<diesel::result::Error> for AppError {
             {
                 AppError::Unavailable
             }
-            other => AppError::Internal(other.to_string()),
+            other => AppError::Internal(Box::new(other)),
         }
     }
 }
@@ -179,12 +219,12 @@ impl From<r2d2::Error> for AppError {
 
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(error: actix_web::error::BlockingError) -> AppError {
-        AppError::Internal(error.to_string())
+        AppError::Internal(Box::new(error))
     }
 }
 
 impl From<askama::Error> for AppError {
     fn from(error: askama::Error) -> AppError {
-        AppError::Internal(format!("template: {error}"))
+        AppError::Internal(Box::new(error))
     }
 }

@@ -11,8 +11,7 @@ use actix_web::{HttpResponse, http::header};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::chat::model::Status;
-use crate::llm::LlmError;
+// A leaf: callers pass labels as text, so this module knows nothing of the rest of confab.
 
 /// The process-wide recorder, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
@@ -45,13 +44,13 @@ pub fn live_streams(delta: f64) {
 /// One answer ended.
 pub fn finished(
     provider: &Option<String>,
-    status: Status,
+    status: &'static str,
     ttft: Option<Duration>,
     duration: Duration,
     output_tokens: Option<i32>,
 ) {
     let provider = provider.clone().unwrap_or_else(|| "none".into());
-    counter!("confab_answers_total", "provider" => provider.clone(), "status" => status.as_str())
+    counter!("confab_answers_total", "provider" => provider.clone(), "status" => status)
         .increment(1);
     if let Some(ttft) = ttft {
         histogram!("confab_time_to_first_token_seconds", "provider" => provider.clone())
@@ -66,15 +65,8 @@ pub fn finished(
 }
 
 /// A provider failed: before the first token (retried or fallen back from) or mid-stream.
-pub fn upstream_error(provider: &str, error: &LlmError) {
-    let status = match error {
-        LlmError::Http { status, .. } => status.to_string(),
-        LlmError::Auth { .. } => "401".into(),
-        LlmError::Connect(_) => "connect".into(),
-        LlmError::Stalled => "stalled".into(),
-        LlmError::Stream(_) => "stream".into(),
-        LlmError::Config(_) => "config".into(),
-    };
+/// `status` is the HTTP status or the kind of failure (`connect`, `stalled`, `stream`, …).
+pub fn upstream_error(provider: &str, status: String) {
     counter!("confab_upstream_errors_total", "provider" => provider.to_string(), "status" => status).increment(1);
 }
 

@@ -1,53 +1,192 @@
-//! Builds the application: shared state, routes and middleware, on a given TcpListener (port 0
-//! in tests).
+//! The one start-up path, used by `main` and by the tests alike: `Application::build(settings)`
+//! opens the database (the embedded PostgreSQL unless `database.url` is set), runs migrations,
+//! loads the JWT secret, sweeps answers an earlier run left unfinished, and binds the listener;
+//! `run_until_stopped()` serves until SIGINT/SIGTERM, lets live answers finish, and stops the
+//! embedded PostgreSQL. The route table is here too: the only module that knows every handler.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use diesel::Connection;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::password::make_dummy_hash;
-use crate::auth::rate_limit::LoginLimiter;
-use crate::auth::token::TokenKeys;
-use crate::db::PgPool;
+use crate::auth::token::load_or_create_secret;
+use crate::db::embedded::{PgOptions, PgServer};
+use crate::db::pool::{build_pool, run_migrations};
 use crate::error::AppError;
-use crate::generation::{Generations, router_from_settings};
-use crate::settings::{Secret, Settings};
-use crate::{accounts, agents, auth, chat, projects, prompts, site};
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::{accounts, agents, chat, projects, prompts, session, site};
 
-/// Everything handlers share. Built once at start-up.
-pub struct AppState {
-    pub pool: PgPool,
-    pub settings: Settings,
-    pub tokens: TokenKeys,
-    pub login_limiter: LoginLimiter,
-    /// Checked against when an email is unknown, so sign-in takes equally long either way.
-    pub dummy_password_hash: String,
-    /// Answers being generated, and the provider router they use.
-    pub generations: Generations,
+/// Name of the database confab creates in its embedded PostgreSQL.
+pub const EMBEDDED_DATABASE: &str = "confab";
+
+/// confab, ready to serve: its database open, its port bound.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    /// The private PostgreSQL, when confab runs its own; stopped after the server.
+    embedded: Option<PgServer>,
 }
 
-impl AppState {
-    pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> AppState {
-        // Metrics recorded before the recorder exists are lost, so install it first.
-        crate::metrics::handle();
-        AppState {
-            tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
-            login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
-            dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
-            generations: Generations::new(
-                router_from_settings(&settings),
-                pool.clone(),
-                Duration::from_millis(settings.chat.flush_interval_ms),
-                Duration::from_secs(settings.llm.stall_timeout_secs),
-            ),
-            pool,
-            settings,
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, String> {
+        let (url, embedded) = open_database(&settings)?;
+        match Self::build_on(settings, &url).await {
+            Ok((port, server, state)) => Ok(Application {
+                port,
+                server,
+                state,
+                embedded,
+            }),
+            Err(error) => {
+                if let Some(server) = embedded {
+                    let _ = server.stop();
+                }
+                Err(error)
+            }
         }
     }
+
+    async fn build_on(
+        settings: Settings,
+        url: &str,
+    ) -> Result<(u16, Server, web::Data<AppState>), String> {
+        if settings.database.migrate {
+            let ran = apply_migrations(url)?;
+            if ran > 0 {
+                tracing::info!(count = ran, "applied database migrations");
+            }
+        }
+        let secret = load_or_create_secret(settings.auth.jwt_secret.as_ref(), &settings.data_dir)
+            .map_err(|e| {
+                format!(
+                    "cannot read or create the JWT secret in {}: {e}",
+                    settings.data_dir.display()
+                )
+            })?;
+        let pool = build_pool(
+            url,
+            settings.database.pool_size,
+            Duration::from_secs(settings.database.connect_timeout_secs),
+        );
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener =
+            TcpListener::bind(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let state = web::Data::new(AppState::new(settings, pool, &secret));
+        match crate::generation::mark_interrupted(&state.pool).await {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(
+                count,
+                "marked answers left streaming by an earlier run as interrupted"
+            ),
+            Err(error) => tracing::warn!(%error, "could not check for interrupted answers"),
+        }
+        let server = serve(listener, state.clone()).map_err(|e| e.to_string())?;
+        tracing::info!("confab listening on http://{}:{port}", state.settings.server.host);
+        Ok((port, server, state))
+    }
+
+    /// The bound port (the real one when the settings asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What handlers share; tests look at it to check what the app did.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM (what `docker stop` and systemd send).
+    pub async fn run_until_stopped(self) -> Result<(), String> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` resolves (with the reason to log), then shuts down in order: live
+    /// answers get the grace period (pages keep streaming meanwhile), whatever is left is saved
+    /// with its partial text, the server stops, then the embedded PostgreSQL.
+    pub async fn run_until(self, stop: impl Future<Output = &'static str>) -> Result<(), String> {
+        let Application {
+            server,
+            state,
+            embedded,
+            ..
+        } = self;
+        let grace = Duration::from_secs(state.settings.server.shutdown_grace_secs);
+        let handle = server.handle();
+        let mut serving = tokio::spawn(server);
+        let result = tokio::select! {
+            result = &mut serving => Some(result),
+            reason = stop => {
+                tracing::info!(reason, "shutting down; live answers get {} s to finish", grace.as_secs());
+                None
+            }
+        };
+        let result = match result {
+            Some(result) => result,
+            None => {
+                state.generations.shutdown(grace).await;
+                handle.stop(true).await;
+                serving.await
+            }
+        };
+        if let Some(server) = embedded {
+            tracing::info!("stopping embedded PostgreSQL");
+            if let Err(error) = server.stop() {
+                tracing::warn!(%error, "embedded PostgreSQL did not stop cleanly");
+            }
+        }
+        result.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return "SIGINT";
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+/// The database URL `serve` would use, without starting anything (`confab db-url`).
+pub fn database_url(settings: &Settings) -> String {
+    match &settings.database.url {
+        Some(url) => url.expose().to_string(),
+        None => PgServer::url_for(&settings.data_dir, EMBEDDED_DATABASE),
+    }
+}
+
+/// The configured database, or the embedded one, started (and its database created) if needed.
+pub fn open_database(settings: &Settings) -> Result<(String, Option<PgServer>), String> {
+    if let Some(url) = &settings.database.url {
+        return Ok((url.expose().to_string(), None));
+    }
+    let started = std::time::Instant::now();
+    let server = PgServer::start(&settings.data_dir, &PgOptions { fast_unsafe: false })
+        .map_err(|e| e.to_string())?;
+    server
+        .ensure_database(EMBEDDED_DATABASE)
+        .map_err(|e| e.to_string())?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, data_dir = %settings.data_dir.display(), "embedded PostgreSQL is up");
+    Ok((server.url(EMBEDDED_DATABASE), Some(server)))
+}
+
+/// Runs pending migrations; returns how many ran.
+pub fn apply_migrations(url: &str) -> Result<usize, String> {
+    let mut conn = diesel::PgConnection::establish(url)
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    run_migrations(&mut conn).map_err(|e| format!("migrations failed: {e}"))
 }
 
 /// Unknown URLs: the JSON envelope under /api, an HTML page elsewhere.
@@ -59,7 +198,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
 #[rustfmt::skip]
 fn api_routes(cfg: &mut web::ServiceConfig) {
     use actix_web::web::{delete, get, patch, post, put};
-    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(accounts::api::json_error))
+    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(AppError::from_json_payload))
         .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
         .route("/auth/register", post().to(accounts::api::register))
         .route("/auth/login", post().to(accounts::api::login))
@@ -144,8 +283,8 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-/// Starts serving on `listener`; the returned server runs until stopped or signalled.
-pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+/// The HTTP server on `listener`, with every route and middleware.
+fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
     let workers = state.settings.server.workers;
     // Blocking work is database calls (bounded by the pool) and bcrypt: threads beyond that only
     // wait for a pool connection, each holding a stack.
@@ -154,8 +293,8 @@ pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(from_fn(auth::extract::renew_session))
-            .wrap(from_fn(auth::csrf::protect))
+            .wrap(from_fn(session::extract::renew_session))
+            .wrap(from_fn(session::csrf::protect))
             .wrap(from_fn(site::errors::html_errors))
             .wrap(site::security::headers())
             .wrap(TracingLogger::default())
@@ -166,7 +305,7 @@ pub fn run(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result
             .service(web::scope("/api").configure(api_routes))
             .service(web::scope("").configure(page_routes))
     })
-    // confab handles SIGINT/SIGTERM itself (cli.rs), so live answers can finish first.
+    // confab handles SIGINT/SIGTERM itself (`run_until_stopped`), so live answers can finish first.
     .disable_signals()
     // Streamed events are small writes; without TCP_NODELAY the first one after the headers can
     // wait ~40 ms for the client's delayed ACK (Nagle).

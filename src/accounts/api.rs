@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::model::UserView;
 use crate::accounts::service;
-use crate::auth::CurrentUser;
+use crate::session::CurrentUser;
 use crate::error::{AppError, AppResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct RegisterBody {
@@ -90,7 +90,7 @@ pub async fn logout_everywhere(
 ) -> AppResult<HttpResponse> {
     service::log_out_everywhere(&state, &user).await?;
     Ok(HttpResponse::NoContent()
-        .cookie(service::cleared_session_cookie(&state))
+        .cookie(crate::session::cleared_session_cookie(&state))
         .finish())
 }
 
@@ -112,25 +112,4 @@ pub async fn change_password(
     } = body.into_inner();
     let epoch = service::change_password(&state, &user, current_password, new_password).await?;
     Ok(HttpResponse::Ok().json(token_response(&state, user.id, epoch)))
-}
-
-/// Extractor errors (bad JSON, wrong types, missing fields) as the API's error envelope.
-pub fn json_error(error: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError;
-    let app = match &error {
-        JsonPayloadError::Deserialize(e) if e.is_data() => {
-            AppError::Validation(vec![crate::error::FieldError {
-                field: "body",
-                message: format!("invalid request body: {e}"),
-            }])
-        }
-        JsonPayloadError::ContentType => {
-            AppError::BadRequest("send JSON with Content-Type: application/json".into())
-        }
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            AppError::BadRequest("request body too large".into())
-        }
-        other => AppError::BadRequest(format!("invalid JSON: {other}")),
-    };
-    app.into()
 }

@@ -2,15 +2,14 @@
 
 use std::net::IpAddr;
 
-use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use uuid::Uuid;
 
 use crate::accounts::model::{NewUser, User};
 use crate::auth::password::{self, Password};
-use crate::auth::{CurrentUser, SESSION_COOKIE};
+use crate::session::CurrentUser;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An email address of plausible shape: one `@`, a dot in the domain, no spaces.
 pub struct Email(String);
@@ -158,22 +157,6 @@ pub async fn log_out_everywhere(state: &AppState, user: &CurrentUser) -> AppResu
         Ok(User::bump_session_epoch(conn, id)?)
     })
     .await
-}
-
-pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, token)
-        .path("/")
-        .http_only(true)
-        .secure(state.settings.cookie_secure())
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::seconds(state.tokens.ttl_secs()))
-        .finish()
-}
-
-pub fn cleared_session_cookie(state: &AppState) -> Cookie<'static> {
-    let mut cookie = session_cookie(state, String::new());
-    cookie.make_removal();
-    cookie
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::accounts::service;
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::site::errors::safe_next;
 use crate::site::{Chrome, FormErrors};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "pages/accounts/login.html")]
@@ -129,7 +129,7 @@ pub async fn login(
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
-                .cookie(service::session_cookie(&state, token))
+                .cookie(crate::session::session_cookie(&state, token))
                 .insert_header((header::LOCATION, next))
                 .finish())
         }
@@ -187,7 +187,7 @@ pub async fn register(
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
-                .cookie(service::session_cookie(&state, token))
+                .cookie(crate::session::session_cookie(&state, token))
                 .insert_header((header::LOCATION, "/projects"))
                 .finish())
         }
@@ -208,7 +208,7 @@ pub async fn register(
 
 pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::SeeOther()
-        .cookie(service::cleared_session_cookie(&state))
+        .cookie(crate::session::cleared_session_cookie(&state))
         .insert_header((header::LOCATION, "/login"))
         .finish()
 }
@@ -250,7 +250,7 @@ pub async fn change_password(
                 errors: FormErrors::default(),
             };
             Ok(HttpResponse::Ok()
-                .cookie(service::session_cookie(&state, token))
+                .cookie(crate::session::session_cookie(&state, token))
                 .content_type("text/html; charset=utf-8")
                 .body(page.render()?))
         }
@@ -274,7 +274,7 @@ pub async fn logout_everywhere(
 ) -> AppResult<HttpResponse> {
     service::log_out_everywhere(&state, &user).await?;
     Ok(HttpResponse::SeeOther()
-        .cookie(service::cleared_session_cookie(&state))
+        .cookie(crate::session::cleared_session_cookie(&state))
         .insert_header((header::LOCATION, "/login"))
         .finish())
 }

@@ -6,10 +6,10 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::agents::service::{self, AgentInput};
-use crate::auth::CurrentUser;
+use crate::session::CurrentUser;
 use crate::domain::double_option;
 use crate::error::AppResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

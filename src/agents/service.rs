@@ -3,15 +3,15 @@
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, AgentChanges, NewAgent};
-use crate::auth::CurrentUser;
-use crate::chat::model::{Message, Under};
+use crate::session::CurrentUser;
+use crate::conversations::model::{Message, Under};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::{AppError, AppResult};
 use crate::projects::model::Project;
 use crate::projects::service::{DEFAULT_MODEL, DEFAULT_PROVIDER};
 use crate::prompts::model::{Prompt, PromptWithText};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Raw input; `None` leaves a field alone, `Some(None)` clears an optional setting.
 #[derive(Default, Debug)]

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::agents::service::{self, AgentInput};
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
 use crate::projects::model::Project;
@@ -18,7 +18,7 @@ use crate::projects::web::{ProjectPageParts, project_page};
 use crate::prompts;
 use crate::prompts::model::PromptOwner;
 use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What the agent form shows: the user's input as typed, so nothing is lost on an error.
 #[derive(Deserialize, Default, Clone)]

@@ -1,11 +1,5 @@
-//! Authentication: passwords, session tokens, the current-user extractor, CSRF and rate limits.
-pub mod csrf;
-pub mod extract;
+//! Credentials, with no knowledge of requests or the app: password hashing (bcrypt), session
+//! tokens (JWT) and sign-in rate limits. `session` uses them to know who is asking.
 pub mod password;
 pub mod rate_limit;
 pub mod token;
-
-pub use extract::CurrentUser;
-
-/// Name of the HttpOnly cookie that carries the session token.
-pub const SESSION_COOKIE: &str = "confab_session";

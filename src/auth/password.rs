@@ -37,7 +37,7 @@ impl Password {
 pub async fn hash(password: Password, cost: u32) -> AppResult<String> {
     web::block(move || bcrypt::hash(password.0, cost))
         .await?
-        .map_err(|e| AppError::Internal(format!("bcrypt: {e}")))
+        .map_err(AppError::internal)
 }
 
 /// Checks `candidate` against `hash`, or against `dummy_hash` when the account is unknown, so an

@@ -4,13 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::CurrentUser;
-use crate::chat::model::{Conversation, Message};
+use crate::session::CurrentUser;
+use crate::conversations::model::{Conversation, Message};
 use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params, Source};
 use crate::error::{AppError, AppResult};
 use crate::generation::registry::Piece;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,5 @@
 //! Chat: conversations with an agent, answers streamed as they are generated.
 pub mod api;
-pub mod model;
 pub mod service;
 pub mod stream;
 pub mod web;

@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::agents::service::SystemMessage;
-use crate::auth::CurrentUser;
-use crate::chat::model::{Conversation, Message, Status};
+use crate::session::CurrentUser;
+use crate::conversations::model::{Conversation, Message, Status};
 use crate::chat::stream::Source;
 use crate::db;
 use crate::error::{AppError, AppResult};
@@ -13,7 +13,7 @@ use crate::generation::Job;
 use crate::generation::registry::Subscription;
 use crate::llm::{ChatRequest, Turn};
 use crate::prompts::model::Prompt;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 100_000;

@@ -11,7 +11,7 @@ use futures_util::Stream;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::chat::model::{Message, Status};
+use crate::conversations::model::{Message, Status};
 use crate::generation::registry::{Piece, Subscription};
 
 /// A vanished reader is noticed only when a write fails; a comment every few seconds bounds that.

@@ -8,16 +8,16 @@ use uuid::Uuid;
 
 use crate::agents;
 use crate::agents::model::Agent;
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
-use crate::chat::model::{Conversation, Message, Status};
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
+use crate::conversations::model::{Conversation, Message, Status};
 use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params};
 use crate::error::{AppError, AppResult};
 use crate::projects::model::Project;
 use crate::render::markdown;
 use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One message as the page shows it.
 pub struct MessageView {

@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::{FutureExt, StreamExt};
 use uuid::Uuid;
 
-use crate::chat::model::{Message, Outcome, Status};
+use crate::conversations::model::{Message, Outcome, Status};
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
@@ -235,7 +235,7 @@ async fn generate(
     };
     m::finished(
         &progress.provider,
-        status,
+        status.as_str(),
         progress.ttft,
         duration,
         progress.output_tokens,
@@ -299,7 +299,7 @@ async fn relay(
                     return (Status::Complete, note);
                 }
                 Some(Err(error)) => {
-                    m::upstream_error(progress.provider.as_deref().unwrap_or("unknown"), &error);
+                    m::upstream_error(progress.provider.as_deref().unwrap_or("unknown"), error.metric_label());
                     return (Status::Failed, Some(readable(&error, stall_timeout)));
                 }
                 None => return (Status::Failed, Some("The provider's stream ended before the answer was complete.".into())),
@@ -325,9 +325,13 @@ fn readable(error: &LlmError, stall_timeout: Duration) -> String {
             "The provider sent nothing for {} s, so the answer was given up.",
             stall_timeout.as_secs()
         ),
-        LlmError::Config(message) if message.contains("no provider") => {
+        LlmError::NoProviders => {
             "No LLM provider is configured. Set OPENAI_API_KEY or OPENROUTER_API_KEY, or add one under [llm] in confab.toml.".into()
         }
+        LlmError::UnknownProvider { name, configured } => format!(
+            "This agent uses the provider \u{201c}{name}\u{201d}, which is not configured here. Choose one of {} in the agent's settings, or add it under [llm] in confab.toml.",
+            configured.join(", ")
+        ),
         other => other.to_string(),
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::chat::model::Message;
+use crate::conversations::model::Message;
 
 /// Slots in each answer's channel. A reader that falls further behind re-reads the text so far,
 /// so this only trades memory per answer against how often a slow reader catches up that way.

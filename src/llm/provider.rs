@@ -115,12 +115,36 @@ pub enum LlmError {
     /// 401: the key is wrong, revoked, or missing.
     #[error("the API key for {provider} was refused")]
     Auth { provider: String },
-    /// Our own configuration is unusable (unknown provider, a header that is not a valid value).
+    /// No provider is configured at all.
+    #[error("no LLM provider is configured")]
+    NoProviders,
+    /// The agent names a provider that is not configured (and no fallback answered).
+    #[error("no provider named {name} is configured")]
+    UnknownProvider {
+        name: String,
+        /// The providers that are configured, to tell the person what to choose instead.
+        configured: Vec<String>,
+    },
+    /// Our own configuration is unusable (e.g. a header that is not a valid value).
     #[error("{0}")]
     Config(String),
 }
 
 impl LlmError {
+    /// The `status` label of the upstream-errors metric: the HTTP status or the kind of failure.
+    pub fn metric_label(&self) -> String {
+        match self {
+            LlmError::Http { status, .. } => status.to_string(),
+            LlmError::Auth { .. } => "401".into(),
+            LlmError::Connect(_) => "connect".into(),
+            LlmError::Stalled => "stalled".into(),
+            LlmError::Stream(_) => "stream".into(),
+            LlmError::Config(_) | LlmError::NoProviders | LlmError::UnknownProvider { .. } => {
+                "config".into()
+            }
+        }
+    }
+
     /// Whether trying the same provider again can help (openai-python's rules).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -147,7 +171,10 @@ impl LlmError {
             // Before the first token a failed stream is the provider's hiccup (the router only
             // retries it then); the message carries the code, so quota problems are still spotted.
             LlmError::Stream(message) => !is_hopeless(None, message),
-            LlmError::Auth { .. } | LlmError::Config(_) => false,
+            LlmError::Auth { .. }
+            | LlmError::Config(_)
+            | LlmError::NoProviders
+            | LlmError::UnknownProvider { .. } => false,
         }
     }
 

@@ -140,10 +140,16 @@ impl Router {
     /// its first event. On total failure the error is the requested provider's (the one the
     /// agent's owner can fix); the fallbacks' errors are logged.
     pub async fn stream(&self, provider: &str, request: &ChatRequest) -> Result<Started, LlmError> {
+        if self.providers.is_empty() {
+            return Err(LlmError::NoProviders);
+        }
         let mut first_error = None;
         for (position, name) in self.chain(provider).into_iter().enumerate() {
             let Some(config) = self.provider(name) else {
-                let error = LlmError::Config(format!("no provider named {name} is configured"));
+                let error = LlmError::UnknownProvider {
+                    name: name.to_string(),
+                    configured: self.providers.iter().map(|p| p.name.clone()).collect(),
+                };
                 tracing::warn!(provider = name, %error, "skipping provider");
                 first_error.get_or_insert(error);
                 continue;
@@ -169,7 +175,7 @@ impl Router {
                 };
                 let delay = self.retry.delay(&error, retries_done);
                 tracing::warn!(provider = name, attempt = retries_done + 1, %error, retry_in = ?delay, "attempt failed");
-                crate::metrics::upstream_error(name, &error);
+                crate::metrics::upstream_error(name, error.metric_label());
                 match delay {
                     Some(delay) => {
                         tokio::time::sleep(delay).await;
@@ -182,7 +188,7 @@ impl Router {
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| LlmError::Config("no provider is configured".into())))
+        Err(first_error.unwrap_or(LlmError::NoProviders))
     }
 }
 

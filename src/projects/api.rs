@@ -4,10 +4,10 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::CurrentUser;
+use crate::session::CurrentUser;
 use crate::error::AppResult;
 use crate::projects::service::{self, ProjectInput};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

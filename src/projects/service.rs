@@ -3,13 +3,13 @@
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, NewAgent};
-use crate::auth::CurrentUser;
-use crate::chat::model::{Message, Under};
+use crate::session::CurrentUser;
+use crate::conversations::model::{Message, Under};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
 use crate::projects::model::{NewProject, Project, ProjectChanges};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const DEFAULT_AGENT_NAME: &str = "Assistant";
 pub const DEFAULT_PROVIDER: &str = "openai";

@@ -7,15 +7,15 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents;
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::error::AppResult;
 use crate::projects::model::Project;
 use crate::projects::service::{self, ProjectInput, ProjectSummary};
 use crate::prompts;
 use crate::prompts::model::PromptOwner;
 use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "partials/projects/section.html")]

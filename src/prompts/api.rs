@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::CurrentUser;
+use crate::session::CurrentUser;
 use crate::error::AppResult;
 use crate::prompts::model::{PromptOwner, PromptWithText};
 use crate::prompts::service::{self, PromptInput};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

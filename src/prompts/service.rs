@@ -3,13 +3,13 @@
 use uuid::Uuid;
 
 use crate::agents::model::Agent;
-use crate::auth::CurrentUser;
+use crate::session::CurrentUser;
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
 use crate::projects::model::Project;
 use crate::prompts::model::{Prompt, PromptOwner, PromptVersion, PromptWithText};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Default, Debug)]
 pub struct PromptInput {

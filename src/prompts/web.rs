@@ -8,14 +8,14 @@ use uuid::Uuid;
 
 use crate::agents::web::{AgentPageParts, SystemMessagePreview, agent_page};
 use crate::agents::{self};
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::error::AppResult;
 use crate::projects::web::{ProjectPageParts, project_page};
 use crate::prompts::model::{PromptOwner, PromptVersion, PromptWithText};
 use crate::prompts::service::{self, PromptInput};
 use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Template)]
 #[template(path = "partials/prompts/list.html")]

@@ -9,8 +9,8 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse};
 use askama::Template;
 
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::error::AppError;
 use crate::site::Chrome;
 

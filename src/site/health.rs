@@ -5,7 +5,7 @@ use diesel::RunQueryDsl;
 use serde_json::json;
 
 use crate::db;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let probe = db::run(&state.pool, |conn| {

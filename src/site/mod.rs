@@ -7,8 +7,8 @@ pub mod security;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::auth::CurrentUser;
-use crate::auth::csrf::CsrfToken;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::error::FieldError;
 
 /// What every page's layout needs: who is signed in, the CSRF token, asset URLs.

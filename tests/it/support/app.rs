@@ -2,17 +2,16 @@
 //! private PostgreSQL cluster that all test processes share (started with confab's own
 //! embedded-database code).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use actix_web::web;
 use confab::db::PgPool;
 use confab::db::embedded::{PgOptions, PgServer};
-use confab::db::pool::{build_pool, run_migrations};
+use confab::db::pool::run_migrations;
 use confab::settings::{Overrides, Secret, Settings};
-use confab::startup::{self, AppState};
+use confab::startup::Application;
+use confab::state::AppState;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -139,6 +138,7 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings::load_from(
         &Overrides {
             data_dir: Some(data_dir.to_path_buf()),
+            host: Some("127.0.0.1".into()),
             port: Some(0),
             ..Default::default()
         },
@@ -187,18 +187,16 @@ impl TestApp {
     ) -> TestApp {
         let data_dir = tempfile::tempdir().unwrap();
         let mut settings = test_settings(data_dir.path());
+        settings.database.url = Some(Secret::new(url));
         tweak(&mut settings);
-        let pool = build_pool(
-            url,
-            settings.database.pool_size,
-            Duration::from_secs(settings.database.connect_timeout_secs),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let secret = settings.auth.jwt_secret.clone().unwrap();
-        let state = web::Data::new(AppState::new(settings, pool.clone(), &secret));
-        let server = startup::run(listener, state.clone()).unwrap();
-        tokio::spawn(server);
+        // The same start-up as the binary's; only the stop signal differs (the test's end).
+        let app = Application::build(settings)
+            .await
+            .expect("confab starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state();
+        let pool = state.pool.clone();
+        tokio::spawn(app.run_until(std::future::pending()));
         TestApp {
             address,
             state,

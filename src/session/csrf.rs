@@ -11,9 +11,9 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use rand::RngCore;
 
-use crate::auth::SESSION_COOKIE;
+use crate::session::SESSION_COOKIE;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "confab_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -107,7 +107,7 @@ fn needs_check(req: &ServiceRequest) -> bool {
     ) {
         return false;
     }
-    if crate::auth::extract::bearer_token(req.headers()).is_some() {
+    if crate::session::extract::bearer_token(req.headers()).is_some() {
         return false;
     }
     let api = req.path().starts_with("/api/");

@@ -6,11 +6,11 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
-use crate::accounts::model::User;
-use crate::auth::SESSION_COOKIE;
+use crate::session::model::SessionUser;
+use crate::session::SESSION_COOKIE;
 use crate::db;
 use crate::error::AppError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
@@ -57,7 +57,7 @@ impl FromRequest for CurrentUser {
                     "your session is invalid or has expired; sign in again".into(),
                 )
             })?;
-            let user = db::run(&state.pool, move |conn| Ok(User::find(conn, claims.sub)?))
+            let user = db::run(&state.pool, move |conn| Ok(SessionUser::find(conn, claims.sub)?))
                 .await
                 .map_err(|e| match e {
                     AppError::NotFound => AppError::unauthorized(),
@@ -112,7 +112,7 @@ pub async fn renew_session(
         .filter(|user| user.token_age_secs > state.tokens.ttl_secs() / 2)
         .cloned();
     if let Some(user) = stale {
-        let cookie = crate::accounts::service::session_cookie(
+        let cookie = crate::session::session_cookie(
             &state,
             state.tokens.issue(user.id, user.session_epoch),
         );

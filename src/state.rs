@@ -1,0 +1,42 @@
+//! What request handlers share, built once at start-up. A leaf: it knows the parts it holds
+//! (pool, settings, token keys, limits, the answer generator), never the routes or handlers.
+
+use std::time::Duration;
+
+use crate::auth::password::make_dummy_hash;
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::token::TokenKeys;
+use crate::db::PgPool;
+use crate::generation::{Generations, router_from_settings};
+use crate::settings::{Secret, Settings};
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub tokens: TokenKeys,
+    pub login_limiter: LoginLimiter,
+    /// Checked against when an email is unknown, so sign-in takes equally long either way.
+    pub dummy_password_hash: String,
+    /// Answers being generated, and the provider router they use.
+    pub generations: Generations,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> AppState {
+        // Metrics recorded before the recorder exists are lost, so install it first.
+        crate::metrics::handle();
+        AppState {
+            tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
+            login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
+            dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
+            generations: Generations::new(
+                router_from_settings(&settings),
+                pool.clone(),
+                Duration::from_millis(settings.chat.flush_interval_ms),
+                Duration::from_secs(settings.llm.stall_timeout_secs),
+            ),
+            pool,
+            settings,
+        }
+    }
+}
