@@ -1,5 +1,5 @@
 //! OpenAI-compatible Chat Completions client: `POST {base}/chat/completions` with `stream: true`
-//! (llm-wire.md §3). OpenRouter, Groq, Ollama, vLLM, LM Studio and llama.cpp all speak it.
+//! (docs/llm-wire.md §3). OpenRouter, Groq, Ollama, vLLM, LM Studio and llama.cpp all speak it.
 
 use eventsource_stream::Event;
 use serde_json::{Map, Value, json};

@@ -202,7 +202,7 @@ pub enum Api {
     /// OpenAI Responses API, `POST {base}/responses`.
     Responses,
     /// OpenAI-compatible Chat Completions, `POST {base}/chat/completions`. The default because
-    /// every compatible server has it, while their Responses support is partial (llm-wire §3.4).
+    /// every compatible server has it, while their Responses support is partial (docs/llm-wire.md §3.4).
     #[default]
     ChatCompletions,
 }

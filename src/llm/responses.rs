@@ -1,4 +1,4 @@
-//! OpenAI Responses API client: `POST {base}/responses` with `stream: true` (llm-wire.md §2).
+//! OpenAI Responses API client: `POST {base}/responses` with `stream: true` (docs/llm-wire.md §2).
 
 use eventsource_stream::Event;
 use serde_json::{Map, Value, json};

@@ -511,7 +511,7 @@ async fn dropping_the_stream_drops_the_upstream_request() {
     }
 }
 
-/// The fake itself: the exact Responses event order and numbering of llm-wire.md §2.6, the chat
+/// The fake itself: the exact Responses event order and numbering of docs/llm-wire.md §2.6, the chat
 /// chunk order of §3.2, the non-streamed shapes, and the models list.
 #[tokio::test]
 async fn fake_speaks_the_documented_wire_formats() {
