@@ -4,7 +4,6 @@ use uuid::Uuid;
 
 use crate::agents::model::{Agent, AgentChanges, NewAgent};
 use crate::session::CurrentUser;
-use crate::conversations::model::{Message, Under};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::{AppError, AppResult};
@@ -185,14 +184,14 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Agent> {
     let owner = user.id;
-    let (agent, live) = db::transaction(&state.pool, move |conn| {
+    let agent = db::transaction(&state.pool, move |conn| {
         let agent = Agent::find_owned(conn, owner, id)?;
-        let live = Message::streaming_under(conn, Under::Agent(agent.id))?;
         Agent::delete(conn, &agent)?;
-        Ok((agent, live))
+        Ok(agent)
     })
     .await?;
-    crate::chat::service::stop_all(state, &live);
+    // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
+    state.generations.stop_agent(agent.id);
     Ok(agent)
 }
 

@@ -9,7 +9,7 @@ use crate::conversations::model::{Conversation, Message, Status};
 use crate::chat::stream::Source;
 use crate::db;
 use crate::error::{AppError, AppResult};
-use crate::generation::Job;
+use crate::generation::{Job, Origin};
 use crate::generation::registry::Subscription;
 use crate::llm::{ChatRequest, Turn};
 use crate::prompts::model::Prompt;
@@ -201,6 +201,10 @@ fn start(
     };
     state.generations.start(Job {
         message_id: answer.id,
+        origin: Origin {
+            agent_id: agent.id,
+            project_id: agent.project_id,
+        },
         provider: agent.provider.clone(),
         request,
     })
@@ -335,14 +339,6 @@ pub async fn open_answer(
     Ok((source, conversation))
 }
 
-/// Stops every answer still generating under an agent or project that is being deleted.
-pub fn stop_all(state: &AppState, message_ids: &[Uuid]) {
-    for id in message_ids {
-        state.generations.stop(*id);
-    }
-}
-
-/// Stops a live answer. False when it had already ended.
 pub async fn stop(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<bool> {
     message(state, user, id).await?;
     Ok(state.generations.stop(id))

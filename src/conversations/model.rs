@@ -5,14 +5,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::{agents, conversations, messages};
-
-/// What a set of answers belongs to.
-#[derive(Debug, Clone, Copy)]
-pub enum Under {
-    Agent(Uuid),
-    Project(Uuid),
-}
+use crate::db::schema::{conversations, messages};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = conversations)]
@@ -215,20 +208,6 @@ impl Message {
             .filter(conversations::user_id.eq(user))
             .select((Message::as_select(), Conversation::as_select()))
             .first(conn)
-    }
-
-    /// Answers still generating under an agent or a whole project: they are stopped when what
-    /// they belong to is deleted, so no task keeps calling a provider for nothing.
-    pub fn streaming_under(conn: &mut PgConnection, under: Under) -> QueryResult<Vec<Uuid>> {
-        let in_streaming = messages::table
-            .inner_join(conversations::table.inner_join(agents::table))
-            .filter(messages::status.eq("streaming"))
-            .select(messages::id)
-            .into_boxed();
-        match under {
-            Under::Agent(id) => in_streaming.filter(agents::id.eq(id)).load(conn),
-            Under::Project(id) => in_streaming.filter(agents::project_id.eq(id)).load(conn),
-        }
     }
 
     /// The user's message and the empty answer that will stream in after it, in one statement.

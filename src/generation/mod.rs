@@ -19,11 +19,13 @@ use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
 use crate::metrics as m;
+pub use registry::Origin;
 use registry::{Live, Registry, StopReason, Subscription};
 
 /// What one answer needs: where it goes and what to ask.
 pub struct Job {
     pub message_id: Uuid,
+    pub origin: Origin,
     /// The agent's provider; the router falls back from it.
     pub provider: String,
     pub request: ChatRequest,
@@ -95,7 +97,7 @@ impl Generations {
     /// Starts generating into the (already stored, `streaming`) message. Returns a reader that
     /// was subscribed before the first token could arrive.
     pub fn start(&self, job: Job) -> Subscription {
-        let live = self.registry.insert(job.message_id);
+        let live = self.registry.insert(job.message_id, job.origin);
         let reader = live.subscribe();
         let runtime = self
             .runtime
@@ -133,6 +135,29 @@ impl Generations {
             }
             None => false,
         }
+    }
+
+    /// Stops every live answer of an agent (it is being deleted). Returns how many.
+    pub fn stop_agent(&self, agent_id: Uuid) -> usize {
+        self.stop_where(|origin| origin.agent_id == agent_id)
+    }
+
+    /// Stops every live answer under a project (it is being deleted). Returns how many.
+    pub fn stop_project(&self, project_id: Uuid) -> usize {
+        self.stop_where(|origin| origin.project_id == project_id)
+    }
+
+    fn stop_where(&self, under: impl Fn(&Origin) -> bool) -> usize {
+        let lives: Vec<_> = self
+            .registry
+            .all()
+            .into_iter()
+            .filter(|live| under(&live.origin))
+            .collect();
+        for live in &lives {
+            live.stop(StopReason::User);
+        }
+        lives.len()
     }
 
     /// Lets live answers finish for up to `grace`, then cuts the rest short (their partial text

@@ -42,18 +42,27 @@ struct LiveState {
     stop_reason: Option<StopReason>,
 }
 
+/// Where an answer belongs, so deleting an agent or a project stops the answers under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub agent_id: Uuid,
+    pub project_id: Uuid,
+}
+
 pub struct Live {
     pub message_id: Uuid,
+    pub origin: Origin,
     state: Mutex<LiveState>,
     sender: broadcast::Sender<LiveEvent>,
     pub cancel: CancellationToken,
 }
 
 impl Live {
-    fn new(message_id: Uuid) -> Live {
+    fn new(message_id: Uuid, origin: Origin) -> Live {
         let (sender, _) = broadcast::channel(CHANNEL_CAPACITY);
         Live {
             message_id,
+            origin,
             state: Mutex::new(LiveState {
                 text: String::new(),
                 flushed: 0,
@@ -217,8 +226,8 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn insert(&self, message_id: Uuid) -> Arc<Live> {
-        let live = Arc::new(Live::new(message_id));
+    pub fn insert(&self, message_id: Uuid, origin: Origin) -> Arc<Live> {
+        let live = Arc::new(Live::new(message_id, origin));
         self.map().insert(message_id, live.clone());
         live
     }
@@ -257,10 +266,17 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn test_origin() -> Origin {
+        Origin {
+            agent_id: Uuid::now_v7(),
+            project_id: Uuid::now_v7(),
+        }
+    }
+
     #[tokio::test]
     async fn a_reader_gets_the_snapshot_then_exactly_the_rest() {
         let registry = Registry::default();
-        let live = registry.insert(Uuid::now_v7());
+        let live = registry.insert(Uuid::now_v7(), test_origin());
         live.push("Hello");
         let mut reader = live.subscribe();
         live.push(", world");
@@ -274,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_lags_catches_up_from_the_text() {
         let registry = Registry::default();
-        let live = registry.insert(Uuid::now_v7());
+        let live = registry.insert(Uuid::now_v7(), test_origin());
         let mut reader = live.subscribe();
         let mut expected = String::new();
         for i in 0..(CHANNEL_CAPACITY * 3) {

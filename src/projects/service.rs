@@ -4,7 +4,6 @@ use uuid::Uuid;
 
 use crate::agents::model::{Agent, NewAgent};
 use crate::session::CurrentUser;
-use crate::conversations::model::{Message, Under};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
@@ -132,12 +131,8 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<()> {
     let owner = user.id;
-    let live = db::transaction(&state.pool, move |conn| {
-        let live = Message::streaming_under(conn, Under::Project(id))?;
-        Project::delete_owned(conn, owner, id)?;
-        Ok(live)
-    })
-    .await?;
-    crate::chat::service::stop_all(state, &live);
+    db::run(&state.pool, move |conn| Ok(Project::delete_owned(conn, owner, id)?)).await?;
+    // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
+    state.generations.stop_project(id);
     Ok(())
 }
