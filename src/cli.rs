@@ -105,6 +105,9 @@ fn migrate(settings: &Settings) -> Result<(), String> {
 
 fn serve(settings: Settings) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        Application::build(settings).await?.run_until_stopped().await
+        Application::build(settings)
+            .await?
+            .run_until_stopped()
+            .await
     })
 }

@@ -65,11 +65,11 @@ impl Application {
         }
         let secret = load_or_create_secret(settings.auth.jwt_secret.as_ref(), &settings.data_dir)
             .map_err(|e| {
-                format!(
-                    "cannot read or create the JWT secret in {}: {e}",
-                    settings.data_dir.display()
-                )
-            })?;
+            format!(
+                "cannot read or create the JWT secret in {}: {e}",
+                settings.data_dir.display()
+            )
+        })?;
         let pool = build_pool(
             url,
             settings.database.pool_size,
@@ -89,7 +89,10 @@ impl Application {
             Err(error) => tracing::warn!(%error, "could not check for interrupted answers"),
         }
         let server = serve(listener, state.clone()).map_err(|e| e.to_string())?;
-        tracing::info!("confab listening on http://{}:{port}", state.settings.server.host);
+        tracing::info!(
+            "confab listening on http://{}:{port}",
+            state.settings.server.host
+        );
         Ok((port, server, state))
     }
 
@@ -142,7 +145,9 @@ impl Application {
                 tracing::warn!(%error, "embedded PostgreSQL did not stop cleanly");
             }
         }
-        result.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+        result
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -256,13 +261,13 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route("/projects/{id}", post().to(projects::web::update_project))
         .route("/projects/{id}/delete", get().to(projects::web::confirm_delete_project))
         .route("/projects/{id}/delete", post().to(projects::web::delete_project))
-        .route("/projects/{id}/agents", post().to(agents::web::create_agent))
-        .route("/projects/{id}/prompts", post().to(prompts::web::create_project_prompt))
+        .route("/projects/{id}/agents", post().to(projects::web::create_agent))
+        .route("/projects/{id}/prompts", post().to(projects::web::create_project_prompt))
         .route("/agents/{id}", get().to(agents::web::show_agent))
         .route("/agents/{id}", post().to(agents::web::update_agent))
         .route("/agents/{id}/delete", get().to(agents::web::confirm_delete_agent))
         .route("/agents/{id}/delete", post().to(agents::web::delete_agent))
-        .route("/agents/{id}/prompts", post().to(prompts::web::create_agent_prompt))
+        .route("/agents/{id}/prompts", post().to(agents::web::create_agent_prompt))
         .route("/prompts/{id}", get().to(prompts::web::show_prompt))
         .route("/prompts/{id}", post().to(prompts::web::update_prompt))
         .route("/prompts/{id}/toggle", post().to(prompts::web::toggle_prompt))

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::model::UserView;
 use crate::accounts::service;
-use crate::session::CurrentUser;
 use crate::error::{AppError, AppResult};
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

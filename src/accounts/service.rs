@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use crate::accounts::model::{NewUser, User};
 use crate::auth::password::{self, Password};
-use crate::session::CurrentUser;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldError};
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 /// An email address of plausible shape: one `@`, a dot in the domain, no spaces.

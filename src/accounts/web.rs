@@ -8,9 +8,9 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::accounts::service;
+use crate::error::{AppError, AppResult, FieldError};
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
-use crate::error::{AppError, AppResult, FieldError};
 use crate::site::errors::safe_next;
 use crate::site::{Chrome, FormErrors};
 use crate::state::AppState;

@@ -6,9 +6,9 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::agents::service::{self, AgentInput};
-use crate::session::CurrentUser;
 use crate::domain::double_option;
 use crate::error::AppResult;
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

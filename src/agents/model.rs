@@ -49,6 +49,14 @@ pub struct AgentChanges {
     pub max_output_tokens: Option<Option<i32>>,
 }
 
+/// What an agent's pages show of its project: a link back.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = projects)]
+pub struct ProjectRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
 impl Agent {
     pub fn list_for_project(conn: &mut PgConnection, project_id: Uuid) -> QueryResult<Vec<Agent>> {
         agents::table
@@ -56,6 +64,19 @@ impl Agent {
             .order(agents::id.asc())
             .select(Agent::as_select())
             .load(conn)
+    }
+
+    /// The project agents are listed in or added to, if the user owns it (NotFound otherwise).
+    pub fn project_of(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        project_id: Uuid,
+    ) -> QueryResult<ProjectRef> {
+        projects::table
+            .filter(projects::id.eq(project_id))
+            .filter(projects::owner_id.eq(owner))
+            .select(ProjectRef::as_select())
+            .first(conn)
     }
 
     pub fn find_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> QueryResult<Agent> {

@@ -2,15 +2,19 @@
 
 use uuid::Uuid;
 
-use crate::agents::model::{Agent, AgentChanges, NewAgent};
-use crate::session::CurrentUser;
+use crate::agents::model::{Agent, AgentChanges, NewAgent, ProjectRef};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::{AppError, AppResult};
-use crate::projects::model::Project;
-use crate::projects::service::{DEFAULT_MODEL, DEFAULT_PROVIDER};
-use crate::prompts::model::{Prompt, PromptWithText};
+use crate::prompts;
+use crate::prompts::service::SystemMessage;
+use crate::session::CurrentUser;
 use crate::state::AppState;
+
+/// The agent every new project starts with.
+pub const DEFAULT_AGENT_NAME: &str = "Assistant";
+pub const DEFAULT_PROVIDER: &str = "openai";
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
 /// Raw input; `None` leaves a field alone, `Some(None)` clears an optional setting.
 #[derive(Default, Debug)]
@@ -53,27 +57,10 @@ impl AgentInput {
     }
 }
 
-/// The system message an agent sends, and the prompt versions it is made of.
-pub struct SystemMessage {
-    pub text: String,
-    pub parts: Vec<PromptWithText>,
-}
-
-impl SystemMessage {
-    pub fn compose(parts: Vec<PromptWithText>) -> SystemMessage {
-        let text = parts
-            .iter()
-            .map(|p| p.current.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        SystemMessage { text, parts }
-    }
-}
-
 pub async fn list(state: &AppState, user: &CurrentUser, project_id: Uuid) -> AppResult<Vec<Agent>> {
     let owner = user.id;
     db::run(&state.pool, move |conn| {
-        Project::find_owned(conn, owner, project_id)?;
+        Agent::project_of(conn, owner, project_id)?;
         Ok(Agent::list_for_project(conn, project_id)?)
     })
     .await
@@ -93,7 +80,7 @@ pub async fn create(
     let is_default = input.is_default.unwrap_or(false);
     let owner = user.id;
     db::transaction(&state.pool, move |conn| {
-        Project::find_owned(conn, owner, project_id)?;
+        Agent::project_of(conn, owner, project_id)?;
         let agent = Agent::insert(
             conn,
             &NewAgent {
@@ -135,11 +122,11 @@ pub async fn get_with_project(
     state: &AppState,
     user: &CurrentUser,
     id: Uuid,
-) -> AppResult<(Agent, Project)> {
+) -> AppResult<(Agent, ProjectRef)> {
     let owner = user.id;
     db::run(&state.pool, move |conn| {
         let agent = Agent::find_owned(conn, owner, id)?;
-        let project = Project::find_owned(conn, owner, agent.project_id)?;
+        let project = Agent::project_of(conn, owner, agent.project_id)?;
         Ok((agent, project))
     })
     .await
@@ -196,10 +183,5 @@ pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult
 }
 
 pub async fn system_message(state: &AppState, agent: &Agent) -> AppResult<SystemMessage> {
-    let (project_id, agent_id) = (agent.project_id, agent.id);
-    let parts = db::run(&state.pool, move |conn| {
-        Ok(Prompt::for_system_message(conn, project_id, agent_id)?)
-    })
-    .await?;
-    Ok(SystemMessage::compose(parts))
+    prompts::service::system_message(state, agent.project_id, agent.id).await
 }

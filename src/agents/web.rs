@@ -6,18 +6,18 @@ use askama::Template;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::agents::model::Agent;
-use crate::agents::service::{self, AgentInput};
-use crate::session::CurrentUser;
-use crate::session::csrf::CsrfToken;
+use crate::agents::model::{Agent, ProjectRef};
+use crate::agents::service::{self, AgentInput, DEFAULT_MODEL, DEFAULT_PROVIDER};
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
-use crate::projects::model::Project;
-use crate::projects::service::{DEFAULT_MODEL, DEFAULT_PROVIDER};
-use crate::projects::web::{ProjectPageParts, project_page};
 use crate::prompts;
 use crate::prompts::model::PromptOwner;
-use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
+use crate::prompts::web::{PromptForm, PromptsSection, SystemMessagePreview};
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
+use crate::site::{
+    Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
+};
 use crate::state::AppState;
 
 /// What the agent form shows: the user's input as typed, so nothing is lost on an error.
@@ -128,64 +128,67 @@ pub struct SettingsSection {
 }
 
 #[derive(Template)]
-#[template(path = "partials/agents/system_message.html")]
-pub struct SystemMessagePreview {
-    pub text: String,
-    /// Rendered as an out-of-band swap when it rides along with another fragment.
-    pub oob: bool,
-}
-
-#[derive(Template)]
 #[template(path = "pages/agents/show.html")]
 struct AgentPage {
     chrome: Chrome,
-    project: Project,
+    project: ProjectRef,
     agent: Agent,
     settings: SettingsSection,
     system_message: SystemMessagePreview,
-    prompts: prompts::web::PromptsSection,
+    prompts: PromptsSection,
 }
 
-pub async fn create_agent(
+/// Creates an agent from its project's page. Without JavaScript, invalid input comes back as
+/// the section for the project page to show in place of its fresh one.
+pub async fn create(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &CsrfToken,
+    project_id: Uuid,
+    form: AgentForm,
+) -> AppResult<FormReply<AgentsSection>> {
+    let result = match form.to_input(true) {
+        Ok(input) => service::create(state, user, project_id, input).await,
+        Err(e) => Err(e),
+    };
+    let reply = match validation_or(result)? {
+        Ok(agent) if !is_htmx(req) => see_other(req, &format!("/agents/{}", agent.id)),
+        Ok(_) => html(
+            StatusCode::OK,
+            &AgentsSection::load(state, user, csrf, project_id).await?,
+        )?,
+        Err(errors) => {
+            let mut section = AgentsSection::load(state, user, csrf, project_id).await?;
+            section.form = form;
+            section.errors = errors;
+            if !is_htmx(req) {
+                return Ok(FormReply::Invalid(section));
+            }
+            html(StatusCode::UNPROCESSABLE_ENTITY, &section)?
+        }
+    };
+    Ok(FormReply::Done(reply))
+}
+
+/// `POST /agents/{id}/prompts`: a prompt of this agent.
+pub async fn create_agent_prompt(
     req: HttpRequest,
     state: web::Data<AppState>,
     user: CurrentUser,
     csrf: CsrfToken,
-    project_id: web::Path<Uuid>,
-    form: web::Form<AgentForm>,
+    id: web::Path<Uuid>,
+    form: web::Form<PromptForm>,
 ) -> AppResult<HttpResponse> {
-    let form = form.into_inner();
-    let result = match form.to_input(true) {
-        Ok(input) => service::create(&state, &user, *project_id, input).await,
-        Err(e) => Err(e),
-    };
-    match validation_or(result)? {
-        Ok(agent) if !is_htmx(&req) => Ok(see_other(&req, &format!("/agents/{}", agent.id))),
-        Ok(_) => html(
-            StatusCode::OK,
-            &AgentsSection::load(&state, &user, &csrf, *project_id).await?,
-        ),
-        Err(errors) => {
-            let mut section = AgentsSection::load(&state, &user, &csrf, *project_id).await?;
-            section.form = form;
-            section.errors = errors;
-            if is_htmx(&req) {
-                return html(StatusCode::UNPROCESSABLE_ENTITY, &section);
-            }
-            // Without JavaScript the errors are shown on the project page itself.
-            let parts = ProjectPageParts {
-                agents: Some(section),
-                ..Default::default()
+    let owner = PromptOwner::Agent(*id);
+    match prompts::web::create(&req, &state, &user, &csrf, owner, form.into_inner()).await? {
+        FormReply::Done(reply) => Ok(reply),
+        FormReply::Invalid(section) => {
+            let parts = AgentPageParts {
+                prompts: Some(section),
             };
-            project_page(
-                &state,
-                &user,
-                &csrf,
-                *project_id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                parts,
-            )
-            .await
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            agent_page(&state, &user, &csrf, *id, status, None, parts).await
         }
     }
 }
@@ -193,7 +196,7 @@ pub async fn create_agent(
 /// Sections that replace the freshly loaded ones, e.g. a form with the user's input and errors.
 #[derive(Default)]
 pub struct AgentPageParts {
-    pub prompts: Option<prompts::web::PromptsSection>,
+    pub prompts: Option<PromptsSection>,
 }
 
 /// The full agent page; used when a form without JavaScript needs to show its errors.
@@ -210,10 +213,7 @@ pub async fn agent_page(
     let system = service::system_message(state, &agent).await?;
     let prompts = match parts.prompts {
         Some(p) => p,
-        None => {
-            prompts::web::PromptsSection::load(state, user, csrf, PromptOwner::Agent(agent.id))
-                .await?
-        }
+        None => PromptsSection::load(state, user, csrf, PromptOwner::Agent(agent.id)).await?,
     };
     let settings = settings.unwrap_or_else(|| SettingsSection {
         csrf: csrf.0.clone(),

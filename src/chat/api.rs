@@ -4,12 +4,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::session::CurrentUser;
-use crate::conversations::model::{Conversation, Message};
 use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params, Source};
+use crate::conversations::model::{Conversation, Message};
 use crate::error::{AppError, AppResult};
 use crate::generation::registry::Piece;
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

@@ -3,16 +3,16 @@
 use uuid::Uuid;
 
 use crate::agents::model::Agent;
-use crate::agents::service::SystemMessage;
-use crate::session::CurrentUser;
-use crate::conversations::model::{Conversation, Message, Status};
 use crate::chat::stream::Source;
+use crate::conversations::model::{Conversation, Message, Status};
 use crate::db;
 use crate::error::{AppError, AppResult};
-use crate::generation::{Job, Origin};
 use crate::generation::registry::Subscription;
+use crate::generation::{Job, Origin};
 use crate::llm::{ChatRequest, Turn};
 use crate::prompts::model::Prompt;
+use crate::prompts::service::SystemMessage;
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 /// Longest message accepted, in characters.

@@ -8,14 +8,14 @@ use uuid::Uuid;
 
 use crate::agents;
 use crate::agents::model::Agent;
-use crate::session::CurrentUser;
-use crate::session::csrf::CsrfToken;
-use crate::conversations::model::{Conversation, Message, Status};
+use crate::agents::model::ProjectRef;
 use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params};
+use crate::conversations::model::{Conversation, Message, Status};
 use crate::error::{AppError, AppResult};
-use crate::projects::model::Project;
 use crate::render::markdown;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
 use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
 use crate::state::AppState;
 
@@ -133,7 +133,7 @@ struct TitleSection {
 #[template(path = "pages/chat/show.html")]
 struct ChatPage {
     chrome: Chrome,
-    project: Project,
+    project: ProjectRef,
     agent: Agent,
     sidebar: Sidebar,
     title: Option<TitleSection>,

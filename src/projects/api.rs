@@ -4,9 +4,9 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::session::CurrentUser;
 use crate::error::AppResult;
 use crate::projects::service::{self, ProjectInput};
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

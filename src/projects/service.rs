@@ -3,16 +3,13 @@
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, NewAgent};
-use crate::session::CurrentUser;
+use crate::agents::service::{DEFAULT_AGENT_NAME, DEFAULT_MODEL, DEFAULT_PROVIDER};
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
 use crate::projects::model::{NewProject, Project, ProjectChanges};
+use crate::session::CurrentUser;
 use crate::state::AppState;
-
-pub const DEFAULT_AGENT_NAME: &str = "Assistant";
-pub const DEFAULT_PROVIDER: &str = "openai";
-pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
 /// Raw input for a create or an edit; `None` leaves a field as it is.
 #[derive(Default)]
@@ -131,7 +128,10 @@ pub async fn update(
 
 pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<()> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| Ok(Project::delete_owned(conn, owner, id)?)).await?;
+    db::run(&state.pool, move |conn| {
+        Ok(Project::delete_owned(conn, owner, id)?)
+    })
+    .await?;
     // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
     state.generations.stop_project(id);
     Ok(())

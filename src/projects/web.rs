@@ -7,14 +7,17 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents;
-use crate::session::CurrentUser;
-use crate::session::csrf::CsrfToken;
 use crate::error::AppResult;
 use crate::projects::model::Project;
 use crate::projects::service::{self, ProjectInput, ProjectSummary};
 use crate::prompts;
 use crate::prompts::model::PromptOwner;
-use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
+use crate::prompts::web::PromptForm;
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
+use crate::site::{
+    Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
+};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -138,6 +141,51 @@ pub async fn create_project(
                 section,
             },
         )
+    }
+}
+
+/// `POST /projects/{id}/agents`: an agent of this project.
+pub async fn create_agent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    form: web::Form<agents::web::AgentForm>,
+) -> AppResult<HttpResponse> {
+    match agents::web::create(&req, &state, &user, &csrf, *id, form.into_inner()).await? {
+        FormReply::Done(reply) => Ok(reply),
+        FormReply::Invalid(section) => {
+            let parts = ProjectPageParts {
+                agents: Some(section),
+                ..Default::default()
+            };
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            project_page(&state, &user, &csrf, *id, status, parts).await
+        }
+    }
+}
+
+/// `POST /projects/{id}/prompts`: a prompt of this project.
+pub async fn create_project_prompt(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    form: web::Form<PromptForm>,
+) -> AppResult<HttpResponse> {
+    let owner = PromptOwner::Project(*id);
+    match prompts::web::create(&req, &state, &user, &csrf, owner, form.into_inner()).await? {
+        FormReply::Done(reply) => Ok(reply),
+        FormReply::Invalid(section) => {
+            let parts = ProjectPageParts {
+                prompts: Some(section),
+                ..Default::default()
+            };
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            project_page(&state, &user, &csrf, *id, status, parts).await
+        }
     }
 }
 

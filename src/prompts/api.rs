@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::session::CurrentUser;
 use crate::error::AppResult;
 use crate::prompts::model::{PromptOwner, PromptWithText};
 use crate::prompts::service::{self, PromptInput};
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 #[derive(Deserialize)]

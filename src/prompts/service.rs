@@ -2,13 +2,11 @@
 
 use uuid::Uuid;
 
-use crate::agents::model::Agent;
-use crate::session::CurrentUser;
 use crate::db;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
-use crate::projects::model::Project;
-use crate::prompts::model::{Prompt, PromptOwner, PromptVersion, PromptWithText};
+use crate::prompts::model::{OwnerSummary, Prompt, PromptOwner, PromptVersion, PromptWithText};
+use crate::session::CurrentUser;
 use crate::state::AppState;
 
 #[derive(Default, Debug)]
@@ -22,11 +20,48 @@ pub struct PromptInput {
 
 /// Checks that the owner (project or agent) belongs to the user.
 fn check_owner(conn: &mut diesel::PgConnection, user: Uuid, owner: PromptOwner) -> AppResult<()> {
-    match owner {
-        PromptOwner::Project(id) => Project::find_owned(conn, user, id).map(|_| ()),
-        PromptOwner::Agent(id) => Agent::find_owned(conn, user, id).map(|_| ()),
-    }?;
+    owner.find_owned(conn, user)?;
     Ok(())
+}
+
+/// The system message an agent sends, and the prompt versions it is made of.
+pub struct SystemMessage {
+    pub text: String,
+    pub parts: Vec<PromptWithText>,
+}
+
+impl SystemMessage {
+    pub fn compose(parts: Vec<PromptWithText>) -> SystemMessage {
+        let text = parts
+            .iter()
+            .map(|p| p.current.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        SystemMessage { text, parts }
+    }
+}
+
+/// The system message of an agent (of `project_id`): its project's enabled prompts, then its own.
+pub async fn system_message(
+    state: &AppState,
+    project_id: Uuid,
+    agent_id: Uuid,
+) -> AppResult<SystemMessage> {
+    let parts = db::run(&state.pool, move |conn| {
+        Ok(Prompt::for_system_message(conn, project_id, agent_id)?)
+    })
+    .await?;
+    Ok(SystemMessage::compose(parts))
+}
+
+/// The owner's name and project, checking it is the user's.
+pub async fn owner(
+    state: &AppState,
+    user: &CurrentUser,
+    owner: PromptOwner,
+) -> AppResult<OwnerSummary> {
+    let user = user.id;
+    db::run(&state.pool, move |conn| Ok(owner.find_owned(conn, user)?)).await
 }
 
 pub async fn list(

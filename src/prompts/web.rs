@@ -6,16 +6,24 @@ use askama::Template;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::agents::web::{AgentPageParts, SystemMessagePreview, agent_page};
-use crate::agents::{self};
-use crate::session::CurrentUser;
-use crate::session::csrf::CsrfToken;
 use crate::error::AppResult;
-use crate::projects::web::{ProjectPageParts, project_page};
 use crate::prompts::model::{PromptOwner, PromptVersion, PromptWithText};
 use crate::prompts::service::{self, PromptInput};
-use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
+use crate::session::CurrentUser;
+use crate::session::csrf::CsrfToken;
+use crate::site::{
+    Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
+};
 use crate::state::AppState;
+
+/// The exact system message an agent sends, shown on its page and refreshed with prompt changes.
+#[derive(Template)]
+#[template(path = "partials/prompts/system_message.html")]
+pub struct SystemMessagePreview {
+    pub text: String,
+    /// Rendered as an out-of-band swap when it rides along with another fragment.
+    pub oob: bool,
+}
 
 #[derive(Template)]
 #[template(path = "partials/prompts/list.html")]
@@ -64,8 +72,8 @@ impl PromptsSection {
     ) -> AppResult<PromptsSection> {
         let mut section = Self::load(state, user, csrf, owner).await?;
         if let PromptOwner::Agent(id) = owner {
-            let agent = agents::service::get(state, user, id).await?;
-            let text = agents::service::system_message(state, &agent).await?.text;
+            let project_id = service::owner(state, user, owner).await?.project_id;
+            let text = service::system_message(state, project_id, id).await?.text;
             section.system_message = Some(SystemMessagePreview { text, oob: true });
         }
         Ok(section)
@@ -105,100 +113,41 @@ pub struct PromptForm {
     content: String,
 }
 
-async fn create(
-    req: HttpRequest,
+/// Creates a prompt from the owner's page (project or agent). Without JavaScript, invalid input
+/// comes back as the section for the owner's page to show in place of its fresh one.
+pub async fn create(
+    req: &HttpRequest,
     state: &AppState,
     user: &CurrentUser,
     csrf: &CsrfToken,
     owner: PromptOwner,
     form: PromptForm,
-) -> AppResult<HttpResponse> {
+) -> AppResult<FormReply<PromptsSection>> {
     let input = PromptInput {
         title: Some(form.title.clone()),
         content: Some(form.content.clone()),
         ..Default::default()
     };
     let errors = match validation_or(service::create(state, user, owner, input).await)? {
-        Ok(_) => return after_change(&req, state, user, csrf, owner).await,
+        Ok(_) => {
+            return Ok(FormReply::Done(
+                after_change(req, state, user, csrf, owner).await?,
+            ));
+        }
         Err(errors) => errors,
     };
     let mut section = PromptsSection::fragment(state, user, csrf, owner).await?;
     section.title = form.title;
     section.content = form.content;
     section.errors = errors;
-    if is_htmx(&req) {
-        return html(StatusCode::UNPROCESSABLE_ENTITY, &section);
+    if is_htmx(req) {
+        return Ok(FormReply::Done(html(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &section,
+        )?));
     }
     section.system_message = None;
-    let status = StatusCode::UNPROCESSABLE_ENTITY;
-    match owner {
-        PromptOwner::Project(id) => {
-            project_page(
-                state,
-                user,
-                csrf,
-                id,
-                status,
-                ProjectPageParts {
-                    prompts: Some(section),
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-        PromptOwner::Agent(id) => {
-            agent_page(
-                state,
-                user,
-                csrf,
-                id,
-                status,
-                None,
-                AgentPageParts {
-                    prompts: Some(section),
-                },
-            )
-            .await
-        }
-    }
-}
-
-pub async fn create_project_prompt(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    csrf: CsrfToken,
-    id: web::Path<Uuid>,
-    form: web::Form<PromptForm>,
-) -> AppResult<HttpResponse> {
-    create(
-        req,
-        &state,
-        &user,
-        &csrf,
-        PromptOwner::Project(*id),
-        form.into_inner(),
-    )
-    .await
-}
-
-pub async fn create_agent_prompt(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    csrf: CsrfToken,
-    id: web::Path<Uuid>,
-    form: web::Form<PromptForm>,
-) -> AppResult<HttpResponse> {
-    create(
-        req,
-        &state,
-        &user,
-        &csrf,
-        PromptOwner::Agent(*id),
-        form.into_inner(),
-    )
-    .await
+    Ok(FormReply::Invalid(section))
 }
 
 #[derive(Template)]
@@ -253,10 +202,7 @@ async fn prompt_page(
     editor: EditorSection,
 ) -> AppResult<HttpResponse> {
     let owner = PromptOwner::of(&editor.prompt.prompt);
-    let owner_name = match owner {
-        PromptOwner::Project(id) => crate::projects::service::get(state, user, id).await?.name,
-        PromptOwner::Agent(id) => agents::service::get(state, user, id).await?.name,
-    };
+    let owner_name = service::owner(state, user, owner).await?.name;
     let page = PromptPage {
         chrome: Chrome::new(Some(user), csrf),
         prompt: editor.prompt.clone(),

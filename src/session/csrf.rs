@@ -11,8 +11,8 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use rand::RngCore;
 
-use crate::session::SESSION_COOKIE;
 use crate::error::AppError;
+use crate::session::SESSION_COOKIE;
 use crate::state::AppState;
 
 pub const CSRF_COOKIE: &str = "confab_csrf";

@@ -6,10 +6,10 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
-use crate::session::model::SessionUser;
-use crate::session::SESSION_COOKIE;
 use crate::db;
 use crate::error::AppError;
+use crate::session::SESSION_COOKIE;
+use crate::session::model::SessionUser;
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -57,12 +57,14 @@ impl FromRequest for CurrentUser {
                     "your session is invalid or has expired; sign in again".into(),
                 )
             })?;
-            let user = db::run(&state.pool, move |conn| Ok(SessionUser::find(conn, claims.sub)?))
-                .await
-                .map_err(|e| match e {
-                    AppError::NotFound => AppError::unauthorized(),
-                    other => other,
-                })?;
+            let user = db::run(&state.pool, move |conn| {
+                Ok(SessionUser::find(conn, claims.sub)?)
+            })
+            .await
+            .map_err(|e| match e {
+                AppError::NotFound => AppError::unauthorized(),
+                other => other,
+            })?;
             if user.session_epoch != claims.epoch || user.disabled_at.is_some() {
                 return Err(AppError::Unauthorized(
                     "your session has ended; sign in again".into(),
@@ -112,10 +114,8 @@ pub async fn renew_session(
         .filter(|user| user.token_age_secs > state.tokens.ttl_secs() / 2)
         .cloned();
     if let Some(user) = stale {
-        let cookie = crate::session::session_cookie(
-            &state,
-            state.tokens.issue(user.id, user.session_epoch),
-        );
+        let cookie =
+            crate::session::session_cookie(&state, state.tokens.issue(user.id, user.session_epoch));
         response.response_mut().add_cookie(&cookie)?;
     }
     Ok(response)

@@ -9,9 +9,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse};
 use askama::Template;
 
+use crate::error::AppError;
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
-use crate::error::AppError;
 use crate::site::Chrome;
 
 #[derive(Template)]

@@ -7,9 +7,9 @@ pub mod security;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::error::FieldError;
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
-use crate::error::FieldError;
 
 /// What every page's layout needs: who is signed in, the CSRF token, asset URLs.
 pub struct Chrome {
@@ -91,6 +91,14 @@ pub fn html(
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(page.render()?))
+}
+
+/// What a form handler of one section answers: a response ready to send, or — without
+/// JavaScript, on invalid input — the section holding the user's input and messages, for the
+/// page that owns it to show in place of its fresh one (with 422).
+pub enum FormReply<S> {
+    Done(HttpResponse),
+    Invalid(S),
 }
 
 /// Splits a service result into "show these messages in the form" and "fail the request".

@@ -1,5 +1,6 @@
 //! The one integration-test binary: confab over real HTTP, against a real PostgreSQL.
 mod accounts;
+mod architecture;
 mod chat;
 mod isolation;
 mod llm_client;

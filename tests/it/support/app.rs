@@ -190,9 +190,7 @@ impl TestApp {
         settings.database.url = Some(Secret::new(url));
         tweak(&mut settings);
         // The same start-up as the binary's; only the stop signal differs (the test's end).
-        let app = Application::build(settings)
-            .await
-            .expect("confab starts");
+        let app = Application::build(settings).await.expect("confab starts");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state();
         let pool = state.pool.clone();
