@@ -797,6 +797,36 @@ async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
 }
 
 #[tokio::test]
+async fn an_agent_naming_an_unconfigured_provider_is_told_which_ones_exist() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("unused"));
+    // OpenAI is configured; no fallback, so the agent's own provider is all that is tried.
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.fallback = Some(Vec::new())).await;
+    let (token, _, agent) = app.chat_setup("elsewhere@example.com").await;
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("/api/agents/{agent}"),
+            json!({"provider": "groq"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("groq") && error.contains("openai"), "{error}");
+    assert!(
+        !error.contains("OPENAI_API_KEY") && !error.contains("No LLM provider is configured"),
+        "OpenAI is configured; the message must not say otherwise: {error}"
+    );
+    assert_eq!(fake.requests().len(), 0, "nothing was sent upstream");
+}
+
+#[tokio::test]
 async fn shutdown_lets_answers_finish_then_saves_the_rest() {
     let fake = FakeLlm::start().await;
     fake.set_default(Script::answer(&"slow ".repeat(500)).token_delay(Duration::from_millis(20)));
