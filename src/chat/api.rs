@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params, Source};
-use crate::conversations::model::{Conversation, Message};
+use crate::conversations::model::{Conversation, Message, Status};
 use crate::error::{AppError, AppResult};
 use crate::generation::registry::Piece;
 use crate::session::CurrentUser;
@@ -87,7 +87,7 @@ struct Reply {
     reply: String,
     conversation_id: Uuid,
     message_id: Uuid,
-    status: String,
+    status: Status,
     provider: Option<String>,
     model: Option<String>,
     usage: Usage,
@@ -124,12 +124,12 @@ pub async fn chat(
             None => return Err(AppError::Upstream("the answer was lost".into())),
         }
     };
-    if finished.status == "failed" && state.generations.router().providers.is_empty() {
+    if finished.status == Status::Failed && state.generations.router().providers.is_empty() {
         return Err(AppError::NotAvailable(
             finished.error.clone().unwrap_or_default(),
         ));
     }
-    if finished.status == "failed" {
+    if finished.status == Status::Failed {
         return Err(AppError::Upstream(
             finished
                 .error
@@ -141,7 +141,7 @@ pub async fn chat(
         reply: finished.content.clone(),
         conversation_id: sent.conversation.id,
         message_id: finished.id,
-        status: finished.status.clone(),
+        status: finished.status,
         provider: finished.provider.clone(),
         model: finished.model.clone(),
         usage: Usage {

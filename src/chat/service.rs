@@ -221,7 +221,7 @@ pub async fn retry(
     let (agent, conversation, answer, history, system) =
         db::transaction(&state.pool, move |conn| {
             let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
-            if !failed.is_assistant() || failed.status() != Status::Failed {
+            if !failed.is_assistant() || failed.status != Status::Failed {
                 return Err(AppError::Conflict(
                     "Only a failed answer can be retried.".into(),
                 ));
@@ -298,7 +298,7 @@ pub async fn rename(
 /// Deletes the conversation; an answer still generating in it is stopped first.
 pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Conversation> {
     let (conversation, messages) = get(state, user, id).await?;
-    for message in messages.iter().filter(|m| m.status() == Status::Streaming) {
+    for message in messages.iter().filter(|m| m.status == Status::Streaming) {
         state.generations.stop(message.id);
     }
     let owner = user.id;

@@ -47,8 +47,8 @@ impl Source {
     /// or the process that generated it is gone), so readers are told it failed instead of
     /// reconnecting forever; the next start-up writes the same thing to the database.
     pub fn stored(mut message: Message) -> Source {
-        if message.status == Status::Streaming.as_str() {
-            message.status = Status::Failed.as_str().into();
+        if message.status == Status::Streaming {
+            message.status = Status::Failed;
             message.error.get_or_insert_with(|| {
                 "interrupted: this answer is no longer being generated".into()
             });

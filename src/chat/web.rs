@@ -35,7 +35,7 @@ pub struct MessageView {
 
 impl MessageView {
     pub fn of(message: &Message) -> MessageView {
-        let status = message.status();
+        let status = message.status;
         let streaming = status == Status::Streaming;
         let is_user = !message.is_assistant();
         let meta = (!is_user && !streaming)

@@ -1,7 +1,14 @@
 //! The `conversations` and `messages` tables.
 
 use chrono::{DateTime, Utc};
+use std::io::Write as _;
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
+use diesel::serialize::{self, IsNull, Output, ToSql};
+use diesel::sql_types::Text;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -19,8 +26,10 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Where an assistant answer stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where an assistant answer stands. Stored as text (checked by the table); a value this code
+/// does not know is an error when read, never silently mapped to another state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Streaming,
@@ -30,6 +39,13 @@ pub enum Status {
 }
 
 impl Status {
+    const ALL: [Status; 4] = [
+        Status::Streaming,
+        Status::Complete,
+        Status::Stopped,
+        Status::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Streaming => "streaming",
@@ -39,24 +55,72 @@ impl Status {
         }
     }
 
-    pub fn parse(value: &str) -> Status {
-        match value {
-            "streaming" => Status::Streaming,
-            "stopped" => Status::Stopped,
-            "failed" => Status::Failed,
-            _ => Status::Complete,
+    pub fn is_streaming(self) -> bool {
+        self == Status::Streaming
+    }
+
+    pub fn is_stopped(self) -> bool {
+        self == Status::Stopped
+    }
+
+    pub fn is_failed(self) -> bool {
+        self == Status::Failed
+    }
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    const ALL: [Role; 2] = [Role::User, Role::Assistant];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
         }
     }
 }
+
+/// Text columns with a fixed set of values map to and from these enums.
+macro_rules! text_enum_sql {
+    ($type:ty, $what:literal) => {
+        impl ToSql<Text, Pg> for $type {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+                out.write_all(self.as_str().as_bytes())?;
+                Ok(IsNull::No)
+            }
+        }
+
+        impl FromSql<Text, Pg> for $type {
+            fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+                let text = std::str::from_utf8(bytes.as_bytes())?;
+                <$type>::ALL
+                    .into_iter()
+                    .find(|value| value.as_str() == text)
+                    .ok_or_else(|| format!("unknown {} {text:?}", $what).into())
+            }
+        }
+    };
+}
+
+text_enum_sql!(Status, "message status");
+text_enum_sql!(Role, "message role");
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = messages)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
-    pub role: String,
+    pub role: Role,
     pub content: String,
-    pub status: String,
+    pub status: Status,
     pub error: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
@@ -70,12 +134,8 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status)
-    }
-
     pub fn is_assistant(&self) -> bool {
-        self.role == "assistant"
+        self.role == Role::Assistant
     }
 }
 
@@ -84,9 +144,9 @@ impl Message {
 struct NewMessage<'a> {
     id: Uuid,
     conversation_id: Uuid,
-    role: &'a str,
+    role: Role,
     content: &'a str,
-    status: &'a str,
+    status: Status,
     prompt_versions: serde_json::Value,
 }
 
@@ -95,7 +155,7 @@ struct NewMessage<'a> {
 #[diesel(table_name = messages, treat_none_as_null = true)]
 pub struct Outcome {
     pub content: String,
-    pub status: String,
+    pub status: Status,
     pub error: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
@@ -221,17 +281,17 @@ impl Message {
             NewMessage {
                 id: Uuid::now_v7(),
                 conversation_id,
-                role: "user",
+                role: Role::User,
                 content: text,
-                status: "complete",
+                status: Status::Complete,
                 prompt_versions: serde_json::Value::Array(vec![]),
             },
             NewMessage {
                 id: Uuid::now_v7(),
                 conversation_id,
-                role: "assistant",
+                role: Role::Assistant,
                 content: "",
-                status: "streaming",
+                status: Status::Streaming,
                 prompt_versions,
             },
         ];
@@ -257,9 +317,9 @@ impl Message {
             NewMessage {
                 id: Uuid::now_v7(),
                 conversation_id,
-                role: "assistant",
+                role: Role::Assistant,
                 content: "",
-                status: "streaming",
+                status: Status::Streaming,
                 prompt_versions,
             },
         )
@@ -282,7 +342,7 @@ impl Message {
         messages::table
             .filter(messages::conversation_id.eq(conversation_id))
             .filter(messages::id.lt(before))
-            .filter(messages::status.eq_any(["complete", "stopped"]))
+            .filter(messages::status.eq_any([Status::Complete, Status::Stopped]))
             .filter(messages::content.ne(""))
             .order(messages::id.asc())
             .select(Message::as_select())
@@ -315,9 +375,9 @@ impl Message {
     /// At start-up: answers a crash left `streaming` can never finish; say so instead of
     /// showing a spinner forever.
     pub fn mark_interrupted(conn: &mut PgConnection) -> QueryResult<usize> {
-        diesel::update(messages::table.filter(messages::status.eq("streaming")))
+        diesel::update(messages::table.filter(messages::status.eq(Status::Streaming)))
             .set((
-                messages::status.eq("failed"),
+                messages::status.eq(Status::Failed),
                 messages::error.eq("interrupted by restart"),
                 messages::finished_at.eq(diesel::dsl::now),
             ))

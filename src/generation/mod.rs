@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::{FutureExt, StreamExt};
 use uuid::Uuid;
 
-use crate::conversations::model::{Message, Outcome, Status};
+use crate::conversations::model::{Message, Outcome, Role, Status};
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
@@ -248,7 +248,7 @@ async fn generate(
     let duration = progress.started.elapsed();
     let outcome = Outcome {
         content: live.text(),
-        status: status.as_str().into(),
+        status,
         error,
         provider: progress.provider.clone(),
         model: progress.model.clone(),
@@ -277,7 +277,7 @@ async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uu
     tracing::error!(message_id = %id, "an answer's task panicked");
     let outcome = Outcome {
         content: live.text(),
-        status: Status::Failed.as_str().into(),
+        status: Status::Failed,
         error: Some("confab hit an internal error while generating this answer.".into()),
         provider: None,
         model: None,
@@ -391,7 +391,7 @@ fn unsaved(id: Uuid, outcome: Outcome) -> Message {
     Message {
         id,
         conversation_id: Uuid::nil(),
-        role: "assistant".into(),
+        role: Role::Assistant,
         content: outcome.content,
         status: outcome.status,
         error: outcome.error,

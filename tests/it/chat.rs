@@ -818,7 +818,10 @@ async fn an_agent_naming_an_unconfigured_provider_is_told_which_ones_exist() {
         .await;
     assert_eq!(done["status"], "failed");
     let error = done["error"].as_str().unwrap();
-    assert!(error.contains("groq") && error.contains("openai"), "{error}");
+    assert!(
+        error.contains("groq") && error.contains("openai"),
+        "{error}"
+    );
     assert!(
         !error.contains("OPENAI_API_KEY") && !error.contains("No LLM provider is configured"),
         "OpenAI is configured; the message must not say otherwise: {error}"
@@ -1160,4 +1163,29 @@ async fn racing_retries_make_one_new_answer() {
         2,
         "one question, one answer"
     );
+}
+
+#[tokio::test]
+async fn message_states_are_typed_and_an_unknown_one_is_an_error_not_a_guess() {
+    use confab::conversations::model::{Role, Status};
+    use diesel::RunQueryDsl;
+    use diesel::dsl::sql;
+    use diesel::sql_types::Text;
+    let app = TestApp::spawn().await;
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get().unwrap();
+        let read = |conn: &mut diesel::PgConnection, text: &str| {
+            diesel::select(sql::<Text>(&format!("'{text}'"))).get_result::<Status>(conn)
+        };
+        assert_eq!(read(&mut conn, "stopped").unwrap(), Status::Stopped);
+        // Before, an unknown value quietly read as `complete`.
+        assert!(read(&mut conn, "exploded").is_err());
+        let role: Role = diesel::select(sql::<Text>("'assistant'"))
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(role, Role::Assistant);
+    })
+    .await
+    .unwrap();
 }
