@@ -26,7 +26,14 @@ pub async fn register(
         password,
         display_name,
     } = body.into_inner();
-    let user = service::register(&state, &email, password, &display_name).await?;
+    let user = service::register(
+        &state.pool,
+        &state.settings.auth,
+        &email,
+        password,
+        &display_name,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
@@ -71,7 +78,15 @@ pub async fn login(
     let LoginBody { email, password } = parsed
         .map_err(|e| AppError::invalid("body", format!("send {{\"email\", \"password\"}}: {e}")))?;
     let ip = req.peer_addr().map(|a| a.ip());
-    let user = service::authenticate(&state, ip, &email, password).await?;
+    let user = service::authenticate(
+        &state.pool,
+        &state.login_limiter,
+        &state.dummy_password_hash,
+        ip,
+        &email,
+        password,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(token_response(&state, user.id, user.session_epoch)))
 }
 
@@ -88,7 +103,7 @@ pub async fn logout_everywhere(
     state: web::Data<AppState>,
     user: CurrentUser,
 ) -> AppResult<HttpResponse> {
-    service::log_out_everywhere(&state, &user).await?;
+    service::log_out_everywhere(&state.pool, &user).await?;
     Ok(HttpResponse::NoContent()
         .cookie(crate::session::cleared_session_cookie(&state))
         .finish())
@@ -110,6 +125,14 @@ pub async fn change_password(
         current_password,
         new_password,
     } = body.into_inner();
-    let epoch = service::change_password(&state, &user, current_password, new_password).await?;
+    let epoch = service::change_password(
+        &state.pool,
+        &state.settings.auth,
+        &state.dummy_password_hash,
+        &user,
+        current_password,
+        new_password,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(token_response(&state, user.id, epoch)))
 }

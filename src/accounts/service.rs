@@ -6,10 +6,12 @@ use uuid::Uuid;
 
 use crate::accounts::model::{NewUser, User};
 use crate::auth::password::{self, Password};
+use crate::auth::rate_limit::LoginLimiter;
 use crate::db;
+use crate::db::PgPool;
 use crate::error::{AppError, AppResult, FieldError};
 use crate::session::CurrentUser;
-use crate::state::AppState;
+use crate::settings::AuthSettings;
 
 /// An email address of plausible shape: one `@`, a dot in the domain, no spaces.
 pub struct Email(String);
@@ -60,12 +62,13 @@ fn all_valid<A, B>(a: AppResult<A>, b: AppResult<B>) -> AppResult<(A, B)> {
 }
 
 pub async fn register(
-    state: &AppState,
+    pool: &PgPool,
+    settings: &AuthSettings,
     email: &str,
     password: String,
     display_name: &str,
 ) -> AppResult<User> {
-    if !state.settings.auth.allow_registration {
+    if !settings.allow_registration {
         return Err(AppError::Forbidden(
             "Registration is closed on this server.".into(),
         ));
@@ -77,8 +80,8 @@ pub async fn register(
         all_valid(Email::parse(email), Password::parse("password", password)),
         display_name,
     )?;
-    let hash = password::hash(password, state.settings.auth.bcrypt_cost).await?;
-    let result = db::run(&state.pool, move |conn| {
+    let hash = password::hash(password, settings.bcrypt_cost).await?;
+    let result = db::run(pool, move |conn| {
         let new = NewUser {
             id: Uuid::now_v7(),
             email: &email.0,
@@ -98,25 +101,24 @@ pub async fn register(
 
 /// The same message for an unknown email and a wrong password, so nobody can probe for accounts.
 pub async fn authenticate(
-    state: &AppState,
+    pool: &PgPool,
+    limiter: &LoginLimiter,
+    dummy_password_hash: &str,
     ip: Option<IpAddr>,
     email: &str,
     password: String,
 ) -> AppResult<User> {
-    state.login_limiter.check(ip, email)?;
+    limiter.check(ip, email)?;
     // Anything that is not an email cannot be an account; it still pays for a bcrypt check
     // below, so it takes as long as a wrong password.
     let user = match Email::parse(email) {
         Ok(Email(lookup)) => {
-            db::run(&state.pool, move |conn| {
-                Ok(User::find_by_email(conn, &lookup)?)
-            })
-            .await?
+            db::run(pool, move |conn| Ok(User::find_by_email(conn, &lookup)?)).await?
         }
         Err(_) => None,
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = password::verify(password, hash, &state.dummy_password_hash).await?;
+    let ok = password::verify(password, hash, dummy_password_hash).await?;
     match user {
         Some(user) if ok && user.disabled_at.is_none() => Ok(user),
         _ => Err(AppError::Unauthorized("Wrong email or password.".into())),
@@ -124,39 +126,29 @@ pub async fn authenticate(
 }
 
 pub async fn change_password(
-    state: &AppState,
+    pool: &PgPool,
+    settings: &AuthSettings,
+    dummy_password_hash: &str,
     user: &CurrentUser,
     current: String,
     new: String,
 ) -> AppResult<i32> {
     let new = Password::parse("new_password", new)?;
     let id = user.id;
-    let stored = db::run(&state.pool, move |conn| Ok(User::find(conn, id)?)).await?;
-    if !password::verify(
-        current,
-        Some(stored.password_hash),
-        &state.dummy_password_hash,
-    )
-    .await?
-    {
+    let stored = db::run(pool, move |conn| Ok(User::find(conn, id)?)).await?;
+    if !password::verify(current, Some(stored.password_hash), dummy_password_hash).await? {
         return Err(AppError::invalid(
             "current_password",
             "That is not your current password.",
         ));
     }
-    let hash = password::hash(new, state.settings.auth.bcrypt_cost).await?;
-    db::run(&state.pool, move |conn| {
-        Ok(User::set_password(conn, id, &hash)?)
-    })
-    .await
+    let hash = password::hash(new, settings.bcrypt_cost).await?;
+    db::run(pool, move |conn| Ok(User::set_password(conn, id, &hash)?)).await
 }
 
-pub async fn log_out_everywhere(state: &AppState, user: &CurrentUser) -> AppResult<i32> {
+pub async fn log_out_everywhere(pool: &PgPool, user: &CurrentUser) -> AppResult<i32> {
     let id = user.id;
-    db::run(&state.pool, move |conn| {
-        Ok(User::bump_session_epoch(conn, id)?)
-    })
-    .await
+    db::run(pool, move |conn| Ok(User::bump_session_epoch(conn, id)?)).await
 }
 
 #[cfg(test)]

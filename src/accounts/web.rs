@@ -125,7 +125,16 @@ pub async fn login(
     } = form.into_inner();
     let next = safe_next(next.as_deref()).to_string();
     let ip = req.peer_addr().map(|a| a.ip());
-    match service::authenticate(&state, ip, &email, password).await {
+    match service::authenticate(
+        &state.pool,
+        &state.login_limiter,
+        &state.dummy_password_hash,
+        ip,
+        &email,
+        password,
+    )
+    .await
+    {
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
@@ -183,7 +192,15 @@ pub async fn register(
         password,
         display_name,
     } = form.into_inner();
-    match service::register(&state, &email, password, &display_name).await {
+    match service::register(
+        &state.pool,
+        &state.settings.auth,
+        &email,
+        password,
+        &display_name,
+    )
+    .await
+    {
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
@@ -240,7 +257,16 @@ pub async fn change_password(
         current_password,
         new_password,
     } = form.into_inner();
-    match service::change_password(&state, &user, current_password, new_password).await {
+    match service::change_password(
+        &state.pool,
+        &state.settings.auth,
+        &state.dummy_password_hash,
+        &user,
+        current_password,
+        new_password,
+    )
+    .await
+    {
         Ok(epoch) => {
             // This browser stays signed in with a token of the new epoch; every other one is out.
             let token = state.tokens.issue(user.id, epoch);
@@ -272,7 +298,7 @@ pub async fn logout_everywhere(
     state: web::Data<AppState>,
     user: CurrentUser,
 ) -> AppResult<HttpResponse> {
-    service::log_out_everywhere(&state, &user).await?;
+    service::log_out_everywhere(&state.pool, &user).await?;
     Ok(HttpResponse::SeeOther()
         .cookie(crate::session::cleared_session_cookie(&state))
         .insert_header((header::LOCATION, "/login"))

@@ -52,7 +52,7 @@ pub async fn list_agents(
     user: CurrentUser,
     project_id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::list(&state, &user, *project_id).await?))
+    Ok(HttpResponse::Ok().json(service::list(&state.pool, &user, *project_id).await?))
 }
 
 pub async fn create_agent(
@@ -61,7 +61,7 @@ pub async fn create_agent(
     project_id: web::Path<Uuid>,
     body: web::Json<AgentBody>,
 ) -> AppResult<HttpResponse> {
-    let agent = service::create(&state, &user, *project_id, body.into_inner().into()).await?;
+    let agent = service::create(&state.pool, &user, *project_id, body.into_inner().into()).await?;
     Ok(HttpResponse::Created().json(agent))
 }
 
@@ -70,8 +70,8 @@ pub async fn get_agent(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let agent = service::get(&state, &user, *id).await?;
-    let system_message = service::system_message(&state, &agent).await?.text;
+    let agent = service::get(&state.pool, &user, *id).await?;
+    let system_message = service::system_message(&state.pool, &agent).await?.text;
     Ok(HttpResponse::Ok().json(AgentDetail {
         agent,
         system_message,
@@ -85,7 +85,7 @@ pub async fn update_agent(
     body: web::Json<AgentBody>,
 ) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok()
-        .json(service::update(&state, &user, *id, body.into_inner().into()).await?))
+        .json(service::update(&state.pool, &user, *id, body.into_inner().into()).await?))
 }
 
 pub async fn delete_agent(
@@ -93,6 +93,6 @@ pub async fn delete_agent(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state, &user, *id).await?;
+    service::delete(&state.pool, &state.generations, &user, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,12 +4,13 @@ use uuid::Uuid;
 
 use crate::agents::model::{Agent, AgentChanges, NewAgent, ProjectRef};
 use crate::db;
+use crate::db::PgPool;
 use crate::domain::{self, Checks};
 use crate::error::{AppError, AppResult};
+use crate::generation::Generations;
 use crate::prompts;
 use crate::prompts::service::SystemMessage;
 use crate::session::CurrentUser;
-use crate::state::AppState;
 
 /// The agent every new project starts with.
 pub const DEFAULT_AGENT_NAME: &str = "Assistant";
@@ -57,9 +58,9 @@ impl AgentInput {
     }
 }
 
-pub async fn list(state: &AppState, user: &CurrentUser, project_id: Uuid) -> AppResult<Vec<Agent>> {
+pub async fn list(pool: &PgPool, user: &CurrentUser, project_id: Uuid) -> AppResult<Vec<Agent>> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         Agent::project_of(conn, owner, project_id)?;
         Ok(Agent::list_for_project(conn, project_id)?)
     })
@@ -67,7 +68,7 @@ pub async fn list(state: &AppState, user: &CurrentUser, project_id: Uuid) -> App
 }
 
 pub async fn create(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     project_id: Uuid,
     input: AgentInput,
@@ -79,7 +80,7 @@ pub async fn create(
     .parse()?;
     let is_default = input.is_default.unwrap_or(false);
     let owner = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         Agent::project_of(conn, owner, project_id)?;
         let agent = Agent::insert(
             conn,
@@ -109,22 +110,19 @@ pub async fn create(
     .await
 }
 
-pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Agent> {
+pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Agent> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
-        Ok(Agent::find_owned(conn, owner, id)?)
-    })
-    .await
+    db::run(pool, move |conn| Ok(Agent::find_owned(conn, owner, id)?)).await
 }
 
 /// The agent with its project, for pages that show both.
 pub async fn get_with_project(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<(Agent, ProjectRef)> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         let agent = Agent::find_owned(conn, owner, id)?;
         let project = Agent::project_of(conn, owner, agent.project_id)?;
         Ok((agent, project))
@@ -133,7 +131,7 @@ pub async fn get_with_project(
 }
 
 pub async fn update(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
     input: AgentInput,
@@ -147,7 +145,7 @@ pub async fn update(
             "Make another agent the default instead.",
         ));
     }
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         let agent = Agent::find_owned(conn, owner, id)?;
         let agent = if changes.name.is_none()
             && changes.description.is_none()
@@ -169,19 +167,24 @@ pub async fn update(
     .await
 }
 
-pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Agent> {
+pub async fn delete(
+    pool: &PgPool,
+    generations: &Generations,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<Agent> {
     let owner = user.id;
-    let agent = db::transaction(&state.pool, move |conn| {
+    let agent = db::transaction(pool, move |conn| {
         let agent = Agent::find_owned(conn, owner, id)?;
         Agent::delete(conn, &agent)?;
         Ok(agent)
     })
     .await?;
     // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
-    state.generations.stop_agent(agent.id);
+    generations.stop_agent(agent.id);
     Ok(agent)
 }
 
-pub async fn system_message(state: &AppState, agent: &Agent) -> AppResult<SystemMessage> {
-    prompts::service::system_message(state, agent.project_id, agent.id).await
+pub async fn system_message(pool: &PgPool, agent: &Agent) -> AppResult<SystemMessage> {
+    prompts::service::system_message(pool, agent.project_id, agent.id).await
 }

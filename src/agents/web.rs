@@ -106,7 +106,7 @@ impl AgentsSection {
         csrf: &CsrfToken,
         project_id: Uuid,
     ) -> AppResult<AgentsSection> {
-        let agents = service::list(state, user, project_id).await?;
+        let agents = service::list(&state.pool, user, project_id).await?;
         Ok(AgentsSection {
             csrf: csrf.0.clone(),
             project_id,
@@ -149,7 +149,7 @@ pub async fn create(
     form: AgentForm,
 ) -> AppResult<FormReply<AgentsSection>> {
     let result = match form.to_input(true) {
-        Ok(input) => service::create(state, user, project_id, input).await,
+        Ok(input) => service::create(&state.pool, user, project_id, input).await,
         Err(e) => Err(e),
     };
     let reply = match validation_or(result)? {
@@ -209,8 +209,8 @@ pub async fn agent_page(
     settings: Option<SettingsSection>,
     parts: AgentPageParts,
 ) -> AppResult<HttpResponse> {
-    let (agent, project) = service::get_with_project(state, user, agent_id).await?;
-    let system = service::system_message(state, &agent).await?;
+    let (agent, project) = service::get_with_project(&state.pool, user, agent_id).await?;
+    let system = service::system_message(&state.pool, &agent).await?;
     let prompts = match parts.prompts {
         Some(p) => p,
         None => PromptsSection::load(state, user, csrf, PromptOwner::Agent(agent.id)).await?,
@@ -264,7 +264,7 @@ pub async fn update_agent(
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
     let result = match form.to_input(false) {
-        Ok(input) => service::update(&state, &user, *id, input).await,
+        Ok(input) => service::update(&state.pool, &user, *id, input).await,
         Err(e) => Err(e),
     };
     let (status, settings) = match validation_or(result)? {
@@ -282,7 +282,7 @@ pub async fn update_agent(
             },
         ),
         Err(errors) => {
-            let agent = service::get(&state, &user, *id).await?;
+            let agent = service::get(&state.pool, &user, *id).await?;
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 SettingsSection {
@@ -316,7 +316,7 @@ pub async fn confirm_delete_agent(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let agent = service::get(&state, &user, *id).await?;
+    let agent = service::get(&state.pool, &user, *id).await?;
     html(
         StatusCode::OK,
         &ConfirmDeletePage {
@@ -335,6 +335,6 @@ pub async fn delete_agent(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let agent = service::delete(&state, &user, *id).await?;
+    let agent = service::delete(&state.pool, &state.generations, &user, *id).await?;
     Ok(see_other(&req, &format!("/projects/{}", agent.project_id)))
 }

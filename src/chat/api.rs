@@ -41,7 +41,15 @@ pub async fn stream_chat(
         agent_id: *agent_id,
         conversation_id,
     };
-    let sent = service::send(&state, &user, to, &message).await?;
+    let sent = service::send(
+        &state.pool,
+        &state.generations,
+        &state.settings.chat,
+        &user,
+        to,
+        &message,
+    )
+    .await?;
     let params = Params {
         conversation_id: sent.conversation.id,
         message_id: sent.answer.id,
@@ -64,7 +72,8 @@ pub async fn resume_stream(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (source, conversation) = service::open_answer(&state, &user, *id).await?;
+    let (source, conversation) =
+        service::open_answer(&state.pool, &state.generations, &user, *id).await?;
     let params = Params {
         conversation_id: conversation.id,
         message_id: *id,
@@ -110,12 +119,20 @@ pub async fn chat(
         message,
         conversation_id,
     } = body.into_inner();
-    let agent = service::default_agent(&state, &user, project_id).await?;
+    let agent = service::default_agent(&state.pool, &user, project_id).await?;
     let to = To::Agent {
         agent_id: agent.id,
         conversation_id,
     };
-    let mut sent = service::send(&state, &user, to, &message).await?;
+    let mut sent = service::send(
+        &state.pool,
+        &state.generations,
+        &state.settings.chat,
+        &user,
+        to,
+        &message,
+    )
+    .await?;
     let finished = loop {
         match sent.reader.next().await {
             Some(Piece::Done(message)) => break message,
@@ -156,7 +173,7 @@ pub async fn list_conversations(
     user: CurrentUser,
     agent_id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::list(&state, &user, *agent_id).await?))
+    Ok(HttpResponse::Ok().json(service::list(&state.pool, &user, *agent_id).await?))
 }
 
 #[derive(Serialize)]
@@ -171,7 +188,7 @@ pub async fn get_conversation(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, messages) = service::get(&state, &user, *id).await?;
+    let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
     Ok(HttpResponse::Ok().json(ConversationDetail {
         conversation,
         messages,
@@ -190,7 +207,7 @@ pub async fn update_conversation(
     id: web::Path<Uuid>,
     body: web::Json<RenameBody>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::rename(&state, &user, *id, &body.title).await?))
+    Ok(HttpResponse::Ok().json(service::rename(&state.pool, &user, *id, &body.title).await?))
 }
 
 pub async fn delete_conversation(
@@ -198,7 +215,7 @@ pub async fn delete_conversation(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state, &user, *id).await?;
+    service::delete(&state.pool, &state.generations, &user, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -208,7 +225,7 @@ pub async fn stop_message(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    if service::stop(&state, &user, *id).await? {
+    if service::stop(&state.pool, &state.generations, &user, *id).await? {
         Ok(HttpResponse::Accepted().json(serde_json::json!({"stopped": true})))
     } else {
         Err(AppError::Conflict(

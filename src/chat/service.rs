@@ -6,14 +6,16 @@ use crate::agents::model::Agent;
 use crate::chat::stream::Source;
 use crate::conversations::model::{Conversation, Message, Status};
 use crate::db;
+use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
+use crate::generation::Generations;
 use crate::generation::registry::Subscription;
 use crate::generation::{Job, Origin};
 use crate::llm::{ChatRequest, Turn};
 use crate::prompts::model::Prompt;
 use crate::prompts::service::SystemMessage;
 use crate::session::CurrentUser;
-use crate::state::AppState;
+use crate::settings::ChatSettings;
 
 /// Longest message accepted, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 100_000;
@@ -93,8 +95,8 @@ fn versions_json(system: &SystemMessage) -> serde_json::Value {
     )
 }
 
-fn ensure_accepting(state: &AppState) -> AppResult<()> {
-    if state.generations.is_shutting_down() {
+fn ensure_accepting(generations: &Generations) -> AppResult<()> {
+    if generations.is_shutting_down() {
         return Err(AppError::NotAvailable(
             "confab is restarting; send your message again in a moment.".into(),
         ));
@@ -115,13 +117,20 @@ pub enum To {
 }
 
 /// Stores the user's message and an empty answer in one transaction, then starts generating.
-pub async fn send(state: &AppState, user: &CurrentUser, to: To, raw: &str) -> AppResult<Sent> {
+pub async fn send(
+    pool: &PgPool,
+    generations: &Generations,
+    settings: &ChatSettings,
+    user: &CurrentUser,
+    to: To,
+    raw: &str,
+) -> AppResult<Sent> {
     let text = parse_message(raw)?;
-    ensure_accepting(state)?;
+    ensure_accepting(generations)?;
     let owner = user.id;
-    let title = title_from(&text, state.settings.chat.title_chars);
+    let title = title_from(&text, settings.title_chars);
     let (agent, conversation, new_conversation, user_message, answer, history, system) =
-        db::transaction(&state.pool, move |conn| {
+        db::transaction(pool, move |conn| {
             let (agent, conversation, new_conversation) = match to {
                 To::Conversation(id) => {
                     let conversation = Conversation::find_owned(conn, owner, id)?;
@@ -175,7 +184,7 @@ pub async fn send(state: &AppState, user: &CurrentUser, to: To, raw: &str) -> Ap
             ))
         })
         .await?;
-    let reader = start(state, &agent, &answer, &history, &system);
+    let reader = start(generations, settings, &agent, &answer, &history, &system);
     Ok(Sent {
         conversation,
         user_message,
@@ -186,7 +195,8 @@ pub async fn send(state: &AppState, user: &CurrentUser, to: To, raw: &str) -> Ap
 }
 
 fn start(
-    state: &AppState,
+    generations: &Generations,
+    settings: &ChatSettings,
     agent: &Agent,
     answer: &Message,
     history: &[Message],
@@ -195,11 +205,11 @@ fn start(
     let request = ChatRequest {
         model: agent.model.clone(),
         instructions: (!system.text.is_empty()).then(|| system.text.clone()),
-        history: trim_history(history, state.settings.chat.history_budget_chars),
+        history: trim_history(history, settings.history_budget_chars),
         temperature: agent.temperature,
         max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
     };
-    state.generations.start(Job {
+    generations.start(Job {
         message_id: answer.id,
         origin: Origin {
             agent_id: agent.id,
@@ -212,54 +222,55 @@ fn start(
 
 /// Generates a failed answer again: the failed one is replaced by a new one.
 pub async fn retry(
-    state: &AppState,
+    pool: &PgPool,
+    generations: &Generations,
+    settings: &ChatSettings,
     user: &CurrentUser,
     message_id: Uuid,
 ) -> AppResult<(Conversation, Message, Subscription)> {
-    ensure_accepting(state)?;
+    ensure_accepting(generations)?;
     let owner = user.id;
-    let (agent, conversation, answer, history, system) =
-        db::transaction(&state.pool, move |conn| {
-            let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
-            if !failed.is_assistant() || failed.status != Status::Failed {
-                return Err(AppError::Conflict(
-                    "Only a failed answer can be retried.".into(),
-                ));
-            }
-            if Message::list(conn, conversation.id)?.last().map(|m| m.id) != Some(failed.id) {
-                return Err(AppError::Conflict(
-                    "Only the last answer of a conversation can be retried.".into(),
-                ));
-            }
-            let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
-            let system = SystemMessage::compose(Prompt::for_system_message(
-                conn,
-                agent.project_id,
-                agent.id,
-            )?);
-            // Two retries racing: the second finds the row gone and must not add a second answer.
-            if Message::delete(conn, failed.id)? != 1 {
-                return Err(AppError::Conflict(
-                    "This answer is already being retried.".into(),
-                ));
-            }
-            let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
-            let history = Message::history(conn, conversation.id, answer.id)?;
-            Conversation::touch(conn, conversation.id)?;
-            Ok((agent, conversation, answer, history, system))
-        })
-        .await?;
-    let reader = start(state, &agent, &answer, &history, &system);
+    let (agent, conversation, answer, history, system) = db::transaction(pool, move |conn| {
+        let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
+        if !failed.is_assistant() || failed.status != Status::Failed {
+            return Err(AppError::Conflict(
+                "Only a failed answer can be retried.".into(),
+            ));
+        }
+        if Message::list(conn, conversation.id)?.last().map(|m| m.id) != Some(failed.id) {
+            return Err(AppError::Conflict(
+                "Only the last answer of a conversation can be retried.".into(),
+            ));
+        }
+        let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
+        let system = SystemMessage::compose(Prompt::for_system_message(
+            conn,
+            agent.project_id,
+            agent.id,
+        )?);
+        // Two retries racing: the second finds the row gone and must not add a second answer.
+        if Message::delete(conn, failed.id)? != 1 {
+            return Err(AppError::Conflict(
+                "This answer is already being retried.".into(),
+            ));
+        }
+        let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
+        let history = Message::history(conn, conversation.id, answer.id)?;
+        Conversation::touch(conn, conversation.id)?;
+        Ok((agent, conversation, answer, history, system))
+    })
+    .await?;
+    let reader = start(generations, settings, &agent, &answer, &history, &system);
     Ok((conversation, answer, reader))
 }
 
 pub async fn list(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     agent_id: Uuid,
 ) -> AppResult<Vec<Conversation>> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         Agent::find_owned(conn, owner, agent_id)?;
         Ok(Conversation::list_for_agent(conn, owner, agent_id)?)
     })
@@ -267,12 +278,12 @@ pub async fn list(
 }
 
 pub async fn get(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<(Conversation, Vec<Message>)> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         let conversation = Conversation::find_owned(conn, owner, id)?;
         let messages = Message::list(conn, conversation.id)?;
         Ok((conversation, messages))
@@ -281,7 +292,7 @@ pub async fn get(
 }
 
 pub async fn rename(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
     raw: &str,
@@ -289,20 +300,25 @@ pub async fn rename(
     let title = crate::domain::text("title", "Title", raw, 200, false)
         .map_err(|e| AppError::Validation(vec![e]))?;
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         Ok(Conversation::rename(conn, owner, id, &title)?)
     })
     .await
 }
 
 /// Deletes the conversation; an answer still generating in it is stopped first.
-pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Conversation> {
-    let (conversation, messages) = get(state, user, id).await?;
+pub async fn delete(
+    pool: &PgPool,
+    generations: &Generations,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<Conversation> {
+    let (conversation, messages) = get(pool, user, id).await?;
     for message in messages.iter().filter(|m| m.status == Status::Streaming) {
-        state.generations.stop(message.id);
+        generations.stop(message.id);
     }
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         Ok(Conversation::delete_owned(conn, owner, id)?)
     })
     .await?;
@@ -311,27 +327,25 @@ pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult
 
 /// The message, if it is in one of the user's conversations.
 pub async fn message(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<(Message, Conversation)> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
-        Ok(Message::find_owned(conn, owner, id)?)
-    })
-    .await
+    db::run(pool, move |conn| Ok(Message::find_owned(conn, owner, id)?)).await
 }
 
 /// What a reader of an answer gets: the live answer, or its stored row once it has ended. It
 /// subscribes before reading the row, so an answer that ends in between is read in its final
 /// state (the task saves before it leaves the registry); the row read is also the owner check.
 pub async fn open_answer(
-    state: &AppState,
+    pool: &PgPool,
+    generations: &Generations,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<(Source, Conversation)> {
-    let live = state.generations.subscribe(id);
-    let (stored, conversation) = message(state, user, id).await?;
+    let live = generations.subscribe(id);
+    let (stored, conversation) = message(pool, user, id).await?;
     let source = match live {
         Some(reader) => Source::Live(reader),
         None => Source::stored(stored),
@@ -339,19 +353,24 @@ pub async fn open_answer(
     Ok((source, conversation))
 }
 
-pub async fn stop(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<bool> {
-    message(state, user, id).await?;
-    Ok(state.generations.stop(id))
+pub async fn stop(
+    pool: &PgPool,
+    generations: &Generations,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<bool> {
+    message(pool, user, id).await?;
+    Ok(generations.stop(id))
 }
 
 /// The agent a project-level chat talks to.
 pub async fn default_agent(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     project_id: Uuid,
 ) -> AppResult<Agent> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         crate::projects::model::Project::find_owned(conn, owner, project_id)?;
         Agent::find_default(conn, project_id)?
             .ok_or_else(|| AppError::Conflict("This project has no agent to chat with.".into()))

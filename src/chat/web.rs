@@ -167,8 +167,8 @@ async fn chat_page(
     draft: String,
     errors: FormErrors,
 ) -> AppResult<HttpResponse> {
-    let (agent, project) = agents::service::get_with_project(state, user, agent_id).await?;
-    let conversations = service::list(state, user, agent_id).await?;
+    let (agent, project) = agents::service::get_with_project(&state.pool, user, agent_id).await?;
+    let conversations = service::list(&state.pool, user, agent_id).await?;
     let (conversation, messages) = match conversation {
         Some((c, m)) => (Some(c), m),
         None => (None, Vec::new()),
@@ -234,7 +234,7 @@ pub async fn show_conversation(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, messages) = service::get(&state, &user, *id).await?;
+    let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
     let agent_id = conversation.agent_id;
     chat_page(
         &state,
@@ -263,7 +263,17 @@ async fn send(
     to: To,
     form: MessageForm,
 ) -> AppResult<HttpResponse> {
-    let sent = match validation_or(service::send(state, user, to, &form.message).await)? {
+    let sent = match validation_or(
+        service::send(
+            &state.pool,
+            &state.generations,
+            &state.settings.chat,
+            user,
+            to,
+            &form.message,
+        )
+        .await,
+    )? {
         Ok(sent) => sent,
         Err(errors) => {
             if is_htmx(&req) {
@@ -283,7 +293,7 @@ async fn send(
                     ..
                 }
                 | To::Conversation(id) => {
-                    let conversation = service::get(state, user, id).await?;
+                    let conversation = service::get(&state.pool, user, id).await?;
                     (conversation.0.agent_id, Some(conversation))
                 }
             };
@@ -306,7 +316,7 @@ async fn send(
     }
     let sidebar = if sent.new_conversation {
         let agent_id = sent.conversation.agent_id;
-        let conversations = service::list(state, user, agent_id).await?;
+        let conversations = service::list(&state.pool, user, agent_id).await?;
         Some(Sidebar {
             agent_id,
             conversations,
@@ -396,7 +406,8 @@ pub async fn stream_message(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (source, conversation) = service::open_answer(&state, &user, *id).await?;
+    let (source, conversation) =
+        service::open_answer(&state.pool, &state.generations, &user, *id).await?;
     let params = Params {
         conversation_id: conversation.id,
         message_id: *id,
@@ -412,12 +423,12 @@ pub async fn stop_message(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::stop(&state, &user, *id).await?;
+    service::stop(&state.pool, &state.generations, &user, *id).await?;
     if is_htmx(&req) {
         // The stream's `done` event brings the final bubble.
         return Ok(HttpResponse::NoContent().finish());
     }
-    let (_, conversation) = service::message(&state, &user, *id).await?;
+    let (_, conversation) = service::message(&state.pool, &user, *id).await?;
     Ok(see_other(
         &req,
         &format!("/conversations/{}", conversation.id),
@@ -431,7 +442,14 @@ pub async fn retry_message(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, answer, _reader) = service::retry(&state, &user, *id).await?;
+    let (conversation, answer, _reader) = service::retry(
+        &state.pool,
+        &state.generations,
+        &state.settings.chat,
+        &user,
+        *id,
+    )
+    .await?;
     if !is_htmx(&req) {
         return Ok(see_other(
             &req,
@@ -461,7 +479,7 @@ pub async fn rename_conversation(
     id: web::Path<Uuid>,
     form: web::Form<TitleForm>,
 ) -> AppResult<HttpResponse> {
-    match validation_or(service::rename(&state, &user, *id, &form.title).await)? {
+    match validation_or(service::rename(&state.pool, &user, *id, &form.title).await)? {
         Ok(conversation) if is_htmx(&req) => html(
             StatusCode::OK,
             &TitleSection {
@@ -476,7 +494,7 @@ pub async fn rename_conversation(
             &format!("/conversations/{}", conversation.id),
         )),
         Err(errors) => {
-            let (conversation, messages) = service::get(&state, &user, *id).await?;
+            let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
             if is_htmx(&req) {
                 return html(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -510,7 +528,7 @@ pub async fn confirm_delete_conversation(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, _) = service::get(&state, &user, *id).await?;
+    let (conversation, _) = service::get(&state.pool, &user, *id).await?;
     html(
         StatusCode::OK,
         &ConfirmDeletePage {
@@ -533,7 +551,7 @@ pub async fn delete_conversation(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let conversation = service::delete(&state, &user, *id).await?;
+    let conversation = service::delete(&state.pool, &state.generations, &user, *id).await?;
     Ok(see_other(
         &req,
         &format!("/agents/{}/chat", conversation.agent_id),

@@ -29,7 +29,7 @@ pub async fn list_projects(
     state: web::Data<AppState>,
     user: CurrentUser,
 ) -> AppResult<HttpResponse> {
-    let projects: Vec<_> = service::list(&state, &user)
+    let projects: Vec<_> = service::list(&state.pool, &user)
         .await?
         .into_iter()
         .map(|s| s.project)
@@ -42,7 +42,7 @@ pub async fn create_project(
     user: CurrentUser,
     body: web::Json<ProjectBody>,
 ) -> AppResult<HttpResponse> {
-    let project = service::create(&state, &user, body.into_inner().into()).await?;
+    let project = service::create(&state.pool, &user, body.into_inner().into()).await?;
     Ok(HttpResponse::Created().json(project))
 }
 
@@ -51,7 +51,7 @@ pub async fn get_project(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::get(&state, &user, *id).await?))
+    Ok(HttpResponse::Ok().json(service::get(&state.pool, &user, *id).await?))
 }
 
 pub async fn update_project(
@@ -61,7 +61,7 @@ pub async fn update_project(
     body: web::Json<ProjectBody>,
 ) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok()
-        .json(service::update(&state, &user, *id, body.into_inner().into()).await?))
+        .json(service::update(&state.pool, &user, *id, body.into_inner().into()).await?))
 }
 
 pub async fn delete_project(
@@ -69,6 +69,6 @@ pub async fn delete_project(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state, &user, *id).await?;
+    service::delete(&state.pool, &state.generations, &user, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,11 +5,12 @@ use uuid::Uuid;
 use crate::agents::model::{Agent, NewAgent};
 use crate::agents::service::{DEFAULT_AGENT_NAME, DEFAULT_MODEL, DEFAULT_PROVIDER};
 use crate::db;
+use crate::db::PgPool;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
+use crate::generation::Generations;
 use crate::projects::model::{NewProject, Project, ProjectChanges};
 use crate::session::CurrentUser;
-use crate::state::AppState;
 
 /// Raw input for a create or an edit; `None` leaves a field as it is.
 #[derive(Default)]
@@ -39,9 +40,9 @@ pub struct ProjectSummary {
     pub agent_count: i64,
 }
 
-pub async fn list(state: &AppState, user: &CurrentUser) -> AppResult<Vec<ProjectSummary>> {
+pub async fn list(pool: &PgPool, user: &CurrentUser) -> AppResult<Vec<ProjectSummary>> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         let projects = Project::list_for_owner(conn, owner)?;
         let counts = Project::agent_counts(conn, owner)?;
         Ok(projects
@@ -62,11 +63,7 @@ pub async fn list(state: &AppState, user: &CurrentUser) -> AppResult<Vec<Project
 }
 
 /// Creates the project and its default agent together.
-pub async fn create(
-    state: &AppState,
-    user: &CurrentUser,
-    input: ProjectInput,
-) -> AppResult<Project> {
+pub async fn create(pool: &PgPool, user: &CurrentUser, input: ProjectInput) -> AppResult<Project> {
     let mut changes = ProjectInput {
         name: Some(input.name.unwrap_or_default()),
         ..input
@@ -75,7 +72,7 @@ pub async fn create(
     let name = changes.name.take().unwrap_or_default();
     let description = changes.description.take().unwrap_or_default();
     let owner = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         let project = Project::insert(
             conn,
             &NewProject {
@@ -104,35 +101,37 @@ pub async fn create(
     .await
 }
 
-pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Project> {
+pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Project> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
-        Ok(Project::find_owned(conn, owner, id)?)
-    })
-    .await
+    db::run(pool, move |conn| Ok(Project::find_owned(conn, owner, id)?)).await
 }
 
 pub async fn update(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
     input: ProjectInput,
 ) -> AppResult<Project> {
     let changes = input.parse()?;
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         Ok(Project::update_owned(conn, owner, id, &changes)?)
     })
     .await
 }
 
-pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<()> {
+pub async fn delete(
+    pool: &PgPool,
+    generations: &Generations,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<()> {
     let owner = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         Ok(Project::delete_owned(conn, owner, id)?)
     })
     .await?;
     // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
-    state.generations.stop_project(id);
+    generations.stop_project(id);
     Ok(())
 }

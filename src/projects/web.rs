@@ -77,7 +77,7 @@ pub async fn list_projects(
     user: CurrentUser,
     csrf: CsrfToken,
 ) -> AppResult<HttpResponse> {
-    let projects = service::list(&state, &user).await?;
+    let projects = service::list(&state.pool, &user).await?;
     let section = ProjectsSection {
         csrf: csrf.0.clone(),
         projects,
@@ -106,7 +106,7 @@ pub async fn create_project(
         name: Some(name.clone()),
         description: Some(description.clone()),
     };
-    let (status, section) = match validation_or(service::create(&state, &user, input).await)? {
+    let (status, section) = match validation_or(service::create(&state.pool, &user, input).await)? {
         Ok(project) if !is_htmx(&req) => {
             return Ok(see_other(&req, &format!("/projects/{}", project.id)));
         }
@@ -114,7 +114,7 @@ pub async fn create_project(
             StatusCode::OK,
             ProjectsSection {
                 csrf: csrf.0.clone(),
-                projects: service::list(&state, &user).await?,
+                projects: service::list(&state.pool, &user).await?,
                 name: String::new(),
                 description: String::new(),
                 errors: FormErrors::default(),
@@ -124,7 +124,7 @@ pub async fn create_project(
             StatusCode::UNPROCESSABLE_ENTITY,
             ProjectsSection {
                 csrf: csrf.0.clone(),
-                projects: service::list(&state, &user).await?,
+                projects: service::list(&state.pool, &user).await?,
                 name,
                 description,
                 errors,
@@ -206,7 +206,7 @@ pub async fn project_page(
     status: StatusCode,
     parts: ProjectPageParts,
 ) -> AppResult<HttpResponse> {
-    let project = service::get(state, user, project_id).await?;
+    let project = service::get(&state.pool, user, project_id).await?;
     let details = match parts.details {
         Some(d) => d,
         None => details(csrf, project.clone(), false),
@@ -275,26 +275,27 @@ pub async fn update_project(
         name: Some(name.clone()),
         description: Some(description.clone()),
     };
-    let (status, section) = match validation_or(service::update(&state, &user, *id, input).await)? {
-        Ok(project) if !is_htmx(&req) => {
-            return Ok(see_other(&req, &format!("/projects/{}", project.id)));
-        }
-        Ok(project) => (StatusCode::OK, details(&csrf, project, true)),
-        Err(errors) => {
-            let project = service::get(&state, &user, *id).await?;
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                DetailsSection {
-                    csrf: csrf.0.clone(),
-                    project,
-                    name,
-                    description,
-                    errors,
-                    saved: false,
-                },
-            )
-        }
-    };
+    let (status, section) =
+        match validation_or(service::update(&state.pool, &user, *id, input).await)? {
+            Ok(project) if !is_htmx(&req) => {
+                return Ok(see_other(&req, &format!("/projects/{}", project.id)));
+            }
+            Ok(project) => (StatusCode::OK, details(&csrf, project, true)),
+            Err(errors) => {
+                let project = service::get(&state.pool, &user, *id).await?;
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    DetailsSection {
+                        csrf: csrf.0.clone(),
+                        project,
+                        name,
+                        description,
+                        errors,
+                        saved: false,
+                    },
+                )
+            }
+        };
     if is_htmx(&req) {
         return html(status, &section);
     }
@@ -318,7 +319,7 @@ pub async fn confirm_delete_project(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let project = service::get(&state, &user, *id).await?;
+    let project = service::get(&state.pool, &user, *id).await?;
     html(
         StatusCode::OK,
         &ConfirmDeletePage {
@@ -337,6 +338,6 @@ pub async fn delete_project(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state, &user, *id).await?;
+    service::delete(&state.pool, &state.generations, &user, *id).await?;
     Ok(see_other(&req, "/projects"))
 }

@@ -72,7 +72,7 @@ struct VersionView {
 }
 
 async fn list(state: &AppState, user: &CurrentUser, owner: PromptOwner) -> AppResult<HttpResponse> {
-    let prompts: Vec<PromptView> = service::list(state, user, owner)
+    let prompts: Vec<PromptView> = service::list(&state.pool, user, owner)
         .await?
         .into_iter()
         .map(PromptView::from)
@@ -86,7 +86,7 @@ async fn create(
     owner: PromptOwner,
     body: PromptBody,
 ) -> AppResult<HttpResponse> {
-    let prompt = service::create(state, user, owner, body.into()).await?;
+    let prompt = service::create(&state.pool, user, owner, body.into()).await?;
     Ok(HttpResponse::Created().json(PromptView::from(prompt)))
 }
 
@@ -129,7 +129,9 @@ pub async fn get_prompt(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(PromptView::from(service::get(&state, &user, *id).await?)))
+    Ok(HttpResponse::Ok().json(PromptView::from(
+        service::get(&state.pool, &user, *id).await?,
+    )))
 }
 
 pub async fn update_prompt(
@@ -139,7 +141,7 @@ pub async fn update_prompt(
     body: web::Json<PromptBody>,
 ) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(PromptView::from(
-        service::update(&state, &user, *id, body.into_inner().into()).await?,
+        service::update(&state.pool, &user, *id, body.into_inner().into()).await?,
     )))
 }
 
@@ -148,7 +150,7 @@ pub async fn delete_prompt(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state, &user, *id).await?;
+    service::delete(&state.pool, &user, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -157,7 +159,7 @@ pub async fn list_prompt_versions(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (current, versions) = service::versions(&state, &user, *id).await?;
+    let (current, versions) = service::versions(&state.pool, &user, *id).await?;
     let views: Vec<VersionView> = versions
         .into_iter()
         .map(|v| VersionView {
@@ -178,6 +180,6 @@ pub async fn restore_prompt_version(
 ) -> AppResult<HttpResponse> {
     let (id, version) = path.into_inner();
     Ok(HttpResponse::Ok().json(PromptView::from(
-        service::restore(&state, &user, id, version).await?,
+        service::restore(&state.pool, &user, id, version).await?,
     )))
 }

@@ -3,11 +3,11 @@
 use uuid::Uuid;
 
 use crate::db;
+use crate::db::PgPool;
 use crate::domain::{self, Checks};
 use crate::error::AppResult;
 use crate::prompts::model::{OwnerSummary, Prompt, PromptOwner, PromptVersion, PromptWithText};
 use crate::session::CurrentUser;
-use crate::state::AppState;
 
 #[derive(Default, Debug)]
 pub struct PromptInput {
@@ -43,11 +43,11 @@ impl SystemMessage {
 
 /// The system message of an agent (of `project_id`): its project's enabled prompts, then its own.
 pub async fn system_message(
-    state: &AppState,
+    pool: &PgPool,
     project_id: Uuid,
     agent_id: Uuid,
 ) -> AppResult<SystemMessage> {
-    let parts = db::run(&state.pool, move |conn| {
+    let parts = db::run(pool, move |conn| {
         Ok(Prompt::for_system_message(conn, project_id, agent_id)?)
     })
     .await?;
@@ -56,21 +56,21 @@ pub async fn system_message(
 
 /// The owner's name and project, checking it is the user's.
 pub async fn owner(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     owner: PromptOwner,
 ) -> AppResult<OwnerSummary> {
     let user = user.id;
-    db::run(&state.pool, move |conn| Ok(owner.find_owned(conn, user)?)).await
+    db::run(pool, move |conn| Ok(owner.find_owned(conn, user)?)).await
 }
 
 pub async fn list(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     owner: PromptOwner,
 ) -> AppResult<Vec<PromptWithText>> {
     let user = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         check_owner(conn, user, owner)?;
         Ok(Prompt::list_with_text(conn, owner)?)
     })
@@ -78,7 +78,7 @@ pub async fn list(
 }
 
 pub async fn create(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     owner: PromptOwner,
     input: PromptInput,
@@ -94,7 +94,7 @@ pub async fn create(
     let (title, content) = (title.unwrap_or_default(), content.unwrap_or_default());
     let enabled = input.enabled.unwrap_or(true);
     let user = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         check_owner(conn, user, owner)?;
         let created = Prompt::create(conn, owner, &title, &content, enabled)?;
         if let Some(position) = input.position {
@@ -107,9 +107,9 @@ pub async fn create(
     .await
 }
 
-pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<PromptWithText> {
+pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<PromptWithText> {
     let user = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         let prompt = Prompt::find_owned(conn, user, id)?;
         Ok(Prompt::current_text(conn, prompt)?)
     })
@@ -119,7 +119,7 @@ pub async fn get(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Pr
 /// Applies an edit: new text → a new version (only if it differs); `enabled` and `position` are
 /// state, not text, and make no version.
 pub async fn update(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
     input: PromptInput,
@@ -135,7 +135,7 @@ pub async fn update(
         .and_then(|t| c.check(domain::prompt_content(t)));
     c.finish()?;
     let user = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         let prompt = Prompt::find_owned_for_update(conn, user, id)?;
         let mut current = Prompt::current_text(conn, prompt)?;
         let new_title = title.unwrap_or_else(|| current.current.title.clone());
@@ -156,9 +156,9 @@ pub async fn update(
 }
 
 /// Moves the prompt one place up (`-1`) or down (`+1`).
-pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, delta: i64) -> AppResult<Prompt> {
+pub async fn step(pool: &PgPool, user: &CurrentUser, id: Uuid, delta: i64) -> AppResult<Prompt> {
     let user = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         let prompt = Prompt::find_owned(conn, user, id)?;
         // Two quick clicks must move it two places: read the index under the list's lock.
         Prompt::lock_list(conn, &prompt)?;
@@ -169,9 +169,9 @@ pub async fn step(state: &AppState, user: &CurrentUser, id: Uuid, delta: i64) ->
     .await
 }
 
-pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult<Prompt> {
+pub async fn delete(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Prompt> {
     let user = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         let prompt = Prompt::find_owned(conn, user, id)?;
         Prompt::delete(conn, &prompt)?;
         Ok(prompt)
@@ -180,12 +180,12 @@ pub async fn delete(state: &AppState, user: &CurrentUser, id: Uuid) -> AppResult
 }
 
 pub async fn versions(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<(PromptWithText, Vec<PromptVersion>)> {
     let user = user.id;
-    db::run(&state.pool, move |conn| {
+    db::run(pool, move |conn| {
         let prompt = Prompt::find_owned(conn, user, id)?;
         let versions = PromptVersion::list(conn, prompt.id)?;
         Ok((Prompt::current_text(conn, prompt)?, versions))
@@ -194,13 +194,13 @@ pub async fn versions(
 }
 
 pub async fn restore(
-    state: &AppState,
+    pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
     version: i32,
 ) -> AppResult<PromptWithText> {
     let user = user.id;
-    db::transaction(&state.pool, move |conn| {
+    db::transaction(pool, move |conn| {
         let prompt = Prompt::find_owned_for_update(conn, user, id)?;
         Ok(Prompt::restore(conn, &prompt, version)?)
     })

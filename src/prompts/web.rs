@@ -46,7 +46,7 @@ impl PromptsSection {
         csrf: &CsrfToken,
         owner: PromptOwner,
     ) -> AppResult<PromptsSection> {
-        let prompts = service::list(state, user, owner).await?;
+        let prompts = service::list(&state.pool, user, owner).await?;
         let (heading, create_url) = match owner {
             PromptOwner::Project(id) => ("Project prompts", format!("/projects/{id}/prompts")),
             PromptOwner::Agent(id) => ("Agent prompts", format!("/agents/{id}/prompts")),
@@ -72,8 +72,10 @@ impl PromptsSection {
     ) -> AppResult<PromptsSection> {
         let mut section = Self::load(state, user, csrf, owner).await?;
         if let PromptOwner::Agent(id) = owner {
-            let project_id = service::owner(state, user, owner).await?.project_id;
-            let text = service::system_message(state, project_id, id).await?.text;
+            let project_id = service::owner(&state.pool, user, owner).await?.project_id;
+            let text = service::system_message(&state.pool, project_id, id)
+                .await?
+                .text;
             section.system_message = Some(SystemMessagePreview { text, oob: true });
         }
         Ok(section)
@@ -128,7 +130,7 @@ pub async fn create(
         content: Some(form.content.clone()),
         ..Default::default()
     };
-    let errors = match validation_or(service::create(state, user, owner, input).await)? {
+    let errors = match validation_or(service::create(&state.pool, user, owner, input).await)? {
         Ok(_) => {
             return Ok(FormReply::Done(
                 after_change(req, state, user, csrf, owner).await?,
@@ -180,7 +182,7 @@ async fn editor(
     id: Uuid,
     notice: Option<String>,
 ) -> AppResult<EditorSection> {
-    let (prompt, versions) = service::versions(state, user, id).await?;
+    let (prompt, versions) = service::versions(&state.pool, user, id).await?;
     let owner_url = owner_url(PromptOwner::of(&prompt.prompt));
     Ok(EditorSection {
         owner_url,
@@ -202,7 +204,7 @@ async fn prompt_page(
     editor: EditorSection,
 ) -> AppResult<HttpResponse> {
     let owner = PromptOwner::of(&editor.prompt.prompt);
-    let owner_name = service::owner(state, user, owner).await?.name;
+    let owner_name = service::owner(&state.pool, user, owner).await?.name;
     let page = PromptPage {
         chrome: Chrome::new(Some(user), csrf),
         prompt: editor.prompt.clone(),
@@ -249,7 +251,7 @@ pub async fn update_prompt(
     form: web::Form<PromptForm>,
 ) -> AppResult<HttpResponse> {
     let form = form.into_inner();
-    let before = service::get(&state, &user, *id)
+    let before = service::get(&state.pool, &user, *id)
         .await?
         .prompt
         .current_version;
@@ -258,7 +260,7 @@ pub async fn update_prompt(
         content: Some(form.content.clone()),
         ..Default::default()
     };
-    match validation_or(service::update(&state, &user, *id, input).await)? {
+    match validation_or(service::update(&state.pool, &user, *id, input).await)? {
         Ok(updated) => {
             let notice = if updated.prompt.current_version == before {
                 "Nothing changed, so no new version was made.".to_string()
@@ -294,7 +296,7 @@ pub async fn restore_prompt_version(
     path: web::Path<(Uuid, i32)>,
 ) -> AppResult<HttpResponse> {
     let (id, version) = path.into_inner();
-    service::restore(&state, &user, id, version).await?;
+    service::restore(&state.pool, &user, id, version).await?;
     let section = editor(
         &state,
         &user,
@@ -313,12 +315,12 @@ pub async fn toggle_prompt(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let current = service::get(&state, &user, *id).await?;
+    let current = service::get(&state.pool, &user, *id).await?;
     let input = PromptInput {
         enabled: Some(!current.prompt.enabled),
         ..Default::default()
     };
-    let updated = service::update(&state, &user, *id, input).await?;
+    let updated = service::update(&state.pool, &user, *id, input).await?;
     after_change(&req, &state, &user, &csrf, PromptOwner::of(&updated.prompt)).await
 }
 
@@ -336,7 +338,7 @@ pub async fn move_prompt(
     form: web::Form<MoveForm>,
 ) -> AppResult<HttpResponse> {
     let delta = if form.direction == "up" { -1 } else { 1 };
-    let prompt = service::step(&state, &user, *id, delta).await?;
+    let prompt = service::step(&state.pool, &user, *id, delta).await?;
     after_change(&req, &state, &user, &csrf, PromptOwner::of(&prompt)).await
 }
 
@@ -346,7 +348,7 @@ pub async fn confirm_delete_prompt(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let prompt = service::get(&state, &user, *id).await?;
+    let prompt = service::get(&state.pool, &user, *id).await?;
     html(
         StatusCode::OK,
         &ConfirmDeletePage {
@@ -366,6 +368,6 @@ pub async fn delete_prompt(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let prompt = service::delete(&state, &user, *id).await?;
+    let prompt = service::delete(&state.pool, &user, *id).await?;
     after_change(&req, &state, &user, &csrf, PromptOwner::of(&prompt)).await
 }

@@ -131,3 +131,25 @@ fn top_level_modules_have_no_dependency_cycle() {
         cycles.join("\n")
     );
 }
+
+#[test]
+fn services_and_models_take_what_they_use_not_the_whole_app() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let offenders: Vec<String> = rust_files(&src)
+        .into_iter()
+        .filter(|file| {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            matches!(name, "service.rs" | "model.rs")
+        })
+        .filter(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .contains("AppState")
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "these take the whole AppState instead of the pool, settings or generator they use: {offenders:?}"
+    );
+}
