@@ -19,3 +19,4 @@ pub mod settings;
 pub mod site;
 pub mod startup;
 pub mod state;
+pub mod urls;

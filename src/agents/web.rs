@@ -19,6 +19,7 @@ use crate::site::{
     Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
 };
 use crate::state::AppState;
+use crate::urls;
 
 /// What the agent form shows: the user's input as typed, so nothing is lost on an error.
 #[derive(Deserialize, Default, Clone)]
@@ -153,7 +154,7 @@ pub async fn create(
         Err(e) => Err(e),
     };
     let reply = match validation_or(result)? {
-        Ok(agent) if !is_htmx(req) => see_other(req, &format!("/agents/{}", agent.id)),
+        Ok(agent) if !is_htmx(req) => see_other(req, &urls::agent(agent.id)),
         Ok(_) => html(
             StatusCode::OK,
             &AgentsSection::load(state, user, csrf, project_id).await?,
@@ -269,7 +270,7 @@ pub async fn update_agent(
     };
     let (status, settings) = match validation_or(result)? {
         Ok(agent) if !is_htmx(&req) => {
-            return Ok(see_other(&req, &format!("/agents/{}", agent.id)));
+            return Ok(see_other(&req, &urls::agent(agent.id)));
         }
         Ok(agent) => (
             StatusCode::OK,
@@ -323,8 +324,8 @@ pub async fn confirm_delete_agent(
             chrome: Chrome::new(Some(&user), &csrf),
             name: agent.name,
             warning: "This deletes the agent with its prompts and conversations. It cannot be undone.",
-            action: format!("/agents/{}/delete", agent.id),
-            back: format!("/agents/{}", agent.id),
+            action: urls::agent_delete(agent.id),
+            back: urls::agent(agent.id),
         },
     )
 }
@@ -336,5 +337,5 @@ pub async fn delete_agent(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     let agent = service::delete(&state.pool, &state.generations, &user, *id).await?;
-    Ok(see_other(&req, &format!("/projects/{}", agent.project_id)))
+    Ok(see_other(&req, &urls::project(agent.project_id)))
 }

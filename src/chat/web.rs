@@ -18,6 +18,7 @@ use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
 use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
 use crate::state::AppState;
+use crate::urls;
 
 /// One message as the page shows it.
 pub struct MessageView {
@@ -174,8 +175,8 @@ async fn chat_page(
         None => (None, Vec::new()),
     };
     let post_url = match &conversation {
-        Some(c) => format!("/conversations/{}/messages", c.id),
-        None => format!("/agents/{agent_id}/chat"),
+        Some(c) => urls::conversation_messages(c.id),
+        None => urls::agent_chat(agent_id),
     };
     let page = ChatPage {
         chrome: Chrome::new(Some(user), csrf),
@@ -310,7 +311,7 @@ async fn send(
             .await;
         }
     };
-    let url = format!("/conversations/{}", sent.conversation.id);
+    let url = urls::conversation(sent.conversation.id);
     if !is_htmx(&req) {
         return Ok(see_other(&req, &url));
     }
@@ -344,7 +345,7 @@ async fn send(
             errors: FormErrors::default(),
             oob: true,
         }),
-        next_post_url: new.then(|| format!("/conversations/{}/messages", sent.conversation.id)),
+        next_post_url: new.then(|| urls::conversation_messages(sent.conversation.id)),
     };
     let mut response = HttpResponse::Ok();
     if sent.new_conversation {
@@ -429,10 +430,7 @@ pub async fn stop_message(
         return Ok(HttpResponse::NoContent().finish());
     }
     let (_, conversation) = service::message(&state.pool, &user, *id).await?;
-    Ok(see_other(
-        &req,
-        &format!("/conversations/{}", conversation.id),
-    ))
+    Ok(see_other(&req, &urls::conversation(conversation.id)))
 }
 
 pub async fn retry_message(
@@ -451,10 +449,7 @@ pub async fn retry_message(
     )
     .await?;
     if !is_htmx(&req) {
-        return Ok(see_other(
-            &req,
-            &format!("/conversations/{}", conversation.id),
-        ));
+        return Ok(see_other(&req, &urls::conversation(conversation.id)));
     }
     html(
         StatusCode::OK,
@@ -489,10 +484,7 @@ pub async fn rename_conversation(
                 oob: false,
             },
         ),
-        Ok(conversation) => Ok(see_other(
-            &req,
-            &format!("/conversations/{}", conversation.id),
-        )),
+        Ok(conversation) => Ok(see_other(&req, &urls::conversation(conversation.id))),
         Err(errors) => {
             let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
             if is_htmx(&req) {
@@ -539,8 +531,8 @@ pub async fn confirm_delete_conversation(
                 conversation.title.clone()
             },
             warning: "This deletes the conversation and all its messages. It cannot be undone.",
-            action: format!("/conversations/{}/delete", conversation.id),
-            back: format!("/conversations/{}", conversation.id),
+            action: urls::conversation_delete(conversation.id),
+            back: urls::conversation(conversation.id),
         },
     )
 }
@@ -552,8 +544,5 @@ pub async fn delete_conversation(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     let conversation = service::delete(&state.pool, &state.generations, &user, *id).await?;
-    Ok(see_other(
-        &req,
-        &format!("/agents/{}/chat", conversation.agent_id),
-    ))
+    Ok(see_other(&req, &urls::agent_chat(conversation.agent_id)))
 }

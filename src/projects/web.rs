@@ -19,6 +19,7 @@ use crate::site::{
     Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
 };
 use crate::state::AppState;
+use crate::urls;
 
 #[derive(Template)]
 #[template(path = "partials/projects/section.html")]
@@ -108,7 +109,7 @@ pub async fn create_project(
     };
     let (status, section) = match validation_or(service::create(&state.pool, &user, input).await)? {
         Ok(project) if !is_htmx(&req) => {
-            return Ok(see_other(&req, &format!("/projects/{}", project.id)));
+            return Ok(see_other(&req, &urls::project(project.id)));
         }
         Ok(_) => (
             StatusCode::OK,
@@ -278,7 +279,7 @@ pub async fn update_project(
     let (status, section) =
         match validation_or(service::update(&state.pool, &user, *id, input).await)? {
             Ok(project) if !is_htmx(&req) => {
-                return Ok(see_other(&req, &format!("/projects/{}", project.id)));
+                return Ok(see_other(&req, &urls::project(project.id)));
             }
             Ok(project) => (StatusCode::OK, details(&csrf, project, true)),
             Err(errors) => {
@@ -326,8 +327,8 @@ pub async fn confirm_delete_project(
             chrome: Chrome::new(Some(&user), &csrf),
             name: project.name,
             warning: "This deletes the project with all its agents, prompts and conversations. It cannot be undone.",
-            action: format!("/projects/{}/delete", project.id),
-            back: format!("/projects/{}", project.id),
+            action: urls::project_delete(project.id),
+            back: urls::project(project.id),
         },
     )
 }

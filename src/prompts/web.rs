@@ -15,6 +15,7 @@ use crate::site::{
     Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
 };
 use crate::state::AppState;
+use crate::urls;
 
 /// The exact system message an agent sends, shown on its page and refreshed with prompt changes.
 #[derive(Template)]
@@ -48,8 +49,8 @@ impl PromptsSection {
     ) -> AppResult<PromptsSection> {
         let prompts = service::list(&state.pool, user, owner).await?;
         let (heading, create_url) = match owner {
-            PromptOwner::Project(id) => ("Project prompts", format!("/projects/{id}/prompts")),
-            PromptOwner::Agent(id) => ("Agent prompts", format!("/agents/{id}/prompts")),
+            PromptOwner::Project(id) => ("Project prompts", urls::project_prompts(id)),
+            PromptOwner::Agent(id) => ("Agent prompts", urls::agent_prompts(id)),
         };
         Ok(PromptsSection {
             csrf: csrf.0.clone(),
@@ -84,8 +85,8 @@ impl PromptsSection {
 
 fn owner_url(owner: PromptOwner) -> String {
     match owner {
-        PromptOwner::Project(id) => format!("/projects/{id}"),
-        PromptOwner::Agent(id) => format!("/agents/{id}"),
+        PromptOwner::Project(id) => urls::project(id),
+        PromptOwner::Agent(id) => urls::agent(id),
     }
 }
 
@@ -355,7 +356,7 @@ pub async fn confirm_delete_prompt(
             chrome: Chrome::new(Some(&user), &csrf),
             name: prompt.current.title,
             warning: "This deletes the prompt and its whole history. It cannot be undone.",
-            action: format!("/prompts/{}/delete", prompt.prompt.id),
+            action: urls::prompt_delete(prompt.prompt.id),
             back: owner_url(PromptOwner::of(&prompt.prompt)),
         },
     )

@@ -141,11 +141,7 @@ fn services_and_models_take_what_they_use_not_the_whole_app() {
             let name = file.file_name().unwrap().to_str().unwrap();
             matches!(name, "service.rs" | "model.rs")
         })
-        .filter(|file| {
-            std::fs::read_to_string(file)
-                .unwrap()
-                .contains("AppState")
-        })
+        .filter(|file| std::fs::read_to_string(file).unwrap().contains("AppState"))
         .map(|file| file.display().to_string())
         .collect();
     assert!(

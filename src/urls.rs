@@ -1,0 +1,88 @@
+//! Every page URL that carries an id, built in one place for handlers and templates alike
+//! (templates call `crate::urls::…`, with ids or references to them). The patterns they match
+//! are in `startup`'s route table.
+
+use std::borrow::Borrow;
+
+use uuid::Uuid;
+
+pub fn project(id: impl Borrow<Uuid>) -> String {
+    format!("/projects/{}", id.borrow())
+}
+
+pub fn project_delete(id: impl Borrow<Uuid>) -> String {
+    format!("/projects/{}/delete", id.borrow())
+}
+
+pub fn project_agents(id: impl Borrow<Uuid>) -> String {
+    format!("/projects/{}/agents", id.borrow())
+}
+
+pub fn project_prompts(id: impl Borrow<Uuid>) -> String {
+    format!("/projects/{}/prompts", id.borrow())
+}
+
+pub fn agent(id: impl Borrow<Uuid>) -> String {
+    format!("/agents/{}", id.borrow())
+}
+
+pub fn agent_delete(id: impl Borrow<Uuid>) -> String {
+    format!("/agents/{}/delete", id.borrow())
+}
+
+pub fn agent_prompts(id: impl Borrow<Uuid>) -> String {
+    format!("/agents/{}/prompts", id.borrow())
+}
+
+/// A new conversation with the agent (GET shows the page, POST sends the first message).
+pub fn agent_chat(id: impl Borrow<Uuid>) -> String {
+    format!("/agents/{}/chat", id.borrow())
+}
+
+pub fn prompt(id: impl Borrow<Uuid>) -> String {
+    format!("/prompts/{}", id.borrow())
+}
+
+pub fn prompt_delete(id: impl Borrow<Uuid>) -> String {
+    format!("/prompts/{}/delete", id.borrow())
+}
+
+pub fn prompt_toggle(id: impl Borrow<Uuid>) -> String {
+    format!("/prompts/{}/toggle", id.borrow())
+}
+
+pub fn prompt_move(id: impl Borrow<Uuid>) -> String {
+    format!("/prompts/{}/move", id.borrow())
+}
+
+pub fn prompt_restore(id: impl Borrow<Uuid>, version: impl Borrow<i32>) -> String {
+    format!(
+        "/prompts/{}/versions/{}/restore",
+        id.borrow(),
+        version.borrow()
+    )
+}
+
+pub fn conversation(id: impl Borrow<Uuid>) -> String {
+    format!("/conversations/{}", id.borrow())
+}
+
+pub fn conversation_delete(id: impl Borrow<Uuid>) -> String {
+    format!("/conversations/{}/delete", id.borrow())
+}
+
+pub fn conversation_messages(id: impl Borrow<Uuid>) -> String {
+    format!("/conversations/{}/messages", id.borrow())
+}
+
+pub fn message_stream(id: impl Borrow<Uuid>) -> String {
+    format!("/messages/{}/stream", id.borrow())
+}
+
+pub fn message_stop(id: impl Borrow<Uuid>) -> String {
+    format!("/messages/{}/stop", id.borrow())
+}
+
+pub fn message_retry(id: impl Borrow<Uuid>) -> String {
+    format!("/messages/{}/retry", id.borrow())
+}
