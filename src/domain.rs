@@ -1,6 +1,7 @@
 //! Parse, don't validate: each function turns raw input into a value that obeys the product's
 //! rules, or into a message for the field it came from. `Checks` collects every field's message
-//! so a form shows them all at once.
+//! so a form shows them all at once. This is the one validator: services parse their input here
+//! (or with a type's own `parse`, such as `auth::password::Password`), nowhere else.
 
 use serde::{Deserialize, Deserializer};
 
@@ -138,32 +139,118 @@ pub fn temperature(value: Option<f64>) -> Result<Option<f32>, FieldError> {
 }
 
 /// The Responses API refuses fewer than 16 output tokens.
-pub fn max_output_tokens(value: Option<i64>) -> Result<Option<i32>, FieldError> {
+pub fn max_output_tokens(value: Option<f64>) -> Result<Option<i32>, FieldError> {
     match value {
         None => Ok(None),
-        Some(n) if (16..=1_000_000).contains(&n) => Ok(Some(n as i32)),
+        Some(n) if n.fract() == 0.0 && (16.0..=1_000_000.0).contains(&n) => Ok(Some(n as i32)),
         Some(_) => Err(field_error(
             "max_output_tokens",
-            "Max output tokens must be between 16 and 1000000.",
+            "Max output tokens must be a whole number between 16 and 1000000.",
         )),
     }
 }
 
-/// A number typed into a form: empty means "not set".
-pub fn form_number<T: std::str::FromStr>(
-    field: &'static str,
-    label: &str,
-    raw: &str,
-) -> Result<Option<T>, FieldError> {
-    let value = raw.trim();
-    if value.is_empty() {
-        return Ok(None);
-    }
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| field_error(field, format!("{label} must be a number.")))
+/// A number as JSON sends it, or as typed into a form, where an empty box means "not set".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NumberInput {
+    Number(f64),
+    Text(String),
 }
+
+impl NumberInput {
+    pub fn parse(&self, field: &'static str, label: &str) -> Result<Option<f64>, FieldError> {
+        match self {
+            NumberInput::Number(n) => Ok(Some(*n)),
+            NumberInput::Text(text) if text.trim().is_empty() => Ok(None),
+            NumberInput::Text(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| field_error(field, format!("{label} must be a number."))),
+        }
+    }
+}
+
+impl std::fmt::Display for NumberInput {
+    /// As the form shows it again.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NumberInput::Number(n) => write!(f, "{n}"),
+            NumberInput::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+/// A yes/no as JSON sends it (`true`), or a ticked form checkbox (any value but `false`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+impl Flag {
+    pub fn is_set(&self) -> bool {
+        match self {
+            Flag::Bool(b) => *b,
+            Flag::Text(text) => !matches!(text.as_str(), "" | "false" | "0" | "off"),
+        }
+    }
+}
+
+/// An email address of plausible shape: one `@`, a dot in the domain, no spaces.
+pub struct Email(pub String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, FieldError> {
+        let email = raw.trim();
+        let valid = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..")
+            });
+        if valid {
+            Ok(Email(email.to_string()))
+        } else {
+            Err(field_error(
+                "email",
+                "Enter an email address like name@example.com.",
+            ))
+        }
+    }
+}
+
+/// What someone says in a chat: 1..=100,000 characters, trimmed, no NUL (PostgreSQL cannot
+/// store it).
+pub fn message(raw: &str) -> Result<String, FieldError> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(field_error("message", "Write a message first."));
+    }
+    if text.contains('\0') {
+        return Err(field_error(
+            "message",
+            "The message contains a NUL character, which cannot be stored. Remove it and send again.",
+        ));
+    }
+    let count = text.chars().count();
+    if count > MAX_MESSAGE_CHARS {
+        return Err(field_error(
+            "message",
+            format!("Messages can be at most {MAX_MESSAGE_CHARS} characters (this is {count})."),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The longest message a person can send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 100_000;
 
 pub fn prompt_title(raw: &str) -> Result<String, FieldError> {
     text("title", "Title", raw, 200, false)
@@ -201,15 +288,45 @@ mod tests {
     }
 
     #[test]
+    fn email_shapes() {
+        for good in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            " Pad@Example.com ",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "plain",
+            "@x.com",
+            "a@b",
+            "a@.com",
+            "a@b.",
+            "a b@c.com",
+            "a@b@c.com",
+            "a@b..com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn settings_ranges() {
         assert!(temperature(Some(2.1)).is_err());
         assert!(temperature(Some(f64::NAN)).is_err());
         assert_eq!(temperature(Some(0.0)).unwrap(), Some(0.0));
-        assert!(max_output_tokens(Some(15)).is_err());
+        assert!(max_output_tokens(Some(15.0)).is_err());
+        assert!(max_output_tokens(Some(100.5)).is_err());
+        assert_eq!(max_output_tokens(Some(4096.0)).unwrap(), Some(4096));
         assert!(provider("Open AI").is_err());
         assert_eq!(provider("OpenRouter").unwrap(), "openrouter");
         assert!(model("gpt 4").is_err());
-        assert_eq!(form_number::<f64>("temperature", "T", "").unwrap(), None);
-        assert!(form_number::<f64>("temperature", "T", "hot").is_err());
+        let typed = |t: &str| NumberInput::Text(t.into()).parse("temperature", "T");
+        assert_eq!(typed(" ").unwrap(), None);
+        assert_eq!(typed("0.5").unwrap(), Some(0.5));
+        assert!(typed("hot").is_err());
+        assert_eq!(NumberInput::Number(1.0).parse("t", "T").unwrap(), Some(1.0));
+        assert!(Flag::Text("true".into()).is_set() && !Flag::Text("".into()).is_set());
     }
 }

@@ -190,6 +190,13 @@ impl ResponseError for AppError {
     }
 }
 
+/// One field's message, for services that parse a single value with `?`.
+impl From<FieldError> for AppError {
+    fn from(error: FieldError) -> AppError {
+        AppError::Validation(vec![error])
+    }
+}
+
 impl From<diesel::result::Error> for AppError {
     fn from(error: diesel::result::Error) -> AppError {
         use diesel::result::{DatabaseErrorKind, Error};

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::accounts::model::{NewUser, User};
@@ -9,77 +10,64 @@ use crate::auth::password::{self, Password};
 use crate::auth::rate_limit::LoginLimiter;
 use crate::db;
 use crate::db::PgPool;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::domain::{self, Checks, Email};
+use crate::error::{AppError, AppResult};
 use crate::session::CurrentUser;
 use crate::settings::AuthSettings;
 
-/// An email address of plausible shape: one `@`, a dot in the domain, no spaces.
-pub struct Email(String);
-
-impl Email {
-    pub fn parse(raw: &str) -> AppResult<Email> {
-        let email = raw.trim();
-        let valid = email.len() <= 254
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-            && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !domain.contains("..")
-            });
-        if valid {
-            Ok(Email(email.to_string()))
-        } else {
-            Err(AppError::invalid(
-                "email",
-                "Enter an email address like name@example.com.",
-            ))
-        }
-    }
+/// A sign-up, from the form or the JSON API.
+#[derive(Deserialize)]
+pub struct Registration {
+    pub email: String,
+    pub password: String,
+    #[serde(default)]
+    pub display_name: String,
 }
 
-/// Collects every field's error rather than stopping at the first.
-fn all_valid<A, B>(a: AppResult<A>, b: AppResult<B>) -> AppResult<(A, B)> {
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok((a, b)),
-        (a, b) => {
-            let errors: Vec<FieldError> = [a.err(), b.err()]
-                .into_iter()
-                .flatten()
-                .flat_map(|e| match e {
-                    AppError::Validation(errors) => errors,
-                    other => vec![FieldError {
-                        field: "form",
-                        message: other.to_string(),
-                    }],
-                })
-                .collect();
-            Err(AppError::Validation(errors))
-        }
-    }
+/// A sign-in: JSON `{"email"|"username", "password"}`, the form, or an OAuth2-style form.
+#[derive(Deserialize)]
+pub struct Credentials {
+    #[serde(alias = "username")]
+    pub email: String,
+    pub password: String,
+}
+
+/// A password change, from the form or the JSON API.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
 }
 
 pub async fn register(
     pool: &PgPool,
     settings: &AuthSettings,
-    email: &str,
-    password: String,
-    display_name: &str,
+    registration: Registration,
 ) -> AppResult<User> {
+    let Registration {
+        email,
+        password,
+        display_name,
+    } = registration;
     if !settings.allow_registration {
         return Err(AppError::Forbidden(
             "Registration is closed on this server.".into(),
         ));
     }
-    let display_name =
-        crate::domain::optional_text("display_name", "Display name", display_name, 100, false)
-            .map_err(|error| AppError::Validation(vec![error]));
-    let ((email, password), display_name) = all_valid(
-        all_valid(Email::parse(email), Password::parse("password", password)),
-        display_name,
-    )?;
+    let mut checks = Checks::new();
+    let email = checks.check(Email::parse(&email));
+    let password = checks.check(Password::parse("password", password));
+    let display_name = checks.check(domain::optional_text(
+        "display_name",
+        "Display name",
+        &display_name,
+        100,
+        false,
+    ));
+    checks.finish()?;
+    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
+        unreachable!("Checks::finish fails when any field failed");
+    };
     let hash = password::hash(password, settings.bcrypt_cost).await?;
     let result = db::run(pool, move |conn| {
         let new = NewUser {
@@ -105,13 +93,13 @@ pub async fn authenticate(
     limiter: &LoginLimiter,
     dummy_password_hash: &str,
     ip: Option<IpAddr>,
-    email: &str,
-    password: String,
+    credentials: Credentials,
 ) -> AppResult<User> {
-    limiter.check(ip, email)?;
+    let Credentials { email, password } = credentials;
+    limiter.check(ip, &email)?;
     // Anything that is not an email cannot be an account; it still pays for a bcrypt check
     // below, so it takes as long as a wrong password.
-    let user = match Email::parse(email) {
+    let user = match Email::parse(&email) {
         Ok(Email(lookup)) => {
             db::run(pool, move |conn| Ok(User::find_by_email(conn, &lookup)?)).await?
         }
@@ -130,9 +118,12 @@ pub async fn change_password(
     settings: &AuthSettings,
     dummy_password_hash: &str,
     user: &CurrentUser,
-    current: String,
-    new: String,
+    change: PasswordChange,
 ) -> AppResult<i32> {
+    let PasswordChange {
+        current_password: current,
+        new_password: new,
+    } = change;
     let new = Password::parse("new_password", new)?;
     let id = user.id;
     let stored = db::run(pool, move |conn| Ok(User::find(conn, id)?)).await?;
@@ -146,36 +137,13 @@ pub async fn change_password(
     db::run(pool, move |conn| Ok(User::set_password(conn, id, &hash)?)).await
 }
 
+/// The signed-in user's own account.
+pub async fn profile(pool: &PgPool, user: &CurrentUser) -> AppResult<User> {
+    let id = user.id;
+    db::run(pool, move |conn| Ok(User::find(conn, id)?)).await
+}
+
 pub async fn log_out_everywhere(pool: &PgPool, user: &CurrentUser) -> AppResult<i32> {
     let id = user.id;
     db::run(pool, move |conn| Ok(User::bump_session_epoch(conn, id)?)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_shapes() {
-        for good in [
-            "a@b.co",
-            "first.last+tag@sub.example.org",
-            " Pad@Example.com ",
-        ] {
-            assert!(Email::parse(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "plain",
-            "@x.com",
-            "a@b",
-            "a@.com",
-            "a@b.",
-            "a b@c.com",
-            "a@b@c.com",
-            "a@b..com",
-        ] {
-            assert!(Email::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

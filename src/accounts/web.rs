@@ -3,16 +3,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use crate::accounts::service;
-use crate::error::{AppError, AppResult, FieldError};
+use crate::accounts::service::{self, Credentials, PasswordChange, Registration};
+use crate::error::AppResult;
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
 use crate::site::errors::safe_next;
-use crate::site::{Chrome, FormErrors};
+use crate::site::{Chrome, FormErrors, PageForm, Refusal, refused};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -48,36 +48,6 @@ fn page_with_status(status: StatusCode, page: impl Template) -> AppResult<HttpRe
         .body(page.render()?))
 }
 
-/// Turns an error into messages for the form, or passes it on when it is not about the input.
-fn form_errors(
-    error: AppError,
-    field_for_general: &'static str,
-) -> Result<(StatusCode, FormErrors), AppError> {
-    let status = error.status_code();
-    match error {
-        AppError::Validation(errors) => Ok((status, errors.into())),
-        AppError::Unauthorized(message)
-        | AppError::Conflict(message)
-        | AppError::Forbidden(message) => Ok((
-            status,
-            vec![FieldError {
-                field: field_for_general,
-                message,
-            }]
-            .into(),
-        )),
-        e @ AppError::RateLimited { .. } => Ok((
-            status,
-            vec![FieldError {
-                field: "form",
-                message: e.to_string(),
-            }]
-            .into(),
-        )),
-        other => Err(other),
-    }
-}
-
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
@@ -107,8 +77,8 @@ pub async fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
-    email: String,
-    password: String,
+    #[serde(flatten)]
+    credentials: Credentials,
     next: Option<String>,
 }
 
@@ -116,25 +86,21 @@ pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
     csrf: CsrfToken,
-    form: web::Form<LoginForm>,
+    PageForm(form): PageForm<LoginForm>,
 ) -> AppResult<HttpResponse> {
-    let LoginForm {
-        email,
-        password,
-        next,
-    } = form.into_inner();
+    let LoginForm { credentials, next } = form;
     let next = safe_next(next.as_deref()).to_string();
+    let email = credentials.email.clone();
     let ip = req.peer_addr().map(|a| a.ip());
-    match service::authenticate(
+    let result = service::authenticate(
         &state.pool,
         &state.login_limiter,
         &state.dummy_password_hash,
         ip,
-        &email,
-        password,
+        credentials,
     )
-    .await
-    {
+    .await;
+    match refused(result, "form")? {
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
@@ -142,18 +108,15 @@ pub async fn login(
                 .insert_header((header::LOCATION, next))
                 .finish())
         }
-        Err(error) => {
-            let (status, errors) = form_errors(error, "form")?;
-            page_with_status(
-                status,
-                LoginPage {
-                    chrome: Chrome::new(None, &csrf),
-                    email,
-                    next,
-                    errors,
-                },
-            )
-        }
+        Err(Refusal { status, errors }) => page_with_status(
+            status,
+            LoginPage {
+                chrome: Chrome::new(None, &csrf),
+                email,
+                next,
+                errors,
+            },
+        ),
     }
 }
 
@@ -174,33 +137,17 @@ pub async fn register_page(user: Option<CurrentUser>, csrf: CsrfToken) -> AppRes
     )
 }
 
-#[derive(Deserialize)]
-pub struct RegisterForm {
-    email: String,
-    password: String,
-    #[serde(default)]
-    display_name: String,
-}
-
 pub async fn register(
     state: web::Data<AppState>,
     csrf: CsrfToken,
-    form: web::Form<RegisterForm>,
+    PageForm(registration): PageForm<Registration>,
 ) -> AppResult<HttpResponse> {
-    let RegisterForm {
-        email,
-        password,
-        display_name,
-    } = form.into_inner();
-    match service::register(
-        &state.pool,
-        &state.settings.auth,
-        &email,
-        password,
-        &display_name,
-    )
-    .await
-    {
+    let (email, display_name) = (
+        registration.email.clone(),
+        registration.display_name.clone(),
+    );
+    let result = service::register(&state.pool, &state.settings.auth, registration).await;
+    match refused(result, "email")? {
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
@@ -208,18 +155,15 @@ pub async fn register(
                 .insert_header((header::LOCATION, "/projects"))
                 .finish())
         }
-        Err(error) => {
-            let (status, errors) = form_errors(error, "email")?;
-            page_with_status(
-                status,
-                RegisterPage {
-                    chrome: Chrome::new(None, &csrf),
-                    email,
-                    display_name,
-                    errors,
-                },
-            )
-        }
+        Err(Refusal { status, errors }) => page_with_status(
+            status,
+            RegisterPage {
+                chrome: Chrome::new(None, &csrf),
+                email,
+                display_name,
+                errors,
+            },
+        ),
     }
 }
 
@@ -241,32 +185,21 @@ pub async fn account_page(user: CurrentUser, csrf: CsrfToken) -> AppResult<HttpR
     )
 }
 
-#[derive(Deserialize)]
-pub struct PasswordForm {
-    current_password: String,
-    new_password: String,
-}
-
 pub async fn change_password(
     state: web::Data<AppState>,
     user: CurrentUser,
     csrf: CsrfToken,
-    form: web::Form<PasswordForm>,
+    PageForm(change): PageForm<PasswordChange>,
 ) -> AppResult<HttpResponse> {
-    let PasswordForm {
-        current_password,
-        new_password,
-    } = form.into_inner();
-    match service::change_password(
+    let result = service::change_password(
         &state.pool,
         &state.settings.auth,
         &state.dummy_password_hash,
         &user,
-        current_password,
-        new_password,
+        change,
     )
-    .await
-    {
+    .await;
+    match refused(result, "current_password")? {
         Ok(epoch) => {
             // This browser stays signed in with a token of the new epoch; every other one is out.
             let token = state.tokens.issue(user.id, epoch);
@@ -280,17 +213,14 @@ pub async fn change_password(
                 .content_type("text/html; charset=utf-8")
                 .body(page.render()?))
         }
-        Err(error) => {
-            let (status, errors) = form_errors(error, "current_password")?;
-            page_with_status(
-                status,
-                AccountPage {
-                    chrome: Chrome::new(Some(&user), &csrf),
-                    notice: None,
-                    errors,
-                },
-            )
-        }
+        Err(Refusal { status, errors }) => page_with_status(
+            status,
+            AccountPage {
+                chrome: Chrome::new(Some(&user), &csrf),
+                notice: None,
+                errors,
+            },
+        ),
     }
 }
 

@@ -1,11 +1,12 @@
 //! Agent rules: settings ranges, the default agent, and the composed system message.
 
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, AgentChanges, NewAgent, ProjectRef};
 use crate::db;
 use crate::db::PgPool;
-use crate::domain::{self, Checks};
+use crate::domain::{self, Checks, Flag, NumberInput, double_option};
 use crate::error::{AppError, AppResult};
 use crate::generation::Generations;
 use crate::prompts;
@@ -17,40 +18,60 @@ pub const DEFAULT_AGENT_NAME: &str = "Assistant";
 pub const DEFAULT_PROVIDER: &str = "openai";
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
-/// Raw input; `None` leaves a field alone, `Some(None)` clears an optional setting.
-#[derive(Default, Debug)]
+/// An agent as the form or the JSON API sends it. `None` leaves a field alone; for the
+/// optional settings `Some(None)` (JSON `null`, or an empty box in the form) clears it.
+#[derive(Default, Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AgentInput {
     pub name: Option<String>,
     pub description: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
-    pub temperature: Option<Option<f64>>,
-    pub max_output_tokens: Option<Option<i64>>,
-    pub is_default: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub temperature: Option<Option<NumberInput>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub max_output_tokens: Option<Option<NumberInput>>,
+    pub is_default: Option<Flag>,
 }
 
 impl AgentInput {
-    fn parse(&self) -> AppResult<AgentChanges> {
+    fn makes_default(&self) -> Option<bool> {
+        self.is_default.as_ref().map(Flag::is_set)
+    }
+}
+
+impl TryFrom<AgentInput> for AgentChanges {
+    type Error = AppError;
+
+    /// Every field's message at once, or changes that obey the rules.
+    fn try_from(input: AgentInput) -> AppResult<AgentChanges> {
         let mut c = Checks::new();
+        let number = |c: &mut Checks, value: Option<Option<NumberInput>>, field, label| {
+            value.map(|v| v.and_then(|n| c.check(n.parse(field, label)).flatten()))
+        };
+        let temperature = number(&mut c, input.temperature, "temperature", "Temperature");
+        let max_output_tokens = number(
+            &mut c,
+            input.max_output_tokens,
+            "max_output_tokens",
+            "Max output tokens",
+        );
         let changes = AgentChanges {
-            name: self.name.as_deref().and_then(|v| c.check(domain::name(v))),
-            description: self
+            name: input.name.as_deref().and_then(|v| c.check(domain::name(v))),
+            description: input
                 .description
                 .as_deref()
                 .and_then(|v| c.check(domain::description(v))),
-            provider: self
+            provider: input
                 .provider
                 .as_deref()
                 .and_then(|v| c.check(domain::provider(v))),
-            model: self
+            model: input
                 .model
                 .as_deref()
                 .and_then(|v| c.check(domain::model(v))),
-            temperature: self
-                .temperature
-                .and_then(|v| c.check(domain::temperature(v))),
-            max_output_tokens: self
-                .max_output_tokens
+            temperature: temperature.and_then(|v| c.check(domain::temperature(v))),
+            max_output_tokens: max_output_tokens
                 .and_then(|v| c.check(domain::max_output_tokens(v))),
         };
         c.finish()?;
@@ -73,12 +94,12 @@ pub async fn create(
     project_id: Uuid,
     input: AgentInput,
 ) -> AppResult<Agent> {
-    let mut changes = AgentInput {
+    let is_default = input.makes_default().unwrap_or(false);
+    // A new agent needs a name: a missing one is an empty one.
+    let mut changes = AgentChanges::try_from(AgentInput {
         name: Some(input.name.clone().unwrap_or_default()),
         ..input
-    }
-    .parse()?;
-    let is_default = input.is_default.unwrap_or(false);
+    })?;
     let owner = user.id;
     db::transaction(pool, move |conn| {
         Agent::project_of(conn, owner, project_id)?;
@@ -136,10 +157,10 @@ pub async fn update(
     id: Uuid,
     input: AgentInput,
 ) -> AppResult<Agent> {
-    let changes = input.parse()?;
+    let make_default = input.makes_default();
+    let changes = AgentChanges::try_from(input)?;
     let owner = user.id;
-    let make_default = input.is_default == Some(true);
-    if input.is_default == Some(false) {
+    if make_default == Some(false) {
         return Err(AppError::invalid(
             "is_default",
             "Make another agent the default instead.",
@@ -158,7 +179,7 @@ pub async fn update(
         } else {
             Agent::update(conn, agent.id, &changes)?
         };
-        if make_default {
+        if make_default == Some(true) {
             Agent::make_default(conn, &agent)?;
             return Ok(Agent::find_owned(conn, owner, id)?);
         }

@@ -1,42 +1,34 @@
-//! Agent pages: the agents list on a project page, and an agent's own page.
+//! Agent pages: the agents list on a project page, and an agent's own page, which shows its
+//! prompts and so also answers the form that adds one.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, ProjectRef};
 use crate::agents::service::{self, AgentInput, DEFAULT_MODEL, DEFAULT_PROVIDER};
-use crate::domain::{self, Checks};
 use crate::error::AppResult;
-use crate::prompts;
 use crate::prompts::model::PromptOwner;
-use crate::prompts::web::{PromptForm, PromptsSection, SystemMessagePreview};
+use crate::prompts::service::PromptInput;
+use crate::prompts::web::{PromptsSection, SystemMessagePreview};
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
 use crate::site::{
-    Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
+    Chrome, ConfirmDeletePage, FormErrors, PageForm, html, refused, reply, see_other,
 };
 use crate::state::AppState;
 use crate::urls;
 
-/// What the agent form shows: the user's input as typed, so nothing is lost on an error.
-#[derive(Deserialize, Default, Clone)]
+/// What the agent form shows: the person's input as typed, so nothing is lost on an error.
+#[derive(Default, Clone)]
 pub struct AgentForm {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub description: String,
-    #[serde(default)]
     pub provider: String,
-    #[serde(default)]
     pub model: String,
-    #[serde(default)]
     pub temperature: String,
-    #[serde(default)]
     pub max_output_tokens: String,
-    pub is_default: Option<String>,
 }
 
 impl AgentForm {
@@ -49,44 +41,29 @@ impl AgentForm {
     }
 
     fn of(agent: &Agent) -> AgentForm {
+        let text = |n: Option<String>| n.unwrap_or_default();
         AgentForm {
             name: agent.name.clone(),
             description: agent.description.clone(),
             provider: agent.provider.clone(),
             model: agent.model.clone(),
-            temperature: agent.temperature.map(|t| t.to_string()).unwrap_or_default(),
-            max_output_tokens: agent
-                .max_output_tokens
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-            is_default: None,
+            temperature: text(agent.temperature.map(|t| t.to_string())),
+            max_output_tokens: text(agent.max_output_tokens.map(|t| t.to_string())),
         }
     }
 
-    /// Numbers arrive as text; an empty box means "not set".
-    fn to_input(&self, creating: bool) -> AppResult<AgentInput> {
-        let mut c = Checks::new();
-        let temperature = c.check(domain::form_number::<f64>(
-            "temperature",
-            "Temperature",
-            &self.temperature,
-        ));
-        let max_output_tokens = c.check(domain::form_number::<i64>(
-            "max_output_tokens",
-            "Max output tokens",
-            &self.max_output_tokens,
-        ));
-        c.finish()?;
-        Ok(AgentInput {
-            name: Some(self.name.clone()),
-            description: (!creating || !self.description.is_empty())
-                .then(|| self.description.clone()),
-            provider: Some(self.provider.clone()),
-            model: Some(self.model.clone()),
-            temperature,
-            max_output_tokens,
-            is_default: self.is_default.as_ref().map(|_| true),
-        })
+    fn sent(input: AgentInput) -> AgentForm {
+        let text = |n: Option<Option<crate::domain::NumberInput>>| {
+            n.flatten().map(|n| n.to_string()).unwrap_or_default()
+        };
+        AgentForm {
+            name: input.name.unwrap_or_default(),
+            description: input.description.unwrap_or_default(),
+            provider: input.provider.unwrap_or_default(),
+            model: input.model.unwrap_or_default(),
+            temperature: text(input.temperature),
+            max_output_tokens: text(input.max_output_tokens),
+        }
     }
 }
 
@@ -101,19 +78,24 @@ pub struct AgentsSection {
 }
 
 impl AgentsSection {
+    /// The project's agents, and the new-agent form: blank, or as sent with its messages.
     pub async fn load(
         state: &AppState,
         user: &CurrentUser,
         csrf: &CsrfToken,
         project_id: Uuid,
+        refused: Option<(AgentInput, FormErrors)>,
     ) -> AppResult<AgentsSection> {
-        let agents = service::list(&state.pool, user, project_id).await?;
+        let (form, errors) = match refused {
+            Some((input, errors)) => (AgentForm::sent(input), errors),
+            None => (AgentForm::blank(), FormErrors::default()),
+        };
         Ok(AgentsSection {
             csrf: csrf.0.clone(),
             project_id,
-            agents,
-            form: AgentForm::blank(),
-            errors: FormErrors::default(),
+            agents: service::list(&state.pool, user, project_id).await?,
+            form,
+            errors,
         })
     }
 }
@@ -128,6 +110,18 @@ pub struct SettingsSection {
     saved: bool,
 }
 
+impl SettingsSection {
+    fn of(csrf: &CsrfToken, agent: Agent, saved: bool) -> SettingsSection {
+        SettingsSection {
+            csrf: csrf.0.clone(),
+            form: AgentForm::of(&agent),
+            agent,
+            errors: FormErrors::default(),
+            saved,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "pages/agents/show.html")]
 struct AgentPage {
@@ -139,90 +133,32 @@ struct AgentPage {
     prompts: PromptsSection,
 }
 
-/// Creates an agent from its project's page. Without JavaScript, invalid input comes back as
-/// the section for the project page to show in place of its fresh one.
-pub async fn create(
-    req: &HttpRequest,
-    state: &AppState,
-    user: &CurrentUser,
-    csrf: &CsrfToken,
-    project_id: Uuid,
-    form: AgentForm,
-) -> AppResult<FormReply<AgentsSection>> {
-    let result = match form.to_input(true) {
-        Ok(input) => service::create(&state.pool, user, project_id, input).await,
-        Err(e) => Err(e),
-    };
-    let reply = match validation_or(result)? {
-        Ok(agent) if !is_htmx(req) => see_other(req, &urls::agent(agent.id)),
-        Ok(_) => html(
-            StatusCode::OK,
-            &AgentsSection::load(state, user, csrf, project_id).await?,
-        )?,
-        Err(errors) => {
-            let mut section = AgentsSection::load(state, user, csrf, project_id).await?;
-            section.form = form;
-            section.errors = errors;
-            if !is_htmx(req) {
-                return Ok(FormReply::Invalid(section));
-            }
-            html(StatusCode::UNPROCESSABLE_ENTITY, &section)?
-        }
-    };
-    Ok(FormReply::Done(reply))
-}
-
-/// `POST /agents/{id}/prompts`: a prompt of this agent.
-pub async fn create_agent_prompt(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    csrf: CsrfToken,
-    id: web::Path<Uuid>,
-    form: web::Form<PromptForm>,
-) -> AppResult<HttpResponse> {
-    let owner = PromptOwner::Agent(*id);
-    match prompts::web::create(&req, &state, &user, &csrf, owner, form.into_inner()).await? {
-        FormReply::Done(reply) => Ok(reply),
-        FormReply::Invalid(section) => {
-            let parts = AgentPageParts {
-                prompts: Some(section),
-            };
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
-            agent_page(&state, &user, &csrf, *id, status, None, parts).await
-        }
-    }
-}
-
-/// Sections that replace the freshly loaded ones, e.g. a form with the user's input and errors.
+/// Sections that replace the freshly loaded ones: a form with the person's input and messages.
 #[derive(Default)]
-pub struct AgentPageParts {
-    pub prompts: Option<PromptsSection>,
+struct AgentPageParts {
+    settings: Option<SettingsSection>,
+    prompts: Option<PromptsSection>,
 }
 
-/// The full agent page; used when a form without JavaScript needs to show its errors.
-pub async fn agent_page(
+/// The full agent page.
+async fn agent_page(
     state: &AppState,
     user: &CurrentUser,
     csrf: &CsrfToken,
     agent_id: Uuid,
     status: StatusCode,
-    settings: Option<SettingsSection>,
     parts: AgentPageParts,
 ) -> AppResult<HttpResponse> {
     let (agent, project) = service::get_with_project(&state.pool, user, agent_id).await?;
     let system = service::system_message(&state.pool, &agent).await?;
     let prompts = match parts.prompts {
-        Some(p) => p,
+        Some(section) => section,
         None => PromptsSection::load(state, user, csrf, PromptOwner::Agent(agent.id)).await?,
     };
-    let settings = settings.unwrap_or_else(|| SettingsSection {
-        csrf: csrf.0.clone(),
-        form: AgentForm::of(&agent),
-        agent: agent.clone(),
-        errors: FormErrors::default(),
-        saved: false,
-    });
+    let settings = match parts.settings {
+        Some(section) => section,
+        None => SettingsSection::of(csrf, agent.clone(), false),
+    };
     let page = AgentPage {
         chrome: Chrome::new(Some(user), csrf),
         project,
@@ -243,16 +179,8 @@ pub async fn show_agent(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    agent_page(
-        &state,
-        &user,
-        &csrf,
-        *id,
-        StatusCode::OK,
-        None,
-        AgentPageParts::default(),
-    )
-    .await
+    let parts = AgentPageParts::default();
+    agent_page(&state, &user, &csrf, *id, StatusCode::OK, parts).await
 }
 
 pub async fn update_agent(
@@ -261,52 +189,59 @@ pub async fn update_agent(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<AgentForm>,
+    PageForm(input): PageForm<AgentInput>,
 ) -> AppResult<HttpResponse> {
-    let form = form.into_inner();
-    let result = match form.to_input(false) {
-        Ok(input) => service::update(&state.pool, &user, *id, input).await,
-        Err(e) => Err(e),
-    };
-    let (status, settings) = match validation_or(result)? {
-        Ok(agent) if !is_htmx(&req) => {
-            return Ok(see_other(&req, &urls::agent(agent.id)));
-        }
-        Ok(agent) => (
-            StatusCode::OK,
-            SettingsSection {
-                csrf: csrf.0.clone(),
-                form: AgentForm::of(&agent),
-                agent,
-                errors: FormErrors::default(),
-                saved: true,
-            },
-        ),
-        Err(errors) => {
-            let agent = service::get(&state.pool, &user, *id).await?;
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                SettingsSection {
-                    csrf: csrf.0.clone(),
-                    agent,
-                    form,
-                    errors,
-                    saved: false,
-                },
-            )
-        }
-    };
-    if is_htmx(&req) {
-        return html(status, &settings);
-    }
-    agent_page(
-        &state,
-        &user,
-        &csrf,
-        *id,
-        status,
-        Some(settings),
-        AgentPageParts::default(),
+    let result = service::update(&state.pool, &user, *id, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        |agent| Some(urls::agent(agent.id)),
+        async |outcome| match outcome {
+            Ok(agent) => Ok(SettingsSection::of(&csrf, agent, true)),
+            Err(errors) => Ok(SettingsSection {
+                form: AgentForm::sent(input),
+                errors,
+                ..SettingsSection::of(&csrf, service::get(&state.pool, &user, *id).await?, false)
+            }),
+        },
+        async |section, status| {
+            let parts = AgentPageParts {
+                settings: Some(section),
+                ..Default::default()
+            };
+            agent_page(&state, &user, &csrf, *id, status, parts).await
+        },
+    )
+    .await
+}
+
+/// `POST /agents/{id}/prompts`: a prompt of this agent.
+pub async fn create_agent_prompt(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    PageForm(input): PageForm<PromptInput>,
+) -> AppResult<HttpResponse> {
+    let owner = PromptOwner::Agent(*id);
+    let result = crate::prompts::service::create(&state.pool, &user, owner, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        |_| Some(urls::agent(*id)),
+        async |outcome| {
+            let refused = outcome.err().map(|errors| (input, errors));
+            PromptsSection::after_change(&state, &user, &csrf, owner, refused).await
+        },
+        async |section, status| {
+            let parts = AgentPageParts {
+                // The page renders the system message itself.
+                prompts: Some(section.without_preview()),
+                ..Default::default()
+            };
+            agent_page(&state, &user, &csrf, *id, status, parts).await
+        },
     )
     .await
 }

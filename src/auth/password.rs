@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 
 /// bcrypt reads at most 72 bytes; longer passwords would be silently truncated, so refuse them.
 pub const MAX_PASSWORD_BYTES: usize = 72;
@@ -13,7 +13,7 @@ pub const MIN_PASSWORD_BYTES: usize = 8;
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(field: &'static str, raw: String) -> AppResult<Password> {
+    pub fn parse(field: &'static str, raw: String) -> Result<Password, FieldError> {
         let message = if raw.len() < MIN_PASSWORD_BYTES {
             Some(format!("Use at least {MIN_PASSWORD_BYTES} characters."))
         } else if raw.len() > MAX_PASSWORD_BYTES {
@@ -28,7 +28,7 @@ impl Password {
             None
         };
         match message {
-            Some(message) => Err(AppError::invalid(field, message)),
+            Some(message) => Err(FieldError { field, message }),
             None => Ok(Password(raw)),
         }
     }

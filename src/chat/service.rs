@@ -17,9 +17,6 @@ use crate::prompts::service::SystemMessage;
 use crate::session::CurrentUser;
 use crate::settings::ChatSettings;
 
-/// Longest message accepted, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 100_000;
-
 /// A message that was stored, with the answer that has started generating.
 pub struct Sent {
     pub conversation: Conversation,
@@ -28,27 +25,6 @@ pub struct Sent {
     pub reader: Subscription,
     /// True when this message started the conversation.
     pub new_conversation: bool,
-}
-
-fn parse_message(raw: &str) -> AppResult<String> {
-    let text = raw.trim();
-    if text.is_empty() {
-        return Err(AppError::invalid("message", "Write a message first."));
-    }
-    if text.contains('\0') {
-        return Err(AppError::invalid(
-            "message",
-            "The message contains a NUL character, which cannot be stored. Remove it and send again.",
-        ));
-    }
-    let count = text.chars().count();
-    if count > MAX_MESSAGE_CHARS {
-        return Err(AppError::invalid(
-            "message",
-            format!("Messages can be at most {MAX_MESSAGE_CHARS} characters (this is {count})."),
-        ));
-    }
-    Ok(text.to_string())
 }
 
 /// The first ~`max` characters of the first message, cut at a word when possible.
@@ -125,7 +101,7 @@ pub async fn send(
     to: To,
     raw: &str,
 ) -> AppResult<Sent> {
-    let text = parse_message(raw)?;
+    let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
     let owner = user.id;
     let title = title_from(&text, settings.title_chars);

@@ -16,7 +16,10 @@ use crate::error::{AppError, AppResult};
 use crate::render::markdown;
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
-use crate::site::{Chrome, ConfirmDeletePage, FormErrors, html, is_htmx, see_other, validation_or};
+use crate::site::{
+    Chrome, ConfirmDeletePage, FormErrors, PageForm, Refusal, html, is_htmx, refused, reply,
+    see_other,
+};
 use crate::state::AppState;
 use crate::urls;
 
@@ -157,17 +160,29 @@ fn final_bubble(message: &Message) -> String {
     .unwrap_or_default()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a chat page shows besides the agent and its conversations.
+#[derive(Default)]
+struct Shown {
+    /// The open conversation and its messages; none for a new chat.
+    conversation: Option<(Conversation, Vec<Message>)>,
+    /// A message that was refused, kept in the box.
+    draft: String,
+    errors: FormErrors,
+}
+
 async fn chat_page(
     state: &AppState,
     user: &CurrentUser,
     csrf: &CsrfToken,
     agent_id: Uuid,
-    conversation: Option<(Conversation, Vec<Message>)>,
     status: StatusCode,
-    draft: String,
-    errors: FormErrors,
+    shown: Shown,
 ) -> AppResult<HttpResponse> {
+    let Shown {
+        conversation,
+        draft,
+        errors,
+    } = shown;
     let (agent, project) = agents::service::get_with_project(&state.pool, user, agent_id).await?;
     let conversations = service::list(&state.pool, user, agent_id).await?;
     let (conversation, messages) = match conversation {
@@ -221,10 +236,8 @@ pub async fn new_chat(
         &user,
         &csrf,
         *agent_id,
-        None,
         StatusCode::OK,
-        String::new(),
-        FormErrors::default(),
+        Shown::default(),
     )
     .await
 }
@@ -237,17 +250,11 @@ pub async fn show_conversation(
 ) -> AppResult<HttpResponse> {
     let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
     let agent_id = conversation.agent_id;
-    chat_page(
-        &state,
-        &user,
-        &csrf,
-        agent_id,
-        Some((conversation, messages)),
-        StatusCode::OK,
-        String::new(),
-        FormErrors::default(),
-    )
-    .await
+    let shown = Shown {
+        conversation: Some((conversation, messages)),
+        ..Default::default()
+    };
+    chat_page(&state, &user, &csrf, agent_id, StatusCode::OK, shown).await
 }
 
 #[derive(Deserialize)]
@@ -264,19 +271,18 @@ async fn send(
     to: To,
     form: MessageForm,
 ) -> AppResult<HttpResponse> {
-    let sent = match validation_or(
-        service::send(
-            &state.pool,
-            &state.generations,
-            &state.settings.chat,
-            user,
-            to,
-            &form.message,
-        )
-        .await,
-    )? {
+    let result = service::send(
+        &state.pool,
+        &state.generations,
+        &state.settings.chat,
+        user,
+        to,
+        &form.message,
+    )
+    .await;
+    let sent = match refused(result, "message")? {
         Ok(sent) => sent,
-        Err(errors) => {
+        Err(Refusal { status, errors }) => {
             if is_htmx(&req) {
                 let message = errors
                     .get("message")
@@ -298,17 +304,12 @@ async fn send(
                     (conversation.0.agent_id, Some(conversation))
                 }
             };
-            return chat_page(
-                state,
-                user,
-                csrf,
-                agent_id,
+            let shown = Shown {
                 conversation,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form.message,
+                draft: form.message,
                 errors,
-            )
-            .await;
+            };
+            return chat_page(state, user, csrf, agent_id, status, shown).await;
         }
     };
     let url = urls::conversation(sent.conversation.id);
@@ -365,7 +366,7 @@ pub async fn send_first_message(
     user: CurrentUser,
     csrf: CsrfToken,
     agent_id: web::Path<Uuid>,
-    form: web::Form<MessageForm>,
+    PageForm(form): PageForm<MessageForm>,
 ) -> AppResult<HttpResponse> {
     send(
         req,
@@ -376,7 +377,7 @@ pub async fn send_first_message(
             agent_id: *agent_id,
             conversation_id: None,
         },
-        form.into_inner(),
+        form,
     )
     .await
 }
@@ -387,17 +388,9 @@ pub async fn send_message(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<MessageForm>,
+    PageForm(form): PageForm<MessageForm>,
 ) -> AppResult<HttpResponse> {
-    send(
-        req,
-        &state,
-        &user,
-        &csrf,
-        To::Conversation(*id),
-        form.into_inner(),
-    )
-    .await
+    send(req, &state, &user, &csrf, To::Conversation(*id), form).await
 }
 
 /// `GET /messages/{id}/stream`: the answer as server-sent events for htmx-ext-sse.
@@ -472,46 +465,38 @@ pub async fn rename_conversation(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<TitleForm>,
+    PageForm(form): PageForm<TitleForm>,
 ) -> AppResult<HttpResponse> {
-    match validation_or(service::rename(&state.pool, &user, *id, &form.title).await)? {
-        Ok(conversation) if is_htmx(&req) => html(
-            StatusCode::OK,
-            &TitleSection {
-                csrf: csrf.0.clone(),
+    let result = service::rename(&state.pool, &user, *id, &form.title).await;
+    reply(
+        &req,
+        refused(result, "title")?,
+        |conversation| Some(urls::conversation(conversation.id)),
+        async |outcome| {
+            let (conversation, errors) = match outcome {
+                Ok(conversation) => (conversation, FormErrors::default()),
+                Err(errors) => (service::get(&state.pool, &user, *id).await?.0, errors),
+            };
+            let csrf = csrf.0.clone();
+            Ok(TitleSection {
+                csrf,
                 conversation,
-                errors: FormErrors::default(),
-                oob: false,
-            },
-        ),
-        Ok(conversation) => Ok(see_other(&req, &urls::conversation(conversation.id))),
-        Err(errors) => {
-            let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
-            if is_htmx(&req) {
-                return html(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &TitleSection {
-                        csrf: csrf.0.clone(),
-                        conversation,
-                        errors,
-                        oob: false,
-                    },
-                );
-            }
-            let agent_id = conversation.agent_id;
-            chat_page(
-                &state,
-                &user,
-                &csrf,
-                agent_id,
-                Some((conversation, messages)),
-                StatusCode::UNPROCESSABLE_ENTITY,
-                String::new(),
                 errors,
-            )
-            .await
-        }
-    }
+                oob: false,
+            })
+        },
+        async |section, status| {
+            let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
+            let agent_id = conversation.agent_id;
+            let shown = Shown {
+                conversation: Some((conversation, messages)),
+                draft: String::new(),
+                errors: section.errors,
+            };
+            chat_page(&state, &user, &csrf, agent_id, status, shown).await
+        },
+    )
+    .await
 }
 
 pub async fn confirm_delete_conversation(

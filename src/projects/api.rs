@@ -1,29 +1,12 @@
 //! JSON API: `/api/projects`.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::AppResult;
 use crate::projects::service::{self, ProjectInput};
 use crate::session::CurrentUser;
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectBody {
-    name: Option<String>,
-    description: Option<String>,
-}
-
-impl From<ProjectBody> for ProjectInput {
-    fn from(b: ProjectBody) -> ProjectInput {
-        ProjectInput {
-            name: b.name,
-            description: b.description,
-        }
-    }
-}
 
 pub async fn list_projects(
     state: web::Data<AppState>,
@@ -40,9 +23,9 @@ pub async fn list_projects(
 pub async fn create_project(
     state: web::Data<AppState>,
     user: CurrentUser,
-    body: web::Json<ProjectBody>,
+    body: web::Json<ProjectInput>,
 ) -> AppResult<HttpResponse> {
-    let project = service::create(&state.pool, &user, body.into_inner().into()).await?;
+    let project = service::create(&state.pool, &user, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(project))
 }
 
@@ -58,10 +41,9 @@ pub async fn update_project(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<ProjectBody>,
+    body: web::Json<ProjectInput>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok()
-        .json(service::update(&state.pool, &user, *id, body.into_inner().into()).await?))
+    Ok(HttpResponse::Ok().json(service::update(&state.pool, &user, *id, body.into_inner()).await?))
 }
 
 pub async fn delete_project(

@@ -1,5 +1,6 @@
 //! Project rules: names, the default agent every project starts with, cascading deletes.
 
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, NewAgent};
@@ -7,23 +8,27 @@ use crate::agents::service::{DEFAULT_AGENT_NAME, DEFAULT_MODEL, DEFAULT_PROVIDER
 use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::generation::Generations;
 use crate::projects::model::{NewProject, Project, ProjectChanges};
 use crate::session::CurrentUser;
 
-/// Raw input for a create or an edit; `None` leaves a field as it is.
-#[derive(Default)]
+/// A project as the form or the JSON API sends it; `None` leaves a field as it is.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectInput {
     pub name: Option<String>,
     pub description: Option<String>,
 }
 
-impl ProjectInput {
-    fn parse(&self) -> AppResult<ProjectChanges> {
+impl TryFrom<ProjectInput> for ProjectChanges {
+    type Error = AppError;
+
+    /// Every field's message at once, or changes that obey the rules.
+    fn try_from(input: ProjectInput) -> AppResult<ProjectChanges> {
         let mut checks = Checks::new();
-        let name = self.name.as_deref().map(|n| checks.check(domain::name(n)));
-        let description = self
+        let name = input.name.as_deref().map(|n| checks.check(domain::name(n)));
+        let description = input
             .description
             .as_deref()
             .map(|d| checks.check(domain::description(d)));
@@ -64,11 +69,11 @@ pub async fn list(pool: &PgPool, user: &CurrentUser) -> AppResult<Vec<ProjectSum
 
 /// Creates the project and its default agent together.
 pub async fn create(pool: &PgPool, user: &CurrentUser, input: ProjectInput) -> AppResult<Project> {
-    let mut changes = ProjectInput {
+    // A new project needs a name: a missing one is an empty one.
+    let mut changes = ProjectChanges::try_from(ProjectInput {
         name: Some(input.name.unwrap_or_default()),
         ..input
-    }
-    .parse()?;
+    })?;
     let name = changes.name.take().unwrap_or_default();
     let description = changes.description.take().unwrap_or_default();
     let owner = user.id;
@@ -112,7 +117,7 @@ pub async fn update(
     id: Uuid,
     input: ProjectInput,
 ) -> AppResult<Project> {
-    let changes = input.parse()?;
+    let changes = ProjectChanges::try_from(input)?;
     let owner = user.id;
     db::run(pool, move |conn| {
         Ok(Project::update_owned(conn, owner, id, &changes)?)

@@ -1,22 +1,23 @@
-//! Project pages: the dashboard and a project's page.
+//! Project pages: the dashboard and a project's page, which shows the project's agents and
+//! prompts and so also answers the forms that add them.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::agents;
+use crate::agents::service::AgentInput;
+use crate::agents::web::AgentsSection;
 use crate::error::AppResult;
 use crate::projects::model::Project;
 use crate::projects::service::{self, ProjectInput, ProjectSummary};
-use crate::prompts;
 use crate::prompts::model::PromptOwner;
-use crate::prompts::web::PromptForm;
+use crate::prompts::service::PromptInput;
+use crate::prompts::web::PromptsSection;
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
 use crate::site::{
-    Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
+    Chrome, ConfirmDeletePage, FormErrors, PageForm, html, refused, reply, see_other,
 };
 use crate::state::AppState;
 use crate::urls;
@@ -29,6 +30,25 @@ pub struct ProjectsSection {
     name: String,
     description: String,
     errors: FormErrors,
+}
+
+impl ProjectsSection {
+    /// The list, and the new-project form: empty, or as it was sent with its messages.
+    async fn load(
+        state: &AppState,
+        user: &CurrentUser,
+        csrf: &CsrfToken,
+        refused: Option<(ProjectInput, FormErrors)>,
+    ) -> AppResult<ProjectsSection> {
+        let (input, errors) = refused.unwrap_or_default();
+        Ok(ProjectsSection {
+            csrf: csrf.0.clone(),
+            projects: service::list(&state.pool, user).await?,
+            name: input.name.unwrap_or_default(),
+            description: input.description.unwrap_or_default(),
+            errors,
+        })
+    }
 }
 
 #[derive(Template)]
@@ -49,22 +69,67 @@ pub struct DetailsSection {
     saved: bool,
 }
 
+impl DetailsSection {
+    fn of(csrf: &CsrfToken, project: Project, saved: bool) -> DetailsSection {
+        DetailsSection {
+            csrf: csrf.0.clone(),
+            name: project.name.clone(),
+            description: project.description.clone(),
+            project,
+            errors: FormErrors::default(),
+            saved,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "pages/projects/show.html")]
 struct ProjectPage {
     chrome: Chrome,
     project: Project,
     details: DetailsSection,
-    agents: agents::web::AgentsSection,
-    prompts: prompts::web::PromptsSection,
+    agents: AgentsSection,
+    prompts: PromptsSection,
 }
 
-#[derive(Deserialize)]
-pub struct ProjectForm {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    description: String,
+/// Sections that replace the freshly loaded ones: a form with the person's input and messages.
+#[derive(Default)]
+pub struct ProjectPageParts {
+    pub details: Option<DetailsSection>,
+    pub agents: Option<AgentsSection>,
+    pub prompts: Option<PromptsSection>,
+}
+
+/// The full project page.
+async fn project_page(
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &CsrfToken,
+    project_id: Uuid,
+    status: StatusCode,
+    parts: ProjectPageParts,
+) -> AppResult<HttpResponse> {
+    let project = service::get(&state.pool, user, project_id).await?;
+    let details = match parts.details {
+        Some(section) => section,
+        None => DetailsSection::of(csrf, project.clone(), false),
+    };
+    let agents = match parts.agents {
+        Some(section) => section,
+        None => AgentsSection::load(state, user, csrf, project.id, None).await?,
+    };
+    let prompts = match parts.prompts {
+        Some(section) => section,
+        None => PromptsSection::load(state, user, csrf, PromptOwner::Project(project.id)).await?,
+    };
+    let page = ProjectPage {
+        chrome: Chrome::new(Some(user), csrf),
+        project,
+        details,
+        agents,
+        prompts,
+    };
+    html(status, &page)
 }
 
 pub async fn index() -> HttpResponse {
@@ -78,21 +143,9 @@ pub async fn list_projects(
     user: CurrentUser,
     csrf: CsrfToken,
 ) -> AppResult<HttpResponse> {
-    let projects = service::list(&state.pool, &user).await?;
-    let section = ProjectsSection {
-        csrf: csrf.0.clone(),
-        projects,
-        name: String::new(),
-        description: String::new(),
-        errors: FormErrors::default(),
-    };
-    html(
-        StatusCode::OK,
-        &DashboardPage {
-            chrome: Chrome::new(Some(&user), &csrf),
-            section,
-        },
-    )
+    let section = ProjectsSection::load(&state, &user, &csrf, None).await?;
+    let chrome = Chrome::new(Some(&user), &csrf);
+    html(StatusCode::OK, &DashboardPage { chrome, section })
 }
 
 pub async fn create_project(
@@ -100,49 +153,66 @@ pub async fn create_project(
     state: web::Data<AppState>,
     user: CurrentUser,
     csrf: CsrfToken,
-    form: web::Form<ProjectForm>,
+    PageForm(input): PageForm<ProjectInput>,
 ) -> AppResult<HttpResponse> {
-    let ProjectForm { name, description } = form.into_inner();
-    let input = ProjectInput {
-        name: Some(name.clone()),
-        description: Some(description.clone()),
-    };
-    let (status, section) = match validation_or(service::create(&state.pool, &user, input).await)? {
-        Ok(project) if !is_htmx(&req) => {
-            return Ok(see_other(&req, &urls::project(project.id)));
-        }
-        Ok(_) => (
-            StatusCode::OK,
-            ProjectsSection {
-                csrf: csrf.0.clone(),
-                projects: service::list(&state.pool, &user).await?,
-                name: String::new(),
-                description: String::new(),
-                errors: FormErrors::default(),
-            },
-        ),
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ProjectsSection {
-                csrf: csrf.0.clone(),
-                projects: service::list(&state.pool, &user).await?,
-                name,
-                description,
+    let result = service::create(&state.pool, &user, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        |project| Some(urls::project(project.id)),
+        async |outcome| {
+            let refused = outcome.err().map(|errors| (input, errors));
+            ProjectsSection::load(&state, &user, &csrf, refused).await
+        },
+        async |section, status| {
+            let chrome = Chrome::new(Some(&user), &csrf);
+            html(status, &DashboardPage { chrome, section })
+        },
+    )
+    .await
+}
+
+pub async fn show_project(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let parts = ProjectPageParts::default();
+    project_page(&state, &user, &csrf, *id, StatusCode::OK, parts).await
+}
+
+pub async fn update_project(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    PageForm(input): PageForm<ProjectInput>,
+) -> AppResult<HttpResponse> {
+    let result = service::update(&state.pool, &user, *id, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        |project| Some(urls::project(project.id)),
+        async |outcome| match outcome {
+            Ok(project) => Ok(DetailsSection::of(&csrf, project, true)),
+            Err(errors) => Ok(DetailsSection {
+                name: input.name.unwrap_or_default(),
+                description: input.description.unwrap_or_default(),
                 errors,
-            },
-        ),
-    };
-    if is_htmx(&req) {
-        html(status, &section)
-    } else {
-        html(
-            status,
-            &DashboardPage {
-                chrome: Chrome::new(Some(&user), &csrf),
-                section,
-            },
-        )
-    }
+                ..DetailsSection::of(&csrf, service::get(&state.pool, &user, *id).await?, false)
+            }),
+        },
+        async |section, status| {
+            let parts = ProjectPageParts {
+                details: Some(section),
+                ..Default::default()
+            };
+            project_page(&state, &user, &csrf, *id, status, parts).await
+        },
+    )
+    .await
 }
 
 /// `POST /projects/{id}/agents`: an agent of this project.
@@ -152,19 +222,26 @@ pub async fn create_agent(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<agents::web::AgentForm>,
+    PageForm(input): PageForm<AgentInput>,
 ) -> AppResult<HttpResponse> {
-    match agents::web::create(&req, &state, &user, &csrf, *id, form.into_inner()).await? {
-        FormReply::Done(reply) => Ok(reply),
-        FormReply::Invalid(section) => {
+    let result = crate::agents::service::create(&state.pool, &user, *id, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        |agent| Some(urls::agent(agent.id)),
+        async |outcome| {
+            let refused = outcome.err().map(|errors| (input, errors));
+            AgentsSection::load(&state, &user, &csrf, *id, refused).await
+        },
+        async |section, status| {
             let parts = ProjectPageParts {
                 agents: Some(section),
                 ..Default::default()
             };
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
             project_page(&state, &user, &csrf, *id, status, parts).await
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// `POST /projects/{id}/prompts`: a prompt of this project.
@@ -174,141 +251,24 @@ pub async fn create_project_prompt(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<PromptForm>,
+    PageForm(input): PageForm<PromptInput>,
 ) -> AppResult<HttpResponse> {
     let owner = PromptOwner::Project(*id);
-    match prompts::web::create(&req, &state, &user, &csrf, owner, form.into_inner()).await? {
-        FormReply::Done(reply) => Ok(reply),
-        FormReply::Invalid(section) => {
+    let result = crate::prompts::service::create(&state.pool, &user, owner, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        |_| Some(urls::project(*id)),
+        async |outcome| {
+            let refused = outcome.err().map(|errors| (input, errors));
+            PromptsSection::after_change(&state, &user, &csrf, owner, refused).await
+        },
+        async |section, status| {
             let parts = ProjectPageParts {
                 prompts: Some(section),
                 ..Default::default()
             };
-            let status = StatusCode::UNPROCESSABLE_ENTITY;
             project_page(&state, &user, &csrf, *id, status, parts).await
-        }
-    }
-}
-
-/// Sections that replace the freshly loaded ones, e.g. a form with the user's input and errors.
-#[derive(Default)]
-pub struct ProjectPageParts {
-    pub details: Option<DetailsSection>,
-    pub agents: Option<agents::web::AgentsSection>,
-    pub prompts: Option<prompts::web::PromptsSection>,
-}
-
-/// The full project page; used when a form without JavaScript needs to show its errors.
-pub async fn project_page(
-    state: &AppState,
-    user: &CurrentUser,
-    csrf: &CsrfToken,
-    project_id: Uuid,
-    status: StatusCode,
-    parts: ProjectPageParts,
-) -> AppResult<HttpResponse> {
-    let project = service::get(&state.pool, user, project_id).await?;
-    let details = match parts.details {
-        Some(d) => d,
-        None => details(csrf, project.clone(), false),
-    };
-    let agents = match parts.agents {
-        Some(a) => a,
-        None => agents::web::AgentsSection::load(state, user, csrf, project.id).await?,
-    };
-    let prompts = match parts.prompts {
-        Some(p) => p,
-        None => {
-            prompts::web::PromptsSection::load(state, user, csrf, PromptOwner::Project(project.id))
-                .await?
-        }
-    };
-    html(
-        status,
-        &ProjectPage {
-            chrome: Chrome::new(Some(user), csrf),
-            project,
-            details,
-            agents,
-            prompts,
-        },
-    )
-}
-
-fn details(csrf: &CsrfToken, project: Project, saved: bool) -> DetailsSection {
-    DetailsSection {
-        csrf: csrf.0.clone(),
-        name: project.name.clone(),
-        description: project.description.clone(),
-        project,
-        errors: FormErrors::default(),
-        saved,
-    }
-}
-
-pub async fn show_project(
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    csrf: CsrfToken,
-    id: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    project_page(
-        &state,
-        &user,
-        &csrf,
-        *id,
-        StatusCode::OK,
-        ProjectPageParts::default(),
-    )
-    .await
-}
-
-pub async fn update_project(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    csrf: CsrfToken,
-    id: web::Path<Uuid>,
-    form: web::Form<ProjectForm>,
-) -> AppResult<HttpResponse> {
-    let ProjectForm { name, description } = form.into_inner();
-    let input = ProjectInput {
-        name: Some(name.clone()),
-        description: Some(description.clone()),
-    };
-    let (status, section) =
-        match validation_or(service::update(&state.pool, &user, *id, input).await)? {
-            Ok(project) if !is_htmx(&req) => {
-                return Ok(see_other(&req, &urls::project(project.id)));
-            }
-            Ok(project) => (StatusCode::OK, details(&csrf, project, true)),
-            Err(errors) => {
-                let project = service::get(&state.pool, &user, *id).await?;
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    DetailsSection {
-                        csrf: csrf.0.clone(),
-                        project,
-                        name,
-                        description,
-                        errors,
-                        saved: false,
-                    },
-                )
-            }
-        };
-    if is_htmx(&req) {
-        return html(status, &section);
-    }
-    project_page(
-        &state,
-        &user,
-        &csrf,
-        *id,
-        status,
-        ProjectPageParts {
-            details: Some(section),
-            ..Default::default()
         },
     )
     .await

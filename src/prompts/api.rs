@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::AppResult;
@@ -10,26 +10,6 @@ use crate::prompts::model::{PromptOwner, PromptWithText};
 use crate::prompts::service::{self, PromptInput};
 use crate::session::CurrentUser;
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PromptBody {
-    title: Option<String>,
-    content: Option<String>,
-    enabled: Option<bool>,
-    position: Option<i64>,
-}
-
-impl From<PromptBody> for PromptInput {
-    fn from(b: PromptBody) -> PromptInput {
-        PromptInput {
-            title: b.title,
-            content: b.content,
-            enabled: b.enabled,
-            position: b.position,
-        }
-    }
-}
 
 #[derive(Serialize)]
 pub struct PromptView {
@@ -84,9 +64,9 @@ async fn create(
     state: &AppState,
     user: &CurrentUser,
     owner: PromptOwner,
-    body: PromptBody,
+    input: PromptInput,
 ) -> AppResult<HttpResponse> {
-    let prompt = service::create(&state.pool, user, owner, body.into()).await?;
+    let prompt = service::create(&state.pool, user, owner, input).await?;
     Ok(HttpResponse::Created().json(PromptView::from(prompt)))
 }
 
@@ -102,7 +82,7 @@ pub async fn create_project_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<PromptBody>,
+    body: web::Json<PromptInput>,
 ) -> AppResult<HttpResponse> {
     create(&state, &user, PromptOwner::Project(*id), body.into_inner()).await
 }
@@ -119,7 +99,7 @@ pub async fn create_agent_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<PromptBody>,
+    body: web::Json<PromptInput>,
 ) -> AppResult<HttpResponse> {
     create(&state, &user, PromptOwner::Agent(*id), body.into_inner()).await
 }
@@ -138,10 +118,10 @@ pub async fn update_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<PromptBody>,
+    body: web::Json<PromptInput>,
 ) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(PromptView::from(
-        service::update(&state.pool, &user, *id, body.into_inner().into()).await?,
+        service::update(&state.pool, &user, *id, body.into_inner()).await?,
     )))
 }
 

@@ -1,5 +1,6 @@
 //! Prompt rules: every text edit is a new immutable version; rollback points at an old one.
 
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::db;
@@ -9,7 +10,9 @@ use crate::error::AppResult;
 use crate::prompts::model::{OwnerSummary, Prompt, PromptOwner, PromptVersion, PromptWithText};
 use crate::session::CurrentUser;
 
-#[derive(Default, Debug)]
+/// A prompt as the form or the JSON API sends it; `None` leaves a field as it is.
+#[derive(Default, Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PromptInput {
     pub title: Option<String>,
     pub content: Option<String>,

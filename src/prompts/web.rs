@@ -12,7 +12,7 @@ use crate::prompts::service::{self, PromptInput};
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
 use crate::site::{
-    Chrome, ConfirmDeletePage, FormErrors, FormReply, html, is_htmx, see_other, validation_or,
+    Chrome, ConfirmDeletePage, FormErrors, PageForm, html, is_htmx, refused, reply, see_other,
 };
 use crate::state::AppState;
 use crate::urls;
@@ -64,14 +64,21 @@ impl PromptsSection {
         })
     }
 
-    /// The fragment htmx swaps in after a change, with the agent's new system message riding along.
-    async fn fragment(
+    /// The section after a change, with the agent's new system message riding along (htmx
+    /// swaps it out of band), and the new-prompt form as sent when it was refused.
+    pub async fn after_change(
         state: &AppState,
         user: &CurrentUser,
         csrf: &CsrfToken,
         owner: PromptOwner,
+        refused: Option<(PromptInput, FormErrors)>,
     ) -> AppResult<PromptsSection> {
         let mut section = Self::load(state, user, csrf, owner).await?;
+        if let Some((input, errors)) = refused {
+            section.title = input.title.unwrap_or_default();
+            section.content = input.content.unwrap_or_default();
+            section.errors = errors;
+        }
         if let PromptOwner::Agent(id) = owner {
             let project_id = service::owner(&state.pool, user, owner).await?.project_id;
             let text = service::system_message(&state.pool, project_id, id)
@@ -80,6 +87,14 @@ impl PromptsSection {
             section.system_message = Some(SystemMessagePreview { text, oob: true });
         }
         Ok(section)
+    }
+
+    /// For a full page, which shows the system message itself.
+    pub fn without_preview(self) -> PromptsSection {
+        PromptsSection {
+            system_message: None,
+            ..self
+        }
     }
 }
 
@@ -101,56 +116,11 @@ async fn after_change(
     if is_htmx(req) {
         html(
             StatusCode::OK,
-            &PromptsSection::fragment(state, user, csrf, owner).await?,
+            &PromptsSection::after_change(state, user, csrf, owner, None).await?,
         )
     } else {
         Ok(see_other(req, &owner_url(owner)))
     }
-}
-
-#[derive(Deserialize)]
-pub struct PromptForm {
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    content: String,
-}
-
-/// Creates a prompt from the owner's page (project or agent). Without JavaScript, invalid input
-/// comes back as the section for the owner's page to show in place of its fresh one.
-pub async fn create(
-    req: &HttpRequest,
-    state: &AppState,
-    user: &CurrentUser,
-    csrf: &CsrfToken,
-    owner: PromptOwner,
-    form: PromptForm,
-) -> AppResult<FormReply<PromptsSection>> {
-    let input = PromptInput {
-        title: Some(form.title.clone()),
-        content: Some(form.content.clone()),
-        ..Default::default()
-    };
-    let errors = match validation_or(service::create(&state.pool, user, owner, input).await)? {
-        Ok(_) => {
-            return Ok(FormReply::Done(
-                after_change(req, state, user, csrf, owner).await?,
-            ));
-        }
-        Err(errors) => errors,
-    };
-    let mut section = PromptsSection::fragment(state, user, csrf, owner).await?;
-    section.title = form.title;
-    section.content = form.content;
-    section.errors = errors;
-    if is_htmx(req) {
-        return Ok(FormReply::Done(html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &section,
-        )?));
-    }
-    section.system_message = None;
-    Ok(FormReply::Invalid(section))
 }
 
 #[derive(Template)]
@@ -249,44 +219,34 @@ pub async fn update_prompt(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<PromptForm>,
+    PageForm(input): PageForm<PromptInput>,
 ) -> AppResult<HttpResponse> {
-    let form = form.into_inner();
-    let before = service::get(&state.pool, &user, *id)
-        .await?
-        .prompt
-        .current_version;
-    let input = PromptInput {
-        title: Some(form.title.clone()),
-        content: Some(form.content.clone()),
-        ..Default::default()
-    };
-    match validation_or(service::update(&state.pool, &user, *id, input).await)? {
-        Ok(updated) => {
-            let notice = if updated.prompt.current_version == before {
-                "Nothing changed, so no new version was made.".to_string()
-            } else {
-                format!("Saved as version {}.", updated.prompt.current_version)
-            };
-            let section = editor(&state, &user, &csrf, *id, Some(notice)).await?;
-            editor_response(&req, &state, &user, &csrf, StatusCode::OK, section).await
-        }
-        Err(errors) => {
-            let mut section = editor(&state, &user, &csrf, *id, None).await?;
-            section.title = form.title;
-            section.content = form.content;
-            section.errors = errors;
-            editor_response(
-                &req,
-                &state,
-                &user,
-                &csrf,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                section,
-            )
-            .await
-        }
-    }
+    let before = service::get(&state.pool, &user, *id).await?;
+    let result = service::update(&state.pool, &user, *id, input.clone()).await;
+    reply(
+        &req,
+        refused(result, "form")?,
+        // The editor stays open with what happened, with JavaScript or without.
+        |_| None,
+        async |outcome| match outcome {
+            Ok(updated) => {
+                let notice = if updated.prompt.current_version == before.prompt.current_version {
+                    "Nothing changed, so no new version was made.".to_string()
+                } else {
+                    format!("Saved as version {}.", updated.prompt.current_version)
+                };
+                editor(&state, &user, &csrf, *id, Some(notice)).await
+            }
+            Err(errors) => Ok(EditorSection {
+                title: input.title.unwrap_or_default(),
+                content: input.content.unwrap_or_default(),
+                errors,
+                ..editor(&state, &user, &csrf, *id, None).await?
+            }),
+        },
+        async |section, status| prompt_page(&state, &user, &csrf, status, section).await,
+    )
+    .await
 }
 
 pub async fn restore_prompt_version(
@@ -336,7 +296,7 @@ pub async fn move_prompt(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
-    form: web::Form<MoveForm>,
+    PageForm(form): PageForm<MoveForm>,
 ) -> AppResult<HttpResponse> {
     let delta = if form.direction == "up" { -1 } else { 1 };
     let prompt = service::step(&state.pool, &user, *id, delta).await?;
