@@ -23,9 +23,6 @@
 //! Everything is bounded: every wait has a deadline and the whole run stops by itself; Ctrl-C
 //! or SIGTERM stops confab (and its PostgreSQL) before exiting.
 
-#[path = "../tests/it/support/fake_llm.rs"]
-mod fake_llm;
-
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read as _};
@@ -42,7 +39,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::timeout_at;
 
-use fake_llm::{FakeLlm, Script};
+use confab_fake_llm::{FakeLlm, Script};
 
 /// The question every chat sends.
 const MESSAGE: &str = "hello";
