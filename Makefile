@@ -1,6 +1,8 @@
 # confab — the two commands that matter: `make run` and `make test`.
 CARGO ?= cargo
 PORT ?= 8080
+# Where the integration tests keep their shared cluster: $CARGO_TARGET_TMPDIR/confab-test-pg.
+TEST_CLUSTER = $(or $(CARGO_TARGET_DIR),target)/tmp/confab-test-pg
 
 .PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench vendor clean
 
@@ -24,13 +26,15 @@ release:
 	$(CARGO) build --release --bin confab
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --quiet -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 
-## Unit and integration tests (a private PostgreSQL cluster under target/ is started for them).
+## Unit and integration tests of every crate (a private PostgreSQL cluster under target/ is
+## started for them and left running between test binaries; stopped at the end, with the same
+## code that started it).
 unit:
-	$(CARGO) test --all-targets
-	@scripts/test-cluster.sh stop
+	$(CARGO) test --workspace --all-targets
+	@$(CARGO) run -q -p confab-embedded-pg --bin pg-cluster -- stop $(TEST_CLUSTER)
 
 ## The browser journey in headless Chromium against a freshly started confab.
 browser-test:

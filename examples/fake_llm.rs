@@ -5,15 +5,12 @@
 //!
 //! It answers `/v1/responses` and `/v1/chat/completions` (streamed or not) and `/v1/models`.
 
-// The same file the integration tests use, so the demo speaks exactly what the tests check.
-#[path = "../tests/it/support/fake_llm.rs"]
-mod fake_llm;
-
 use std::time::Duration;
 
 use clap::Parser;
 
-use fake_llm::{FakeLlm, Script};
+// The same fake the integration tests use, so the demo speaks exactly what the tests check.
+use confab_fake_llm::{FakeLlm, Script};
 
 const ANSWER: &str = "Hello! I am confab's fake language model, running on your own machine. \
 I do not understand your question, but I stream my answer token by token just like a real \

@@ -1,6 +1,9 @@
 //! Database: connection pool, schema, and the private embedded PostgreSQL.
-pub mod embedded;
 pub mod pool;
 pub mod schema;
 
 pub use pool::{PgPool, run, transaction};
+
+// The embedded PostgreSQL is a workspace crate of its own (crates/embedded-pg); re-exported here
+// so `confab::db::embedded::…` paths keep working.
+pub use confab_embedded_pg as embedded;

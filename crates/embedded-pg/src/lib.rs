@@ -1,5 +1,8 @@
 //! The private PostgreSQL that confab runs when no DATABASE_URL is set.
 //!
+//! A crate of its own so that the test suite's shared cluster and the `pg-cluster` tool that
+//! stops it use this same code rather than copies of it; confab re-exports it as `db::embedded`.
+//!
 //! Everything lives under the data dir:
 //!
 //! - `pg/` — the cluster (PGDATA), owned by the user the server runs as, mode 0700;
@@ -274,6 +277,29 @@ impl PgServer {
             return Ok(());
         }
         Err(self.command_error("pg_ctl stop", &out, true))
+    }
+
+    /// Stops the server of the cluster under `data_dir` (its `pg/`), if one runs, without starting
+    /// or adopting anything first: for cleaning up after a run, e.g. the test cluster that test
+    /// processes share and leave running (`pg-cluster stop`). Finds the binaries and, as root, the
+    /// user to stop it as the way [`PgServer::start`] does. Does nothing when there is no cluster
+    /// or its server is not running.
+    pub fn stop_data_dir(data_dir: &Path) -> Result<()> {
+        let data_dir = std::path::absolute(data_dir).map_err(io_err("resolving the data dir"))?;
+        let pgdata = data_dir.join("pg");
+        if !pgdata.join("PG_VERSION").is_file() {
+            return Ok(());
+        }
+        let server = PgServer {
+            bin_dir: bin_dir_for(&pgdata)?,
+            server_user: server_user_for(&pgdata)?,
+            socket_dir: socket_dir_for(&data_dir),
+            log_file: data_dir.join("pg.log"),
+            data_dir,
+            pgdata,
+            adopted: false,
+        };
+        server.stop()
     }
 
     /// Whether start() found the server already running (left by a crash or started by another
@@ -995,6 +1021,27 @@ mod tests {
             psql(&bin, &again.0.url("app"), "SELECT body FROM notes").unwrap(),
             "kept"
         );
+    }
+
+    #[test]
+    fn stop_data_dir_stops_a_running_server_and_is_a_no_op_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing there yet, and a data dir that does not exist at all.
+        PgServer::stop_data_dir(dir.path()).unwrap();
+        PgServer::stop_data_dir(&dir.path().join("missing")).unwrap();
+
+        let server = Running(PgServer::start(dir.path(), &fast()).unwrap());
+        let bin = server.0.bin_dir().to_path_buf();
+        let url = server.0.url("postgres");
+        assert_eq!(psql(&bin, &url, "SELECT 1").unwrap(), "1");
+        PgServer::stop_data_dir(dir.path()).unwrap();
+        assert!(
+            psql(&bin, &url, "SELECT 1").is_err(),
+            "the server should be down"
+        );
+        assert!(!server.0.pgdata().join("postmaster.pid").exists());
+        // Stopped already: still fine.
+        PgServer::stop_data_dir(dir.path()).unwrap();
     }
 
     #[test]

@@ -1,12 +1,9 @@
-//! A fake OpenAI-compatible upstream that speaks the wire formats of llm-wire.md exactly
+//! A fake OpenAI-compatible upstream that speaks the wire formats of docs/llm-wire.md exactly
 //! (Responses §2.6, Chat Completions §3.2–3.3), can be scripted per request to be slow, fail,
 //! drop, or send in-band errors, and records what it was sent.
 //!
-//! Shared by the test crate and `examples/fake_llm.rs` (through `#[path]`), so it uses only
-//! crates both can see and must not depend on anything else in `tests/`.
-
-// Each of the two crates that include this file uses a different subset of it.
-#![allow(dead_code)]
+//! Used by confab's integration tests, `examples/fake_llm.rs` and the load generator
+//! (`benches/loadgen`); it knows nothing of confab itself.
 
 use std::collections::VecDeque;
 use std::io;
@@ -77,7 +74,7 @@ pub enum Interrupt {
     ChatError(ChatErrorShape),
 }
 
-/// The two shapes of the Responses `error` event (llm-wire.md §2.6).
+/// The two shapes of the Responses `error` event (docs/llm-wire.md §2.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorShape {
     /// `{"type":"error","code":…,"message":…}` as the spec writes it.
@@ -86,7 +83,7 @@ pub enum ErrorShape {
     Nested,
 }
 
-/// The mid-stream error chunks of Chat Completions servers (llm-wire.md §3.3, §3.5).
+/// The mid-stream error chunks of Chat Completions servers (docs/llm-wire.md §3.3, §3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatErrorShape {
     /// `{"error":{"message","type":"server_error"}}` (OpenAI fixtures).
@@ -610,7 +607,7 @@ impl Answer {
         json!({"id": self.message_id(), "type": "message", "status": status, "content": content, "role": "assistant"})
     }
 
-    /// The Response object as §2.5 shows it; `finished` fills output and usage.
+    /// The Response object as docs/llm-wire.md §2.5 shows it; `finished` fills output and usage.
     fn response_object(&self, status: &str, finished: bool) -> Value {
         let (input, output) = self.usage;
         let incomplete_details = match (&self.incomplete, finished) {
@@ -685,7 +682,8 @@ enum Step {
     Drop,
 }
 
-/// A Responses stream: `event:` equal to `type`, `sequence_number` from 0 up by 1 (§2.6).
+/// A Responses stream: `event:` equal to `type`, `sequence_number` from 0 up by 1
+/// (docs/llm-wire.md §2.6).
 struct ResponsesWriter {
     steps: Vec<Step>,
     sequence: u64,

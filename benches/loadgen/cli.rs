@@ -1,0 +1,60 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Opens N concurrent streams against the fake LLM alone and through confab; prints TTFT,
+/// inter-token gaps, errors and confab's memory.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "loadgen")]
+pub struct Args {
+    /// Concurrent streams (conversations) per phase.
+    #[arg(long, default_value_t = 100)]
+    pub streams: usize,
+    /// Tokens (deltas) in every answer.
+    #[arg(long, default_value_t = 200)]
+    pub tokens: usize,
+    /// Pause between two tokens, in ms (the upstream's token rate).
+    #[arg(long, default_value_t = 20)]
+    pub token_delay_ms: u64,
+    /// Pause before the first token, in ms (the upstream "thinking").
+    #[arg(long, default_value_t = 0)]
+    pub first_token_delay_ms: u64,
+    /// Stream starts are spread evenly over this window, in ms. Keep it shorter than one stream
+    /// (first delay + (tokens-1) × token delay) so that all N are live at the same time.
+    #[arg(long, default_value_t = 2000)]
+    pub ramp_ms: u64,
+    /// Which phases to run.
+    #[arg(long, value_enum, default_value_t = Phase::Both)]
+    pub phase: Phase,
+    /// The confab binary to run (default: `confab` in the target directory this bench was built
+    /// in, i.e. target/release/confab; build it first: `cargo build --release --bin confab`).
+    #[arg(long)]
+    pub confab_bin: Option<PathBuf>,
+    /// Data directory for confab's embedded PostgreSQL (default: a fresh temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Accounts the streams are spread over (round robin), each with its own project.
+    #[arg(long, default_value_t = 1)]
+    pub users: usize,
+    /// Client worker threads (default: number of cores).
+    #[arg(long)]
+    pub client_threads: Option<usize>,
+    /// Upper bound for one phase's streams, in seconds (default: 3 × the scripted duration + 30).
+    #[arg(long)]
+    pub phase_timeout_secs: Option<u64>,
+    /// Also print the summary as one JSON line (prefixed `loadgen-json: `).
+    #[arg(long)]
+    pub json: bool,
+    /// Passed by `cargo bench`; without it only a quick check runs (see `main`).
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Phase {
+    Both,
+    Fake,
+    Confab,
+}

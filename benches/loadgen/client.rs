@@ -1,0 +1,302 @@
+//! The client side: opening the N streams (and the probes beside them) and reading each to its
+//! end, timing every token.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::timeout_at;
+
+use crate::Error;
+use crate::cli::Args;
+
+/// The question every chat sends.
+pub const MESSAGE: &str = "hello";
+
+/// One HTTP/1.1 client whose pool holds a connection per stream: streams never wait for one.
+pub fn http_client(streams: usize) -> Result<reqwest::Client, Error> {
+    Ok(reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(streams + 16)
+        .pool_idle_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+/// Where the streams go and how their events read.
+pub enum Target {
+    /// `POST /v1/responses` on the fake: tokens are `response.output_text.delta` events, the end
+    /// is `response.completed`.
+    Fake { url: String },
+    /// `POST /api/chat/agents/{id}` on confab: `data: {"text", …}` events, the end has `done`.
+    Confab { users: Vec<Account>, base: String },
+}
+
+#[derive(Clone)]
+pub struct Account {
+    pub token: String,
+    pub agent_id: String,
+}
+
+/// What one stream saw.
+#[derive(Default)]
+pub struct StreamResult {
+    /// Request sent → first token.
+    pub ttft: Option<Duration>,
+    /// Request sent → response headers.
+    pub headers: Option<Duration>,
+    /// Gaps between consecutive tokens, in µs.
+    pub gaps: Vec<u32>,
+    /// confab's own `ttft_ms` from the done event: generation task start → first delta.
+    pub server_ttft_ms: Option<u32>,
+    pub error: Option<String>,
+}
+
+/// Counts live streams and remembers the most at once.
+#[derive(Default)]
+pub struct Live {
+    pub now: AtomicUsize,
+    pub peak: AtomicUsize,
+}
+
+impl Live {
+    pub fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    pub fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub struct PhaseResults {
+    pub streams: Vec<StreamResult>,
+    pub peak_live: usize,
+    pub wall: Duration,
+    /// Latency of ordinary requests made while the streams ran (µs), by name.
+    pub probes: Vec<(String, Vec<u32>)>,
+}
+
+/// A sequential prober: one request at a time, every `every`, until told to stop.
+pub struct Probe {
+    pub name: String,
+    pub url: String,
+    pub token: String,
+}
+
+pub async fn run_streams(
+    client: &reqwest::Client,
+    target: &Target,
+    args: &Args,
+    expected: &str,
+    phase_timeout: Duration,
+    probes: Option<Vec<Probe>>,
+) -> PhaseResults {
+    let live = Arc::new(Live::default());
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let deadline = start + Duration::from_millis(args.ramp_ms) + phase_timeout;
+    let stop_probes = Arc::new(AtomicBool::new(false));
+    let mut probe_tasks = Vec::new();
+    for probe in probes.unwrap_or_default() {
+        let client = client.clone();
+        let stop = Arc::clone(&stop_probes);
+        probe_tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            tokio::time::sleep_until(start).await;
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                let sent = Instant::now();
+                let answer = timeout_at(
+                    deadline,
+                    client.get(&probe.url).bearer_auth(&probe.token).send(),
+                )
+                .await;
+                if let Ok(Ok(response)) = answer {
+                    let ok = response.status().is_success();
+                    if timeout_at(deadline, response.bytes()).await.is_ok() && ok {
+                        latencies.push(micros(sent.elapsed()));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (probe.name, latencies)
+        }));
+    }
+
+    let expected: Arc<str> = Arc::from(expected);
+    let mut tasks = Vec::with_capacity(args.streams);
+    for index in 0..args.streams {
+        let at =
+            start + Duration::from_micros(args.ramp_ms * 1000 * index as u64 / args.streams as u64);
+        let request = match target {
+            Target::Fake { url } => client
+                .post(url)
+                .header("authorization", "Bearer fake")
+                .header("accept", "text/event-stream")
+                .json(&json!({"model": "gpt-4o-mini", "input": MESSAGE, "stream": true})),
+            Target::Confab { users, base } => {
+                let user = &users[index % users.len()];
+                client
+                    .post(format!("{base}/api/chat/agents/{}", user.agent_id))
+                    .bearer_auth(&user.token)
+                    .header("accept", "text/event-stream")
+                    .json(&json!({"message": MESSAGE}))
+            }
+        };
+        let is_fake = matches!(target, Target::Fake { .. });
+        let live = Arc::clone(&live);
+        let expected = Arc::clone(&expected);
+        let tokens = args.tokens;
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            live.enter();
+            let mut result = StreamResult::default();
+            let outcome = timeout_at(
+                deadline,
+                one_stream(request, is_fake, tokens, &expected, &mut result),
+            )
+            .await;
+            live.leave();
+            result.error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some("timed out".into()),
+            };
+            result
+        }));
+    }
+    let mut streams = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        streams.push(task.await.unwrap_or_else(|error| StreamResult {
+            error: Some(format!("task failed: {error}")),
+            ..StreamResult::default()
+        }));
+    }
+    let wall = start.elapsed();
+    stop_probes.store(true, Ordering::Relaxed);
+    let mut probes = Vec::new();
+    for task in probe_tasks {
+        if let Ok(probe) = task.await {
+            probes.push(probe);
+        }
+    }
+    PhaseResults {
+        streams,
+        peak_live: live.peak.load(Ordering::Relaxed),
+        wall,
+        probes,
+    }
+}
+
+/// One streamed request, read to its end; timings go into `result` as they come.
+pub async fn one_stream(
+    request: reqwest::RequestBuilder,
+    is_fake: bool,
+    tokens: usize,
+    expected: &str,
+    result: &mut StreamResult,
+) -> Result<(), String> {
+    let sent = Instant::now();
+    let response = request.send().await.map_err(|e| format!("send: {e}"))?;
+    result.headers = Some(sent.elapsed());
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            body.chars().take(200).collect::<String>()
+        ));
+    }
+    // eventsource-stream (as confab itself reads its providers) parses the SSE framing: events
+    // come out one by one as soon as their closing blank line has arrived.
+    let mut events = response.bytes_stream().eventsource();
+    let mut last_token: Option<Instant> = None;
+    let mut token_count = 0usize;
+    let mut text = String::new();
+    let mut end: Option<Result<(), String>> = None;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| match e {
+            EventStreamError::Transport(e) => format!("body: {e}"),
+            // Not UTF-8, or a line the parser cannot take.
+            e => format!("bad event stream: {e}"),
+        })?;
+        let now = Instant::now();
+        if end.is_some() {
+            return Err("event after the end of the stream".into());
+        }
+        let got_text = if is_fake {
+            match event.event.as_str() {
+                "response.output_text.delta" => true,
+                "response.completed" => {
+                    end = Some(if token_count == tokens {
+                        Ok(())
+                    } else {
+                        Err(format!("{token_count} deltas, expected {tokens}"))
+                    });
+                    false
+                }
+                "response.failed" | "response.incomplete" | "error" => {
+                    end = Some(Err(format!("upstream said {}", event.event)));
+                    false
+                }
+                _ => false,
+            }
+        } else {
+            let data: ChatEvent = serde_json::from_str(&event.data)
+                .map_err(|e| format!("bad event data {:?}: {e}", event.data))?;
+            if data.done {
+                result.server_ttft_ms = data.ttft_ms;
+                let status = data.status.as_deref().unwrap_or("-");
+                end = Some(if status != "complete" {
+                    Err(format!("done with status {status}: {:?}", data.error))
+                } else if !data.text.is_empty() {
+                    Err("text in the done event".into())
+                } else if text != expected {
+                    Err(format!(
+                        "text differs: {} bytes, expected {}",
+                        text.len(),
+                        expected.len()
+                    ))
+                } else {
+                    Ok(())
+                });
+                false
+            } else if data.text.is_empty() {
+                false
+            } else {
+                text.push_str(&data.text);
+                true
+            }
+        };
+        if got_text {
+            token_count += 1;
+            match last_token {
+                None => result.ttft = Some(now - sent),
+                Some(last) => result.gaps.push(micros(now - last)),
+            }
+            last_token = Some(now);
+        }
+    }
+    end.unwrap_or_else(|| Err("stream ended without its final event".into()))
+}
+
+#[derive(Deserialize)]
+pub struct ChatEvent {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub done: bool,
+    pub status: Option<String>,
+    pub error: Option<Value>,
+    pub ttft_ms: Option<u32>,
+}
+
+pub fn micros(duration: Duration) -> u32 {
+    duration.as_micros().min(u32::MAX as u128) as u32
+}
