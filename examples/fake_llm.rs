@@ -5,6 +5,9 @@
 //!
 //! It answers `/v1/responses` and `/v1/chat/completions` (streamed or not) and `/v1/models`.
 
+// Test and benchmark tooling: a failed unwrap is a failed run, with its line.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use clap::Parser;

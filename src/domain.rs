@@ -327,6 +327,6 @@ mod tests {
         assert_eq!(typed("0.5").unwrap(), Some(0.5));
         assert!(typed("hot").is_err());
         assert_eq!(NumberInput::Number(1.0).parse("t", "T").unwrap(), Some(1.0));
-        assert!(Flag::Text("true".into()).is_set() && !Flag::Text("".into()).is_set());
+        assert!(Flag::Text("true".into()).is_set() && !Flag::Text(String::new()).is_set());
     }
 }

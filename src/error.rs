@@ -39,7 +39,7 @@ pub enum AppError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
-    #[error("{}", .0.first().map(|e| e.message.as_str()).unwrap_or("invalid input"))]
+    #[error("{}", .0.first().map_or("invalid input", |e| e.message.as_str()))]
     Validation(Vec<FieldError>),
     #[error("{message}")]
     RateLimited {

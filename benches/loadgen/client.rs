@@ -298,5 +298,5 @@ pub struct ChatEvent {
 }
 
 pub fn micros(duration: Duration) -> u32 {
-    duration.as_micros().min(u32::MAX as u128) as u32
+    duration.as_micros().min(u128::from(u32::MAX)) as u32
 }

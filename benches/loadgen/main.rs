@@ -23,6 +23,9 @@
 //! Everything is bounded: every wait has a deadline and the whole run stops by itself; Ctrl-C
 //! or SIGTERM stops confab (and its PostgreSQL) before exiting.
 
+// Test and benchmark tooling: a failed unwrap is a failed run, with its line.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod client;
 mod confab;
@@ -69,11 +72,9 @@ fn main() -> ExitCode {
         eprintln!("--streams, --tokens and --users must be at least 1");
         return ExitCode::from(2);
     }
-    let threads = args.client_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let threads = args
+        .client_threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -138,7 +139,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         .unwrap_or(0.0);
     println!(
         "loadgen: {} cores, load average {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()

@@ -107,7 +107,7 @@ pub fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
 
 pub fn ms(value: Option<u32>) -> String {
     match value {
-        Some(us) => format!("{:.2} ms", us as f64 / 1000.0),
+        Some(us) => format!("{:.2} ms", f64::from(us) / 1000.0),
         None => "-".into(),
     }
 }
@@ -120,7 +120,7 @@ pub fn signed_ms(value: Option<i64>) -> String {
 }
 
 pub fn added(confab: &[u32], fake: &[u32], p: f64) -> Option<i64> {
-    Some(percentile(confab, p)? as i64 - percentile(fake, p)? as i64)
+    Some(i64::from(percentile(confab, p)?) - i64::from(percentile(fake, p)?))
 }
 
 pub fn summary(args: &Args, fake: Option<&Stats>, confab: Option<&ConfabReport>) -> bool {
@@ -135,10 +135,10 @@ pub fn summary(args: &Args, fake: Option<&Stats>, confab: Option<&ConfabReport>)
         "{:<30} {:>14} {:>14} {:>14}",
         "", "fake alone", "through confab", "added"
     );
-    let fake_ttft = fake.map(|s| &s.ttft[..]).unwrap_or(&[]);
-    let confab_ttft = confab.map(|c| &c.stats.ttft[..]).unwrap_or(&[]);
-    let fake_gaps = fake.map(|s| &s.gaps[..]).unwrap_or(&[]);
-    let confab_gaps = confab.map(|c| &c.stats.gaps[..]).unwrap_or(&[]);
+    let fake_ttft = fake.map_or(&[][..], |s| &s.ttft[..]);
+    let confab_ttft = confab.map_or(&[][..], |c| &c.stats.ttft[..]);
+    let fake_gaps = fake.map_or(&[][..], |s| &s.gaps[..]);
+    let confab_gaps = confab.map_or(&[][..], |c| &c.stats.gaps[..]);
     let mut row = |name: &str, f: &[u32], c: &[u32], p: f64| {
         let _ = writeln!(
             out,
@@ -153,8 +153,8 @@ pub fn summary(args: &Args, fake: Option<&Stats>, confab: Option<&ConfabReport>)
     row("TTFT p90", fake_ttft, confab_ttft, 90.0);
     row("TTFT p99", fake_ttft, confab_ttft, 99.0);
     row("TTFT max", fake_ttft, confab_ttft, 100.0);
-    let fake_headers = fake.map(|s| &s.headers[..]).unwrap_or(&[]);
-    let confab_headers = confab.map(|c| &c.stats.headers[..]).unwrap_or(&[]);
+    let fake_headers = fake.map_or(&[][..], |s| &s.headers[..]);
+    let confab_headers = confab.map_or(&[][..], |c| &c.stats.headers[..]);
     row("response headers p50", fake_headers, confab_headers, 50.0);
     row("response headers p99", fake_headers, confab_headers, 99.0);
     row("inter-token p50", fake_gaps, confab_gaps, 50.0);

@@ -84,7 +84,7 @@ fn meta_line(message: &Message) -> String {
         parts.push(format!("first token {ttft} ms"));
     }
     if let Some(duration) = message.duration_ms {
-        parts.push(format!("{:.1} s", duration as f64 / 1000.0));
+        parts.push(format!("{:.1} s", f64::from(duration) / 1000.0));
     }
     parts.join(" · ")
 }

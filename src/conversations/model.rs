@@ -361,7 +361,7 @@ impl Message {
              WHERE messages.id = f.id AND messages.status = 'streaming'",
         )
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(contents)
+        .bind::<diesel::sql_types::Array<Text>, _>(contents)
         .execute(conn)
     }
 

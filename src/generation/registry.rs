@@ -77,7 +77,7 @@ impl Live {
     fn lock(&self) -> std::sync::MutexGuard<'_, LiveState> {
         self.state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Appends text and tells readers. Both happen under the lock, so a reader that takes a
@@ -223,7 +223,7 @@ impl Registry {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Arc<Live>>> {
         self.live
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn insert(&self, message_id: Uuid, origin: Origin) -> Arc<Live> {

@@ -144,11 +144,10 @@ fn check_origin(req: &ServiceRequest) -> Result<(), AppError> {
 
 /// `https://host:port/path` → `https://host:port`.
 fn origin_of(url: &str) -> String {
-    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let end = url[after_scheme..]
         .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(url.len());
+        .map_or(url.len(), |i| after_scheme + i);
     url[..end].to_string()
 }
 

@@ -56,8 +56,7 @@ fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> Htt
         let next = req
             .uri()
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+            .map_or("/", actix_http::uri::PathAndQuery::as_str);
         let location = format!("/login?next={}", urlencode(next));
         return if htmx {
             HttpResponse::Ok()

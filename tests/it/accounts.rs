@@ -492,7 +492,7 @@ async fn control_characters_in_account_fields_are_refused_not_500() {
             .await
             .unwrap();
         assert_eq!(r.status(), 422, "{email:?} / {display_name:?}");
-        let body: serde_json::Value = r.json().await.unwrap();
+        let body: Value = r.json().await.unwrap();
         assert!(body.to_string().contains(field), "{body}");
     }
     let r = app

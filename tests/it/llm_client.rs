@@ -487,7 +487,7 @@ async fn incomplete_answer_reports_its_reason() {
                 finish: Finish::Incomplete(reason),
                 usage: Some(_),
             } => {
-                assert_eq!(reason, "max_output_tokens", "{api:?}")
+                assert_eq!(reason, "max_output_tokens", "{api:?}");
             }
             other => panic!("{api:?}: {other:?}"),
         }

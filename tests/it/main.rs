@@ -1,4 +1,7 @@
 //! The one integration-test binary: confab over real HTTP, against a real PostgreSQL.
+
+// Test and benchmark tooling: a failed unwrap is a failed run, with its line.
+#![allow(clippy::unwrap_used)]
 mod accounts;
 mod architecture;
 mod chat;

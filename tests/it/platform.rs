@@ -86,7 +86,7 @@ async fn a_database_outage_answers_503_and_recovers_by_itself() {
         PgServer::start(&path, &PgOptions { fast_unsafe: true })
             .unwrap()
             .stop()
-            .unwrap()
+            .unwrap();
     })
     .await
     .unwrap();

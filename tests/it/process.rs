@@ -58,8 +58,7 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
         .get(format!("{base}/health"))
         .send()
         .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
+        .map_or(true, |r| r.status() != 200)
     {
         assert!(Instant::now() < deadline, "confab did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -51,9 +51,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            out.extend(walk(&path))
+            out.extend(walk(&path));
         } else {
-            out.push(path)
+            out.push(path);
         }
     }
     out
