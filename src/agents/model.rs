@@ -111,10 +111,31 @@ impl Agent {
             .get_result(conn)
     }
 
-    /// Makes this the project's default agent (and no other).
+    /// Holds the project's agent list until the transaction ends, so changes of which agent is
+    /// the default happen one at a time (the database allows one default per project).
+    pub fn lock_project_agents(conn: &mut PgConnection, project_id: Uuid) -> QueryResult<()> {
+        projects::table
+            .find(project_id)
+            .select(projects::id)
+            .for_update()
+            .first::<Uuid>(conn)?;
+        Ok(())
+    }
+
+    /// Makes this the project's default agent (and no other). Call under
+    /// [`Agent::lock_project_agents`]: the old default is cleared before the new one is set, as
+    /// the unique index checks each row.
     pub fn make_default(conn: &mut PgConnection, agent: &Agent) -> QueryResult<()> {
-        diesel::update(agents::table.filter(agents::project_id.eq(agent.project_id)))
-            .set(agents::is_default.eq(agents::id.eq(agent.id)))
+        diesel::update(
+            agents::table
+                .filter(agents::project_id.eq(agent.project_id))
+                .filter(agents::is_default)
+                .filter(agents::id.ne(agent.id)),
+        )
+        .set(agents::is_default.eq(false))
+        .execute(conn)?;
+        diesel::update(agents::table.find(agent.id))
+            .set(agents::is_default.eq(true))
             .execute(conn)?;
         Ok(())
     }

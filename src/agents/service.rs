@@ -103,6 +103,7 @@ pub async fn create(
     let owner = user.id;
     db::transaction(pool, move |conn| {
         Agent::project_of(conn, owner, project_id)?;
+        Agent::lock_project_agents(conn, project_id)?;
         let agent = Agent::insert(
             conn,
             &NewAgent {
@@ -180,6 +181,7 @@ pub async fn update(
             Agent::update(conn, agent.id, &changes)?
         };
         if make_default == Some(true) {
+            Agent::lock_project_agents(conn, agent.project_id)?;
             Agent::make_default(conn, &agent)?;
             return Ok(Agent::find_owned(conn, owner, id)?);
         }
@@ -196,6 +198,9 @@ pub async fn delete(
 ) -> AppResult<Agent> {
     let owner = user.id;
     let agent = db::transaction(pool, move |conn| {
+        let agent = Agent::find_owned(conn, owner, id)?;
+        // Deleting the default promotes another agent.
+        Agent::lock_project_agents(conn, agent.project_id)?;
         let agent = Agent::find_owned(conn, owner, id)?;
         Agent::delete(conn, &agent)?;
         Ok(agent)

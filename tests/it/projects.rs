@@ -418,3 +418,32 @@ async fn concurrent_prompt_changes_all_land_without_clashing() {
         .await;
     assert_eq!(versions.as_array().unwrap().len(), 7);
 }
+
+#[tokio::test]
+async fn a_project_has_one_default_agent_however_many_ask_at_once() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("defaults@example.com").await;
+    let project = app.project(&token, "Race").await;
+    let path = format!("/api/projects/{project}/agents");
+    let creates = (0..20).map(|i| {
+        app.post_json(
+            &token,
+            &path,
+            json!({"name": format!("Agent {i}"), "is_default": true}),
+        )
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let (_, agents) = app.get_json(&token, &path).await;
+    let defaults = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["is_default"] == true)
+        .count();
+    assert_eq!(defaults, 1, "{agents}");
+}

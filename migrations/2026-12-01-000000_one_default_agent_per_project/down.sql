@@ -1,0 +1,1 @@
+DROP INDEX agents_one_default_per_project;
