@@ -41,9 +41,11 @@ pub async fn hash(password: Password, cost: u32) -> AppResult<String> {
 }
 
 /// Checks `candidate` against `hash`, or against `dummy_hash` when the account is unknown, so an
-/// unknown email takes as long as a wrong password.
+/// unknown email takes as long as a wrong password. bcrypt reads only the first 72 bytes, so a
+/// longer candidate (which no stored password can be) never matches, in the same time.
 pub async fn verify(candidate: String, hash: Option<String>, dummy_hash: &str) -> AppResult<bool> {
-    let known = hash.is_some();
+    let storable = candidate.len() <= MAX_PASSWORD_BYTES;
+    let known = hash.is_some() && storable;
     let hash = hash.unwrap_or_else(|| dummy_hash.to_string());
     let matches = web::block(move || bcrypt::verify(candidate, &hash).unwrap_or(false)).await?;
     Ok(known && matches)

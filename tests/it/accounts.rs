@@ -141,6 +141,33 @@ async fn wrong_password_and_unknown_email_look_the_same() {
 }
 
 #[tokio::test]
+async fn a_password_with_anything_after_its_72nd_byte_never_signs_in() {
+    let app = TestApp::spawn().await;
+    let exact = format!("{}1", "b".repeat(71));
+    assert_eq!(exact.len(), 72);
+    let response = app
+        .api
+        .post(app.url("/api/auth/register"))
+        .json(&json!({"email": "long@example.com", "password": exact}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    app.login("long@example.com", &exact).await;
+    // bcrypt reads only 72 bytes: before, these signed in as well.
+    for suffix in ["x", "1", " anything at all"] {
+        let response = app
+            .api
+            .post(app.url("/api/auth/login"))
+            .json(&json!({"email": "long@example.com", "password": format!("{exact}{suffix}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "72 bytes + {suffix:?}");
+    }
+}
+
+#[tokio::test]
 async fn login_is_rate_limited_per_email_and_per_ip() {
     let app = TestApp::spawn_with(|s| s.auth.login_attempts_per_minute = 3).await;
     app.user_token("limited@example.com").await; // one attempt used
