@@ -81,11 +81,16 @@ fn text_event(
             sse::Data::new(escape(text)).event(if replace { "snapshot" } else { "delta" })
         }
         Format::Json => {
-            let mut data = String::with_capacity(cursor.json_prefix.len() + text.len() + 8);
+            let mut data = String::with_capacity(cursor.json_prefix.len() + text.len() + 24);
             data.push_str(&cursor.json_prefix);
             data.push_str(&serde_json::to_string(text).expect("a string serializes"));
-            data.push('}');
-            sse::Data::new(data)
+            if replace {
+                data.push_str(",\"snapshot\":true}");
+                sse::Data::new(data).event("snapshot")
+            } else {
+                data.push('}');
+                sse::Data::new(data)
+            }
         }
     };
     sse::Event::Data(data.id(end.to_string()))
@@ -116,17 +121,20 @@ fn done_event(cursor: &Cursor, message: &Message) -> sse::Event {
     }
 }
 
-/// The first text a reader gets: the part it does not have yet.
+/// The first text a reader gets: the part it does not have yet. An offset that cannot be a
+/// place in this text (beyond it — the reader saw text a crash lost — or inside a character)
+/// gets the whole text as a snapshot that replaces the reader's, never a continuation that would
+/// repeat or garble it.
 fn opening(cursor: &Cursor, text: &str) -> Option<sse::Event> {
+    let snapshot = || Some(text_event(cursor.format, cursor, text, text.len(), true));
     match cursor.resume_from {
         Some(offset) if offset <= text.len() && text.is_char_boundary(offset) => (offset
             < text.len())
         .then(|| text_event(cursor.format, cursor, &text[offset..], text.len(), false)),
-        // A page without a usable offset replaces what it shows with the whole text so far.
-        _ if cursor.format == Format::Html => {
-            Some(text_event(cursor.format, cursor, text, text.len(), true))
-        }
-        _ => (!text.is_empty()).then(|| text_event(cursor.format, cursor, text, text.len(), false)),
+        Some(_) => snapshot(),
+        // A page (re)opening a stream replaces what it shows with the whole text so far.
+        None if cursor.format == Format::Html => snapshot(),
+        None => (!text.is_empty()).then(|| text_event(cursor.format, cursor, text, text.len(), false)),
     }
 }
 

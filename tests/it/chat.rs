@@ -240,6 +240,52 @@ async fn a_reader_that_reconnects_gets_exactly_the_missing_text() {
         .unwrap();
     let (chunks, _) = Events::of(response).collect_json().await;
     assert_eq!(joined(&chunks), &long[10..]);
+
+    // An offset this text cannot have (the reader saw text a crash lost, or a made-up one)
+    // gets the whole text as a snapshot to replace its own, never a continuation.
+    for offset in [long.len() + 6, 99_999_999] {
+        let response = app
+            .api
+            .get(app.url(&format!("/api/messages/{message_id}/stream")))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", offset.to_string())
+            .send()
+            .await
+            .unwrap();
+        let mut events = Events::of(response);
+        let first = events.next().await.unwrap();
+        assert_eq!(first.event, "snapshot", "offset {offset}");
+        let data: Value = serde_json::from_str(&first.data).unwrap();
+        assert_eq!(data["snapshot"], true);
+        assert_eq!(data["text"], long.as_str());
+        let (chunks, done) = events.collect_json().await;
+        assert!(chunks.is_empty() && done["done"] == true);
+    }
+}
+
+#[tokio::test]
+async fn resuming_inside_a_character_gets_a_snapshot_not_a_garbled_continuation() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("héllo wörld"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("utf8@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    let message_id = done["message_id"].as_str().unwrap();
+    // Byte 2 is inside "é".
+    let response = app
+        .api
+        .get(app.url(&format!("/api/messages/{message_id}/stream")))
+        .bearer_auth(&token)
+        .header("Last-Event-ID", "2")
+        .send()
+        .await
+        .unwrap();
+    let first = Events::of(response).next().await.unwrap();
+    assert_eq!(first.event, "snapshot");
+    let data: Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(data["text"], "héllo wörld");
 }
 
 #[tokio::test]
