@@ -30,6 +30,7 @@ impl fmt::Debug for Secret {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Where the embedded PostgreSQL, the generated JWT secret and uploads live.
     pub data_dir: PathBuf,
@@ -43,6 +44,7 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -53,9 +55,13 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
     /// HTTP worker threads; defaults to the number of cores.
     pub workers: Option<usize>,
+    /// `GET /metrics` needs `Authorization: Bearer <this>`. Unset: only clients connecting from
+    /// this machine (loopback) may read it.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// External PostgreSQL; when unset confab runs its own under `data_dir`.
     pub url: Option<Secret>,
@@ -67,6 +73,7 @@ pub struct DatabaseSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// HS256 key for session tokens; generated once into `<data_dir>/jwt_secret` when unset.
     pub jwt_secret: Option<Secret>,
@@ -79,6 +86,7 @@ pub struct AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LlmSettings {
     /// Enables the `openai` provider (Responses API).
     pub openai_api_key: Option<Secret>,
@@ -105,6 +113,7 @@ pub struct LlmSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     /// Earlier turns sent upstream, newest first, until their text reaches this many characters.
     pub history_budget_chars: usize,
@@ -401,6 +410,30 @@ mod tests {
         assert_eq!(s.llm.providers.len(), 2);
         assert_eq!(s.llm.providers[1].api, crate::llm::Api::Responses);
         assert_eq!(s.llm.fallback.unwrap(), ["groq", "openai"]);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name_not_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("confab.toml");
+        std::fs::write(
+            &file,
+            "[server]\ncors_origin = \"https://app.example.com\"\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            config_file: Some(file),
+            ..Default::default()
+        };
+        let error = Settings::load_from(&overrides, env_of(&[])).unwrap_err();
+        assert!(error.to_string().contains("cors_origin"), "{error}");
+        // A typo in the environment too.
+        let error = Settings::load_from(
+            &Overrides::default(),
+            env_of(&[("CONFAB_SERVER__PROT", "9")]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("prot"), "{error}");
     }
 
     #[test]

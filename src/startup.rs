@@ -36,6 +36,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
+        raise_open_files_limit();
         let (url, embedded) = open_database(&settings)?;
         match Self::build_on(settings, &url).await {
             Ok((port, server, state)) => Ok(Application {
@@ -148,6 +149,25 @@ impl Application {
         result
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Every connection and every live stream is an open file: the usual soft limit of 1,024 is
+/// reached by a few hundred idle clients, after which even `/health` cannot be accepted. Raise it
+/// to the hard limit the system allows, and say so.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::info!(from = soft, to = hard, "raised the open files limit"),
+        Err(error) => {
+            tracing::warn!(soft, hard, %error, "could not raise the open files limit");
+        }
     }
 }
 
@@ -298,17 +318,27 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(from_fn(session::extract::renew_session))
-            .wrap(from_fn(session::csrf::protect))
+            .wrap(from_fn(site::security::head_as_get))
             .wrap(from_fn(site::errors::html_errors))
             .wrap(site::security::headers())
             .wrap(TracingLogger::default())
             .wrap(from_fn(crate::metrics::count_requests))
-            .route("/health", web::get().to(site::health::health))
-            .route("/metrics", web::get().to(crate::metrics::render))
-            .route("/static/{path:.*}", web::get().to(site::assets::serve))
-            .service(web::scope("/api").configure(api_routes))
-            .service(web::scope("").configure(page_routes))
+            // Resources answer 405 to other methods; no session or CSRF check applies to them.
+            .service(web::resource("/health").get(site::health::health))
+            .service(web::resource("/metrics").get(site::health::metrics))
+            .service(web::resource("/static/{path:.*}").get(site::assets::serve))
+            .service(
+                web::scope("/api")
+                    .wrap(from_fn(session::extract::renew_session))
+                    .wrap(from_fn(session::csrf::protect))
+                    .configure(api_routes),
+            )
+            .service(
+                web::scope("")
+                    .wrap(from_fn(session::extract::renew_session))
+                    .wrap(from_fn(session::csrf::protect))
+                    .configure(page_routes),
+            )
     })
     // confab handles SIGINT/SIGTERM itself (`run_until_stopped`), so live answers can finish first.
     .disable_signals()
@@ -327,4 +357,17 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, 1024.min(hard), hard).unwrap();
+        super::raise_open_files_limit();
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+    }
 }

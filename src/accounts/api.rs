@@ -1,6 +1,6 @@
 //! JSON API for accounts: `/api/auth/*` and `/api/users/me`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use crate::accounts::model::UserView;
@@ -38,10 +38,10 @@ pub async fn login(
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let is_form = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|mime| mime.essence_str() == "application/x-www-form-urlencoded");
     // JSON, or an OAuth2-style form `username=…&password=…` as token clients send it.
     let parsed = if is_form {
         serde_urlencoded::from_bytes::<Credentials>(&body).map_err(|e| e.to_string())

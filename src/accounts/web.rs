@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::accounts::service::{self, Credentials, PasswordChange, Registration};
 use crate::error::AppResult;
 use crate::session::CurrentUser;
-use crate::session::csrf::CsrfToken;
+use crate::session::csrf::{CsrfToken, rotated_cookie};
 use crate::site::errors::safe_next;
 use crate::site::{Chrome, FormErrors, PageForm, Refusal, refused};
 use crate::state::AppState;
@@ -105,6 +105,7 @@ pub async fn login(
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
                 .cookie(crate::session::session_cookie(&state, token))
+                .cookie(rotated_cookie(state.settings.cookie_secure()))
                 .insert_header((header::LOCATION, next))
                 .finish())
         }
@@ -152,6 +153,7 @@ pub async fn register(
             let token = state.tokens.issue(user.id, user.session_epoch);
             Ok(HttpResponse::SeeOther()
                 .cookie(crate::session::session_cookie(&state, token))
+                .cookie(rotated_cookie(state.settings.cookie_secure()))
                 .insert_header((header::LOCATION, "/projects"))
                 .finish())
         }

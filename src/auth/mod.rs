@@ -3,3 +3,8 @@
 pub mod password;
 pub mod rate_limit;
 pub mod token;
+
+/// Equal-time comparison of secrets, so one cannot be guessed byte by byte from response times.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -134,7 +134,9 @@ fn opening(cursor: &Cursor, text: &str) -> Option<sse::Event> {
         Some(_) => snapshot(),
         // A page (re)opening a stream replaces what it shows with the whole text so far.
         None if cursor.format == Format::Html => snapshot(),
-        None => (!text.is_empty()).then(|| text_event(cursor.format, cursor, text, text.len(), false)),
+        None => {
+            (!text.is_empty()).then(|| text_event(cursor.format, cursor, text, text.len(), false))
+        }
     }
 }
 

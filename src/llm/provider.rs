@@ -209,6 +209,7 @@ pub enum Api {
 
 /// One configured provider, e.g. a `[[llm.providers]]` table in confab.toml.
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub name: String,
     /// Up to and including the version segment, e.g. `https://api.openai.com/v1`.

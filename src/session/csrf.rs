@@ -11,6 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use rand::RngCore;
 
+use crate::auth::constant_time_eq;
 use crate::error::AppError;
 use crate::session::SESSION_COOKIE;
 use crate::state::AppState;
@@ -45,13 +46,19 @@ fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// Equal-time comparison, so the token cannot be guessed byte by byte from response times.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// A new token in a new cookie, for the response that signs someone in: a token planted in the
+/// browser before (by someone else on a shared machine, or a subdomain) stops working.
+pub fn rotated_cookie(secure: bool) -> Cookie<'static> {
+    csrf_cookie(new_token(), secure)
+}
+
+fn csrf_cookie(token: String, secure: bool) -> Cookie<'static> {
+    Cookie::build(CSRF_COOKIE, token)
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(SameSite::Lax)
+        .finish()
 }
 
 pub async fn protect(
@@ -69,7 +76,11 @@ pub async fn protect(
         let verdict = match check_origin(&req) {
             Err(error) => Err(error),
             Ok(()) => match (&existing, sent_token(&mut req).await) {
-                (Some(expected), Some(sent)) if same(expected, &sent) => Ok(()),
+                (Some(expected), Some(sent))
+                    if constant_time_eq(expected.as_bytes(), sent.as_bytes()) =>
+                {
+                    Ok(())
+                }
                 _ => Err(AppError::Forbidden(
                     "The form expired or came from another site. Reload the page and try again."
                         .into(),
@@ -86,14 +97,14 @@ pub async fn protect(
         .app_data::<web::Data<AppState>>()
         .is_some_and(|s| s.settings.cookie_secure());
     let mut response = next.call(req).await?;
-    if existing.is_none() {
-        let cookie = Cookie::build(CSRF_COOKIE, token)
-            .path("/")
-            .http_only(true)
-            .secure(secure)
-            .same_site(SameSite::Lax)
-            .finish();
-        response.response_mut().add_cookie(&cookie)?;
+    let rotated = response
+        .response()
+        .cookies()
+        .any(|c| c.name() == CSRF_COOKIE);
+    if existing.is_none() && !rotated {
+        response
+            .response_mut()
+            .add_cookie(&csrf_cookie(token, secure))?;
     }
     Ok(response.map_into_left_body())
 }
@@ -128,9 +139,21 @@ fn check_origin(req: &ServiceRequest) -> Result<(), AppError> {
         .and_then(|s| s.settings.server.public_url.clone())
     {
         Some(public) => origin_of(&public),
+        // The request's own Host, never `X-Forwarded-Host`/`Forwarded`, which anyone can send;
+        // behind a proxy that rewrites Host, set `server.public_url`.
         None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
+            let scheme = if req.app_config().secure() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                .unwrap_or_default();
+            format!("{scheme}://{host}")
         }
     };
     if origin.eq_ignore_ascii_case(&expected) {
@@ -158,10 +181,10 @@ async fn sent_token(req: &mut ServiceRequest) -> Option<String> {
         return Some(value.to_string());
     }
     let is_form = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|mime| mime.essence_str() == "application/x-www-form-urlencoded");
     if !is_form {
         return None;
     }

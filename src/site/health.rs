@@ -1,9 +1,11 @@
-//! `GET /health`: 200 when the database answers, 503 within the pool's connect timeout when not.
+//! Operational endpoints. `GET /health`: 200 when the database answers, 503 within the pool's
+//! connect timeout when not. `GET /metrics`: Prometheus text, for those allowed to read it.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::RunQueryDsl;
 use serde_json::json;
 
+use crate::auth::constant_time_eq;
 use crate::db;
 use crate::state::AppState;
 
@@ -21,4 +23,19 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
                 .json(json!({"status": "error", "database": "unavailable"}))
         }
     }
+}
+
+/// Metrics tell how busy confab is and which providers fail: with `server.metrics_token` set,
+/// only that bearer token reads them; without, only a client on this machine (the TCP peer, not a
+/// forwarded header). Anyone else gets the same 404 as an unknown path.
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let allowed = match &state.settings.server.metrics_token {
+        Some(token) => crate::session::extract::bearer_token(req.headers())
+            .is_some_and(|sent| constant_time_eq(sent.as_bytes(), token.expose().as_bytes())),
+        None => req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()),
+    };
+    if !allowed {
+        return HttpResponse::NotFound().finish();
+    }
+    crate::metrics::render().await
 }

@@ -1,6 +1,11 @@
-//! Headers on every response: no inline script, no framing, no MIME sniffing, no referrer leaks.
+//! Headers on every response: no inline script, no framing, no MIME sniffing, no referrer leaks,
+//! nothing stored by caches unless a response says otherwise (static assets do) — pages and JSON
+//! carry people's data and tokens. And HEAD, answered as the GET it stands for.
 
-use actix_web::middleware::DefaultHeaders;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::{DefaultHeaders, Next};
 
 /// htmx is configured (in the layout's `htmx-config` meta) not to inject inline styles or eval
 /// code, so this policy needs no `'unsafe-inline'` at all.
@@ -19,4 +24,18 @@ pub fn headers() -> DefaultHeaders {
             "camera=(), microphone=(), geolocation=()",
         ))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        // Only where a response sets none of its own (static assets are cached for a year).
+        .add(("Cache-Control", "no-store"))
+}
+
+/// HEAD is GET without the body: routes are declared for GET, so a HEAD request is routed as
+/// one, and the HTTP layer, which saw the HEAD, sends no body.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
 }

@@ -3,7 +3,7 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::support::app::{JWT_SECRET, PASSWORD, TestApp};
+use crate::support::app::{JWT_SECRET, PASSWORD, TestApp, csrf_of};
 
 #[tokio::test]
 async fn register_login_and_me() {
@@ -439,6 +439,8 @@ async fn browser_sign_in_sign_out_and_protected_pages() {
         "/\\evil.example",
         "/\r\nSet-Cookie: x=1",
     ] {
+        // Each sign-in rotates the CSRF token; a page shows the current one.
+        let csrf = csrf_of(&browser.get("/account").await.1);
         let r = browser
             .client
             .post(app.url("/login"))

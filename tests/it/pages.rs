@@ -321,3 +321,73 @@ async fn prompt_history_and_rollback_in_the_page() {
     let (_, page) = browser.get(&project_url).await;
     assert!(page.contains("first") && !page.contains(">second<"));
 }
+
+#[tokio::test]
+async fn forwarded_host_headers_from_anyone_do_not_pass_the_origin_check() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("forwarded@example.com").await;
+    let csrf = csrf_of(&browser.get("/projects").await.1);
+    // Before, with no public_url set, these made evil.example "our" origin.
+    for (name, value) in [
+        ("X-Forwarded-Host", "evil.example"),
+        ("Forwarded", "host=evil.example;proto=https"),
+    ] {
+        let r = browser
+            .client
+            .post(app.url("/projects"))
+            .header("Origin", "http://evil.example")
+            .header(name, value)
+            .form(&[("csrf_token", csrf.as_str()), ("name", "Forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{name}: {value}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_content_type_is_read_whatever_its_case() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("mime@example.com").await;
+    let csrf = csrf_of(&browser.get("/projects").await.1);
+    let body =
+        serde_urlencoded::to_string([("csrf_token", csrf.as_str()), ("name", "Upper")]).unwrap();
+    let r = browser
+        .client
+        .post(app.url("/projects"))
+        .header("Content-Type", "Application/X-WWW-Form-Urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn signing_in_replaces_a_csrf_cookie_planted_before() {
+    let app = TestApp::spawn().await;
+    app.user_token("planted@example.com").await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let planted = "a".repeat(64);
+    let r = client
+        .post(app.url("/login"))
+        .header("Cookie", format!("confab_csrf={planted}"))
+        .form(&[
+            ("csrf_token", planted.as_str()),
+            ("email", "planted@example.com"),
+            ("password", crate::support::app::PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let fresh = r
+        .cookies()
+        .find(|c| c.name() == "confab_csrf")
+        .expect("a new CSRF cookie with the session");
+    assert_ne!(fresh.value(), planted);
+    assert_eq!(fresh.value().len(), 64);
+}

@@ -169,3 +169,121 @@ async fn unknown_routes_are_404_in_the_right_shape() {
             .starts_with("text/html")
     );
 }
+
+#[tokio::test]
+async fn head_is_get_without_a_body_and_other_methods_are_405() {
+    let app = TestApp::spawn().await;
+    let r = app.api.head(app.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = app.api.head(app.url("/login")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let token = app.user_token("head@example.com").await;
+    let r = app
+        .api
+        .head(app.url("/api/projects"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = app.api.put(app.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 405, "not a CSRF refusal");
+}
+
+#[tokio::test]
+async fn nothing_with_personal_data_or_tokens_is_cached() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .api
+        .post(app.url("/api/auth/register"))
+        .json(&serde_json::json!({"email": "cache@example.com", "password": crate::support::app::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .json(&serde_json::json!({"email": "cache@example.com", "password": crate::support::app::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store", "the access token");
+    let token = r.json::<serde_json::Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = app.get_json(&token, "/api/projects").await;
+    assert_eq!(status, 200);
+    let r = app
+        .api
+        .get(app.url("/api/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let browser = app.browser("cache-web@example.com").await;
+    let r = browser
+        .client
+        .get(app.url("/projects"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store", "a signed-in page");
+    // Static files keep their long caching.
+    let page = browser.get("/projects").await.1;
+    let css = page
+        .split("href=\"/static/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let r = app
+        .api
+        .get(app.url(&format!("/static/{css}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+}
+
+#[tokio::test]
+async fn metrics_need_the_configured_token() {
+    let app = TestApp::spawn_with(|s| {
+        s.server.metrics_token = Some(confab::settings::Secret::new("scrape-me"));
+    })
+    .await;
+    let r = app.api.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "not even from this machine without it");
+    let r = app
+        .api
+        .get(app.url("/metrics"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app
+        .api
+        .get(app.url("/metrics"))
+        .bearer_auth("scrape-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("confab_http_requests_total")
+    );
+}
