@@ -385,7 +385,7 @@ async fn browser_sign_in_sign_out_and_protected_pages() {
 
     // A wrong password re-shows the form with the message and the email kept.
     let (_, login) = browser.get("/login").await;
-    let csrf = crate::support::app::csrf_of(&login);
+    let csrf = csrf_of(&login);
     let r = browser
         .client
         .post(app.url("/login"))
