@@ -151,7 +151,11 @@ fn check_origin(req: &ServiceRequest) -> Result<(), AppError> {
                 .headers()
                 .get(header::HOST)
                 .and_then(|v| v.to_str().ok())
-                .or_else(|| req.uri().authority().map(actix_web::http::uri::Authority::as_str))
+                .or_else(|| {
+                    req.uri()
+                        .authority()
+                        .map(actix_web::http::uri::Authority::as_str)
+                })
                 .unwrap_or_default();
             format!("{scheme}://{host}")
         }

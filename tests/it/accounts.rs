@@ -482,7 +482,7 @@ async fn registration_page_shows_errors_next_to_fields() {
         .text()
         .await
         .unwrap();
-    let csrf = crate::support::app::csrf_of(&page);
+    let csrf = csrf_of(&page);
     let r = client
         .post(app.url("/register"))
         .form(&[
