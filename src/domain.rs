@@ -35,6 +35,13 @@ impl Checks {
             Err(AppError::Validation(self.errors))
         }
     }
+
+    /// Like [`Checks::finish`], handing back the checked values (every `check` kept one when
+    /// no field failed).
+    pub fn finish_with<T>(self, values: Option<T>) -> AppResult<T> {
+        self.finish()?;
+        values.ok_or_else(|| AppError::internal("a checked value is missing"))
+    }
 }
 
 fn field_error(field: &'static str, message: impl Into<String>) -> FieldError {
@@ -182,7 +189,15 @@ impl std::fmt::Display for NumberInput {
     }
 }
 
-/// A yes/no as JSON sends it (`true`), or a ticked form checkbox (any value but `false`).
+impl NumberInput {
+    /// JSON sends numbers as numbers; text is how forms send them.
+    pub fn is_text(&self) -> bool {
+        matches!(self, NumberInput::Text(_))
+    }
+}
+
+/// A yes/no as JSON sends it (`true`/`false`), or as a form checkbox does (`true` or `on` when
+/// ticked; nothing when not).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Flag {
@@ -191,11 +206,18 @@ pub enum Flag {
 }
 
 impl Flag {
-    pub fn is_set(&self) -> bool {
+    pub fn parse(&self, field: &'static str) -> Result<bool, FieldError> {
         match self {
-            Flag::Bool(b) => *b,
-            Flag::Text(text) => !matches!(text.as_str(), "" | "false" | "0" | "off"),
+            Flag::Bool(value) => Ok(*value),
+            Flag::Text(text) if matches!(text.as_str(), "true" | "on") => Ok(true),
+            Flag::Text(text) if text == "false" => Ok(false),
+            Flag::Text(_) => Err(field_error(field, "Use true or false.")),
         }
+    }
+
+    /// JSON sends booleans as booleans; text is how forms send them.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Flag::Text(_))
     }
 }
 
@@ -327,6 +349,7 @@ mod tests {
         assert_eq!(typed("0.5").unwrap(), Some(0.5));
         assert!(typed("hot").is_err());
         assert_eq!(NumberInput::Number(1.0).parse("t", "T").unwrap(), Some(1.0));
-        assert!(Flag::Text("true".into()).is_set() && !Flag::Text(String::new()).is_set());
+        assert!(Flag::Text("on".into()).parse("f").unwrap());
+        assert!(Flag::Text("no".into()).parse("f").is_err());
     }
 }

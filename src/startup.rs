@@ -140,6 +140,8 @@ impl Application {
                 serving.await
             }
         };
+        // The pool and the answer generator go before the database they talk to.
+        drop(state);
         if let Some(server) = embedded {
             tracing::info!("stopping embedded PostgreSQL");
             if let Err(error) = server.stop() {

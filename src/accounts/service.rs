@@ -64,10 +64,8 @@ pub async fn register(
         100,
         false,
     ));
-    checks.finish()?;
-    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
-        unreachable!("Checks::finish fails when any field failed");
-    };
+    let ((email, password), display_name) =
+        checks.finish_with(email.zip(password).zip(display_name))?;
     let hash = password::hash(password, settings.bcrypt_cost).await?;
     let result = db::run(pool, move |conn| {
         let new = NewUser {

@@ -12,7 +12,7 @@ use crate::error::AppResult;
 use crate::session::CurrentUser;
 use crate::session::csrf::{CsrfToken, rotated_cookie};
 use crate::site::errors::safe_next;
-use crate::site::{Chrome, FormErrors, PageForm, Refusal, refused};
+use crate::site::{Chrome, FormErrors, PageForm, Refusal, html, refused};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -41,13 +41,6 @@ struct AccountPage {
     errors: FormErrors,
 }
 
-/// Renders a page with the status of the error that made it necessary (422, 401, 429 …).
-fn page_with_status(status: StatusCode, page: impl Template) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render()?))
-}
-
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
@@ -64,9 +57,9 @@ pub async fn login_page(
             .insert_header((header::LOCATION, next))
             .finish());
     }
-    page_with_status(
+    html(
         StatusCode::OK,
-        LoginPage {
+        &LoginPage {
             chrome: Chrome::new(None, &csrf),
             email: String::new(),
             next,
@@ -109,9 +102,9 @@ pub async fn login(
                 .insert_header((header::LOCATION, next))
                 .finish())
         }
-        Err(Refusal { status, errors }) => page_with_status(
+        Err(Refusal { status, errors }) => html(
             status,
-            LoginPage {
+            &LoginPage {
                 chrome: Chrome::new(None, &csrf),
                 email,
                 next,
@@ -127,9 +120,9 @@ pub async fn register_page(user: Option<CurrentUser>, csrf: CsrfToken) -> AppRes
             .insert_header((header::LOCATION, "/projects"))
             .finish());
     }
-    page_with_status(
+    html(
         StatusCode::OK,
-        RegisterPage {
+        &RegisterPage {
             chrome: Chrome::new(None, &csrf),
             email: String::new(),
             display_name: String::new(),
@@ -157,9 +150,9 @@ pub async fn register(
                 .insert_header((header::LOCATION, "/projects"))
                 .finish())
         }
-        Err(Refusal { status, errors }) => page_with_status(
+        Err(Refusal { status, errors }) => html(
             status,
-            RegisterPage {
+            &RegisterPage {
                 chrome: Chrome::new(None, &csrf),
                 email,
                 display_name,
@@ -177,9 +170,9 @@ pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn account_page(user: CurrentUser, csrf: CsrfToken) -> AppResult<HttpResponse> {
-    page_with_status(
+    html(
         StatusCode::OK,
-        AccountPage {
+        &AccountPage {
             chrome: Chrome::new(Some(&user), &csrf),
             notice: None,
             errors: FormErrors::default(),
@@ -215,9 +208,9 @@ pub async fn change_password(
                 .content_type("text/html; charset=utf-8")
                 .body(page.render()?))
         }
-        Err(Refusal { status, errors }) => page_with_status(
+        Err(Refusal { status, errors }) => html(
             status,
-            AccountPage {
+            &AccountPage {
                 chrome: Chrome::new(Some(&user), &csrf),
                 notice: None,
                 errors,

@@ -32,7 +32,13 @@ pub async fn create_agent(
     project_id: web::Path<Uuid>,
     body: web::Json<AgentInput>,
 ) -> AppResult<HttpResponse> {
-    let agent = service::create(&state.pool, &user, *project_id, body.into_inner()).await?;
+    let agent = service::create(
+        &state.pool,
+        &user,
+        *project_id,
+        body.into_inner().json_types()?,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(agent))
 }
 
@@ -55,7 +61,8 @@ pub async fn update_agent(
     id: web::Path<Uuid>,
     body: web::Json<AgentInput>,
 ) -> AppResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::update(&state.pool, &user, *id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok()
+        .json(service::update(&state.pool, &user, *id, body.into_inner().json_types()?).await?))
 }
 
 pub async fn delete_agent(

@@ -7,7 +7,7 @@ use crate::agents::model::{Agent, AgentChanges, NewAgent, ProjectRef};
 use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks, Flag, NumberInput, double_option};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, FieldError};
 use crate::generation::Generations;
 use crate::prompts;
 use crate::prompts::service::SystemMessage;
@@ -35,8 +35,40 @@ pub struct AgentInput {
 }
 
 impl AgentInput {
-    fn makes_default(&self) -> Option<bool> {
-        self.is_default.as_ref().map(Flag::is_set)
+    /// The JSON API takes numbers and booleans as JSON types, as it always has; only forms send
+    /// them as text.
+    pub fn json_types(self) -> AppResult<AgentInput> {
+        let mut c = Checks::new();
+        let text_number =
+            |n: &Option<Option<NumberInput>>| n.iter().flatten().any(NumberInput::is_text);
+        if text_number(&self.temperature) {
+            c.check::<()>(Err(FieldError {
+                field: "temperature",
+                message: "Send temperature as a number.".into(),
+            }));
+        }
+        if text_number(&self.max_output_tokens) {
+            c.check::<()>(Err(FieldError {
+                field: "max_output_tokens",
+                message: "Send max_output_tokens as a number.".into(),
+            }));
+        }
+        if self.is_default.as_ref().is_some_and(Flag::is_text) {
+            c.check::<()>(Err(FieldError {
+                field: "is_default",
+                message: "Send is_default as true or false.".into(),
+            }));
+        }
+        c.finish()?;
+        Ok(self)
+    }
+
+    fn makes_default(&self) -> AppResult<Option<bool>> {
+        Ok(self
+            .is_default
+            .as_ref()
+            .map(|flag| flag.parse("is_default"))
+            .transpose()?)
     }
 }
 
@@ -94,7 +126,7 @@ pub async fn create(
     project_id: Uuid,
     input: AgentInput,
 ) -> AppResult<Agent> {
-    let is_default = input.makes_default().unwrap_or(false);
+    let is_default = input.makes_default()?.unwrap_or(false);
     // A new agent needs a name: a missing one is an empty one.
     let mut changes = AgentChanges::try_from(AgentInput {
         name: Some(input.name.clone().unwrap_or_default()),
@@ -158,7 +190,7 @@ pub async fn update(
     id: Uuid,
     input: AgentInput,
 ) -> AppResult<Agent> {
-    let make_default = input.makes_default();
+    let make_default = input.makes_default()?;
     let changes = AgentChanges::try_from(input)?;
     let owner = user.id;
     if make_default == Some(false) {

@@ -273,8 +273,7 @@ pub async fn rename(
     id: Uuid,
     raw: &str,
 ) -> AppResult<Conversation> {
-    let title = crate::domain::text("title", "Title", raw, 200, false)
-        .map_err(|e| AppError::Validation(vec![e]))?;
+    let title = crate::domain::text("title", "Title", raw, 200, false)?;
     let owner = user.id;
     db::run(pool, move |conn| {
         Ok(Conversation::rename(conn, owner, id, &title)?)

@@ -129,8 +129,22 @@ impl Sidebar {
 struct TitleSection {
     csrf: String,
     conversation: Conversation,
+    /// What the rename box shows: the title, or what was typed when it was refused.
+    title: String,
     errors: FormErrors,
     oob: bool,
+}
+
+impl TitleSection {
+    fn of(csrf: &CsrfToken, conversation: Conversation, oob: bool) -> TitleSection {
+        TitleSection {
+            csrf: csrf.0.clone(),
+            title: conversation.title.clone(),
+            conversation,
+            errors: FormErrors::default(),
+            oob,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -168,6 +182,8 @@ struct Shown {
     /// A message that was refused, kept in the box.
     draft: String,
     errors: FormErrors,
+    /// The rename form as it was sent, when it was refused.
+    title: Option<TitleSection>,
 }
 
 async fn chat_page(
@@ -182,6 +198,7 @@ async fn chat_page(
         conversation,
         draft,
         errors,
+        title,
     } = shown;
     let (agent, project) = agents::service::get_with_project(&state.pool, user, agent_id).await?;
     let conversations = service::list(&state.pool, user, agent_id).await?;
@@ -201,11 +218,10 @@ async fn chat_page(
             current: conversation.as_ref().map(|c| c.id),
             oob: false,
         },
-        title: conversation.clone().map(|c| TitleSection {
-            csrf: csrf.0.clone(),
-            conversation: c,
-            errors: FormErrors::default(),
-            oob: false,
+        title: title.or_else(|| {
+            conversation
+                .clone()
+                .map(|c| TitleSection::of(csrf, c, false))
         }),
         messages: messages
             .iter()
@@ -308,6 +324,7 @@ async fn send(
                 conversation,
                 draft: form.message,
                 errors,
+                title: None,
             };
             return chat_page(state, user, csrf, agent_id, status, shown).await;
         }
@@ -340,12 +357,7 @@ async fn send(
             csrf: csrf.0.clone(),
         },
         sidebar,
-        head: new.then(|| TitleSection {
-            csrf: csrf.0.clone(),
-            conversation: sent.conversation.clone(),
-            errors: FormErrors::default(),
-            oob: true,
-        }),
+        head: new.then(|| TitleSection::of(csrf, sent.conversation.clone(), true)),
         next_post_url: new.then(|| urls::conversation_messages(sent.conversation.id)),
     };
     let mut response = HttpResponse::Ok();
@@ -472,26 +484,21 @@ pub async fn rename_conversation(
         &req,
         refused(result, "title")?,
         |conversation| Some(urls::conversation(conversation.id)),
-        async |outcome| {
-            let (conversation, errors) = match outcome {
-                Ok(conversation) => (conversation, FormErrors::default()),
-                Err(errors) => (service::get(&state.pool, &user, *id).await?.0, errors),
-            };
-            let csrf = csrf.0.clone();
-            Ok(TitleSection {
-                csrf,
-                conversation,
+        async |outcome| match outcome {
+            Ok(conversation) => Ok(TitleSection::of(&csrf, conversation, false)),
+            Err(errors) => Ok(TitleSection {
+                title: form.title,
                 errors,
-                oob: false,
-            })
+                ..TitleSection::of(&csrf, service::get(&state.pool, &user, *id).await?.0, false)
+            }),
         },
         async |section, status| {
             let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
             let agent_id = conversation.agent_id;
             let shown = Shown {
                 conversation: Some((conversation, messages)),
-                draft: String::new(),
-                errors: section.errors,
+                title: Some(section),
+                ..Default::default()
             };
             chat_page(&state, &user, &csrf, agent_id, status, shown).await
         },

@@ -68,7 +68,8 @@ impl Status {
     }
 }
 
-/// Who wrote a message.
+/// Who wrote a message, as stored. (`llm::Role` is the same idea on the wire; the LLM client
+/// knows nothing of the database, so each layer has its own.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
 #[serde(rename_all = "snake_case")]
@@ -351,18 +352,25 @@ impl Message {
 
     /// Writes the text streamed so far for many answers in one statement; rows that have
     /// finished meanwhile are left alone.
+    /// Writes the text of live answers; returns the ids whose rows were still there to write.
     pub fn flush_contents(
         conn: &mut PgConnection,
         ids: &[Uuid],
         contents: &[String],
-    ) -> QueryResult<usize> {
-        diesel::sql_query(
+    ) -> QueryResult<Vec<Uuid>> {
+        #[derive(QueryableByName)]
+        struct Written {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        let written: Vec<Written> = diesel::sql_query(
             "UPDATE messages SET content = f.content FROM unnest($1::uuid[], $2::text[]) AS f(id, content) \
-             WHERE messages.id = f.id AND messages.status = 'streaming'",
+             WHERE messages.id = f.id AND messages.status = 'streaming' RETURNING messages.id",
         )
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
         .bind::<diesel::sql_types::Array<Text>, _>(contents)
-        .execute(conn)
+        .load(conn)?;
+        Ok(written.into_iter().map(|w| w.id).collect())
     }
 
     pub fn finish(conn: &mut PgConnection, id: Uuid, outcome: &Outcome) -> QueryResult<Message> {

@@ -196,13 +196,24 @@ async fn flush_forever(registry: Arc<Registry>, pool: PgPool, interval: Duration
         if ids.is_empty() {
             continue;
         }
-        if let Err(error) = db::run(&pool, move |conn| {
+        let sent = ids.clone();
+        match db::run(&pool, move |conn| {
             Ok(Message::flush_contents(conn, &ids, &contents)?)
         })
         .await
         {
+            // An answer whose row is gone (its conversation, agent or project was deleted after
+            // it started) stops rather than keep a provider generating for nobody.
+            Ok(written) => {
+                let written: std::collections::HashSet<Uuid> = written.into_iter().collect();
+                for id in sent.iter().filter(|id| !written.contains(id)) {
+                    if let Some(live) = registry.get(*id) {
+                        live.stop(StopReason::Deleted);
+                    }
+                }
+            }
             // The final write of each answer carries its whole text, so a missed flush loses nothing.
-            tracing::warn!(%error, "could not flush streaming answers");
+            Err(error) => tracing::warn!(%error, "could not flush streaming answers"),
         }
     }
 }

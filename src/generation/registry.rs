@@ -32,6 +32,8 @@ pub enum StopReason {
     User,
     /// confab is shutting down and the grace period ran out.
     Shutdown,
+    /// Its message was deleted (with its conversation, agent or project).
+    Deleted,
 }
 
 struct LiveState {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::prompts::model::{OwnerSummary, Prompt, PromptOwner, PromptVersion, PromptWithText};
 use crate::session::CurrentUser;
 
@@ -19,6 +19,39 @@ pub struct PromptInput {
     pub enabled: Option<bool>,
     /// 0-based place among its siblings.
     pub position: Option<i64>,
+}
+
+/// A prompt edit that obeys the rules; `None` leaves a field as it is.
+pub struct PromptChanges {
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub enabled: Option<bool>,
+    /// 0-based place among its siblings (a negative one means the first).
+    pub position: Option<usize>,
+}
+
+impl TryFrom<PromptInput> for PromptChanges {
+    type Error = AppError;
+
+    /// Every field's message at once, or changes that obey the rules.
+    fn try_from(input: PromptInput) -> AppResult<PromptChanges> {
+        let mut c = Checks::new();
+        let title = input
+            .title
+            .as_deref()
+            .and_then(|t| c.check(domain::prompt_title(t)));
+        let content = input
+            .content
+            .as_deref()
+            .and_then(|t| c.check(domain::prompt_content(t)));
+        c.finish()?;
+        Ok(PromptChanges {
+            title,
+            content,
+            enabled: input.enabled,
+            position: input.position.map(|p| usize::try_from(p).unwrap_or(0)),
+        })
+    }
 }
 
 /// Checks that the owner (project or agent) belongs to the user.
@@ -86,22 +119,23 @@ pub async fn create(
     owner: PromptOwner,
     input: PromptInput,
 ) -> AppResult<PromptWithText> {
-    let mut c = Checks::new();
-    let title = c.check(domain::prompt_title(
-        input.title.as_deref().unwrap_or_default(),
-    ));
-    let content = c.check(domain::prompt_content(
-        input.content.as_deref().unwrap_or_default(),
-    ));
-    c.finish()?;
-    let (title, content) = (title.unwrap_or_default(), content.unwrap_or_default());
-    let enabled = input.enabled.unwrap_or(true);
+    // A new prompt needs a title and a text: missing ones are empty ones.
+    let changes = PromptChanges::try_from(PromptInput {
+        title: Some(input.title.unwrap_or_default()),
+        content: Some(input.content.unwrap_or_default()),
+        ..input
+    })?;
+    let (title, content) = (
+        changes.title.unwrap_or_default(),
+        changes.content.unwrap_or_default(),
+    );
+    let enabled = changes.enabled.unwrap_or(true);
     let user = user.id;
     db::transaction(pool, move |conn| {
         check_owner(conn, user, owner)?;
         let created = Prompt::create(conn, owner, &title, &content, enabled)?;
-        if let Some(position) = input.position {
-            Prompt::move_to(conn, &created.prompt, position.max(0) as usize)?;
+        if let Some(position) = changes.position {
+            Prompt::move_to(conn, &created.prompt, position)?;
             let moved = Prompt::find_owned(conn, user, created.prompt.id)?;
             return Ok(Prompt::current_text(conn, moved)?);
         }
@@ -127,16 +161,12 @@ pub async fn update(
     id: Uuid,
     input: PromptInput,
 ) -> AppResult<PromptWithText> {
-    let mut c = Checks::new();
-    let title = input
-        .title
-        .as_deref()
-        .and_then(|t| c.check(domain::prompt_title(t)));
-    let content = input
-        .content
-        .as_deref()
-        .and_then(|t| c.check(domain::prompt_content(t)));
-    c.finish()?;
+    let PromptChanges {
+        title,
+        content,
+        enabled,
+        position,
+    } = PromptChanges::try_from(input)?;
     let user = user.id;
     db::transaction(pool, move |conn| {
         let prompt = Prompt::find_owned_for_update(conn, user, id)?;
@@ -146,11 +176,11 @@ pub async fn update(
         if new_title != current.current.title || new_content != current.current.content {
             current = Prompt::add_version(conn, &current.prompt, &new_title, &new_content)?;
         }
-        if let Some(enabled) = input.enabled.filter(|e| *e != current.prompt.enabled) {
+        if let Some(enabled) = enabled.filter(|e| *e != current.prompt.enabled) {
             current.prompt = Prompt::set_enabled(conn, &current.prompt, enabled)?;
         }
-        if let Some(position) = input.position {
-            Prompt::move_to(conn, &current.prompt, position.max(0) as usize)?;
+        if let Some(position) = position {
+            Prompt::move_to(conn, &current.prompt, position)?;
             current.prompt = Prompt::find_owned(conn, user, id)?;
         }
         Ok(current)

@@ -106,7 +106,7 @@ fn owner_url(owner: PromptOwner) -> String {
 }
 
 /// After a list action: the new list for htmx, back to the owner's page otherwise.
-async fn after_change(
+async fn after_list_action(
     req: &HttpRequest,
     state: &AppState,
     user: &CurrentUser,
@@ -282,12 +282,20 @@ pub async fn toggle_prompt(
         ..Default::default()
     };
     let updated = service::update(&state.pool, &user, *id, input).await?;
-    after_change(&req, &state, &user, &csrf, PromptOwner::of(&updated.prompt)).await
+    after_list_action(&req, &state, &user, &csrf, PromptOwner::of(&updated.prompt)).await
+}
+
+/// Which way a prompt moves in its list.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Direction {
+    Up,
+    Down,
 }
 
 #[derive(Deserialize)]
 pub struct MoveForm {
-    direction: String,
+    direction: Direction,
 }
 
 pub async fn move_prompt(
@@ -298,9 +306,12 @@ pub async fn move_prompt(
     id: web::Path<Uuid>,
     PageForm(form): PageForm<MoveForm>,
 ) -> AppResult<HttpResponse> {
-    let delta = if form.direction == "up" { -1 } else { 1 };
+    let delta = match form.direction {
+        Direction::Up => -1,
+        Direction::Down => 1,
+    };
     let prompt = service::step(&state.pool, &user, *id, delta).await?;
-    after_change(&req, &state, &user, &csrf, PromptOwner::of(&prompt)).await
+    after_list_action(&req, &state, &user, &csrf, PromptOwner::of(&prompt)).await
 }
 
 pub async fn confirm_delete_prompt(
@@ -330,5 +341,5 @@ pub async fn delete_prompt(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     let prompt = service::delete(&state.pool, &user, *id).await?;
-    after_change(&req, &state, &user, &csrf, PromptOwner::of(&prompt)).await
+    after_list_action(&req, &state, &user, &csrf, PromptOwner::of(&prompt)).await
 }

@@ -101,6 +101,50 @@ fn path_between(
     None
 }
 
+/// The layers of `src/`, bottom first. A module may use modules of lower layers only; a new
+/// top-level module must be placed here (docs/ARCHITECTURE.md explains the order).
+const LAYERS: &[&[&str]] = &[
+    &["error", "metrics", "render", "urls"],
+    &["db", "domain", "llm"],
+    &["conversations", "settings"],
+    &["auth", "generation"],
+    &["state"],
+    &["session"],
+    &["site"],
+    &["accounts", "prompts"],
+    &["agents"],
+    &["projects"],
+    &["chat"],
+    &["startup"],
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+#[test]
+fn every_module_uses_only_lower_layers() {
+    let mut wrong = Vec::new();
+    for (module, targets) in dependency_graph() {
+        let Some(layer) = layer_of(&module) else {
+            wrong.push(format!("{module} is not placed in LAYERS"));
+            continue;
+        };
+        for target in targets {
+            match layer_of(&target) {
+                Some(lower) if lower < layer => {}
+                _ => wrong.push(format!("{module} uses {target}")),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "dependencies that point up or sideways:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn the_parser_sees_single_and_grouped_paths() {
     let found = referenced_modules(

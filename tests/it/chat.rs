@@ -1235,3 +1235,51 @@ async fn message_states_are_typed_and_an_unknown_one_is_an_error_not_a_guess() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn an_answer_whose_row_vanished_stops_instead_of_generating_for_nobody() {
+    use diesel::RunQueryDsl;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"word ".repeat(500)).token_delay(Duration::from_millis(20)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("vanished@example.com").await;
+    let mut events = long_answer_under_way(&app, &token, &agent).await;
+    let first = events.next().await.unwrap();
+    let data: Value = serde_json::from_str(&first.data).unwrap();
+    let conversation = data["conversation_id"].as_str().unwrap().to_string();
+    // What a delete racing the start of an answer leaves: a live task with no row.
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        diesel::sql_query(format!(
+            "DELETE FROM conversations WHERE id = '{conversation}'"
+        ))
+        .execute(&mut pool.get().unwrap())
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let (_, done) = events.collect_json().await;
+    assert_eq!(done["status"], "stopped");
+    fake.wait_for_disconnect().await;
+    assert_eq!(app.state.generations.registry.all().len(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_rename_without_javascript_says_why_and_keeps_what_was_typed() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("ok"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let browser = app.browser("rename@example.com").await;
+    let (_, agent) = browser.project_with_agent("Names").await;
+    let r = browser
+        .post_form(&format!("/agents/{agent}/chat"), &[("message", "hello")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let conversation = r.headers()["location"].to_str().unwrap().to_string();
+    let typed = format!("{}-typed", "x".repeat(200));
+    let r = browser.post_form(&conversation, &[("title", &typed)]).await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("at most 200 characters"), "{page}");
+    assert!(page.contains(&typed), "the typed title is kept");
+}

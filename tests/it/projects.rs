@@ -174,6 +174,19 @@ async fn agents_validate_their_settings() {
         )
         .await;
     assert_eq!(status, 422);
+    // JSON types stay JSON types: text where a number or a boolean belongs is refused, never
+    // read the way a form's text is.
+    for (body, field) in [
+        (json!({"is_default": "no"}), "is_default"),
+        (json!({"temperature": "0.7"}), "temperature"),
+        (json!({"max_output_tokens": "4096"}), "max_output_tokens"),
+    ] {
+        let (status, answer) = app
+            .send_json(&token, Method::PATCH, &format!("/api/agents/{id}"), body)
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        assert!(answer["error"]["fields"][field].is_string(), "{answer}");
+    }
 
     let r = app
         .api
