@@ -94,7 +94,10 @@ pub async fn authenticate(
     credentials: Credentials,
 ) -> AppResult<User> {
     let Credentials { email, password } = credentials;
-    limiter.check(ip, &email)?;
+    let delay = limiter.check(ip, &email)?;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     // Anything that is not an email cannot be an account; it still pays for a bcrypt check
     // below, so it takes as long as a wrong password.
     let user = match Email::parse(&email) {

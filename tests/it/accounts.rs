@@ -168,6 +168,46 @@ async fn a_password_with_anything_after_its_72nd_byte_never_signs_in() {
 }
 
 #[tokio::test]
+async fn an_attack_on_an_account_does_not_lock_its_owner_out() {
+    let app = TestApp::spawn_with(|s| s.auth.login_attempts_per_minute = 5).await;
+    app.user_token("target@example.com").await;
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127, 0, 0, last,
+            )))
+            .build()
+            .unwrap()
+    };
+    let attempt = |client: reqwest::Client, password: &'static str| {
+        let url = app.url("/api/auth/login");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": "target@example.com", "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The attacker is refused once over the quota…
+    let attacker = from(2);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(attempt(attacker.clone(), "guess guess 1").await.as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // …while the owner, from their own address, still signs in (before: 429 for everyone).
+    assert_eq!(attempt(from(3), PASSWORD).await, 200);
+    assert_eq!(
+        attempt(attacker, PASSWORD).await,
+        429,
+        "the attacker stays refused"
+    );
+}
+
+#[tokio::test]
 async fn login_is_rate_limited_per_email_and_per_ip() {
     let app = TestApp::spawn_with(|s| s.auth.login_attempts_per_minute = 3).await;
     app.user_token("limited@example.com").await; // one attempt used
