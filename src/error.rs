@@ -20,6 +20,31 @@ use serde::Serialize;
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// The largest request body read, forms and JSON alike: room for the longest message or prompt
+/// (100,000 characters) however it is encoded — a 4-byte character is 12 bytes in a form.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+/// The longest piece of someone's input quoted back in an error, or written to the log.
+const MAX_DETAIL_CHARS: usize = 200;
+
+/// Input quoted in an error message: at most [`MAX_DETAIL_CHARS`] characters, control
+/// characters escaped, so no request can make a huge answer or a huge (or forged) log line.
+pub fn bounded(detail: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in detail.chars().enumerate() {
+        if count == MAX_DETAIL_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A message for one form field, shown next to it on the page and under `fields` in JSON.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FieldError {
@@ -46,6 +71,8 @@ pub enum AppError {
         message: String,
         retry_after_secs: u64,
     },
+    #[error("the request body is over the limit of {} bytes", MAX_REQUEST_BYTES)]
+    PayloadTooLarge,
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     /// Something confab depends on is not there (no LLM provider, shutting down).
@@ -80,16 +107,30 @@ impl AppError {
     ) -> actix_web::Error {
         use actix_web::error::JsonPayloadError;
         let app = match &error {
-            JsonPayloadError::Deserialize(e) if e.is_data() => {
-                AppError::invalid("body", format!("invalid request body: {e}"))
-            }
+            JsonPayloadError::Deserialize(e) if e.is_data() => AppError::invalid(
+                "body",
+                format!("invalid request body: {}", bounded(&e.to_string())),
+            ),
             JsonPayloadError::ContentType => {
                 AppError::BadRequest("send JSON with Content-Type: application/json".into())
             }
             JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-                AppError::BadRequest("request body too large".into())
+                AppError::PayloadTooLarge
             }
-            other => AppError::BadRequest(format!("invalid JSON: {other}")),
+            other => AppError::BadRequest(format!("invalid JSON: {}", bounded(&other.to_string()))),
+        };
+        app.into()
+    }
+
+    /// Extractor errors of form bodies, as for JSON.
+    pub fn from_form_payload(
+        error: actix_web::error::UrlencodedError,
+        _: &actix_web::HttpRequest,
+    ) -> actix_web::Error {
+        use actix_web::error::UrlencodedError;
+        let app = match &error {
+            UrlencodedError::Overflow { .. } => AppError::PayloadTooLarge,
+            other => AppError::BadRequest(format!("invalid form: {}", bounded(&other.to_string()))),
         };
         app.into()
     }
@@ -108,6 +149,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Validation(_) => "validation_failed",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::PayloadTooLarge => "payload_too_large",
             AppError::Unavailable | AppError::NotAvailable(_) => "service_unavailable",
             AppError::Upstream(_) => "upstream_error",
             AppError::Internal(_) => "internal_error",
@@ -145,6 +187,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable | AppError::NotAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -187,6 +230,43 @@ impl ResponseError for AppError {
                 fields,
             },
         })
+    }
+}
+
+/// The envelope for an error actix raised itself (an extractor's, a method no route takes), so
+/// every API answer has the same shape whatever refused the request.
+pub fn envelope_for(status: StatusCode, message: &str) -> HttpResponse {
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal_error",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge.to_string(),
+        s if s.is_server_error() => "internal error".into(),
+        _ => bounded(message),
+    };
+    HttpResponse::build(status).json(Envelope {
+        error: Body {
+            code,
+            message,
+            fields: None,
+        },
+    })
+}
+
+/// Bodies that are too large or cannot be read, from extractors that are not JSON's.
+impl From<actix_web::error::PayloadError> for AppError {
+    fn from(error: actix_web::error::PayloadError) -> AppError {
+        match error {
+            actix_web::error::PayloadError::Overflow => AppError::PayloadTooLarge,
+            other => {
+                AppError::BadRequest(format!("unreadable body: {}", bounded(&other.to_string())))
+            }
+        }
     }
 }
 
@@ -233,5 +313,18 @@ impl From<actix_web::error::BlockingError> for AppError {
 impl From<askama::Error> for AppError {
     fn from(error: askama::Error) -> AppError {
         AppError::Internal(Box::new(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_short_and_escaped() {
+        let quoted = bounded(&format!("a\0b\n{}", "x".repeat(10_000)));
+        assert!(quoted.starts_with("a\\u{0}b\\n"), "{quoted}");
+        assert!(quoted.chars().count() <= MAX_DETAIL_CHARS + 8);
+        assert!(quoted.ends_with('…'));
     }
 }

@@ -17,7 +17,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::token::load_or_create_secret;
 use crate::db::embedded::{PgOptions, PgServer};
 use crate::db::pool::{build_pool, run_migrations};
-use crate::error::AppError;
+use crate::error::{AppError, MAX_REQUEST_BYTES};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::{accounts, agents, chat, projects, prompts, session, site};
@@ -225,7 +225,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
 #[rustfmt::skip]
 fn api_routes(cfg: &mut web::ServiceConfig) {
     use actix_web::web::{delete, get, patch, post, put};
-    cfg.app_data(web::JsonConfig::default().limit(1 << 20).error_handler(AppError::from_json_payload))
+    cfg.app_data(web::JsonConfig::default().limit(MAX_REQUEST_BYTES).error_handler(AppError::from_json_payload))
         .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
         .route("/auth/register", post().to(accounts::api::register))
         .route("/auth/login", post().to(accounts::api::login))
@@ -266,7 +266,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
 #[rustfmt::skip]
 fn page_routes(cfg: &mut web::ServiceConfig) {
     use actix_web::web::{get, post};
-    cfg.app_data(web::FormConfig::default().limit(256 * 1024))
+    cfg.app_data(web::FormConfig::default().limit(MAX_REQUEST_BYTES).error_handler(AppError::from_form_payload))
         .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
         .route("/", get().to(projects::web::index))
         .route("/login", get().to(accounts::web::login_page))
@@ -320,6 +320,8 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            // Raw bodies (sign-in's JSON-or-form, the CSRF check's look at a form) share the limit.
+            .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
             .wrap(from_fn(site::security::head_as_get))
             .wrap(from_fn(site::errors::html_errors))
             .wrap(site::security::headers())

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::accounts::model::UserView;
 use crate::accounts::service::{self, Credentials, PasswordChange, Registration};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, bounded};
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
@@ -48,8 +48,12 @@ pub async fn login(
     } else {
         serde_json::from_slice::<Credentials>(&body).map_err(|e| e.to_string())
     };
-    let credentials = parsed
-        .map_err(|e| AppError::invalid("body", format!("send {{\"email\", \"password\"}}: {e}")))?;
+    let credentials = parsed.map_err(|e| {
+        AppError::invalid(
+            "body",
+            format!("send {{\"email\", \"password\"}}: {}", bounded(&e)),
+        )
+    })?;
     let ip = req.peer_addr().map(|a| a.ip());
     let user = service::authenticate(
         &state.pool,

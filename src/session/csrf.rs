@@ -19,8 +19,6 @@ use crate::state::AppState;
 pub const CSRF_COOKIE: &str = "confab_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "csrf_token";
-/// Forms bigger than this are not read for the token (multipart uploads send the header).
-const MAX_FORM_BYTES: usize = 256 * 1024;
 
 /// This browser's CSRF token, for templates to put in forms and `hx-headers`.
 #[derive(Clone, Debug)]
@@ -192,12 +190,9 @@ async fn sent_token(req: &mut ServiceRequest) -> Option<String> {
     if !is_form {
         return None;
     }
+    // Read up to the request limit (`PayloadConfig`), the same a form handler reads.
     let body = req.extract::<web::Bytes>().await.ok()?;
-    let found = if body.len() <= MAX_FORM_BYTES {
-        field_in(std::str::from_utf8(&body).ok()?)
-    } else {
-        None
-    };
+    let found = field_in(std::str::from_utf8(&body).ok()?);
     let (_, mut payload) = actix_http::h1::Payload::create(true);
     payload.unread_data(body);
     req.set_payload(payload.into());

@@ -29,23 +29,26 @@ struct Flash {
     message: String,
 }
 
-/// Wraps the whole app; responses under `/api/` (and `/health`, `/static/`) keep their JSON.
+/// Wraps the whole app. Under `/api/`, an error actix raised itself (not an `AppError`) gets the
+/// API's JSON envelope; `/health` and `/static/` keep what they answer; pages get HTML.
 pub async fn html_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static, BoxBody>>, actix_web::Error> {
     let path = req.path();
-    let is_page = !(path.starts_with("/api/")
-        || path == "/api"
-        || path == "/health"
-        || path.starts_with("/static/"));
+    let is_api = path.starts_with("/api/") || path == "/api";
+    let is_page = !(is_api || path == "/health" || path.starts_with("/static/"));
     // The request must not be cloned across `next.call`: routing needs it uniquely owned.
     let response = next.call(req).await?;
-    let page = match response.response().error() {
+    let replacement = match response.response().error() {
         Some(error) if is_page => error_response(response.request(), error),
+        Some(error) if is_api && error.as_error::<AppError>().is_none() => {
+            let status = error.as_response_error().status_code();
+            crate::error::envelope_for(status, &error.to_string())
+        }
         _ => return Ok(response.map_into_left_body()),
     };
-    Ok(response.into_response(page).map_into_right_body())
+    Ok(response.into_response(replacement).map_into_right_body())
 }
 
 fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> HttpResponse {

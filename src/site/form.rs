@@ -16,7 +16,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Visitor};
 
-use crate::error::{AppError, AppResult, FieldError};
+use crate::error::{AppError, AppResult, FieldError, bounded};
 use crate::session::csrf::CSRF_FIELD;
 use crate::site::{html, is_htmx, see_other};
 
@@ -96,7 +96,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for PageForm<T> {
             let encoded = serde_urlencoded::to_string(&fields).map_err(AppError::internal)?;
             serde_urlencoded::from_str(&encoded)
                 .map(PageForm)
-                .map_err(|e| AppError::BadRequest(format!("unexpected form fields: {e}")).into())
+                .map_err(|e| {
+                    AppError::BadRequest(format!(
+                        "unexpected form fields: {}",
+                        bounded(&e.to_string())
+                    ))
+                    .into()
+                })
         })
     }
 }

@@ -1283,3 +1283,28 @@ async fn a_refused_rename_without_javascript_says_why_and_keeps_what_was_typed()
     assert!(page.contains("at most 200 characters"), "{page}");
     assert!(page.contains(&typed), "the typed title is kept");
 }
+
+#[tokio::test]
+async fn long_messages_within_the_limit_are_sent_and_longer_ones_kept_with_a_reason() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("read it"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let browser = app.browser("cjk@example.com").await;
+    let (_, agent) = browser.project_with_agent("Long").await;
+    // 30,000 CJK characters: 270 KB as a form, over the old 256 KB form limit.
+    let cjk = "漢".repeat(30_000);
+    let r = browser
+        .post_form(&format!("/agents/{agent}/chat"), &[("message", &cjk)])
+        .await;
+    assert_eq!(r.status(), 303, "sent, not 'the form expired'");
+
+    // Over 100,000 characters: refused next to the box, the draft kept.
+    let long = format!("{}END", "字".repeat(100_000));
+    let r = browser
+        .post_form(&format!("/agents/{agent}/chat"), &[("message", &long)])
+        .await;
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("at most 100000 characters"));
+    assert!(page.contains("字字字END"), "the draft is kept");
+}

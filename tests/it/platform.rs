@@ -287,3 +287,40 @@ async fn metrics_need_the_configured_token() {
             .contains("confab_http_requests_total")
     );
 }
+
+#[tokio::test]
+async fn bodies_over_the_limit_and_wrong_types_get_short_enveloped_errors() {
+    let app = TestApp::spawn().await;
+    // Sign-in reads JSON or a form from the raw body: over the limit, the same envelope.
+    let r = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    // A megabyte of text where a boolean belongs is not echoed back (or into the log) whole.
+    let token = app.user_token("echo@example.com").await;
+    let project = app.project(&token, "Echo").await;
+    let huge = format!("\u{0}{}", "y".repeat(1024 * 1024));
+    let r = app
+        .api
+        .post(app.url(&format!("/api/projects/{project}/prompts")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "t", "content": "c", "enabled": huge}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 2048, "{} bytes of error", text.len());
+    assert!(
+        !text.contains("\\u0000"),
+        "control characters are escaped, not passed on"
+    );
+}
