@@ -233,6 +233,43 @@ impl ResponseError for AppError {
     }
 }
 
+/// Lets a repeated warning through at most once per `every`, so an outage (the database gone,
+/// ~10 failures a second) writes a line now and then with how many were held back, not a flood.
+pub struct LogThrottle {
+    every: std::time::Duration,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogThrottle {
+    pub const fn new(every: std::time::Duration) -> LogThrottle {
+        LogThrottle {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` when this occurrence should be logged, `n` being how many were held back since
+    /// the last one that was.
+    pub fn admit(&self) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match state.0 {
+            Some(last) if now.duration_since(last) < self.every => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let held_back = state.1;
+                *state = (Some(now), 0);
+                Some(held_back)
+            }
+        }
+    }
+}
+
 /// The envelope for an error actix raised itself (an extractor's, a method no route takes), so
 /// every API answer has the same shape whatever refused the request.
 pub fn envelope_for(status: StatusCode, message: &str) -> HttpResponse {
@@ -319,6 +356,18 @@ impl From<askama::Error> for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttled_warning_is_let_through_once_per_period_with_a_count() {
+        let throttle = LogThrottle::new(std::time::Duration::from_secs(3600));
+        assert_eq!(throttle.admit(), Some(0));
+        for _ in 0..10 {
+            assert_eq!(throttle.admit(), None);
+        }
+        let throttle = LogThrottle::new(std::time::Duration::ZERO);
+        assert_eq!(throttle.admit(), Some(0));
+        assert_eq!(throttle.admit(), Some(0));
+    }
 
     #[test]
     fn quoted_input_is_short_and_escaped() {

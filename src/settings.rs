@@ -68,6 +68,9 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
     /// How long a request waits for a connection before answering 503.
     pub connect_timeout_secs: u64,
+    /// The longest one statement may run (PostgreSQL's `statement_timeout`); a request whose
+    /// database work takes longer in all (a frozen server) answers 503.
+    pub query_timeout_secs: u64,
     /// Run pending migrations at start.
     pub migrate: bool,
 }
@@ -144,6 +147,7 @@ shutdown_grace_secs = 20
 [database]
 pool_size = 16
 connect_timeout_secs = 3
+query_timeout_secs = 10
 migrate = true
 
 [llm]
@@ -251,7 +255,7 @@ impl Settings {
 
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
-        let ranges: [(&str, u64, u64, u64); 7] = [
+        let ranges: [(&str, u64, u64, u64); 8] = [
             (
                 "database.pool_size",
                 self.database.pool_size.into(),
@@ -261,6 +265,12 @@ impl Settings {
             (
                 "database.connect_timeout_secs",
                 self.database.connect_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "database.query_timeout_secs",
+                self.database.query_timeout_secs,
                 1,
                 3600,
             ),

@@ -75,6 +75,7 @@ impl Application {
             url,
             settings.database.pool_size,
             Duration::from_secs(settings.database.connect_timeout_secs),
+            Duration::from_secs(settings.database.query_timeout_secs),
         );
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener =

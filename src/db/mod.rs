@@ -2,7 +2,7 @@
 pub mod pool;
 pub mod schema;
 
-pub use pool::{PgPool, run, transaction};
+pub use pool::{PgPool, run, run_within, transaction};
 
 // The embedded PostgreSQL is a workspace crate of its own (crates/embedded-pg); re-exported here
 // so `confab::db::embedded::…` paths keep working.

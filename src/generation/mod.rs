@@ -213,7 +213,13 @@ async fn flush_forever(registry: Arc<Registry>, pool: PgPool, interval: Duration
                 }
             }
             // The final write of each answer carries its whole text, so a missed flush loses nothing.
-            Err(error) => tracing::warn!(%error, "could not flush streaming answers"),
+            Err(error) => {
+                static FLUSH_ERRORS: crate::error::LogThrottle =
+                    crate::error::LogThrottle::new(Duration::from_secs(30));
+                if let Some(held_back) = FLUSH_ERRORS.admit() {
+                    tracing::warn!(%error, held_back, "could not flush streaming answers");
+                }
+            }
         }
     }
 }

@@ -10,7 +10,8 @@ use crate::db;
 use crate::state::AppState;
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let probe = db::run(&state.pool, |conn| {
+    // Within 2 s whatever the database does, so a load balancer is never left waiting.
+    let probe = db::run_within(&state.pool, std::time::Duration::from_secs(2), |conn| {
         diesel::sql_query("SELECT 1").execute(conn)?;
         Ok(())
     })
@@ -18,7 +19,11 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     match probe {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"})),
         Err(error) => {
-            tracing::warn!(%error, "health check: database unavailable");
+            static HEALTH_ERRORS: crate::error::LogThrottle =
+                crate::error::LogThrottle::new(std::time::Duration::from_secs(30));
+            if let Some(held_back) = HEALTH_ERRORS.admit() {
+                tracing::warn!(%error, held_back, "health check: database unavailable");
+            }
             HttpResponse::ServiceUnavailable()
                 .json(json!({"status": "error", "database": "unavailable"}))
         }

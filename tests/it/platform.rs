@@ -324,3 +324,105 @@ async fn bodies_over_the_limit_and_wrong_types_get_short_enveloped_errors() {
         "control characters are escaped, not passed on"
     );
 }
+
+/// Every process of a PostgreSQL cluster: the postmaster and its children.
+fn cluster_pids(pgdata: &std::path::Path) -> Vec<i32> {
+    let postmaster: i32 = std::fs::read_to_string(pgdata.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(postmaster) {
+            pids.extend(
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    pids
+}
+
+/// Freezes a cluster the way SIGSTOP does, and thaws it again even if the test fails.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn freeze(pgdata: &std::path::Path) -> Frozen {
+        let pids = cluster_pids(pgdata);
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_database_gets_answers_in_time_and_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let server = tokio::task::spawn_blocking(move || {
+        PgServer::start(&path, &PgOptions { fast_unsafe: true }).unwrap()
+    })
+    .await
+    .unwrap();
+    let url = server.url("postgres");
+    let app = TestApp::spawn_on(&url, None, |s| s.database.query_timeout_secs = 2).await;
+    let token = app.user_token("frozen@example.com").await;
+    // A client that would rather fail than wait for the thaw.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    let frozen = Frozen::freeze(server.pgdata());
+    let r = client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "health says so instead of hanging");
+    let r = client
+        .get(app.url("/api/projects"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "requests answer instead of hanging");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "service_unavailable");
+
+    drop(frozen);
+    let r = client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "recovered without a restart");
+    let (status, _) = app.get_json(&token, "/api/projects").await;
+    assert_eq!(status, 200);
+    let path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || server.stop().unwrap())
+        .await
+        .unwrap();
+    drop(path);
+}
