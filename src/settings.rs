@@ -84,6 +84,8 @@ pub struct AuthSettings {
     pub bcrypt_cost: u32,
     /// Failed-or-not login attempts allowed per IP and per email, per minute.
     pub login_attempts_per_minute: u32,
+    /// Accounts one client address may create per hour.
+    pub registrations_per_hour_per_address: u32,
     /// Accounts may be created through the sign-up page and API.
     pub allow_registration: bool,
 }
@@ -124,6 +126,10 @@ pub struct ChatSettings {
     pub flush_interval_ms: u64,
     /// Characters of the first message that become the conversation's title.
     pub title_chars: usize,
+    /// Answers one person may have being generated at once.
+    pub max_live_answers_per_user: u32,
+    /// Answers one person may start per minute.
+    pub answers_per_minute_per_user: u32,
 }
 
 /// Values from the command line; they win over everything else.
@@ -161,12 +167,15 @@ stall_timeout_secs = 120
 history_budget_chars = 32000
 flush_interval_ms = 250
 title_chars = 60
+max_live_answers_per_user = 4
+answers_per_minute_per_user = 30
 
 [auth]
 token_ttl_hours = 168
 bcrypt_cost = 12
 login_attempts_per_minute = 10
 allow_registration = true
+registrations_per_hour_per_address = 10
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -255,7 +264,7 @@ impl Settings {
 
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
-        let ranges: [(&str, u64, u64, u64); 8] = [
+        let ranges: [(&str, u64, u64, u64); 11] = [
             (
                 "database.pool_size",
                 self.database.pool_size.into(),
@@ -287,6 +296,24 @@ impl Settings {
                 60_000,
             ),
             ("auth.bcrypt_cost", self.auth.bcrypt_cost.into(), 4, 31),
+            (
+                "chat.max_live_answers_per_user",
+                self.chat.max_live_answers_per_user.into(),
+                1,
+                100_000,
+            ),
+            (
+                "chat.answers_per_minute_per_user",
+                self.chat.answers_per_minute_per_user.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "auth.registrations_per_hour_per_address",
+                self.auth.registrations_per_hour_per_address.into(),
+                1,
+                1_000_000,
+            ),
             (
                 "auth.login_attempts_per_minute",
                 self.auth.login_attempts_per_minute.into(),

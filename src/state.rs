@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use crate::auth::password::make_dummy_hash;
-use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::rate_limit::{LoginLimiter, RegistrationLimiter};
 use crate::auth::token::TokenKeys;
 use crate::db::PgPool;
+use crate::generation::allowance::Allowance;
 use crate::generation::{Generations, router_from_settings};
 use crate::settings::{Secret, Settings};
 
@@ -15,6 +16,7 @@ pub struct AppState {
     pub settings: Settings,
     pub tokens: TokenKeys,
     pub login_limiter: LoginLimiter,
+    pub registration_limiter: RegistrationLimiter,
     /// Checked against when an email is unknown, so sign-in takes equally long either way.
     pub dummy_password_hash: String,
     /// Answers being generated, and the provider router they use.
@@ -28,12 +30,19 @@ impl AppState {
         AppState {
             tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
             login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
+            registration_limiter: RegistrationLimiter::per_hour(
+                settings.auth.registrations_per_hour_per_address,
+            ),
             dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
             generations: Generations::new(
                 router_from_settings(&settings),
                 pool.clone(),
                 Duration::from_millis(settings.chat.flush_interval_ms),
                 Duration::from_secs(settings.llm.stall_timeout_secs),
+                Allowance::new(
+                    settings.chat.max_live_answers_per_user as usize,
+                    settings.chat.answers_per_minute_per_user,
+                ),
             ),
             pool,
             settings,

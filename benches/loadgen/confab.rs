@@ -138,6 +138,10 @@ pub async fn confab_phase(
         .env("NO_COLOR", "1")
         .env("CONFAB_AUTH__BCRYPT_COST", "4")
         .env("CONFAB_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "100000")
+        // The load is many streams from one machine: the per-person allowances would refuse it.
+        .env("CONFAB_AUTH__REGISTRATIONS_PER_HOUR_PER_ADDRESS", "100000")
+        .env("CONFAB_CHAT__MAX_LIVE_ANSWERS_PER_USER", "100000")
+        .env("CONFAB_CHAT__ANSWERS_PER_MINUTE_PER_USER", "1000000")
         .env(
             "CONFAB_LOG",
             std::env::var("LOADGEN_CONFAB_LOG").unwrap_or_else(|_| "warn".into()),

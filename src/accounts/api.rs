@@ -10,10 +10,18 @@ use crate::session::CurrentUser;
 use crate::state::AppState;
 
 pub async fn register(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<Registration>,
 ) -> AppResult<HttpResponse> {
-    let user = service::register(&state.pool, &state.settings.auth, body.into_inner()).await?;
+    let user = service::register(
+        &state.pool,
+        &state.settings.auth,
+        &state.registration_limiter,
+        req.peer_addr().map(|a| a.ip()),
+        body.into_inner(),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 

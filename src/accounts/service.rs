@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::accounts::model::{NewUser, User};
 use crate::auth::password::{self, Password};
-use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::rate_limit::{LoginLimiter, RegistrationLimiter};
 use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks, Email};
@@ -42,6 +42,8 @@ pub struct PasswordChange {
 pub async fn register(
     pool: &PgPool,
     settings: &AuthSettings,
+    limiter: &RegistrationLimiter,
+    ip: Option<IpAddr>,
     registration: Registration,
 ) -> AppResult<User> {
     let Registration {
@@ -54,6 +56,7 @@ pub async fn register(
             "Registration is closed on this server.".into(),
         ));
     }
+    limiter.check(ip)?;
     let mut checks = Checks::new();
     let email = checks.check(Email::parse(&email));
     let password = checks.check(Password::parse("password", password));

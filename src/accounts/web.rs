@@ -132,6 +132,7 @@ pub async fn register_page(user: Option<CurrentUser>, csrf: CsrfToken) -> AppRes
 }
 
 pub async fn register(
+    req: HttpRequest,
     state: web::Data<AppState>,
     csrf: CsrfToken,
     PageForm(registration): PageForm<Registration>,
@@ -140,7 +141,14 @@ pub async fn register(
         registration.email.clone(),
         registration.display_name.clone(),
     );
-    let result = service::register(&state.pool, &state.settings.auth, registration).await;
+    let result = service::register(
+        &state.pool,
+        &state.settings.auth,
+        &state.registration_limiter,
+        req.peer_addr().map(|a| a.ip()),
+        registration,
+    )
+    .await;
     match refused(result, "email")? {
         Ok(user) => {
             let token = state.tokens.issue(user.id, user.session_epoch);

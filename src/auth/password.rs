@@ -34,8 +34,23 @@ impl Password {
     }
 }
 
+/// bcrypt runs on the blocking pool, which every database call shares: at most one hash per
+/// core at a time, so a flood of sign-ups or sign-ins waits its turn (as cheap futures) instead
+/// of taking every thread from the queries of everyone else.
+static BCRYPT_SLOTS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(cores)
+});
+
+async fn on_a_bcrypt_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> AppResult<T> {
+    let _slot = BCRYPT_SLOTS.acquire().await.map_err(AppError::internal)?;
+    Ok(web::block(work).await?)
+}
+
 pub async fn hash(password: Password, cost: u32) -> AppResult<String> {
-    web::block(move || bcrypt::hash(password.0, cost))
+    on_a_bcrypt_slot(move || bcrypt::hash(password.0, cost))
         .await?
         .map_err(AppError::internal)
 }
@@ -47,7 +62,8 @@ pub async fn verify(candidate: String, hash: Option<String>, dummy_hash: &str) -
     let storable = candidate.len() <= MAX_PASSWORD_BYTES;
     let known = hash.is_some() && storable;
     let hash = hash.unwrap_or_else(|| dummy_hash.to_string());
-    let matches = web::block(move || bcrypt::verify(candidate, &hash).unwrap_or(false)).await?;
+    let matches =
+        on_a_bcrypt_slot(move || bcrypt::verify(candidate, &hash).unwrap_or(false)).await?;
     Ok(known && matches)
 }
 

@@ -66,6 +66,42 @@ impl LoginLimiter {
     }
 }
 
+/// New accounts per client address: one address cannot mint accounts by the hundred (each costs
+/// a bcrypt hash, and each could start answers of its own).
+pub struct RegistrationLimiter {
+    by_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl RegistrationLimiter {
+    pub fn per_hour(accounts: u32) -> RegistrationLimiter {
+        let quota = Quota::per_hour(NonZeroU32::new(accounts.max(1)).expect("max(1) is non-zero"));
+        RegistrationLimiter {
+            by_ip: DefaultKeyedRateLimiter::keyed(quota),
+        }
+    }
+
+    pub fn check(&self, ip: Option<IpAddr>) -> Result<(), AppError> {
+        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        self.by_ip.check_key(&ip).map_err(|not_until| {
+            let wait = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                + 1;
+            AppError::RateLimited {
+                message: format!(
+                    "Too many accounts were created from your address. Try again in {} minutes.",
+                    wait.div_ceil(60)
+                ),
+                retry_after_secs: wait,
+            }
+        })?;
+        if self.by_ip.len() > 10_000 {
+            self.by_ip.retain_recent();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

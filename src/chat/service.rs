@@ -9,6 +9,7 @@ use crate::db;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
 use crate::generation::Generations;
+use crate::generation::allowance::Slot;
 use crate::generation::registry::Subscription;
 use crate::generation::{Job, Origin};
 use crate::llm::{ChatRequest, Turn};
@@ -103,6 +104,8 @@ pub async fn send(
 ) -> AppResult<Sent> {
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
+    // Within the person's allowance, or refused before anything is stored.
+    let slot = generations.reserve(user.id)?;
     let owner = user.id;
     let title = title_from(&text, settings.title_chars);
     let (agent, conversation, new_conversation, user_message, answer, history, system) =
@@ -160,7 +163,15 @@ pub async fn send(
             ))
         })
         .await?;
-    let reader = start(generations, settings, &agent, &answer, &history, &system);
+    let reader = start(
+        generations,
+        slot,
+        settings,
+        &agent,
+        &answer,
+        &history,
+        &system,
+    );
     Ok(Sent {
         conversation,
         user_message,
@@ -172,6 +183,7 @@ pub async fn send(
 
 fn start(
     generations: &Generations,
+    slot: Slot,
     settings: &ChatSettings,
     agent: &Agent,
     answer: &Message,
@@ -185,15 +197,18 @@ fn start(
         temperature: agent.temperature,
         max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
     };
-    generations.start(Job {
-        message_id: answer.id,
-        origin: Origin {
-            agent_id: agent.id,
-            project_id: agent.project_id,
+    generations.start(
+        Job {
+            message_id: answer.id,
+            origin: Origin {
+                agent_id: agent.id,
+                project_id: agent.project_id,
+            },
+            provider: agent.provider.clone(),
+            request,
         },
-        provider: agent.provider.clone(),
-        request,
-    })
+        slot,
+    )
 }
 
 /// Generates a failed answer again: the failed one is replaced by a new one.
@@ -205,6 +220,8 @@ pub async fn retry(
     message_id: Uuid,
 ) -> AppResult<(Conversation, Message, Subscription)> {
     ensure_accepting(generations)?;
+    // Within the person's allowance, or refused before anything is stored.
+    let slot = generations.reserve(user.id)?;
     let owner = user.id;
     let (agent, conversation, answer, history, system) = db::transaction(pool, move |conn| {
         let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
@@ -236,7 +253,15 @@ pub async fn retry(
         Ok((agent, conversation, answer, history, system))
     })
     .await?;
-    let reader = start(generations, settings, &agent, &answer, &history, &system);
+    let reader = start(
+        generations,
+        slot,
+        settings,
+        &agent,
+        &answer,
+        &history,
+        &system,
+    );
     Ok((conversation, answer, reader))
 }
 

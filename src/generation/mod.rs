@@ -4,6 +4,7 @@
 //! database every ~250 ms in one statement, and the task writes the outcome when it ends. No
 //! task holds a database connection while it streams.
 
+pub mod allowance;
 pub mod registry;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
 use crate::metrics as m;
+use allowance::{Allowance, Slot};
 pub use registry::Origin;
 use registry::{Live, Registry, StopReason, Subscription};
 
@@ -45,6 +47,7 @@ impl Drop for Runtime {
 
 pub struct Generations {
     pub registry: Arc<Registry>,
+    allowance: Arc<Allowance>,
     router: Arc<Router>,
     pool: PgPool,
     runtime: Runtime,
@@ -60,6 +63,7 @@ impl Generations {
         pool: PgPool,
         flush_interval: Duration,
         stall_timeout: Duration,
+        allowance: Arc<Allowance>,
     ) -> Generations {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -77,6 +81,7 @@ impl Generations {
         ));
         Generations {
             registry,
+            allowance,
             router: Arc::new(router),
             pool,
             runtime: Runtime(Some(runtime)),
@@ -94,9 +99,15 @@ impl Generations {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A place for one more answer of `user` (refused over their allowance); take it before
+    /// storing anything, hand it to [`Generations::start`].
+    pub fn reserve(&self, user: Uuid) -> AppResult<Slot> {
+        self.allowance.take(user)
+    }
+
     /// Starts generating into the (already stored, `streaming`) message. Returns a reader that
-    /// was subscribed before the first token could arrive.
-    pub fn start(&self, job: Job) -> Subscription {
+    /// was subscribed before the first token could arrive. The slot is held until it ends.
+    pub fn start(&self, job: Job, slot: Slot) -> Subscription {
         let live = self.registry.insert(job.message_id, job.origin);
         let reader = live.subscribe();
         let runtime = self
@@ -114,6 +125,7 @@ impl Generations {
             self.stall_timeout,
         );
         runtime.spawn(async move {
+            let _slot = slot;
             if AssertUnwindSafe(task).catch_unwind().await.is_err() {
                 end_after_panic(&registry, &pool, &live, id).await;
             }

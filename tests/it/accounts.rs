@@ -645,3 +645,33 @@ async fn sessions_past_half_their_life_get_a_fresh_cookie() {
     assert_ne!(fresh, old);
     assert_eq!(app.get_json(fresh, "/api/users/me").await.0, 200);
 }
+
+#[tokio::test]
+async fn one_address_cannot_create_accounts_by_the_hundred() {
+    let app = TestApp::spawn_with(|s| s.auth.registrations_per_hour_per_address = 3).await;
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last)))
+            .build()
+            .unwrap()
+    };
+    let register = |client: reqwest::Client, n: usize| {
+        let url = app.url("/api/auth/register");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": format!("many{n}@example.com"), "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let busy = from(4);
+    for n in 0..3 {
+        assert_eq!(register(busy.clone(), n).await.status(), 201);
+    }
+    let refused = register(busy, 3).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_eq!(register(from(5), 4).await.status(), 201, "another address is not affected");
+}

@@ -1308,3 +1308,52 @@ async fn long_messages_within_the_limit_are_sent_and_longer_ones_kept_with_a_rea
     assert!(page.contains("at most 100000 characters"));
     assert!(page.contains("字字字END"), "the draft is kept");
 }
+
+#[tokio::test]
+async fn one_person_cannot_run_up_the_bill_with_answers_at_once_or_in_a_minute() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"word ".repeat(500)).token_delay(Duration::from_millis(20)));
+    let app = TestApp::with_llm(&fake.base_url(), |s| {
+        s.chat.max_live_answers_per_user = 2;
+        s.chat.answers_per_minute_per_user = 3;
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("bill@example.com").await;
+    let mut first = long_answer_under_way(&app, &token, &agent).await;
+    let _second = long_answer_under_way(&app, &token, &agent).await;
+    let refused = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&json!({"message": "a third at once"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().get("retry-after").is_some());
+    let (other, _, other_agent) = app.chat_setup("neighbour@example.com").await;
+    let _theirs = long_answer_under_way(&app, &other, &other_agent).await;
+
+    // Stopping one frees its place; the per-minute quota (3) is the next limit.
+    let data: Value = serde_json::from_str(&first.next().await.unwrap().data).unwrap();
+    let message = data["message_id"].as_str().unwrap();
+    let r = app
+        .api
+        .post(app.url(&format!("/api/messages/{message}/stop")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    first.collect_json().await;
+    let _third = long_answer_under_way(&app, &token, &agent).await;
+    let (status, body) = app
+        .post_json(
+            &token,
+            &format!("/api/chat/agents/{agent}"),
+            json!({"message": "a fourth in the minute"}),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
