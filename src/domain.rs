@@ -221,11 +221,25 @@ impl Flag {
     }
 }
 
-/// An email address of plausible shape: one `@`, a dot in the domain, no spaces.
-pub struct Email(pub String);
+/// An email address of plausible shape: one `@`, a dot in the domain, no spaces. `address` is
+/// what the person typed (trimmed, NFC); `key` is how addresses are compared and kept unique.
+pub struct Email {
+    pub address: String,
+    pub key: String,
+}
+
+/// The one way emails are compared: Unicode canonical caseless matching (NFD, full case
+/// folding, then NFC to store it compactly), so "ΟΔΥΣΣΕΥΣ" and "οδυσσευς", or "İlker" typed
+/// either way, are one address — in Rust, never by the database's `lower()`.
+pub fn email_key(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = caseless::default_case_fold_str(&raw.trim().nfd().collect::<String>());
+    folded.nfc().collect()
+}
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, FieldError> {
+        use unicode_normalization::UnicodeNormalization;
         let email = raw.trim();
         let valid = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -238,7 +252,10 @@ impl Email {
                     && !domain.contains("..")
             });
         if valid {
-            Ok(Email(email.to_string()))
+            Ok(Email {
+                address: email.nfc().collect(),
+                key: email_key(email),
+            })
         } else {
             Err(field_error(
                 "email",
@@ -331,6 +348,21 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn emails_compare_by_unicode_case_folding() {
+        assert_eq!(
+            email_key("ΟΔΥΣΣΕΥΣ@example.com"),
+            email_key("οδυσσευς@Example.COM")
+        );
+        assert_eq!(
+            email_key("İlker@example.com"),
+            email_key("i\u{307}lker@example.com")
+        );
+        assert_eq!(email_key(" Pad@Example.com "), "pad@example.com");
+        // The same letter, precomposed or not.
+        assert_eq!(email_key("Jos\u{e9}@x.org"), email_key("jose\u{301}@x.org"));
     }
 
     #[test]

@@ -82,6 +82,11 @@ impl Application {
             TcpListener::bind(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let state = web::Data::new(AppState::new(settings, pool, &secret));
+        match accounts::service::rekey_stored_emails(&state.pool).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "gave stored email addresses their comparison keys"),
+            Err(error) => tracing::warn!(%error, "could not check stored email addresses"),
+        }
         match crate::generation::mark_interrupted(&state.pool).await {
             Ok(0) => {}
             Ok(count) => tracing::warn!(

@@ -48,24 +48,40 @@ impl From<&User> for UserView {
 pub struct NewUser<'a> {
     pub id: Uuid,
     pub email: &'a str,
+    pub email_key: &'a str,
     pub password_hash: &'a str,
     pub display_name: &'a str,
 }
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 impl User {
     pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<User> {
         users::table.find(id).select(User::as_select()).first(conn)
     }
 
-    /// Emails are unique regardless of case.
-    pub fn find_by_email(conn: &mut PgConnection, email: &str) -> QueryResult<Option<User>> {
+    /// The account whose address has this key (`domain::email_key`).
+    pub fn find_by_email_key(conn: &mut PgConnection, key: &str) -> QueryResult<Option<User>> {
         users::table
-            .filter(lower(users::email).eq(email.to_lowercase()))
+            .filter(users::email_key.eq(key))
             .select(User::as_select())
             .first(conn)
             .optional()
+    }
+
+    /// Addresses with non-ASCII characters, whose stored key may predate `domain::email_key`.
+    pub fn non_ascii_emails(conn: &mut PgConnection) -> QueryResult<Vec<(Uuid, String, String)>> {
+        users::table
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "email ~ '[^[:ascii:]]'",
+            ))
+            .select((users::id, users::email, users::email_key))
+            .load(conn)
+    }
+
+    pub fn set_email_key(conn: &mut PgConnection, id: Uuid, key: &str) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set(users::email_key.eq(key))
+            .execute(conn)?;
+        Ok(())
     }
 
     pub fn insert(conn: &mut PgConnection, new: &NewUser) -> QueryResult<User> {

@@ -73,7 +73,8 @@ pub async fn register(
     let result = db::run(pool, move |conn| {
         let new = NewUser {
             id: Uuid::now_v7(),
-            email: &email.0,
+            email: &email.address,
+            email_key: &email.key,
             password_hash: &hash,
             display_name: &display_name,
         };
@@ -104,8 +105,8 @@ pub async fn authenticate(
     // Anything that is not an email cannot be an account; it still pays for a bcrypt check
     // below, so it takes as long as a wrong password.
     let user = match Email::parse(&email) {
-        Ok(Email(lookup)) => {
-            db::run(pool, move |conn| Ok(User::find_by_email(conn, &lookup)?)).await?
+        Ok(Email { key, .. }) => {
+            db::run(pool, move |conn| Ok(User::find_by_email_key(conn, &key)?)).await?
         }
         Err(_) => None,
     };
@@ -150,4 +151,30 @@ pub async fn profile(pool: &PgPool, user: &CurrentUser) -> AppResult<User> {
 pub async fn log_out_everywhere(pool: &PgPool, user: &CurrentUser) -> AppResult<i32> {
     let id = user.id;
     db::run(pool, move |conn| Ok(User::bump_session_epoch(conn, id)?)).await
+}
+
+/// Gives every stored address with non-ASCII characters the key `domain::email_key` computes
+/// (the migration that added keys could only use the database's `lower()`). Run at start-up;
+/// returns how many changed. Two accounts that turn out to be one address keep their old keys
+/// and are named in the log for the operator.
+pub async fn rekey_stored_emails(pool: &PgPool) -> AppResult<usize> {
+    db::run(pool, |conn| {
+        let mut changed = 0;
+        for (id, email, stored) in User::non_ascii_emails(conn)? {
+            let key = domain::email_key(&email);
+            if key == stored {
+                continue;
+            }
+            match User::set_email_key(conn, id, &key) {
+                Ok(()) => changed += 1,
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::UniqueViolation,
+                    _,
+                )) => tracing::warn!(%id, "another account has the same address; left as it was"),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(changed)
+    })
+    .await
 }

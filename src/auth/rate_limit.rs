@@ -47,7 +47,7 @@ impl LoginLimiter {
             }
         };
         let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let email = email.trim().to_lowercase();
+        let email = crate::domain::email_key(email);
         self.by_ip.check_key(&ip).map_err(refused)?;
         self.by_ip_and_email
             .check_key(&(ip, email.clone()))

@@ -94,6 +94,7 @@ diesel::table! {
         session_epoch -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_key -> Text,
     }
 }
 

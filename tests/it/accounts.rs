@@ -651,7 +651,9 @@ async fn one_address_cannot_create_accounts_by_the_hundred() {
     let app = TestApp::spawn_with(|s| s.auth.registrations_per_hour_per_address = 3).await;
     let from = |last: u8| {
         reqwest::Client::builder()
-            .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, last)))
+            .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127, 0, 0, last,
+            )))
             .build()
             .unwrap()
     };
@@ -673,5 +675,56 @@ async fn one_address_cannot_create_accounts_by_the_hundred() {
     let refused = register(busy, 3).await;
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().get("retry-after").is_some());
-    assert_eq!(register(from(5), 4).await.status(), 201, "another address is not affected");
+    assert_eq!(
+        register(from(5), 4).await.status(),
+        201,
+        "another address is not affected"
+    );
+}
+
+#[tokio::test]
+async fn non_ascii_emails_sign_in_as_typed_and_in_other_cases() {
+    let app = TestApp::spawn().await;
+    let register = |email: &'static str| {
+        app.api
+            .post(app.url("/api/auth/register"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+    };
+    for email in ["ΟΔΥΣΣΕΥΣ@example.com", "İlker@example.com"] {
+        assert_eq!(register(email).await.unwrap().status(), 201, "{email}");
+        app.login(email, PASSWORD).await;
+    }
+    // Other spellings of the same address: the same account, both ways.
+    app.login("οδυσσευς@EXAMPLE.com", PASSWORD).await;
+    app.login("i\u{307}lker@example.com", PASSWORD).await;
+    assert_eq!(
+        register("Οδυσσευσ@example.com").await.unwrap().status(),
+        409
+    );
+}
+
+#[tokio::test]
+async fn accounts_keyed_before_unicode_folding_get_their_keys_at_start() {
+    use diesel::RunQueryDsl;
+    let app = TestApp::spawn().await;
+    app.user_token("ilker@example.com").await;
+    // How the key migration left a non-ASCII address: the database's lower(), which in the C
+    // locale leaves "İ" alone.
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        diesel::sql_query(
+            "UPDATE users SET email = 'İlker@example.com', email_key = 'İlker@example.com' \
+             WHERE email = 'ilker@example.com'",
+        )
+        .execute(&mut pool.get().unwrap())
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let changed = confab::accounts::service::rekey_stored_emails(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    app.login("İlker@example.com", PASSWORD).await;
 }
