@@ -86,3 +86,8 @@ pub fn message_stop(id: impl Borrow<Uuid>) -> String {
 pub fn message_retry(id: impl Borrow<Uuid>) -> String {
     format!("/messages/{}/retry", id.borrow())
 }
+
+/// Ends one of the signed-in user's sessions (a device on the account page).
+pub fn session_end(id: impl Borrow<Uuid>) -> String {
+    format!("/account/sessions/{}/end", id.borrow())
+}

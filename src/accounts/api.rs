@@ -2,11 +2,14 @@
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::accounts::model::UserView;
 use crate::accounts::service::{self, Credentials, PasswordChange, Registration};
+use crate::accounts::web::user_agent;
 use crate::error::{AppError, AppResult, bounded};
-use crate::session::CurrentUser;
+use crate::session::model::Session;
+use crate::session::{self, CurrentUser};
 use crate::state::AppState;
 
 pub async fn register(
@@ -32,12 +35,21 @@ pub struct TokenResponse {
     expires_in: i64,
 }
 
-fn token_response(state: &AppState, user_id: uuid::Uuid, epoch: i32) -> TokenResponse {
-    TokenResponse {
-        access_token: state.tokens.issue(user_id, epoch),
+/// A new session for a signed-in client, and its token.
+async fn token_response(
+    req: &HttpRequest,
+    state: &AppState,
+    user_id: Uuid,
+    epoch: i32,
+) -> AppResult<TokenResponse> {
+    let token =
+        session::service::begin(&state.pool, &state.tokens, user_id, epoch, user_agent(req))
+            .await?;
+    Ok(TokenResponse {
+        access_token: token,
         token_type: "bearer",
         expires_in: state.tokens.ttl_secs(),
-    }
+    })
 }
 
 pub async fn login(
@@ -71,7 +83,7 @@ pub async fn login(
         credentials,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(token_response(&state, user.id, user.session_epoch)))
+    Ok(HttpResponse::Ok().json(token_response(&req, &state, user.id, user.session_epoch).await?))
 }
 
 pub async fn me(state: web::Data<AppState>, user: CurrentUser) -> AppResult<HttpResponse> {
@@ -85,12 +97,13 @@ pub async fn logout_everywhere(
 ) -> AppResult<HttpResponse> {
     service::log_out_everywhere(&state.pool, &user).await?;
     Ok(HttpResponse::NoContent()
-        .cookie(crate::session::cleared_session_cookie(&state))
+        .cookie(session::cleared_session_cookie(&state))
         .finish())
 }
 
 /// Changes the password and answers with a fresh token: every earlier one is revoked.
 pub async fn change_password(
+    req: HttpRequest,
     state: web::Data<AppState>,
     user: CurrentUser,
     body: web::Json<PasswordChange>,
@@ -103,5 +116,47 @@ pub async fn change_password(
         body.into_inner(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(token_response(&state, user.id, epoch)))
+    Ok(HttpResponse::Ok().json(token_response(&req, &state, user.id, epoch).await?))
+}
+
+/// `POST /api/auth/logout`: ends the session of the token (or cookie) it comes with.
+pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<HttpResponse> {
+    session::service::end(&state.pool, user.id, user.session_id).await?;
+    Ok(HttpResponse::NoContent()
+        .cookie(session::cleared_session_cookie(&state))
+        .finish())
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    #[serde(flatten)]
+    session: Session,
+    /// The session of this request's token.
+    current: bool,
+}
+
+/// `GET /api/auth/sessions`: where the user is signed in, most recently used first.
+pub async fn list_sessions(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+) -> AppResult<HttpResponse> {
+    let sessions: Vec<SessionView> = session::service::list(&state.pool, user.id)
+        .await?
+        .into_iter()
+        .map(|session| SessionView {
+            current: session.id == user.session_id,
+            session,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(sessions))
+}
+
+/// `DELETE /api/auth/sessions/{id}`: signs one session out.
+pub async fn end_session(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    session::service::end(&state.pool, user.id, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -13,6 +13,7 @@ use crate::db::PgPool;
 use crate::domain::{self, Checks, Email};
 use crate::error::{AppError, AppResult};
 use crate::session::CurrentUser;
+use crate::session::model::Session;
 use crate::settings::AuthSettings;
 
 /// A sign-up, from the form or the JSON API.
@@ -139,7 +140,13 @@ pub async fn change_password(
         ));
     }
     let hash = password::hash(new, settings.bcrypt_cost).await?;
-    db::run(pool, move |conn| Ok(User::set_password(conn, id, &hash)?)).await
+    // Every session ends with the old password; the caller begins a new one for this browser.
+    db::transaction(pool, move |conn| {
+        let epoch = User::set_password(conn, id, &hash)?;
+        Session::end_all(conn, id)?;
+        Ok(epoch)
+    })
+    .await
 }
 
 /// The signed-in user's own account.
@@ -150,7 +157,12 @@ pub async fn profile(pool: &PgPool, user: &CurrentUser) -> AppResult<User> {
 
 pub async fn log_out_everywhere(pool: &PgPool, user: &CurrentUser) -> AppResult<i32> {
     let id = user.id;
-    db::run(pool, move |conn| Ok(User::bump_session_epoch(conn, id)?)).await
+    db::transaction(pool, move |conn| {
+        let epoch = User::bump_session_epoch(conn, id)?;
+        Session::end_all(conn, id)?;
+        Ok(epoch)
+    })
+    .await
 }
 
 /// Gives every stored address with non-ASCII characters the key `domain::email_key` computes

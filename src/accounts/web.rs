@@ -6,13 +6,15 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::accounts::service::{self, Credentials, PasswordChange, Registration};
-use crate::error::AppResult;
-use crate::session::CurrentUser;
+use crate::error::{AppError, AppResult};
 use crate::session::csrf::{CsrfToken, rotated_cookie};
+use crate::session::model::Session;
+use crate::session::{self, CurrentUser};
 use crate::site::errors::safe_next;
-use crate::site::{Chrome, FormErrors, PageForm, Refusal, html, refused};
+use crate::site::{Chrome, FormErrors, PageForm, Refusal, html, refused, see_other};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -39,6 +41,71 @@ struct AccountPage {
     chrome: Chrome,
     notice: Option<&'static str>,
     errors: FormErrors,
+    sessions: Vec<SessionRow>,
+}
+
+/// A signed-in device as the account page lists it.
+struct SessionRow {
+    id: Uuid,
+    device: String,
+    last_used: String,
+    signed_in: String,
+    current: bool,
+}
+
+impl SessionRow {
+    fn of(session: Session, current: Uuid) -> SessionRow {
+        SessionRow {
+            id: session.id,
+            device: device_name(&session.user_agent),
+            last_used: session
+                .last_used_at
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string(),
+            signed_in: session.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            current: session.id == current,
+        }
+    }
+}
+
+/// "Firefox on Linux" from a user agent, or the start of it when it is not a browser's.
+fn device_name(user_agent: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Chromium/", "Chromium"),
+        ("Safari/", "Safari"),
+    ]
+    .into_iter()
+    .find(|(marker, _)| user_agent.contains(marker))
+    .map(|(_, name)| name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(marker, _)| user_agent.contains(marker))
+    .map(|(_, name)| name);
+    match (browser, system) {
+        (Some(b), Some(s)) => format!("{b} on {s}"),
+        (Some(b), None) => b.to_string(),
+        _ if user_agent.is_empty() => "Unknown device".into(),
+        _ => user_agent.chars().take(60).collect(),
+    }
+}
+
+/// What the client calls itself, to recognise the session by on the account page.
+pub fn user_agent(req: &HttpRequest) -> &str {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]
@@ -95,9 +162,16 @@ pub async fn login(
     .await;
     match refused(result, "form")? {
         Ok(user) => {
-            let token = state.tokens.issue(user.id, user.session_epoch);
+            let token = session::service::begin(
+                &state.pool,
+                &state.tokens,
+                user.id,
+                user.session_epoch,
+                user_agent(&req),
+            )
+            .await?;
             Ok(HttpResponse::SeeOther()
-                .cookie(crate::session::session_cookie(&state, token))
+                .cookie(session::session_cookie(&state, token))
                 .cookie(rotated_cookie(state.settings.cookie_secure()))
                 .insert_header((header::LOCATION, next))
                 .finish())
@@ -151,9 +225,16 @@ pub async fn register(
     .await;
     match refused(result, "email")? {
         Ok(user) => {
-            let token = state.tokens.issue(user.id, user.session_epoch);
+            let token = session::service::begin(
+                &state.pool,
+                &state.tokens,
+                user.id,
+                user.session_epoch,
+                user_agent(&req),
+            )
+            .await?;
             Ok(HttpResponse::SeeOther()
-                .cookie(crate::session::session_cookie(&state, token))
+                .cookie(session::session_cookie(&state, token))
                 .cookie(rotated_cookie(state.settings.cookie_secure()))
                 .insert_header((header::LOCATION, "/projects"))
                 .finish())
@@ -170,25 +251,71 @@ pub async fn register(
     }
 }
 
-pub async fn logout(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .cookie(crate::session::cleared_session_cookie(&state))
+/// Ends this browser's session on the server (its token stops working at once, wherever a copy
+/// of it is) and forgets the cookie.
+pub async fn logout(
+    state: web::Data<AppState>,
+    user: Option<CurrentUser>,
+) -> AppResult<HttpResponse> {
+    if let Some(user) = user {
+        match session::service::end(&state.pool, user.id, user.session_id).await {
+            Ok(()) | Err(AppError::NotFound) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(HttpResponse::SeeOther()
+        .cookie(session::cleared_session_cookie(&state))
         .insert_header((header::LOCATION, "/login"))
-        .finish()
+        .finish())
 }
 
-pub async fn account_page(user: CurrentUser, csrf: CsrfToken) -> AppResult<HttpResponse> {
-    html(
-        StatusCode::OK,
-        &AccountPage {
-            chrome: Chrome::new(Some(&user), &csrf),
-            notice: None,
-            errors: FormErrors::default(),
-        },
-    )
+async fn account(
+    state: &AppState,
+    user: &CurrentUser,
+    csrf: &CsrfToken,
+    notice: Option<&'static str>,
+    errors: FormErrors,
+) -> AppResult<AccountPage> {
+    let sessions = session::service::list(&state.pool, user.id).await?;
+    Ok(AccountPage {
+        chrome: Chrome::new(Some(user), csrf),
+        notice,
+        errors,
+        sessions: sessions
+            .into_iter()
+            .map(|s| SessionRow::of(s, user.session_id))
+            .collect(),
+    })
+}
+
+pub async fn account_page(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+) -> AppResult<HttpResponse> {
+    let page = account(&state, &user, &csrf, None, FormErrors::default()).await?;
+    html(StatusCode::OK, &page)
+}
+
+/// `POST /account/sessions/{id}/end`: signs out one of the user's other devices.
+pub async fn end_session(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    session::service::end(&state.pool, user.id, *id).await?;
+    if *id == user.session_id {
+        return Ok(HttpResponse::SeeOther()
+            .cookie(session::cleared_session_cookie(&state))
+            .insert_header((header::LOCATION, "/login"))
+            .finish());
+    }
+    Ok(see_other(&req, "/account"))
 }
 
 pub async fn change_password(
+    req: HttpRequest,
     state: web::Data<AppState>,
     user: CurrentUser,
     csrf: CsrfToken,
@@ -204,26 +331,33 @@ pub async fn change_password(
     .await;
     match refused(result, "current_password")? {
         Ok(epoch) => {
-            // This browser stays signed in with a token of the new epoch; every other one is out.
-            let token = state.tokens.issue(user.id, epoch);
-            let page = AccountPage {
-                chrome: Chrome::new(Some(&user), &csrf),
-                notice: Some("Password changed. Every other session has been signed out."),
-                errors: FormErrors::default(),
+            // Every session ended; this browser stays signed in with a new one.
+            let token = session::service::begin(
+                &state.pool,
+                &state.tokens,
+                user.id,
+                epoch,
+                user_agent(&req),
+            )
+            .await?;
+            let user = CurrentUser {
+                session_epoch: epoch,
+                session_id: state
+                    .tokens
+                    .verify(&token)
+                    .map_or(user.session_id, |claims| claims.sid),
+                ..user
             };
+            let notice = Some("Password changed. Every other session has been signed out.");
+            let page = account(&state, &user, &csrf, notice, FormErrors::default()).await?;
             Ok(HttpResponse::Ok()
-                .cookie(crate::session::session_cookie(&state, token))
+                .cookie(session::session_cookie(&state, token))
                 .content_type("text/html; charset=utf-8")
                 .body(page.render()?))
         }
-        Err(Refusal { status, errors }) => html(
-            status,
-            &AccountPage {
-                chrome: Chrome::new(Some(&user), &csrf),
-                notice: None,
-                errors,
-            },
-        ),
+        Err(Refusal { status, errors }) => {
+            html(status, &account(&state, &user, &csrf, None, errors).await?)
+        }
     }
 }
 
@@ -233,7 +367,7 @@ pub async fn logout_everywhere(
 ) -> AppResult<HttpResponse> {
     service::log_out_everywhere(&state.pool, &user).await?;
     Ok(HttpResponse::SeeOther()
-        .cookie(crate::session::cleared_session_cookie(&state))
+        .cookie(session::cleared_session_cookie(&state))
         .insert_header((header::LOCATION, "/login"))
         .finish())
 }

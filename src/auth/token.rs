@@ -1,4 +1,5 @@
-//! Session tokens: HS256 JWTs carrying the user id and the user's session epoch.
+//! Session tokens: HS256 JWTs carrying the user id, the session they belong to and the user's
+//! session epoch.
 
 use std::fs;
 use std::io::Write;
@@ -15,6 +16,8 @@ use crate::settings::Secret;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: Uuid,
+    /// The server-side session (the `sessions` row); a token of an ended session is refused.
+    pub sid: Uuid,
     /// The user's session epoch when the token was issued; a later epoch revokes it.
     pub epoch: i32,
     pub iat: i64,
@@ -41,10 +44,11 @@ impl TokenKeys {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user_id: Uuid, epoch: i32) -> String {
+    pub fn issue(&self, user_id: Uuid, session_id: Uuid, epoch: i32) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
+            sid: session_id,
             epoch,
             iat: now,
             exp: now + self.ttl_secs,
@@ -104,7 +108,7 @@ mod tests {
     fn wrong_key_and_tampering_fail() {
         let keys = TokenKeys::new(&Secret::new("a"), 1);
         let other = TokenKeys::new(&Secret::new("b"), 1);
-        let token = keys.issue(Uuid::now_v7(), 3);
+        let token = keys.issue(Uuid::now_v7(), Uuid::now_v7(), 3);
         assert_eq!(keys.verify(&token).unwrap().epoch, 3);
         assert!(other.verify(&token).is_none());
         let mut tampered = token.clone();

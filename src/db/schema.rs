@@ -98,6 +98,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        user_agent -> Text,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(agents -> projects (project_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(conversations -> users (user_id));
@@ -106,6 +116,7 @@ diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(prompt_versions -> prompts (prompt_id));
 diesel::joinable!(prompts -> agents (agent_id));
 diesel::joinable!(prompts -> projects (project_id));
+diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     agents,
@@ -114,5 +125,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     projects,
     prompt_versions,
     prompts,
+    sessions,
     users,
 );

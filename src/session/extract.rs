@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::db;
 use crate::error::AppError;
 use crate::session::SESSION_COOKIE;
-use crate::session::model::SessionUser;
+use crate::session::model::{Session, SessionUser};
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct CurrentUser {
     pub display_name: String,
     pub is_admin: bool,
     pub session_epoch: i32,
+    /// The server-side session this request belongs to.
+    pub session_id: Uuid,
     /// Seconds since the token was issued; used to renew cookies past half their life.
     pub token_age_secs: i64,
 }
@@ -57,12 +59,20 @@ impl FromRequest for CurrentUser {
                     "your session is invalid or has expired; sign in again".into(),
                 )
             })?;
+            let (sub, sid) = (claims.sub, claims.sid);
             let user = db::run(&state.pool, move |conn| {
-                Ok(SessionUser::find(conn, claims.sub)?)
+                let (user, session) = SessionUser::find_signed_in(conn, sub, sid)?;
+                // A write per request would be wasteful; minutes are precise enough.
+                if chrono::Utc::now() - session.last_used_at > chrono::Duration::minutes(5) {
+                    Session::touch(conn, session.id)?;
+                }
+                Ok(user)
             })
             .await
             .map_err(|e| match e {
-                AppError::NotFound => AppError::unauthorized(),
+                AppError::NotFound => {
+                    AppError::Unauthorized("your session has ended; sign in again".into())
+                }
                 other => other,
             })?;
             if user.session_epoch != claims.epoch || user.disabled_at.is_some() {
@@ -76,6 +86,7 @@ impl FromRequest for CurrentUser {
                 display_name: user.display_name,
                 is_admin: user.is_admin,
                 session_epoch: user.session_epoch,
+                session_id: claims.sid,
                 token_age_secs: chrono::Utc::now().timestamp() - claims.iat,
             };
             req.extensions_mut().insert(current.clone());
@@ -114,8 +125,12 @@ pub async fn renew_session(
         .filter(|user| user.token_age_secs > state.tokens.ttl_secs() / 2)
         .cloned();
     if let Some(user) = stale {
-        let cookie =
-            crate::session::session_cookie(&state, state.tokens.issue(user.id, user.session_epoch));
+        let cookie = crate::session::session_cookie(
+            &state,
+            state
+                .tokens
+                .issue(user.id, user.session_id, user.session_epoch),
+        );
         response.response_mut().add_cookie(&cookie)?;
     }
     Ok(response)

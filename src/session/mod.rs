@@ -3,6 +3,7 @@
 pub mod csrf;
 pub mod extract;
 pub mod model;
+pub mod service;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 

@@ -1,10 +1,12 @@
-//! The part of a `users` row a request needs to know who is asking — never the password hash.
+//! The `sessions` table, and the part of a `users` row a request needs to know who is asking —
+//! never the password hash.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::users;
+use crate::db::schema::{sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -17,11 +19,77 @@ pub struct SessionUser {
     pub session_epoch: i32,
 }
 
+/// One signed-in browser or client.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub user_id: Uuid,
+    pub user_agent: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+}
+
 impl SessionUser {
-    pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<SessionUser> {
-        users::table
-            .find(id)
-            .select(SessionUser::as_select())
+    /// The user of a live session, with the session: one query per request.
+    pub fn find_signed_in(
+        conn: &mut PgConnection,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> QueryResult<(SessionUser, Session)> {
+        sessions::table
+            .inner_join(users::table)
+            .filter(sessions::id.eq(session_id))
+            .filter(sessions::user_id.eq(user_id))
+            .select((SessionUser::as_select(), Session::as_select()))
             .first(conn)
+    }
+}
+
+impl Session {
+    pub fn create(conn: &mut PgConnection, user_id: Uuid, user_agent: &str) -> QueryResult<Uuid> {
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id.eq(Uuid::now_v7()),
+                sessions::user_id.eq(user_id),
+                sessions::user_agent.eq(user_agent),
+            ))
+            .returning(sessions::id)
+            .get_result(conn)
+    }
+
+    pub fn touch(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+        diesel::update(sessions::table.find(id))
+            .set(sessions::last_used_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// The user's sessions, most recently used first.
+    pub fn list(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<Vec<Session>> {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .order(sessions::last_used_at.desc())
+            .select(Session::as_select())
+            .load(conn)
+    }
+
+    /// Ends one of the user's sessions; NotFound when it is not theirs (or already ended).
+    pub fn end(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> QueryResult<()> {
+        let ended = diesel::delete(
+            sessions::table
+                .filter(sessions::id.eq(id))
+                .filter(sessions::user_id.eq(user_id)),
+        )
+        .execute(conn)?;
+        if ended == 0 {
+            return Err(diesel::result::Error::NotFound);
+        }
+        Ok(())
+    }
+
+    pub fn end_all(conn: &mut PgConnection, user_id: Uuid) -> QueryResult<usize> {
+        diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
     }
 }

@@ -332,13 +332,24 @@ fn forge(header: &Value, claims: &Value, key: Option<&[u8]>) -> String {
     format!("{signing_input}.{signature}")
 }
 
+/// The claims of a token confab issued (its payload, unverified).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 #[tokio::test]
 async fn forged_expired_and_unsigned_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let token = app.user_token("forge@example.com").await;
     let (_, me) = app.get_json(&token, "/api/users/me").await;
+    let sid = claims_of(&token)["sid"].clone();
     let now = chrono::Utc::now().timestamp();
-    let claims = json!({"sub": me["id"], "epoch": 0, "iat": now, "exp": now + 3600});
+    let claims = json!({"sub": me["id"], "sid": sid, "epoch": 0, "iat": now, "exp": now + 3600});
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
 
     // Sanity: a token forged with the real key is accepted, so the refusals below mean something.
@@ -352,7 +363,8 @@ async fn forged_expired_and_unsigned_tokens_are_refused() {
         200
     );
 
-    let expired = json!({"sub": me["id"], "epoch": 0, "iat": now - 7200, "exp": now - 3600});
+    let expired =
+        json!({"sub": me["id"], "sid": sid, "epoch": 0, "iat": now - 7200, "exp": now - 3600});
     let cases = [
         ("wrong key", forge(&hs256, &claims, Some(b"another key"))),
         (
@@ -593,17 +605,18 @@ async fn sessions_past_half_their_life_get_a_fresh_cookie() {
     let app = TestApp::spawn().await;
     let token = app.user_token("renew@example.com").await;
     let (_, me) = app.get_json(&token, "/api/users/me").await;
+    let sid = claims_of(&token)["sid"].clone();
     let now = chrono::Utc::now().timestamp();
     let ttl = 168 * 3600;
     let hs256 = json!({"alg": "HS256", "typ": "JWT"});
     let young = forge(
         &hs256,
-        &json!({"sub": me["id"], "epoch": 0, "iat": now - 60, "exp": now - 60 + ttl}),
+        &json!({"sub": me["id"], "sid": sid, "epoch": 0, "iat": now - 60, "exp": now - 60 + ttl}),
         Some(JWT_SECRET.as_bytes()),
     );
     let old = forge(
         &hs256,
-        &json!({"sub": me["id"], "epoch": 0, "iat": now - ttl / 2 - 60, "exp": now + ttl / 2 - 60}),
+        &json!({"sub": me["id"], "sid": sid, "epoch": 0, "iat": now - ttl / 2 - 60, "exp": now + ttl / 2 - 60}),
         Some(JWT_SECRET.as_bytes()),
     );
 
@@ -727,4 +740,66 @@ async fn accounts_keyed_before_unicode_folding_get_their_keys_at_start() {
         .unwrap();
     assert_eq!(changed, 1);
     app.login("İlker@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_at_once_and_other_sessions_can_be_ended() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("sessions@example.com").await;
+    let laptop = app.login("sessions@example.com", PASSWORD).await;
+    let phone = app.login("sessions@example.com", PASSWORD).await;
+    let (status, sessions) = app.get_json(&laptop, "/api/auth/sessions").await;
+    assert_eq!(status, 200);
+    let list = sessions.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{sessions}");
+    assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
+
+    // The page's sign-out ends the browser's session on the server, not only its cookie.
+    let page = browser.get("/account").await.1;
+    assert!(
+        page.contains("this device"),
+        "the account page lists sessions"
+    );
+    let r = browser.post_form("/logout", &[]).await;
+    assert_eq!(r.status(), 303);
+    let (_, remaining) = app.get_json(&laptop, "/api/auth/sessions").await;
+    assert_eq!(
+        remaining.as_array().unwrap().len(),
+        2,
+        "the browser's session ended"
+    );
+
+    // The API's sign-out revokes the bearer token at once (before: valid for 7 more days).
+    let r = app
+        .api
+        .post(app.url("/api/auth/logout"))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.get_json(&phone, "/api/users/me").await.0, 401);
+
+    // Ending another session from this one.
+    let other = app.login("sessions@example.com", PASSWORD).await;
+    let (_, sessions) = app.get_json(&laptop, "/api/auth/sessions").await;
+    let other_id = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/auth/sessions/{other_id}")))
+        .bearer_auth(&laptop)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.get_json(&other, "/api/users/me").await.0, 401);
+    assert_eq!(app.get_json(&laptop, "/api/users/me").await.0, 200);
 }

@@ -40,10 +40,13 @@ struct Owned {
     prompt: String,
     conversation: String,
     message: String,
+    session: String,
 }
 
 fn fill(path: &str, owned: &Owned) -> String {
-    let id = if path.contains("/projects/") {
+    let id = if path.contains("/sessions/") {
+        &owned.session
+    } else if path.contains("/projects/") {
         &owned.project
     } else if path.contains("/conversations/{id}") {
         &owned.conversation
@@ -106,6 +109,10 @@ async fn another_users_things_are_not_found_on_every_route() {
         prompt: prompt["id"].as_str().unwrap().to_string(),
         conversation: done["conversation_id"].as_str().unwrap().to_string(),
         message: done["message_id"].as_str().unwrap().to_string(),
+        session: app.get_json(&owner, "/api/auth/sessions").await.1[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
     };
 
     let intruder = app.user_token("intruder@example.com").await;

@@ -1,0 +1,47 @@
+//! Signing in and out: each sign-in is a `sessions` row its token names, so ending the row ends
+//! the token at once, wherever it is.
+
+use uuid::Uuid;
+
+use crate::auth::token::TokenKeys;
+use crate::db::{self, PgPool};
+use crate::error::AppResult;
+use crate::session::model::Session;
+
+/// The longest user agent kept to recognise a device by.
+const MAX_USER_AGENT_CHARS: usize = 300;
+
+/// A new session for the user; returns its token.
+pub async fn begin(
+    pool: &PgPool,
+    tokens: &TokenKeys,
+    user_id: Uuid,
+    epoch: i32,
+    user_agent: &str,
+) -> AppResult<String> {
+    let user_agent: String = user_agent
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_AGENT_CHARS)
+        .collect();
+    let id = db::run(pool, move |conn| {
+        Ok(Session::create(conn, user_id, &user_agent)?)
+    })
+    .await?;
+    Ok(tokens.issue(user_id, id, epoch))
+}
+
+/// The user's sessions, most recently used first.
+pub async fn list(pool: &PgPool, user_id: Uuid) -> AppResult<Vec<Session>> {
+    db::run(pool, move |conn| Ok(Session::list(conn, user_id)?)).await
+}
+
+/// Ends one session of the user's (another user's is NotFound).
+pub async fn end(pool: &PgPool, user_id: Uuid, id: Uuid) -> AppResult<()> {
+    db::run(pool, move |conn| Ok(Session::end(conn, user_id, id)?)).await
+}
+
+/// Ends every session of the user's.
+pub async fn end_all(pool: &PgPool, user_id: Uuid) -> AppResult<usize> {
+    db::run(pool, move |conn| Ok(Session::end_all(conn, user_id)?)).await
+}
