@@ -126,6 +126,8 @@ pub struct ChatSettings {
     pub flush_interval_ms: u64,
     /// Characters of the first message that become the conversation's title.
     pub title_chars: usize,
+    /// Messages one conversation may hold; past it, a new conversation is asked for.
+    pub max_messages_per_conversation: u32,
     /// Answers one person may have being generated at once.
     pub max_live_answers_per_user: u32,
     /// Answers one person may start per minute.
@@ -167,6 +169,7 @@ stall_timeout_secs = 120
 history_budget_chars = 32000
 flush_interval_ms = 250
 title_chars = 60
+max_messages_per_conversation = 2000
 max_live_answers_per_user = 4
 answers_per_minute_per_user = 30
 
@@ -264,7 +267,7 @@ impl Settings {
 
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
-        let ranges: [(&str, u64, u64, u64); 11] = [
+        let ranges: [(&str, u64, u64, u64); 12] = [
             (
                 "database.pool_size",
                 self.database.pool_size.into(),
@@ -296,6 +299,12 @@ impl Settings {
                 60_000,
             ),
             ("auth.bcrypt_cost", self.auth.bcrypt_cost.into(), 4, 31),
+            (
+                "chat.max_messages_per_conversation",
+                self.chat.max_messages_per_conversation.into(),
+                2,
+                1_000_000,
+            ),
             (
                 "chat.max_live_answers_per_user",
                 self.chat.max_live_answers_per_user.into(),

@@ -180,18 +180,41 @@ pub async fn list_conversations(
 struct ConversationDetail {
     #[serde(flatten)]
     conversation: Conversation,
+    /// Oldest first: the newest `limit`, or those before `before`.
     messages: Vec<Message>,
+    /// There are earlier messages: ask with `before` = the first message's id.
+    has_earlier: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    before: Option<Uuid>,
+    /// 1–500; 100 unless given.
+    limit: Option<usize>,
+}
+
+/// `GET /api/conversations/{id}?before=&limit=`: the conversation and a page of its messages,
+/// so a long conversation is never sent (or held in memory) whole.
 pub async fn get_conversation(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
+    window: web::Query<Window>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
+    let limit = window.limit.unwrap_or(100);
+    if !(1..=service::MAX_PAGE_MESSAGES).contains(&limit) {
+        return Err(AppError::invalid(
+            "limit",
+            format!("limit must be between 1 and {}", service::MAX_PAGE_MESSAGES),
+        ));
+    }
+    let (conversation, history) =
+        service::get(&state.pool, &user, *id, window.before, limit).await?;
     Ok(HttpResponse::Ok().json(ConversationDetail {
         conversation,
-        messages,
+        messages: history.messages,
+        has_earlier: history.earlier,
     }))
 }
 

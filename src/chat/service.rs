@@ -108,6 +108,10 @@ pub async fn send(
     let slot = generations.reserve(user.id)?;
     let owner = user.id;
     let title = title_from(&text, settings.title_chars);
+    let (budget, max_messages) = (
+        settings.history_budget_chars,
+        settings.max_messages_per_conversation,
+    );
     let (agent, conversation, new_conversation, user_message, answer, history, system) =
         db::transaction(pool, move |conn| {
             let (agent, conversation, new_conversation) = match to {
@@ -137,6 +141,15 @@ pub async fn send(
                 }
             };
             if !new_conversation {
+                // Bounded, so no conversation grows until reading it is a burden.
+                if Message::count(conn, conversation.id)? + 2 > i64::from(max_messages) {
+                    return Err(AppError::invalid(
+                        "message",
+                        format!(
+                            "This conversation has reached {max_messages} messages; start a new one to go on."
+                        ),
+                    ));
+                }
                 Conversation::touch(conn, conversation.id)?;
             }
             let system = SystemMessage::compose(Prompt::for_system_message(
@@ -150,7 +163,7 @@ pub async fn send(
             let history = if new_conversation {
                 vec![user_message.clone()]
             } else {
-                Message::history(conn, conversation.id, answer.id)?
+                Message::history(conn, conversation.id, answer.id, budget)?
             };
             Ok((
                 agent,
@@ -201,6 +214,7 @@ fn start(
         Job {
             message_id: answer.id,
             origin: Origin {
+                conversation_id: answer.conversation_id,
                 agent_id: agent.id,
                 project_id: agent.project_id,
             },
@@ -223,6 +237,7 @@ pub async fn retry(
     // Within the person's allowance, or refused before anything is stored.
     let slot = generations.reserve(user.id)?;
     let owner = user.id;
+    let budget = settings.history_budget_chars;
     let (agent, conversation, answer, history, system) = db::transaction(pool, move |conn| {
         let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
         if !failed.is_assistant() || failed.status != Status::Failed {
@@ -230,7 +245,7 @@ pub async fn retry(
                 "Only a failed answer can be retried.".into(),
             ));
         }
-        if Message::list(conn, conversation.id)?.last().map(|m| m.id) != Some(failed.id) {
+        if Message::last_id(conn, conversation.id)? != Some(failed.id) {
             return Err(AppError::Conflict(
                 "Only the last answer of a conversation can be retried.".into(),
             ));
@@ -248,7 +263,7 @@ pub async fn retry(
             ));
         }
         let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
-        let history = Message::history(conn, conversation.id, answer.id)?;
+        let history = Message::history(conn, conversation.id, answer.id, budget)?;
         Conversation::touch(conn, conversation.id)?;
         Ok((agent, conversation, answer, history, system))
     })
@@ -278,16 +293,43 @@ pub async fn list(
     .await
 }
 
+/// How many messages a conversation shows or answers at once, unless asked otherwise.
+pub const PAGE_MESSAGES: usize = 50;
+/// The most one request may ask for.
+pub const MAX_PAGE_MESSAGES: usize = 500;
+
+/// Part of a conversation: its newest messages, or those before a given one.
+pub struct History {
+    /// Oldest first.
+    pub messages: Vec<Message>,
+    /// There are earlier messages (ask again with `before` = the first of these).
+    pub earlier: bool,
+}
+
+/// The conversation, if it is the user's.
+pub async fn conversation(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Conversation> {
+    let owner = user.id;
+    db::run(pool, move |conn| {
+        Ok(Conversation::find_owned(conn, owner, id)?)
+    })
+    .await
+}
+
+/// The conversation and `limit` (at most [`MAX_PAGE_MESSAGES`]) of its messages: the newest,
+/// or those before `before`.
 pub async fn get(
     pool: &PgPool,
     user: &CurrentUser,
     id: Uuid,
-) -> AppResult<(Conversation, Vec<Message>)> {
+    before: Option<Uuid>,
+    limit: usize,
+) -> AppResult<(Conversation, History)> {
     let owner = user.id;
+    let limit = limit.clamp(1, MAX_PAGE_MESSAGES);
     db::run(pool, move |conn| {
         let conversation = Conversation::find_owned(conn, owner, id)?;
-        let messages = Message::list(conn, conversation.id)?;
-        Ok((conversation, messages))
+        let (messages, earlier) = Message::page(conn, conversation.id, before, limit)?;
+        Ok((conversation, History { messages, earlier }))
     })
     .await
 }
@@ -313,10 +355,8 @@ pub async fn delete(
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<Conversation> {
-    let (conversation, messages) = get(pool, user, id).await?;
-    for message in messages.iter().filter(|m| m.status == Status::Streaming) {
-        generations.stop(message.id);
-    }
+    let conversation = conversation(pool, user, id).await?;
+    generations.stop_conversation(conversation.id);
     let owner = user.id;
     db::run(pool, move |conn| {
         Ok(Conversation::delete_owned(conn, owner, id)?)

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::agents;
 use crate::agents::model::Agent;
 use crate::agents::model::ProjectRef;
-use crate::chat::service::{self, To};
+use crate::chat::service::{self, History, To};
 use crate::chat::stream::{self, Format, Params};
 use crate::conversations::model::{Conversation, Message, Status};
 use crate::error::{AppError, AppResult};
@@ -156,11 +156,42 @@ struct ChatPage {
     sidebar: Sidebar,
     title: Option<TitleSection>,
     conversation: Option<Conversation>,
-    messages: Vec<Bubble>,
+    /// The messages shown, with the link to earlier ones.
+    earlier: Earlier,
     post_url: String,
     providers_configured: bool,
     draft: String,
     errors: FormErrors,
+}
+
+/// A window of a conversation's messages and, when there are earlier ones, the link to them.
+#[derive(Template)]
+#[template(path = "partials/chat/earlier.html")]
+struct Earlier {
+    earlier_url: Option<String>,
+    messages: Vec<Bubble>,
+}
+
+impl Earlier {
+    fn of(csrf: &CsrfToken, conversation: Option<&Conversation>, history: &History) -> Earlier {
+        let earlier_url = match (conversation, history.messages.first()) {
+            (Some(c), Some(first)) if history.earlier => {
+                Some(format!("{}?before={}", urls::conversation(c.id), first.id))
+            }
+            _ => None,
+        };
+        Earlier {
+            earlier_url,
+            messages: history
+                .messages
+                .iter()
+                .map(|m| Bubble {
+                    m: MessageView::of(m),
+                    csrf: csrf.0.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The final bubble, sent as the stream's `done` event (no CSRF token needed: a retry form in it
@@ -177,8 +208,8 @@ fn final_bubble(message: &Message) -> String {
 /// What a chat page shows besides the agent and its conversations.
 #[derive(Default)]
 struct Shown {
-    /// The open conversation and its messages; none for a new chat.
-    conversation: Option<(Conversation, Vec<Message>)>,
+    /// The open conversation and the messages shown; none for a new chat.
+    conversation: Option<(Conversation, History)>,
     /// A message that was refused, kept in the box.
     draft: String,
     errors: FormErrors,
@@ -202,9 +233,15 @@ async fn chat_page(
     } = shown;
     let (agent, project) = agents::service::get_with_project(&state.pool, user, agent_id).await?;
     let conversations = service::list(&state.pool, user, agent_id).await?;
-    let (conversation, messages) = match conversation {
-        Some((c, m)) => (Some(c), m),
-        None => (None, Vec::new()),
+    let (conversation, history) = match conversation {
+        Some((c, h)) => (Some(c), h),
+        None => (
+            None,
+            History {
+                messages: Vec::new(),
+                earlier: false,
+            },
+        ),
     };
     let post_url = match &conversation {
         Some(c) => urls::conversation_messages(c.id),
@@ -223,13 +260,7 @@ async fn chat_page(
                 .clone()
                 .map(|c| TitleSection::of(csrf, c, false))
         }),
-        messages: messages
-            .iter()
-            .map(|m| Bubble {
-                m: MessageView::of(m),
-                csrf: csrf.0.clone(),
-            })
-            .collect(),
+        earlier: Earlier::of(csrf, conversation.as_ref(), &history),
         conversation,
         project,
         agent,
@@ -258,16 +289,39 @@ pub async fn new_chat(
     .await
 }
 
+#[derive(Deserialize)]
+pub struct Window {
+    /// Show the messages before this one (the link to earlier messages).
+    before: Option<Uuid>,
+}
+
+/// A conversation opens at its newest messages; earlier ones come a page at a time (htmx adds
+/// them above, without JavaScript the page shows that window).
 pub async fn show_conversation(
+    req: HttpRequest,
     state: web::Data<AppState>,
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
+    window: web::Query<Window>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
+    let (conversation, history) = service::get(
+        &state.pool,
+        &user,
+        *id,
+        window.before,
+        service::PAGE_MESSAGES,
+    )
+    .await?;
+    if is_htmx(&req) && window.before.is_some() {
+        return html(
+            StatusCode::OK,
+            &Earlier::of(&csrf, Some(&conversation), &history),
+        );
+    }
     let agent_id = conversation.agent_id;
     let shown = Shown {
-        conversation: Some((conversation, messages)),
+        conversation: Some((conversation, history)),
         ..Default::default()
     };
     chat_page(&state, &user, &csrf, agent_id, StatusCode::OK, shown).await
@@ -316,7 +370,8 @@ async fn send(
                     ..
                 }
                 | To::Conversation(id) => {
-                    let conversation = service::get(&state.pool, user, id).await?;
+                    let conversation =
+                        service::get(&state.pool, user, id, None, service::PAGE_MESSAGES).await?;
                     (conversation.0.agent_id, Some(conversation))
                 }
             };
@@ -489,14 +544,19 @@ pub async fn rename_conversation(
             Err(errors) => Ok(TitleSection {
                 title: form.title,
                 errors,
-                ..TitleSection::of(&csrf, service::get(&state.pool, &user, *id).await?.0, false)
+                ..TitleSection::of(
+                    &csrf,
+                    service::conversation(&state.pool, &user, *id).await?,
+                    false,
+                )
             }),
         },
         async |section, status| {
-            let (conversation, messages) = service::get(&state.pool, &user, *id).await?;
+            let (conversation, history) =
+                service::get(&state.pool, &user, *id, None, service::PAGE_MESSAGES).await?;
             let agent_id = conversation.agent_id;
             let shown = Shown {
-                conversation: Some((conversation, messages)),
+                conversation: Some((conversation, history)),
                 title: Some(section),
                 ..Default::default()
             };
@@ -512,7 +572,7 @@ pub async fn confirm_delete_conversation(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, _) = service::get(&state.pool, &user, *id).await?;
+    let conversation = service::conversation(&state.pool, &user, *id).await?;
     html(
         StatusCode::OK,
         &ConfirmDeletePage {

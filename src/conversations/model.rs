@@ -114,7 +114,7 @@ macro_rules! text_enum_sql {
 text_enum_sql!(Status, "message status");
 text_enum_sql!(Role, "message role");
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = messages)]
 pub struct Message {
     pub id: Uuid,
@@ -249,12 +249,46 @@ impl Conversation {
 }
 
 impl Message {
-    pub fn list(conn: &mut PgConnection, conversation_id: Uuid) -> QueryResult<Vec<Message>> {
+    /// The newest `limit` messages before `before` (or the newest of all), oldest first, and
+    /// whether there are earlier ones.
+    pub fn page(
+        conn: &mut PgConnection,
+        conversation_id: Uuid,
+        before: Option<Uuid>,
+        limit: usize,
+    ) -> QueryResult<(Vec<Message>, bool)> {
+        let mut query = messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .into_boxed();
+        if let Some(before) = before {
+            query = query.filter(messages::id.lt(before));
+        }
+        let mut newest_first: Vec<Message> = query
+            .order(messages::id.desc())
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+            .select(Message::as_select())
+            .load(conn)?;
+        let earlier = newest_first.len() > limit;
+        newest_first.truncate(limit);
+        newest_first.reverse();
+        Ok((newest_first, earlier))
+    }
+
+    /// The newest message of the conversation.
+    pub fn last_id(conn: &mut PgConnection, conversation_id: Uuid) -> QueryResult<Option<Uuid>> {
         messages::table
             .filter(messages::conversation_id.eq(conversation_id))
-            .order(messages::id.asc())
-            .select(Message::as_select())
-            .load(conn)
+            .order(messages::id.desc())
+            .select(messages::id)
+            .first(conn)
+            .optional()
+    }
+
+    pub fn count(conn: &mut PgConnection, conversation_id: Uuid) -> QueryResult<i64> {
+        messages::table
+            .filter(messages::conversation_id.eq(conversation_id))
+            .count()
+            .get_result(conn)
     }
 
     /// The message with its conversation, if the conversation is the user's.
@@ -339,20 +373,28 @@ impl Message {
         conn: &mut PgConnection,
         conversation_id: Uuid,
         before: Uuid,
+        budget_chars: usize,
     ) -> QueryResult<Vec<Message>> {
-        messages::table
-            .filter(messages::conversation_id.eq(conversation_id))
-            .filter(messages::id.lt(before))
-            .filter(messages::status.eq_any([Status::Complete, Status::Stopped]))
-            .filter(messages::content.ne(""))
-            .order(messages::id.asc())
-            .select(Message::as_select())
-            .load(conn)
+        // Newest first, as many as fit the budget (the newest always does), counted in SQL so
+        // a long conversation is never read whole into memory for one turn.
+        diesel::sql_query(
+            "SELECT * FROM ( \
+               SELECT m.*, sum(char_length(m.content)) OVER (ORDER BY m.id DESC) AS upto \
+               FROM messages m \
+               WHERE m.conversation_id = $1 AND m.id < $2 \
+                 AND m.status IN ('complete', 'stopped') AND m.content <> '' \
+             ) h \
+             WHERE h.upto - char_length(h.content) < $3 \
+             ORDER BY h.id",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(conversation_id)
+        .bind::<diesel::sql_types::Uuid, _>(before)
+        .bind::<diesel::sql_types::BigInt, _>(i64::try_from(budget_chars).unwrap_or(i64::MAX))
+        .load(conn)
     }
 
-    /// Writes the text streamed so far for many answers in one statement; rows that have
-    /// finished meanwhile are left alone.
-    /// Writes the text of live answers; returns the ids whose rows were still there to write.
+    /// Writes the text streamed so far for many answers in one statement (rows that have
+    /// finished meanwhile are left alone); returns the ids whose rows were still there.
     pub fn flush_contents(
         conn: &mut PgConnection,
         ids: &[Uuid],

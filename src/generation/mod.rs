@@ -149,6 +149,11 @@ impl Generations {
         }
     }
 
+    /// Stops every live answer of a conversation (it is being deleted). Returns how many.
+    pub fn stop_conversation(&self, conversation_id: Uuid) -> usize {
+        self.stop_where(|origin| origin.conversation_id == conversation_id)
+    }
+
     /// Stops every live answer of an agent (it is being deleted). Returns how many.
     pub fn stop_agent(&self, agent_id: Uuid) -> usize {
         self.stop_where(|origin| origin.agent_id == agent_id)

@@ -44,9 +44,10 @@ struct LiveState {
     stop_reason: Option<StopReason>,
 }
 
-/// Where an answer belongs, so deleting an agent or a project stops the answers under it.
+/// Where an answer belongs, so deleting its conversation, agent or project stops it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
+    pub conversation_id: Uuid,
     pub agent_id: Uuid,
     pub project_id: Uuid,
 }
@@ -270,6 +271,7 @@ mod tests {
 
     fn test_origin() -> Origin {
         Origin {
+            conversation_id: Uuid::now_v7(),
             agent_id: Uuid::now_v7(),
             project_id: Uuid::now_v7(),
         }

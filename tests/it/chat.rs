@@ -1357,3 +1357,148 @@ async fn one_person_cannot_run_up_the_bill_with_answers_at_once_or_in_a_minute()
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
 }
+
+/// Adds `count` finished messages (alternating user and assistant) to a conversation, as if it
+/// had gone on that long.
+async fn grow_conversation(app: &TestApp, conversation: &str, count: usize) {
+    use diesel::RunQueryDsl;
+    let values: Vec<String> = (0..count)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            format!(
+                "('{}', '{conversation}', '{role}', 'message {i}', 'complete', '[]')",
+                uuid::Uuid::now_v7()
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions) VALUES {}",
+        values.join(", ")
+    );
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        diesel::sql_query(sql)
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn long_conversations_come_a_page_at_a_time() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("ok"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("pages@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "first"})).await)
+        .collect_json()
+        .await;
+    let id = done["conversation_id"].as_str().unwrap().to_string();
+    grow_conversation(&app, &id, 248).await;
+
+    // The API: the newest 100 (of 250), then the ones before, never all at once.
+    let (status, newest) = app
+        .get_json(&token, &format!("/api/conversations/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    let messages = newest["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 100);
+    assert_eq!(messages[99]["content"], "message 247");
+    assert_eq!(newest["has_earlier"], true);
+    let first = messages[0]["id"].as_str().unwrap();
+    let (_, older) = app
+        .get_json(
+            &token,
+            &format!("/api/conversations/{id}?before={first}&limit=500"),
+        )
+        .await;
+    let older_messages = older["messages"].as_array().unwrap();
+    assert_eq!(older_messages.len(), 150);
+    assert_eq!(older_messages[0]["content"], "first");
+    assert_eq!(older["has_earlier"], false);
+    let (status, _) = app
+        .get_json(&token, &format!("/api/conversations/{id}?limit=501"))
+        .await;
+    assert_eq!(status, 422);
+
+    // The page: the newest 50, and a link to earlier ones that htmx swaps for them.
+    let stranger = app.browser("pages-web@example.com").await;
+    let (status, _) = stranger.get(&format!("/conversations/{id}")).await;
+    assert_eq!(status, 404, "another person's conversation");
+    let cookie = format!("confab_session={token}");
+    let page = app
+        .api
+        .get(app.url(&format!("/conversations/{id}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(page.matches("class=\"msg ").count(), 50);
+    assert!(page.contains("message 247") && !page.contains("message 197<"));
+    let link = page
+        .split("class=\"earlier\" href=\"")
+        .nth(1)
+        .expect("a link to earlier messages")
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#x3d;", "=")
+        .replace("&#x3f;", "?");
+    let fragment = app
+        .api
+        .get(app.url(&link))
+        .header("cookie", &cookie)
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(fragment.matches("class=\"msg ").count(), 50);
+    assert!(fragment.contains("message 197") && !fragment.contains("<html"));
+}
+
+#[tokio::test]
+async fn a_conversation_has_a_size_limit_with_a_clear_message() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("ok"));
+    let app = TestApp::with_llm(&fake.base_url(), |s| {
+        s.chat.max_messages_per_conversation = 4
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("full@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "one"})).await)
+        .collect_json()
+        .await;
+    let id = done["conversation_id"].as_str().unwrap().to_string();
+    Events::of(
+        send(
+            &app,
+            &token,
+            &agent,
+            json!({"message": "two", "conversation_id": id}),
+        )
+        .await,
+    )
+    .collect_json()
+    .await;
+    let (status, body) = app
+        .post_json(
+            &token,
+            &format!("/api/chat/agents/{agent}"),
+            json!({"message": "three", "conversation_id": id}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start a new one")
+    );
+}
