@@ -1468,7 +1468,7 @@ async fn a_conversation_has_a_size_limit_with_a_clear_message() {
     let fake = FakeLlm::start().await;
     fake.set_default(Script::answer("ok"));
     let app = TestApp::with_llm(&fake.base_url(), |s| {
-        s.chat.max_messages_per_conversation = 4
+        s.chat.max_messages_per_conversation = 4;
     })
     .await;
     let (token, _, agent) = app.chat_setup("full@example.com").await;
