@@ -1,4 +1,5 @@
-//! The command line: `confab serve` (default), `confab migrate`, `confab db-url`.
+//! The command line: `confab serve` (default), `confab migrate`, `confab db-url`,
+//! `confab backup FILE`, `confab restore FILE`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,16 @@ enum Command {
     Migrate,
     /// Print the database URL (for `diesel migration run --database-url "$(confab db-url)"`).
     DbUrl,
+    /// Write everything confab keeps (database and JWT secret) to FILE; fine while confab runs.
+    Backup {
+        /// Where to write the backup (a tar archive).
+        file: PathBuf,
+    },
+    /// Restore a backup into an empty data dir (or empty external database), before starting.
+    Restore {
+        /// A file written by `confab backup`.
+        file: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -68,6 +79,16 @@ pub fn main() -> ExitCode {
             serve(settings)
         }
         Command::Migrate => migrate(&settings),
+        Command::Backup { file } => crate::backup::create(&settings, &file).map(|()| {
+            println!("backup written to {}", file.display());
+        }),
+        Command::Restore { file } => crate::backup::restore(&settings, &file).map(|()| {
+            println!(
+                "restored {} into {}",
+                file.display(),
+                settings.data_dir.display()
+            );
+        }),
         Command::DbUrl => {
             println!("{}", startup::database_url(&settings));
             Ok(())

@@ -2,6 +2,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod auth;
+pub mod backup;
 pub mod chat;
 pub mod cli;
 pub mod conversations;

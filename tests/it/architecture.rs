@@ -116,6 +116,7 @@ const LAYERS: &[&[&str]] = &[
     &["projects"],
     &["chat"],
     &["startup"],
+    &["backup"],
     &["cli"],
 ];
 

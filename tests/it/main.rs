@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 mod accounts;
 mod architecture;
+mod backup;
 mod chat;
 mod isolation;
 mod llm_client;

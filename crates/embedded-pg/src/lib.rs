@@ -660,6 +660,12 @@ impl PgServer {
         ]
     }
 
+    /// A client program of this server's version (`pg_dump`, `pg_restore`, `psql`, …), with no
+    /// `PG*` variables of the caller's environment to redirect it.
+    pub fn client_program(&self, program: &str) -> Command {
+        self.client_command(program)
+    }
+
     /// initdb / pg_ctl: as the server user when confab is root, in their own process group so a
     /// Ctrl-C at confab's terminal does not reach them (confab stops the server itself).
     fn server_command(&self, program: &str) -> Command {

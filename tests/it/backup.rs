@@ -1,0 +1,114 @@
+//! `confab backup` and `confab restore`: a round trip through a file, from one embedded
+//! PostgreSQL to a fresh one, with confab running while the backup is taken.
+
+use std::future::Future;
+
+use confab::settings::Settings;
+use confab::startup::Application;
+use serde_json::{Value, json};
+
+use crate::support::app::{PASSWORD, test_settings};
+
+/// confab on its own embedded PostgreSQL under `data_dir`, with a generated JWT secret, until
+/// the returned sender is used (or dropped); then it stops, its database too.
+async fn start(settings: Settings) -> (String, tokio::sync::oneshot::Sender<()>, impl Future) {
+    let app = Application::build(settings).await.expect("confab starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+        "the test is done with it"
+    }));
+    (base, stop, running)
+}
+
+fn embedded_settings(data_dir: &std::path::Path) -> Settings {
+    let mut settings = test_settings(data_dir);
+    settings.database.url = None;
+    settings.auth.jwt_secret = None;
+    settings
+}
+
+#[tokio::test]
+async fn a_backup_taken_while_running_restores_into_an_empty_data_dir() {
+    let (first_dir, second_dir, backups) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let first = embedded_settings(first_dir.path());
+    let client = reqwest::Client::new();
+
+    let (base, stop, running) = start(first.clone()).await;
+    let r = client
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": "kept@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let login: Value = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": "kept@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_string();
+    let r = client
+        .post(format!("{base}/api/projects"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Worth keeping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let file = backups.path().join("confab.backup");
+    let (settings, path) = (first.clone(), file.clone());
+    tokio::task::spawn_blocking(move || confab::backup::create(&settings, &path))
+        .await
+        .unwrap()
+        .expect("backup while confab runs");
+    stop.send(()).unwrap();
+    running.await;
+
+    let second = embedded_settings(second_dir.path());
+    let (settings, path) = (second.clone(), file.clone());
+    tokio::task::spawn_blocking(move || confab::backup::restore(&settings, &path))
+        .await
+        .unwrap()
+        .expect("restore into an empty data dir");
+    let (settings, path) = (second.clone(), file.clone());
+    let again = tokio::task::spawn_blocking(move || confab::backup::restore(&settings, &path))
+        .await
+        .unwrap();
+    assert!(
+        again.is_err(),
+        "a data dir with a database is not overwritten"
+    );
+
+    let (base, stop, running) = start(second).await;
+    // The same secret and the same session: the token from before still works.
+    let projects: Value = client
+        .get(format!("{base}/api/projects"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(projects[0]["name"], "Worth keeping", "{projects}");
+    let r = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"email": "kept@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    stop.send(()).unwrap();
+    running.await;
+}
