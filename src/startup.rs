@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -31,7 +33,87 @@ pub struct Application {
     server: Server,
     state: web::Data<AppState>,
     /// The private PostgreSQL, when confab runs its own; stopped after the server.
-    embedded: Option<PgServer>,
+    embedded: Option<Supervised>,
+}
+
+/// The embedded PostgreSQL under watch: if it dies (a crash, an OOM kill, `kill -9`), it is
+/// started again — with crash recovery, with backoff, a log line per attempt — while requests
+/// answer 503 and live answers keep their text in memory until it is back.
+struct Supervised {
+    server: Arc<Mutex<PgServer>>,
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Supervised {
+    fn watch(server: PgServer) -> Supervised {
+        let server = Arc::new(Mutex::new(server));
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = std::thread::Builder::new()
+            .name("pg-supervisor".into())
+            .spawn({
+                let (server, stop) = (server.clone(), stop.clone());
+                move || supervise(&server, &stop)
+            })
+            .ok();
+        Supervised {
+            server,
+            stop,
+            watcher,
+        }
+    }
+
+    /// Stops watching, then stops the server.
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
+        tracing::info!("stopping embedded PostgreSQL");
+        if let Err(error) = server.stop() {
+            tracing::warn!(%error, "embedded PostgreSQL did not stop cleanly");
+        }
+    }
+}
+
+/// Checks twice a second that the embedded PostgreSQL runs; restarts it when it does not.
+fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
+    const CHECK_EVERY: Duration = Duration::from_millis(500);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    let mut backoff = Duration::from_secs(1);
+    let mut attempt = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECK_EVERY);
+        let (running, data_dir) = {
+            let server = server.lock().unwrap_or_else(PoisonError::into_inner);
+            (server.is_running(), server.data_dir().to_path_buf())
+        };
+        if running || stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        attempt += 1;
+        tracing::error!(
+            attempt,
+            "embedded PostgreSQL is not running; starting it again"
+        );
+        match PgServer::start(&data_dir, &PgOptions { fast_unsafe: false }) {
+            Ok(restarted) => {
+                tracing::info!(attempt, "embedded PostgreSQL is back");
+                *server.lock().unwrap_or_else(PoisonError::into_inner) = restarted;
+                backoff = Duration::from_secs(1);
+                attempt = 0;
+            }
+            Err(error) => {
+                tracing::error!(attempt, %error, retry_in_secs = backoff.as_secs(), "embedded PostgreSQL did not start");
+                let until = std::time::Instant::now() + backoff;
+                while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(CHECK_EVERY);
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
 }
 
 impl Application {
@@ -43,7 +125,7 @@ impl Application {
                 port,
                 server,
                 state,
-                embedded,
+                embedded: embedded.map(Supervised::watch),
             }),
             Err(error) => {
                 if let Some(server) = embedded {
@@ -148,11 +230,8 @@ impl Application {
         };
         // The pool and the answer generator go before the database they talk to.
         drop(state);
-        if let Some(server) = embedded {
-            tracing::info!("stopping embedded PostgreSQL");
-            if let Err(error) = server.stop() {
-                tracing::warn!(%error, "embedded PostgreSQL did not stop cleanly");
-            }
+        if let Some(supervised) = embedded {
+            supervised.stop();
         }
         result
             .map_err(|e| e.to_string())?

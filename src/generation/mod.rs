@@ -299,7 +299,7 @@ async fn generate(
         duration,
         progress.output_tokens,
     );
-    let message = save_outcome(&pool, job.message_id, outcome).await;
+    let message = save_outcome(&pool, &live, job.message_id, outcome).await;
     live.finish(Arc::new(message));
     registry.remove(job.message_id);
     m::live_streams(-1.0);
@@ -321,7 +321,7 @@ async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uu
         duration_ms: None,
         finished_at: Some(chrono::Utc::now()),
     };
-    let message = save_outcome(pool, id, outcome).await;
+    let message = save_outcome(pool, live, id, outcome).await;
     live.finish(Arc::new(message));
     registry.remove(id);
     m::live_streams(-1.0);
@@ -395,40 +395,69 @@ fn readable(error: &LlmError, stall_timeout: Duration) -> String {
     }
 }
 
-/// Writes how the answer ended. The database may be briefly away: try a few times, then leave
-/// the flushed text for the next start-up to mark as interrupted.
-async fn save_outcome(pool: &PgPool, id: Uuid, outcome: Outcome) -> Message {
-    let mut last_error = None;
-    for attempt in 0..4u32 {
+/// How long a finished answer waits for the database to take it: a crashed embedded
+/// PostgreSQL is back in seconds, a frozen one when it thaws. Meanwhile the answer stays live,
+/// its text in memory, and readers wait for its end.
+const SAVE_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Writes how the answer ended, waiting for the database if it is away. Readers are told the
+/// status only once it is stored; if it cannot be (the patience ran out, or confab is shutting
+/// down), they are told that instead of a status the database does not hold.
+async fn save_outcome(pool: &PgPool, live: &Live, id: Uuid, outcome: Outcome) -> Message {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         let attempt_outcome = outcome.clone();
-        match db::run(pool, move |conn| {
+        let error = match db::run(pool, move |conn| {
             Ok(Message::finish(conn, id, &attempt_outcome)?)
         })
         .await
         {
-            Ok(message) => return message,
-            // The conversation was deleted meanwhile: nothing to save.
-            Err(crate::error::AppError::NotFound) => return unsaved(id, outcome),
-            Err(error) => {
-                tracing::warn!(%error, attempt, message_id = %id, "could not save a finished answer");
-                last_error = Some(error);
-                tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
+            Ok(message) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, message_id = %id, "saved a finished answer once the database was back");
+                }
+                return message;
             }
+            // The conversation was deleted meanwhile: nothing to save, nobody to tell.
+            Err(crate::error::AppError::NotFound) => return unsaved(id, outcome, None),
+            Err(error) => error,
+        };
+        let shutting_down = live.stop_reason() == Some(StopReason::Shutdown);
+        if started.elapsed() >= SAVE_PATIENCE || (shutting_down && attempt >= 3) {
+            tracing::error!(%error, attempt, message_id = %id, "gave up saving a finished answer");
+            return unsaved(
+                id,
+                outcome,
+                Some(
+                    "This answer could not be saved: the database was unavailable. The text shown here is not stored.",
+                ),
+            );
         }
+        if attempt == 1 {
+            tracing::warn!(%error, message_id = %id, "could not save a finished answer; waiting for the database");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
-    tracing::error!(error = ?last_error, message_id = %id, "gave up saving a finished answer");
-    unsaved(id, outcome)
 }
 
-/// The outcome as readers should see it even though it could not be stored.
-fn unsaved(id: Uuid, outcome: Outcome) -> Message {
+/// The outcome as readers should see it when it is not stored; `not_saved` says why, and makes
+/// it a failure whatever it would have been.
+fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
+    let (status, error) = match not_saved {
+        Some(reason) => (Status::Failed, Some(reason.to_string())),
+        None => (outcome.status, outcome.error),
+    };
     Message {
         id,
         conversation_id: Uuid::nil(),
         role: Role::Assistant,
         content: outcome.content,
-        status: outcome.status,
-        error: outcome.error,
+        status,
+        error,
         provider: outcome.provider,
         model: outcome.model,
         prompt_versions: serde_json::Value::Array(vec![]),

@@ -1,33 +1,9 @@
 //! `confab backup` and `confab restore`: a round trip through a file, from one embedded
 //! PostgreSQL to a fresh one, with confab running while the backup is taken.
 
-use std::future::Future;
-
-use confab::settings::Settings;
-use confab::startup::Application;
 use serde_json::{Value, json};
 
-use crate::support::app::{PASSWORD, test_settings};
-
-/// confab on its own embedded PostgreSQL under `data_dir`, with a generated JWT secret, until
-/// the returned sender is used (or dropped); then it stops, its database too.
-async fn start(settings: Settings) -> (String, tokio::sync::oneshot::Sender<()>, impl Future) {
-    let app = Application::build(settings).await.expect("confab starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-        "the test is done with it"
-    }));
-    (base, stop, running)
-}
-
-fn embedded_settings(data_dir: &std::path::Path) -> Settings {
-    let mut settings = test_settings(data_dir);
-    settings.database.url = None;
-    settings.auth.jwt_secret = None;
-    settings
-}
+use crate::support::app::{PASSWORD, embedded_settings, start};
 
 #[tokio::test]
 async fn a_backup_taken_while_running_restores_into_an_empty_data_dir() {

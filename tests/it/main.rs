@@ -12,4 +12,5 @@ mod pages;
 mod platform;
 mod process;
 mod projects;
+mod supervision;
 mod support;

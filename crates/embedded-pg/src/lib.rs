@@ -302,6 +302,19 @@ impl PgServer {
         server.stop()
     }
 
+    /// Whether this cluster's postmaster is alive (its `postmaster.pid` names a live process
+    /// working in the cluster). After a crash, [`PgServer::start`] brings it back.
+    pub fn is_running(&self) -> bool {
+        read_lock_file_pid(&self.pgdata.join("postmaster.pid"))
+            .and_then(|pid| self.is_postmaster_here(pid))
+            .unwrap_or(false)
+    }
+
+    /// The data dir this server was started for (the `data_dir` of [`PgServer::start`]).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Whether start() found the server already running (left by a crash or started by another
     /// process) instead of starting it.
     pub fn adopted(&self) -> bool {

@@ -2,6 +2,7 @@
 //! private PostgreSQL cluster that all test processes share (started with confab's own
 //! embedded-database code).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -432,4 +433,26 @@ pub fn compatible_provider(name: &str, base_url: &str) -> confab::llm::ProviderC
         extra_headers: Vec::new(),
         fallback_model: None,
     }
+}
+
+/// confab exactly as it ships (e.g. on its own embedded PostgreSQL, see [`embedded_settings`])
+/// until the returned sender is used (or dropped); then it stops, its database too.
+pub async fn start(settings: Settings) -> (String, tokio::sync::oneshot::Sender<()>, impl Future) {
+    let app = Application::build(settings).await.expect("confab starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+        "the test is done with it"
+    }));
+    (base, stop, running)
+}
+
+/// Settings for confab on its own embedded PostgreSQL under `data_dir`, with a generated JWT
+/// secret.
+pub fn embedded_settings(data_dir: &Path) -> Settings {
+    let mut settings = test_settings(data_dir);
+    settings.database.url = None;
+    settings.auth.jwt_secret = None;
+    settings
 }
