@@ -4,7 +4,7 @@ PORT ?= 8080
 # Where the integration tests keep their shared cluster: $CARGO_TARGET_TMPDIR/confab-test-pg.
 TEST_CLUSTER = $(or $(CARGO_TARGET_DIR),target)/tmp/confab-test-pg
 
-.PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench vendor clean
+.PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench soak vendor clean
 
 ## Build and start confab on http://127.0.0.1:$(PORT) with its own PostgreSQL under ./data.
 run: deps
@@ -48,6 +48,11 @@ fake-llm:
 ## The chat load generator (release build): N = 100 and N = 1000 streams through confab vs the fake alone.
 bench:
 	scripts/bench.sh
+
+## The fault-injection soak at full size: 1,000 answers under upstream faults while the embedded
+## PostgreSQL is killed twice and frozen once (make test runs 40 of them).
+soak:
+	SOAK_ANSWERS=$${SOAK_ANSWERS:-1000} $(CARGO) test --test it soak -- --nocapture
 
 vendor:
 	scripts/vendor.sh

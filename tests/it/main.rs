@@ -11,6 +11,7 @@ mod llm_client;
 mod pages;
 mod platform;
 mod process;
+mod soak;
 mod projects;
 mod supervision;
 mod support;
