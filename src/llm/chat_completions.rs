@@ -57,7 +57,7 @@ pub fn request_body(request: &ChatRequest) -> Value {
 
 /// Collects the finish reason and the usage chunk, which both arrive before `[DONE]`.
 #[derive(Default)]
-struct ChatDecoder {
+pub(crate) struct ChatDecoder {
     finish: Option<Finish>,
     usage: Option<Usage>,
 }

@@ -207,6 +207,47 @@ pub(crate) enum Decoded {
     Last(StreamEvent),
 }
 
+/// Decodes a whole SSE body the way a live stream of `api` is read: the events a reader would
+/// get, up to the terminal event or the first error. For recorded streams, and for fuzzing.
+pub fn decode_body(api: crate::llm::Api, body: &[u8]) -> Vec<Result<StreamEvent, LlmError>> {
+    use futures_util::FutureExt;
+    // The body is all there: the stream never waits, so the future is ready at once.
+    let decoded = match api {
+        crate::llm::Api::Responses => {
+            decode_all(crate::llm::responses::ResponsesDecoder, body).now_or_never()
+        }
+        crate::llm::Api::ChatCompletions => {
+            decode_all(crate::llm::chat_completions::ChatDecoder::default(), body).now_or_never()
+        }
+    };
+    decoded.unwrap_or_default()
+}
+
+async fn decode_all(mut decoder: impl Decoder, body: &[u8]) -> Vec<Result<StreamEvent, LlmError>> {
+    let chunk = body.to_vec();
+    let mut events = stream::iter([Ok::<_, std::convert::Infallible>(chunk)]).eventsource();
+    let mut out = Vec::new();
+    while let Some(item) = events.next().await {
+        let decoded = match item {
+            Ok(event) => decoder.decode(&event),
+            Err(error) => Err(LlmError::Stream(format!("malformed event stream: {error}"))),
+        };
+        match decoded {
+            Ok(Decoded::Skip) => {}
+            Ok(Decoded::Event(event)) => out.push(Ok(event)),
+            Ok(Decoded::Last(event)) => {
+                out.push(Ok(event));
+                return out;
+            }
+            Err(error) => {
+                out.push(Err(error));
+                return out;
+            }
+        }
+    }
+    out
+}
+
 /// One wire format's view of an SSE stream.
 pub(crate) trait Decoder: Send + 'static {
     fn decode(&mut self, event: &Event) -> Result<Decoded, LlmError>;
@@ -274,6 +315,33 @@ pub(crate) fn token_count(value: Option<&Value>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_bodies_decode_like_live_streams() {
+        use crate::llm::Api;
+        let hello = include_bytes!("../../fuzz/corpus/responses_stream/hello");
+        let events = decode_body(Api::Responses, hello);
+        let text: String = events
+            .iter()
+            .filter_map(|e| match e {
+                Ok(StreamEvent::Delta(d)) => Some(d.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(text, "Hello");
+        assert!(matches!(events.last(), Some(Ok(StreamEvent::Done { .. }))));
+        let failed = decode_body(
+            Api::Responses,
+            include_bytes!("../../fuzz/corpus/responses_stream/failed"),
+        );
+        assert!(matches!(failed.as_slice(), [Err(LlmError::Stream(_))]));
+        let chat = decode_body(
+            Api::ChatCompletions,
+            include_bytes!("../../fuzz/corpus/chat_completions_stream/hello"),
+        );
+        assert!(matches!(chat.first(), Some(Ok(StreamEvent::Delta(d))) if d == "Hi"));
+        assert!(decode_body(Api::Responses, b"\xff\xfe garbage").len() <= 1);
+    }
     use reqwest::header::HeaderValue;
     use serde_json::json;
 

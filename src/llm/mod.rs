@@ -7,7 +7,7 @@ pub mod provider;
 pub mod responses;
 pub mod router;
 
-pub use http::build_client;
+pub use http::{build_client, decode_body};
 pub use provider::{
     Api, ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role, StreamEvent, Turn, Usage,
 };

@@ -66,7 +66,7 @@ pub fn request_body(request: &ChatRequest) -> Value {
 
 /// Dispatches on the JSON `type` (not the SSE event name) and ignores every type it does not
 /// need, so `keepalive` and future event types cannot break a stream.
-struct ResponsesDecoder;
+pub(crate) struct ResponsesDecoder;
 
 impl Decoder for ResponsesDecoder {
     fn decode(&mut self, event: &Event) -> Result<Decoded, LlmError> {

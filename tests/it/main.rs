@@ -11,7 +11,7 @@ mod llm_client;
 mod pages;
 mod platform;
 mod process;
-mod soak;
 mod projects;
+mod soak;
 mod supervision;
 mod support;

@@ -52,7 +52,12 @@ fn cluster(data_dir: &std::path::Path) -> Vec<nix::unistd::Pid> {
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<i32>().ok());
         if ppid == Some(postmaster) {
-            pids.extend(entry.file_name().to_str().and_then(|p| p.parse::<i32>().ok()));
+            pids.extend(
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     pids.into_iter().map(nix::unistd::Pid::from_raw).collect()
@@ -155,7 +160,11 @@ async fn answers_under_faults_and_database_crashes_lose_nothing_and_misreport_no
         tokio::spawn(async move {
             use nix::sys::signal::Signal;
             let mut log = Vec::new();
-            for (at, what) in [(total / 4, "kill"), (total / 2, "freeze"), (3 * total / 4, "kill")] {
+            for (at, what) in [
+                (total / 4, "kill"),
+                (total / 2, "freeze"),
+                (3 * total / 4, "kill"),
+            ] {
                 while ended.load(Ordering::Relaxed) < at {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -213,7 +222,11 @@ async fn answers_under_faults_and_database_crashes_lose_nothing_and_misreport_no
         .collect()
         .await;
     let chaos = chaos.await.unwrap();
-    assert_eq!(chaos, ["kill", "freeze", "kill"], "the database's bad day happened");
+    assert_eq!(
+        chaos,
+        ["kill", "freeze", "kill"],
+        "the database's bad day happened"
+    );
 
     // Back to health by itself, then check every answer against what its reader was told.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -249,7 +262,11 @@ async fn answers_under_faults_and_database_crashes_lose_nothing_and_misreport_no
             .await
             .unwrap();
         let messages = stored["messages"].as_array().unwrap();
-        assert_eq!(messages[0]["content"], told.question.as_str(), "the question is stored");
+        assert_eq!(
+            messages[0]["content"],
+            told.question.as_str(),
+            "the question is stored"
+        );
         let answer = messages
             .iter()
             .find(|m| m["id"] == told.message_id.as_str())
