@@ -234,8 +234,7 @@ async fn answers_under_faults_and_database_crashes_lose_nothing_and_misreport_no
         .get(format!("{base}/health"))
         .send()
         .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
+        .map_or(true, |r| r.status() != 200)
     {
         assert!(Instant::now() < deadline, "the database did not come back");
         tokio::time::sleep(Duration::from_millis(200)).await;
