@@ -4,7 +4,7 @@ PORT ?= 8080
 # Where the integration tests keep their shared cluster: $CARGO_TARGET_TMPDIR/confab-test-pg.
 TEST_CLUSTER = $(or $(CARGO_TARGET_DIR),target)/tmp/confab-test-pg
 
-.PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench soak vendor clean
+.PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench soak fuzz vendor clean
 
 ## Build and start confab on http://127.0.0.1:$(PORT) with its own PostgreSQL under ./data.
 run: deps
@@ -53,6 +53,16 @@ bench:
 ## PostgreSQL is killed twice and frozen once (make test runs 40 of them).
 soak:
 	SOAK_ANSWERS=$${SOAK_ANSWERS:-1000} $(CARGO) test --test it soak -- --nocapture
+
+## Each fuzz target for FUZZ_SECONDS (libFuzzer through cargo fuzz; stable toolchains get
+## RUSTC_BOOTSTRAP=1 for its -Z flags).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for target in responses_stream chat_completions_stream markdown settings; do \
+	  mkdir -p work/$$target && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target work/$$target corpus/$$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 vendor:
 	scripts/vendor.sh

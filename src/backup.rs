@@ -44,7 +44,14 @@ pub fn create(settings: &Settings, file: &Path) -> Result<(), String> {
 
     let partial = file.with_extension("partial");
     let write = || -> std::io::Result<()> {
-        let mut archive = tar::Builder::new(fs::File::create(&partial)?);
+        // It holds the JWT secret and every password hash: for its owner's eyes only.
+        let archive_file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)?;
+        let mut archive = tar::Builder::new(archive_file);
         let manifest = serde_json::json!({
             "format": FORMAT,
             "created_at": chrono::Utc::now(),
@@ -80,7 +87,7 @@ pub fn restore(settings: &Settings, file: &Path) -> Result<(), String> {
         fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     tar::Archive::new(archive)
         .unpack(work.path())
-        .map_err(|e| format!("{} is not a confab backup: {e}", file.display()))?;
+        .map_err(|e| format!("{} is not a complete confab backup: {e}", file.display()))?;
     let manifest: serde_json::Value = fs::read(work.path().join(MANIFEST))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())

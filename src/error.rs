@@ -27,21 +27,31 @@ pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 /// The longest piece of someone's input quoted back in an error, or written to the log.
 const MAX_DETAIL_CHARS: usize = 200;
 
-/// Input quoted in an error message: at most [`MAX_DETAIL_CHARS`] characters, control
-/// characters escaped, so no request can make a huge answer or a huge (or forged) log line.
+/// Input quoted in an error message: at most [`MAX_DETAIL_CHARS`] characters — the start and
+/// the end, where parsers say what they expected — with control characters escaped, so no
+/// request can make a huge answer or a huge (or forged) log line.
 pub fn bounded(detail: &str) -> String {
-    let mut out = String::new();
-    for (count, c) in detail.chars().enumerate() {
-        if count == MAX_DETAIL_CHARS {
-            out.push('…');
-            break;
-        }
+    let escape = |text: &mut String, c: char| {
         if c.is_control() {
-            out.extend(c.escape_default());
+            text.extend(c.escape_default());
         } else {
-            out.push(c);
+            text.push(c);
         }
+    };
+    let count = detail.chars().count();
+    let mut out = String::new();
+    if count <= MAX_DETAIL_CHARS {
+        detail.chars().for_each(|c| escape(&mut out, c));
+        return out;
     }
+    let tail = MAX_DETAIL_CHARS / 3;
+    let head = MAX_DETAIL_CHARS - tail;
+    detail.chars().take(head).for_each(|c| escape(&mut out, c));
+    out.push('…');
+    detail
+        .chars()
+        .skip(count - tail)
+        .for_each(|c| escape(&mut out, c));
     out
 }
 
@@ -371,9 +381,12 @@ mod tests {
 
     #[test]
     fn quoted_input_is_short_and_escaped() {
-        let quoted = bounded(&format!("a\0b\n{}", "x".repeat(10_000)));
+        let quoted = bounded(&format!("a\0b\n{}, expected a boolean", "x".repeat(10_000)));
         assert!(quoted.starts_with("a\\u{0}b\\n"), "{quoted}");
         assert!(quoted.chars().count() <= MAX_DETAIL_CHARS + 8);
-        assert!(quoted.ends_with('…'));
+        assert!(
+            quoted.contains('…') && quoted.ends_with("expected a boolean"),
+            "{quoted}"
+        );
     }
 }

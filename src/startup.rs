@@ -105,6 +105,8 @@ fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
                 attempt = 0;
             }
             Err(error) => {
+                // Its message carries a tail of the server's log; the log file has the rest.
+                let error = crate::error::bounded(&error.to_string());
                 tracing::error!(attempt, %error, retry_in_secs = backoff.as_secs(), "embedded PostgreSQL did not start");
                 let until = std::time::Instant::now() + backoff;
                 while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -416,6 +418,7 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
             .wrap(site::security::headers())
             .wrap(TracingLogger::default())
             .wrap(from_fn(crate::metrics::count_requests))
+            .wrap(from_fn(site::security::refuse_odd_requests))
             // Resources answer 405 to other methods; no session or CSRF check applies to them.
             .service(web::resource("/health").get(site::health::health))
             .service(web::resource("/metrics").get(site::health::metrics))

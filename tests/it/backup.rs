@@ -50,6 +50,9 @@ async fn a_backup_taken_while_running_restores_into_an_empty_data_dir() {
         .expect("backup while confab runs");
     stop.send(()).unwrap();
     running.await;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "it holds the JWT secret and password hashes");
 
     let second = embedded_settings(second_dir.path());
     let (settings, path) = (second.clone(), file.clone());

@@ -426,3 +426,38 @@ async fn a_frozen_database_gets_answers_in_time_and_recovers_by_itself() {
         .unwrap();
     drop(path);
 }
+
+#[tokio::test]
+async fn odd_methods_and_huge_targets_are_refused_before_they_reach_logs_or_metrics() {
+    let app = TestApp::spawn().await;
+    let odd = reqwest::Method::from_bytes(format!("X{}", "A".repeat(1000)).as_bytes()).unwrap();
+    for _ in 0..3 {
+        let r = app
+            .api
+            .request(odd.clone(), app.url("/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    let r = app
+        .api
+        .get(app.url(&format!("/projects?q={}", "a".repeat(8000))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 414);
+    let metrics = app
+        .api
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("XAAAA"),
+        "a method of anyone's choosing is not a label"
+    );
+}
