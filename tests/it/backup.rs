@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::support::app::{PASSWORD, embedded_settings, start};
+use crate::support::remote::account_at;
 
 #[tokio::test]
 async fn a_backup_taken_while_running_restores_into_an_empty_data_dir() {
@@ -16,31 +17,7 @@ async fn a_backup_taken_while_running_restores_into_an_empty_data_dir() {
     let client = reqwest::Client::new();
 
     let (base, stop, running) = start(first.clone()).await;
-    let r = client
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "kept@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let login: Value = client
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "kept@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
-    let r = client
-        .post(format!("{base}/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Worth keeping"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let (token, _, _) = account_at(&client, &base, "kept@example.com").await;
 
     let file = backups.path().join("confab.backup");
     let (settings, path) = (first.clone(), file.clone());
@@ -80,7 +57,7 @@ async fn a_backup_taken_while_running_restores_into_an_empty_data_dir() {
         .json()
         .await
         .unwrap();
-    assert_eq!(projects[0]["name"], "Worth keeping", "{projects}");
+    assert_eq!(projects[0]["name"], "Remote", "{projects}");
     let r = client
         .post(format!("{base}/api/auth/login"))
         .json(&json!({"email": "kept@example.com", "password": PASSWORD}))

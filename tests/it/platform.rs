@@ -5,6 +5,7 @@ use std::time::Instant;
 use confab::db::embedded::{PgOptions, PgServer};
 
 use crate::support::app::TestApp;
+use crate::support::remote::Frozen;
 
 #[tokio::test]
 async fn health_reports_the_database() {
@@ -323,65 +324,6 @@ async fn bodies_over_the_limit_and_wrong_types_get_short_enveloped_errors() {
         !text.contains("\\u0000"),
         "control characters are escaped, not passed on"
     );
-}
-
-/// Every process of a PostgreSQL cluster: the postmaster and its children.
-fn cluster_pids(pgdata: &std::path::Path) -> Vec<i32> {
-    let postmaster: i32 = std::fs::read_to_string(pgdata.join("postmaster.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut pids = vec![postmaster];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(postmaster) {
-            pids.extend(
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    pids
-}
-
-/// Freezes a cluster the way SIGSTOP does, and thaws it again even if the test fails.
-struct Frozen(Vec<i32>);
-
-impl Frozen {
-    fn freeze(pgdata: &std::path::Path) -> Frozen {
-        let pids = cluster_pids(pgdata);
-        for pid in &pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGSTOP,
-            );
-        }
-        Frozen(pids)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid),
-                nix::sys::signal::Signal::SIGCONT,
-            );
-        }
-    }
 }
 
 #[tokio::test]

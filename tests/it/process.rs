@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use crate::support::app::{PASSWORD, TestDb};
+use crate::support::app::TestDb;
 use crate::support::fake_llm::{FakeLlm, Script};
+use crate::support::remote::account_at;
 use crate::support::sse::Events;
 
 #[derive(diesel::QueryableByName)]
@@ -63,49 +64,9 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
         assert!(Instant::now() < deadline, "confab did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    client
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "p@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let token: Value = client
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "p@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
-    let project: Value = client
-        .post(format!("{base}/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "P"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agents: Value = client
-        .get(format!(
-            "{base}/api/projects/{}/agents",
-            project["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (token, _, agent) = account_at(&client, &base, "p@example.com").await;
     let response = client
-        .post(format!(
-            "{base}/api/chat/agents/{}",
-            agents[0]["id"].as_str().unwrap()
-        ))
+        .post(format!("{base}/api/chat/agents/{agent}"))
         .bearer_auth(&token)
         .json(&json!({"message": "take your time"}))
         .send()

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::app::{PASSWORD, embedded_settings, start};
+use crate::support::app::{embedded_settings, start};
 use crate::support::fake_llm::{FakeLlm, Interrupt, Script};
+use crate::support::remote::{Frozen, account_at, crash};
 use crate::support::sse::{Events, joined};
 
 /// What a reader was told about one answer.
@@ -25,48 +26,6 @@ struct Told {
     message_id: String,
     text: String,
     status: String,
-}
-
-fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {
-    std::fs::read_to_string(data_dir.join("pg/postmaster.pid"))
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Every process of the embedded cluster (postmaster and children), for SIGSTOP/SIGCONT.
-fn cluster(data_dir: &std::path::Path) -> Vec<nix::unistd::Pid> {
-    let Some(postmaster) = postmaster_pid(data_dir) else {
-        return Vec::new();
-    };
-    let mut pids = vec![postmaster];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(postmaster) {
-            pids.extend(
-                entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    pids.into_iter().map(nix::unistd::Pid::from_raw).collect()
-}
-
-fn signal_all(pids: &[nix::unistd::Pid], signal: nix::sys::signal::Signal) {
-    for pid in pids {
-        let _ = nix::sys::signal::kill(*pid, signal);
-    }
 }
 
 /// A fault (or none) for the i-th upstream request.
@@ -113,52 +72,14 @@ async fn answers_under_faults_and_database_crashes_lose_nothing_and_misreport_no
     settings.database.pool_size = 8;
     let (base, stop, running) = start(settings).await;
     let client = reqwest::Client::new();
-    client
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "soak@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let login: Value = client
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "soak@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
-    let project: Value = client
-        .post(format!("{base}/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Soak"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agents: Value = client
-        .get(format!(
-            "{base}/api/projects/{}/agents",
-            project["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agent = agents[0]["id"].as_str().unwrap().to_string();
+    let (token, _, agent) = account_at(&client, &base, "soak@example.com").await;
 
     // The database's bad day, paced by how many answers have ended.
     let ended = Arc::new(AtomicUsize::new(0));
     let chaos = {
         let (ended, data_dir) = (ended.clone(), dir.path().to_path_buf());
         tokio::spawn(async move {
-            use nix::sys::signal::Signal;
+            let pgdata = data_dir.join("pg");
             let mut log = Vec::new();
             for (at, what) in [
                 (total / 4, "kill"),
@@ -168,14 +89,12 @@ async fn answers_under_faults_and_database_crashes_lose_nothing_and_misreport_no
                 while ended.load(Ordering::Relaxed) < at {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                let pids = cluster(&data_dir);
-                match what {
-                    "kill" => signal_all(&pids[..pids.len().min(1)], Signal::SIGKILL),
-                    _ => {
-                        signal_all(&pids, Signal::SIGSTOP);
-                        tokio::time::sleep(Duration::from_secs(3)).await;
-                        signal_all(&pids, Signal::SIGCONT);
-                    }
+                if what == "kill" {
+                    crash(&pgdata);
+                } else {
+                    let frozen = Frozen::freeze(&pgdata);
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    drop(frozen);
                 }
                 log.push(what);
             }

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::app::{PASSWORD, embedded_settings, start};
+use crate::support::app::{embedded_settings, start};
 use crate::support::fake_llm::{FakeLlm, Script};
+use crate::support::remote::{account_at, crash};
 use crate::support::sse::{Events, joined};
 
 #[tokio::test]
@@ -21,45 +22,7 @@ async fn a_killed_embedded_database_comes_back_and_the_answer_under_way_is_kept(
     settings.chat.flush_interval_ms = 50;
     let (base, stop, running) = start(settings).await;
     let client = reqwest::Client::new();
-    client
-        .post(format!("{base}/api/auth/register"))
-        .json(&json!({"email": "crash@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let login: Value = client
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "crash@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
-    let project: Value = client
-        .post(format!("{base}/api/projects"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agents: Value = client
-        .get(format!(
-            "{base}/api/projects/{}/agents",
-            project["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agent = agents[0]["id"].as_str().unwrap();
+    let (token, _, agent) = account_at(&client, &base, "crash@example.com").await;
     let response = client
         .post(format!("{base}/api/chat/agents/{agent}"))
         .bearer_auth(&token)
@@ -75,19 +38,7 @@ async fn a_killed_embedded_database_comes_back_and_the_answer_under_way_is_kept(
         .to_string();
 
     // kill -9 of the postmaster, mid-answer.
-    let pid: i32 = std::fs::read_to_string(dir.path().join("pg/postmaster.pid"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    crash(&dir.path().join("pg"));
 
     let (chunks, done) = events.collect_json().await;
     received.push_str(&joined(&chunks));
