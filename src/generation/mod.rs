@@ -344,7 +344,14 @@ async fn relay(
                     if progress.ttft.is_none() {
                         progress.ttft = Some(progress.started.elapsed());
                     }
-                    live.push(&text);
+                    // However many tokens an agent may ask for, one answer stays a size a page
+                    // and a history read can hold; past it, the provider is stopped.
+                    if live.push(&text) > MAX_ANSWER_BYTES {
+                        return (
+                            Status::Complete,
+                            Some(format!("The answer was cut at {} MB.", MAX_ANSWER_BYTES >> 20)),
+                        );
+                    }
                 }
                 Some(Ok(StreamEvent::Done { usage, finish })) => {
                     if let Some(usage) = usage {
@@ -394,6 +401,9 @@ fn readable(error: &LlmError, stall_timeout: Duration) -> String {
         other => other.to_string(),
     }
 }
+
+/// The longest answer kept (about 250,000 words), so pages and history reads stay bounded.
+pub const MAX_ANSWER_BYTES: usize = 2 << 20;
 
 /// How long a finished answer waits for the database to take it: a crashed embedded
 /// PostgreSQL is back in seconds, a frozen one when it thaws. Meanwhile the answer stays live,

@@ -85,7 +85,8 @@ impl Live {
 
     /// Appends text and tells readers. Both happen under the lock, so a reader that takes a
     /// snapshot sees each delta either in the snapshot or on its channel, never both or neither.
-    pub fn push(&self, delta: &str) {
+    /// Appends `delta`; returns the answer's length in bytes after it.
+    pub fn push(&self, delta: &str) -> usize {
         // PostgreSQL text cannot hold NUL; one from a model would make every save of this
         // answer fail, so it is dropped here, before anyone sees it.
         let cleaned;
@@ -95,16 +96,17 @@ impl Live {
         } else {
             delta
         };
-        if delta.is_empty() {
-            return;
-        }
         let mut state = self.lock();
+        if delta.is_empty() {
+            return state.text.len();
+        }
         state.text.push_str(delta);
         let end = state.text.len();
         let _ = self.sender.send(LiveEvent::Delta {
             text: Arc::from(delta),
             end,
         });
+        end
     }
 
     pub fn text(&self) -> String {

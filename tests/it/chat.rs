@@ -1502,3 +1502,26 @@ async fn a_conversation_has_a_size_limit_with_a_clear_message() {
             .contains("start a new one")
     );
 }
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_the_answer_size_limit() {
+    let fake = FakeLlm::start().await;
+    let chunk = "x".repeat(64 * 1024);
+    fake.set_default(Script::tokens(std::iter::repeat_n(chunk, 64)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("endless@example.com").await;
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "go on"})).await)
+        .collect_json()
+        .await;
+    let limit = confab::generation::MAX_ANSWER_BYTES;
+    assert!(joined(&chunks).len() <= limit + 64 * 1024);
+    assert_eq!(done["status"], "complete");
+    assert!(
+        done["error"].as_str().unwrap().contains("cut at 2 MB"),
+        "{done}"
+    );
+    fake.wait_for_disconnect().await;
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    let content = stored["messages"][1]["content"].as_str().unwrap();
+    assert!(content.len() > limit && content.len() <= limit + 64 * 1024);
+}
