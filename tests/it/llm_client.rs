@@ -406,6 +406,19 @@ async fn response_failed_fails_the_stream_with_its_message() {
 }
 
 #[tokio::test]
+async fn a_malformed_event_fails_the_stream_and_keeps_the_text_before_it() {
+    for api in [Api::Responses, Api::ChatCompletions] {
+        let fake = FakeLlm::start().await;
+        fake.set_default(
+            Script::tokens(["Par", "tial", " rest"]).interrupt_after(2, Interrupt::Malformed),
+        );
+        let (text, end) = collect(start(&single(&fake, api), "openai").await.unwrap().stream).await;
+        assert_eq!(text, "Partial", "{api:?}");
+        assert!(matches!(end, End::Failed(LlmError::Stream(_))), "{api:?}");
+    }
+}
+
+#[tokio::test]
 async fn chat_error_chunks_fail_the_stream_with_their_message() {
     for shape in [
         ChatErrorShape::OpenAi,

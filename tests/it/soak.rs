@@ -1,5 +1,5 @@
 //! The fault-injection soak: many answers under injected upstream faults (rate limits, server
-//! errors, drops mid-stream, `response.failed`, stalls, slow streams) while the embedded
+//! errors, drops mid-stream, `response.failed`, malformed events, stalls, slow streams) while the embedded
 //! PostgreSQL is killed twice and frozen once. Afterwards nothing is lost or misreported: every
 //! message that was accepted is stored, no answer is left `streaming`, and every answer's stored
 //! text and status are what its reader was told.
@@ -39,6 +39,7 @@ fn script(i: usize, answer: &str) -> Script {
         // Longer than the stall timeout: the answer fails (or falls back) instead of hanging.
         4 => normal.first_token_delay(Duration::from_millis(2500)),
         5 => Script::answer(answer).token_delay(Duration::from_millis(40)),
+        6 => normal.interrupt_after(3, Interrupt::Malformed),
         _ => normal,
     }
 }

@@ -72,6 +72,8 @@ pub enum Interrupt {
     ErrorEvent(ErrorShape),
     /// A Chat Completions error chunk; a flat `error` event on Responses.
     ChatError(ChatErrorShape),
+    /// An event whose data is cut-off JSON, then the body ends.
+    Malformed,
 }
 
 /// The two shapes of the Responses `error` event (docs/llm-wire.md §2.6).
@@ -793,6 +795,10 @@ fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
 fn responses_interrupt(out: &mut ResponsesWriter, answer: &Answer, interrupt: Interrupt) {
     match interrupt {
         Interrupt::Drop => out.steps.push(Step::Drop),
+        Interrupt::Malformed => out.steps.push(Step::Send(
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\n\n"
+                .into(),
+        )),
         Interrupt::NoTerminal => {}
         Interrupt::Failed => {
             let mut response = answer.response_object("failed", false);
@@ -870,6 +876,10 @@ fn chat_interrupt(steps: &mut Vec<Step>, answer: &Answer, interrupt: Interrupt) 
             return;
         }
         Interrupt::NoTerminal => return,
+        Interrupt::Malformed => {
+            steps.push(Step::Send("data: {\"choices\":[{\"delta\":\n\n".into()));
+            return;
+        }
         Interrupt::Failed
         | Interrupt::ErrorEvent(_)
         | Interrupt::ChatError(ChatErrorShape::OpenAi) => ChatErrorShape::OpenAi,
