@@ -338,9 +338,28 @@ impl From<diesel::result::Error> for AppError {
             {
                 AppError::Unavailable
             }
+            // The server went away or is restarting under the query (a crash, a restart, a
+            // cancelled statement past statement_timeout): try again shortly, not a fault of ours.
+            Error::DatabaseError(_, info) if is_outage(info.message()) => AppError::Unavailable,
             other => AppError::Internal(Box::new(other)),
         }
     }
+}
+
+/// PostgreSQL's words for "not now": the server is shutting down, restarting, recovering, or
+/// the connection was lost or the statement ran out of time.
+fn is_outage(message: &str) -> bool {
+    [
+        "terminating connection",
+        "server closed the connection",
+        "the database system is",
+        "could not receive data from server",
+        "no connection to the server",
+        "canceling statement due to statement timeout",
+        "connection to server",
+    ]
+    .iter()
+    .any(|words| message.contains(words))
 }
 
 impl From<r2d2::Error> for AppError {
@@ -377,6 +396,16 @@ mod tests {
         let throttle = LogThrottle::new(std::time::Duration::ZERO);
         assert_eq!(throttle.admit(), Some(0));
         assert_eq!(throttle.admit(), Some(0));
+    }
+
+    #[test]
+    fn an_outage_under_a_query_is_503_not_500() {
+        assert!(is_outage(
+            "terminating connection due to administrator command"
+        ));
+        assert!(is_outage("the database system is in recovery mode"));
+        assert!(is_outage("canceling statement due to statement timeout"));
+        assert!(!is_outage("duplicate key value violates unique constraint"));
     }
 
     #[test]
