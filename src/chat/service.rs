@@ -30,7 +30,9 @@ pub struct Sent {
 
 /// The first ~`max` characters of the first message, cut at a word when possible.
 pub fn title_from(text: &str, max: usize) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Titles are plain text: a first message's Markdown would show as raw ``` and ** otherwise.
+    let plain = crate::render::markdown::plain_text(text);
+    let line = plain.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.chars().count() <= max {
         return line;
     }
@@ -425,6 +427,13 @@ mod tests {
     #[test]
     fn titles_are_short_and_cut_at_words() {
         assert_eq!(title_from("  Hello\n there  ", 60), "Hello there");
+        assert_eq!(
+            title_from(
+                "Here is **code**:\n```js\nconst x = 1;\n```\nand <b>html</b>",
+                60
+            ),
+            "Here is code: const x = 1; and html"
+        );
         let long = "How do I configure a reverse proxy in front of confab with TLS and websockets?";
         let title = title_from(long, 60);
         assert!(title.chars().count() <= 61, "{title}");

@@ -23,6 +23,39 @@ fn sanitizer() -> &'static Builder<'static> {
     })
 }
 
+/// The words of a Markdown text without its markup (for titles): emphasis, code fences, links
+/// and raw HTML tags go, their text stays.
+pub fn plain_text(markdown: &str) -> String {
+    use pulldown_cmark::{Event, Tag, TagEnd};
+    let mut out = String::new();
+    for event in Parser::new_ext(
+        markdown,
+        Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES,
+    ) {
+        match event {
+            Event::Text(text) | Event::Code(text) => out.push_str(&text),
+            // Inline markup joins words as they were; blocks and breaks separate them.
+            Event::Start(
+                Tag::Emphasis
+                | Tag::Strong
+                | Tag::Strikethrough
+                | Tag::Link { .. }
+                | Tag::Image { .. },
+            )
+            | Event::End(
+                TagEnd::Emphasis
+                | TagEnd::Strong
+                | TagEnd::Strikethrough
+                | TagEnd::Link
+                | TagEnd::Image,
+            ) => {}
+            Event::SoftBreak | Event::HardBreak | Event::Start(_) | Event::End(_) => out.push(' '),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Renders a Markdown answer (tables, strikethrough, task lists, footnotes) to safe HTML.
 pub fn to_safe_html(markdown: &str) -> String {
     let options = Options::ENABLE_TABLES

@@ -1525,3 +1525,17 @@ async fn an_endless_answer_is_cut_at_the_answer_size_limit() {
     let content = stored["messages"][1]["content"].as_str().unwrap();
     assert!(content.len() > limit && content.len() <= limit + 64 * 1024);
 }
+
+#[tokio::test]
+async fn a_first_message_in_markdown_titles_the_conversation_in_plain_text() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("ok"));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("title@example.com").await;
+    let message = "Here is **code**:\n```js\nconst x = 1;\n```";
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": message})).await)
+        .collect_json()
+        .await;
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(stored["title"], "Here is code: const x = 1;");
+}

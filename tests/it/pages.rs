@@ -391,3 +391,19 @@ async fn signing_in_replaces_a_csrf_cookie_planted_before() {
     assert_ne!(fresh.value(), planted);
     assert_eq!(fresh.value().len(), 64);
 }
+
+#[tokio::test]
+async fn an_empty_dashboard_shows_the_new_project_form_without_a_toggle_that_hides_it() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("empty@example.com").await;
+    let (_, page) = browser.get("/projects").await;
+    assert!(page.contains("Create your first project"));
+    assert!(
+        !page.contains("<summary"),
+        "before: the form sat under a 'New project' toggle that closed it"
+    );
+    let r = browser.post_form("/projects", &[("name", "First")]).await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = browser.get("/projects").await;
+    assert!(page.contains("New project") && page.contains("<summary"));
+}
