@@ -8,6 +8,19 @@
     if (event.target.matches && event.target.matches("textarea[data-autogrow]")) grow(event.target);
   });
 
+  // The composer says how Enter behaves only where this script makes it so (without
+  // JavaScript, Enter adds a line like in any text box).
+  var ENTER_HINT = " (Enter sends, Shift+Enter adds a line)";
+  function hint(root) {
+    var boxes = root.querySelectorAll ? root.querySelectorAll("textarea[data-enter-sends]") : [];
+    for (var i = 0; i < boxes.length; i++) {
+      var box = boxes[i];
+      if (box.placeholder.indexOf(ENTER_HINT) === -1) box.placeholder += ENTER_HINT;
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { hint(document); });
+  document.addEventListener("htmx:load", function (event) { hint(event.detail.elt); });
+
   // In the composer, Enter sends and Shift+Enter makes a new line (not while an IME composes).
   document.addEventListener("keydown", function (event) {
     var el = event.target;

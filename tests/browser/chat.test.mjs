@@ -36,8 +36,9 @@ test("text streams in, Stop ends it, a reload mid-answer continues it", async ()
   await page.getByRole("button", { name: "Chat", exact: true }).click();
   await page.getByRole("heading", { name: /New chat with/ }).waitFor();
 
-  // Shift+Enter makes a new line and sends nothing.
+  // Shift+Enter makes a new line and sends nothing; the box says so (it does not without JS).
   const box = page.getByLabel("Message");
+  assert.match(await box.getAttribute("placeholder"), /Enter sends, Shift\+Enter adds a line/);
   await box.fill("line one");
   await box.press("Shift+Enter");
   await box.pressSequentially("line two");

@@ -407,3 +407,14 @@ async fn an_empty_dashboard_shows_the_new_project_form_without_a_toggle_that_hid
     let (_, page) = browser.get("/projects").await;
     assert!(page.contains("New project") && page.contains("<summary"));
 }
+
+#[tokio::test]
+async fn without_javascript_the_composer_does_not_promise_that_enter_sends() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("noscript@example.com").await;
+    let (_, agent) = browser.project_with_agent("Quiet").await;
+    let (status, page) = browser.get(&format!("/agents/{agent}/chat")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("placeholder=\"Message Assistant…\""), "{page}");
+    assert!(!page.contains("Enter sends"), "the hint comes from the script that makes it true");
+}
