@@ -415,6 +415,12 @@ async fn without_javascript_the_composer_does_not_promise_that_enter_sends() {
     let (_, agent) = browser.project_with_agent("Quiet").await;
     let (status, page) = browser.get(&format!("/agents/{agent}/chat")).await;
     assert_eq!(status, 200);
-    assert!(page.contains("placeholder=\"Message Assistant…\""), "{page}");
-    assert!(!page.contains("Enter sends"), "the hint comes from the script that makes it true");
+    assert!(
+        page.contains("placeholder=\"Message Assistant…\""),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Enter sends"),
+        "the hint comes from the script that makes it true"
+    );
 }
