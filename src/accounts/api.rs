@@ -44,7 +44,8 @@ async fn token_response(
 ) -> AppResult<TokenResponse> {
     let token =
         session::service::begin(&state.pool, &state.tokens, user_id, epoch, user_agent(req))
-            .await?;
+            .await?
+            .token;
     Ok(TokenResponse {
         access_token: token,
         token_type: "bearer",

@@ -169,7 +169,8 @@ pub async fn login(
                 user.session_epoch,
                 user_agent(&req),
             )
-            .await?;
+            .await?
+            .token;
             Ok(HttpResponse::SeeOther()
                 .cookie(session::session_cookie(&state, token))
                 .cookie(rotated_cookie(state.settings.cookie_secure()))
@@ -232,7 +233,8 @@ pub async fn register(
                 user.session_epoch,
                 user_agent(&req),
             )
-            .await?;
+            .await?
+            .token;
             Ok(HttpResponse::SeeOther()
                 .cookie(session::session_cookie(&state, token))
                 .cookie(rotated_cookie(state.settings.cookie_secure()))
@@ -332,7 +334,7 @@ pub async fn change_password(
     match refused(result, "current_password")? {
         Ok(epoch) => {
             // Every session ended; this browser stays signed in with a new one.
-            let token = session::service::begin(
+            let began = session::service::begin(
                 &state.pool,
                 &state.tokens,
                 user.id,
@@ -340,12 +342,10 @@ pub async fn change_password(
                 user_agent(&req),
             )
             .await?;
+            let token = began.token;
             let user = CurrentUser {
                 session_epoch: epoch,
-                session_id: state
-                    .tokens
-                    .verify(&token)
-                    .map_or(user.session_id, |claims| claims.sid),
+                session_id: began.id,
                 ..user
             };
             let notice = Some("Password changed. Every other session has been signed out.");

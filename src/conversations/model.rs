@@ -55,10 +55,6 @@ impl Status {
         }
     }
 
-    pub fn is_streaming(self) -> bool {
-        self == Status::Streaming
-    }
-
     pub fn is_stopped(self) -> bool {
         self == Status::Stopped
     }

@@ -11,14 +11,20 @@ use crate::session::model::Session;
 /// The longest user agent kept to recognise a device by.
 const MAX_USER_AGENT_CHARS: usize = 300;
 
-/// A new session for the user; returns its token.
+/// A signed-in session: its id and the token that names it.
+pub struct Began {
+    pub id: Uuid,
+    pub token: String,
+}
+
+/// A new session for the user.
 pub async fn begin(
     pool: &PgPool,
     tokens: &TokenKeys,
     user_id: Uuid,
     epoch: i32,
     user_agent: &str,
-) -> AppResult<String> {
+) -> AppResult<Began> {
     let user_agent: String = user_agent
         .chars()
         .filter(|c| !c.is_control())
@@ -28,7 +34,10 @@ pub async fn begin(
         Ok(Session::create(conn, user_id, &user_agent)?)
     })
     .await?;
-    Ok(tokens.issue(user_id, id, epoch))
+    Ok(Began {
+        id,
+        token: tokens.issue(user_id, id, epoch),
+    })
 }
 
 /// The user's sessions, most recently used first.

@@ -4,6 +4,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::support::app::{JWT_SECRET, PASSWORD, TestApp, csrf_of};
+use crate::support::remote::client_from;
 
 #[tokio::test]
 async fn register_login_and_me() {
@@ -171,14 +172,6 @@ async fn a_password_with_anything_after_its_72nd_byte_never_signs_in() {
 async fn an_attack_on_an_account_does_not_lock_its_owner_out() {
     let app = TestApp::spawn_with(|s| s.auth.login_attempts_per_minute = 5).await;
     app.user_token("target@example.com").await;
-    let from = |last: u8| {
-        reqwest::Client::builder()
-            .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                127, 0, 0, last,
-            )))
-            .build()
-            .unwrap()
-    };
     let attempt = |client: reqwest::Client, password: &'static str| {
         let url = app.url("/api/auth/login");
         async move {
@@ -192,14 +185,14 @@ async fn an_attack_on_an_account_does_not_lock_its_owner_out() {
         }
     };
     // The attacker is refused once over the quota…
-    let attacker = from(2);
+    let attacker = client_from(2);
     let mut statuses = Vec::new();
     for _ in 0..8 {
         statuses.push(attempt(attacker.clone(), "guess guess 1").await.as_u16());
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     // …while the owner, from their own address, still signs in (before: 429 for everyone).
-    assert_eq!(attempt(from(3), PASSWORD).await, 200);
+    assert_eq!(attempt(client_from(3), PASSWORD).await, 200);
     assert_eq!(
         attempt(attacker, PASSWORD).await,
         429,
@@ -662,14 +655,6 @@ async fn sessions_past_half_their_life_get_a_fresh_cookie() {
 #[tokio::test]
 async fn one_address_cannot_create_accounts_by_the_hundred() {
     let app = TestApp::spawn_with(|s| s.auth.registrations_per_hour_per_address = 3).await;
-    let from = |last: u8| {
-        reqwest::Client::builder()
-            .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
-                127, 0, 0, last,
-            )))
-            .build()
-            .unwrap()
-    };
     let register = |client: reqwest::Client, n: usize| {
         let url = app.url("/api/auth/register");
         async move {
@@ -681,7 +666,7 @@ async fn one_address_cannot_create_accounts_by_the_hundred() {
                 .unwrap()
         }
     };
-    let busy = from(4);
+    let busy = client_from(4);
     for n in 0..3 {
         assert_eq!(register(busy.clone(), n).await.status(), 201);
     }
@@ -689,7 +674,7 @@ async fn one_address_cannot_create_accounts_by_the_hundred() {
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().get("retry-after").is_some());
     assert_eq!(
-        register(from(5), 4).await.status(),
+        register(client_from(5), 4).await.status(),
         201,
         "another address is not affected"
     );

@@ -2,10 +2,8 @@
 
 use std::time::Instant;
 
-use confab::db::embedded::{PgOptions, PgServer};
-
 use crate::support::app::TestApp;
-use crate::support::remote::Frozen;
+use crate::support::remote::{Frozen, own_cluster};
 
 #[tokio::test]
 async fn health_reports_the_database() {
@@ -20,12 +18,7 @@ async fn health_reports_the_database() {
 async fn a_database_outage_answers_503_and_recovers_by_itself() {
     // A cluster of its own, so stopping it does not disturb other tests.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let server = tokio::task::spawn_blocking(move || {
-        PgServer::start(&path, &PgOptions { fast_unsafe: true }).unwrap()
-    })
-    .await
-    .unwrap();
+    let server = own_cluster(dir.path()).await;
     let url = server.url("postgres");
     let app = TestApp::spawn_on(&url, None, |_| {}).await;
     assert_eq!(
@@ -65,13 +58,8 @@ async fn a_database_outage_answers_503_and_recovers_by_itself() {
         "answers came within the pool's connect timeout, not a hang"
     );
 
-    let path = dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        drop(server);
-        PgServer::start(&path, &PgOptions { fast_unsafe: true }).unwrap()
-    })
-    .await
-    .unwrap();
+    drop(server);
+    let server = own_cluster(dir.path()).await;
     assert_eq!(
         app.api
             .get(app.url("/health"))
@@ -82,15 +70,9 @@ async fn a_database_outage_answers_503_and_recovers_by_itself() {
         200,
         "recovered without a restart"
     );
-    let path = dir.path().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        PgServer::start(&path, &PgOptions { fast_unsafe: true })
-            .unwrap()
-            .stop()
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || server.stop().unwrap())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -329,12 +311,7 @@ async fn bodies_over_the_limit_and_wrong_types_get_short_enveloped_errors() {
 #[tokio::test]
 async fn a_frozen_database_gets_answers_in_time_and_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let server = tokio::task::spawn_blocking(move || {
-        PgServer::start(&path, &PgOptions { fast_unsafe: true }).unwrap()
-    })
-    .await
-    .unwrap();
+    let server = own_cluster(dir.path()).await;
     let url = server.url("postgres");
     let app = TestApp::spawn_on(&url, None, |s| s.database.query_timeout_secs = 2).await;
     let token = app.user_token("frozen@example.com").await;
@@ -362,11 +339,9 @@ async fn a_frozen_database_gets_answers_in_time_and_recovers_by_itself() {
     assert_eq!(r.status(), 200, "recovered without a restart");
     let (status, _) = app.get_json(&token, "/api/projects").await;
     assert_eq!(status, 200);
-    let path = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || server.stop().unwrap())
         .await
         .unwrap();
-    drop(path);
 }
 
 #[tokio::test]

@@ -54,6 +54,28 @@ pub async fn account_at(
     (token, project, agent)
 }
 
+/// A PostgreSQL cluster of its own under `dir`, started (or started again) off the async
+/// workers, so a test can stop, crash or freeze it without disturbing other tests.
+pub async fn own_cluster(dir: &Path) -> confab::db::embedded::PgServer {
+    use confab::db::embedded::{PgOptions, PgServer};
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        PgServer::start(&dir, &PgOptions { fast_unsafe: true }).expect("a cluster of its own")
+    })
+    .await
+    .unwrap()
+}
+
+/// A client whose requests come from 127.0.0.`last`, another address on this machine.
+pub fn client_from(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+            127, 0, 0, last,
+        )))
+        .build()
+        .unwrap()
+}
+
 /// The postmaster of the cluster in `pgdata`, from its lock file.
 pub fn postmaster(pgdata: &Path) -> Option<nix::unistd::Pid> {
     std::fs::read_to_string(pgdata.join("postmaster.pid"))
