@@ -107,14 +107,14 @@ pub async fn send(
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
     // Within the person's allowance, or refused before anything is stored.
-    let slot = generations.reserve(user.id)?;
+    let mut slot = generations.reserve(user.id)?;
     let owner = user.id;
     let title = title_from(&text, settings.title_chars);
     let (budget, max_messages) = (
         settings.history_budget_chars,
         settings.max_messages_per_conversation,
     );
-    let (agent, conversation, new_conversation, user_message, answer, history, system) =
+    let (agent, conversation, new_conversation, user_message, answer, history, system, slot) =
         db::transaction(pool, move |conn| {
             let (agent, conversation, new_conversation) = match to {
                 To::Conversation(id) => {
@@ -142,6 +142,9 @@ pub async fn send(
                     (agent, conversation, true)
                 }
             };
+            // One answer at a time per conversation; claimed once the owner is known, so
+            // nobody learns anything about another person's conversation from a 409.
+            slot.claim(conversation.id)?;
             if !new_conversation {
                 // Bounded, so no conversation grows until reading it is a burden.
                 if Message::count(conn, conversation.id)? + 2 > i64::from(max_messages) {
@@ -175,6 +178,7 @@ pub async fn send(
                 answer,
                 history,
                 system,
+                slot,
             ))
         })
         .await?;
@@ -237,11 +241,12 @@ pub async fn retry(
 ) -> AppResult<(Conversation, Message, Subscription)> {
     ensure_accepting(generations)?;
     // Within the person's allowance, or refused before anything is stored.
-    let slot = generations.reserve(user.id)?;
+    let mut slot = generations.reserve(user.id)?;
     let owner = user.id;
     let budget = settings.history_budget_chars;
-    let (agent, conversation, answer, history, system) = db::transaction(pool, move |conn| {
+    let (agent, conversation, answer, history, system, slot) = db::transaction(pool, move |conn| {
         let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
+        slot.claim(conversation.id)?;
         if !failed.is_assistant() || failed.status != Status::Failed {
             return Err(AppError::Conflict(
                 "Only a failed answer can be retried.".into(),
@@ -267,7 +272,7 @@ pub async fn retry(
         let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
         let history = Message::history(conn, conversation.id, answer.id, budget)?;
         Conversation::touch(conn, conversation.id)?;
-        Ok((agent, conversation, answer, history, system))
+        Ok((agent, conversation, answer, history, system, slot))
     })
     .await?;
     let reader = start(

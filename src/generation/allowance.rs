@@ -1,9 +1,11 @@
 //! How many answers one person may have generating at once, and start per minute: every
 //! answer is billed to the operator's provider account, so no single account can run up the
 //! bill or crowd out everyone else. Answers over either limit are refused (429 with
-//! `Retry-After`) before anything is stored.
+//! `Retry-After`) before anything is stored. A conversation has one answer generating at a time
+//! (a second one would be written without the first as context): a slot also holds its
+//! conversation, and a second claim on it is refused with 409.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -19,14 +21,23 @@ const RETRY_WHEN_BUSY_SECS: u64 = 5;
 pub struct Allowance {
     live_per_user: usize,
     per_minute: DefaultKeyedRateLimiter<Uuid>,
-    live: Mutex<HashMap<Uuid, usize>>,
+    live: Mutex<Live>,
 }
 
-/// One answer's place within its person's allowance, given back when it is dropped (the answer
-/// ended, or was never started).
+#[derive(Default)]
+struct Live {
+    /// Answers generating per person.
+    per_user: HashMap<Uuid, usize>,
+    /// Conversations with an answer generating.
+    conversations: HashSet<Uuid>,
+}
+
+/// One answer's place within its person's allowance (and, once claimed, its conversation), given
+/// back when it is dropped (the answer ended, or was never started).
 pub struct Slot {
     allowance: Arc<Allowance>,
     user: Uuid,
+    conversation: Option<Uuid>,
 }
 
 impl Allowance {
@@ -36,14 +47,14 @@ impl Allowance {
         Arc::new(Allowance {
             live_per_user: live_per_user.max(1),
             per_minute: DefaultKeyedRateLimiter::keyed(quota),
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(Live::default()),
         })
     }
 
     /// A slot for one more answer of `user`, or why not.
     pub fn take(self: &Arc<Allowance>, user: Uuid) -> Result<Slot, AppError> {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = live.entry(user).or_insert(0);
+        let count = live.per_user.entry(user).or_insert(0);
         if *count >= self.live_per_user {
             return Err(AppError::RateLimited {
                 message: format!(
@@ -70,7 +81,33 @@ impl Allowance {
         Ok(Slot {
             allowance: self.clone(),
             user,
+            conversation: None,
         })
+    }
+}
+
+impl Slot {
+    /// Makes this answer the one generating in `conversation` (whose owner was checked), or
+    /// refuses when another answer is still being written there.
+    pub fn claim(&mut self, conversation: Uuid) -> Result<(), AppError> {
+        if self.conversation == Some(conversation) {
+            return Ok(());
+        }
+        let mut live = self
+            .allowance
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !live.conversations.insert(conversation) {
+            return Err(AppError::Conflict(
+                "An answer is still being written in this conversation; wait for it or stop it first."
+                    .into(),
+            ));
+        }
+        if let Some(previous) = self.conversation.replace(conversation) {
+            live.conversations.remove(&previous);
+        }
+        Ok(())
     }
 }
 
@@ -81,10 +118,13 @@ impl Drop for Slot {
             .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = live.get_mut(&self.user) {
+        if let Some(conversation) = self.conversation {
+            live.conversations.remove(&conversation);
+        }
+        if let Some(count) = live.per_user.get_mut(&self.user) {
             *count -= 1;
             if *count == 0 {
-                live.remove(&self.user);
+                live.per_user.remove(&self.user);
             }
         }
     }
@@ -107,6 +147,26 @@ mod tests {
         );
         drop(first);
         assert!(allowance.take(me).is_ok());
+    }
+
+    #[test]
+    fn a_conversation_has_one_answer_generating_at_a_time() {
+        let allowance = Allowance::new(4, 100);
+        let (me, conversation) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut first = allowance.take(me).unwrap();
+        first.claim(conversation).unwrap();
+        let mut second = allowance.take(me).unwrap();
+        assert!(matches!(
+            second.claim(conversation),
+            Err(AppError::Conflict(_))
+        ));
+        second.claim(Uuid::now_v7()).unwrap();
+        drop(first);
+        let mut third = allowance.take(me).unwrap();
+        assert!(
+            third.claim(conversation).is_ok(),
+            "given back with its slot"
+        );
     }
 
     #[test]

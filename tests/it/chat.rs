@@ -1539,3 +1539,58 @@ async fn a_first_message_in_markdown_titles_the_conversation_in_plain_text() {
     let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
     assert_eq!(stored["title"], "Here is code: const x = 1;");
 }
+
+#[tokio::test]
+async fn a_conversation_answers_one_message_at_a_time() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"word ".repeat(500)).token_delay(Duration::from_millis(20)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, agent) = app.chat_setup("one-at-a-time@example.com").await;
+    let mut first = Events::of(send(&app, &token, &agent, json!({"message": "go on"})).await);
+    let data: Value = serde_json::from_str(&first.next().await.unwrap().data).unwrap();
+    let (conversation_id, message_id) = (
+        data["conversation_id"].as_str().unwrap().to_string(),
+        data["message_id"].as_str().unwrap().to_string(),
+    );
+
+    // A second message while the first answer is written is refused, and nothing is stored.
+    let second = json!({"message": "and another thing", "conversation_id": conversation_id});
+    let (status, body) = app
+        .post_json(&token, &format!("/api/chat/agents/{agent}"), second.clone())
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "conflict");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("still being written"),
+        "{body}"
+    );
+    let (status, _) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            json!({"project_id": project, "message": "by the project's address", "conversation_id": conversation_id}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let stored = conversation(&app, &token, &conversation_id).await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
+
+    // Another conversation of the same agent is not held up.
+    let _other = long_answer_under_way(&app, &token, &agent).await;
+
+    // Once the first answer has ended, the conversation takes the next message.
+    let r = app
+        .api
+        .post(app.url(&format!("/api/messages/{message_id}/stop")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    first.collect_json().await;
+    let mut next = Events::of(send(&app, &token, &agent, second).await);
+    next.next().await.expect("the next answer starts");
+}
