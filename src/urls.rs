@@ -91,3 +91,9 @@ pub fn message_retry(id: impl Borrow<Uuid>) -> String {
 pub fn session_end(id: impl Borrow<Uuid>) -> String {
     format!("/account/sessions/{}/end", id.borrow())
 }
+
+/// The chat home: a new chat with the last or default agent, and every conversation.
+pub const HOME: &str = "/chat";
+
+/// The sidebar's search over conversation titles (`?q=`), answered with the list alone.
+pub const CONVERSATION_SEARCH: &str = "/chat/conversations";

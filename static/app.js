@@ -8,10 +8,13 @@
     if (event.target.matches && event.target.matches("textarea[data-autogrow]")) grow(event.target);
   });
 
-  // The composer says how Enter behaves only where this script makes it so (without
-  // JavaScript, Enter adds a line like in any text box).
+  // With a keyboard, Enter sends; on a touch screen Enter adds a line (as in the chat apps) and
+  // Send sends. The composer says how Enter behaves only where this script makes it so
+  // (without JavaScript, Enter adds a line like in any text box).
+  var enterSends = !window.matchMedia("(pointer: coarse)").matches;
   var ENTER_HINT = " (Enter sends, Shift+Enter adds a line)";
   function hint(root) {
+    if (!enterSends || window.matchMedia("(max-width: 48rem)").matches) return;
     var boxes = root.querySelectorAll ? root.querySelectorAll("textarea[data-enter-sends]") : [];
     for (var i = 0; i < boxes.length; i++) {
       var box = boxes[i];
@@ -21,13 +24,67 @@
   document.addEventListener("DOMContentLoaded", function () { hint(document); });
   document.addEventListener("htmx:load", function (event) { hint(event.detail.elt); });
 
-  // In the composer, Enter sends and Shift+Enter makes a new line (not while an IME composes).
+  // While an answer is being written, the composer's Send becomes Stop for that answer and
+  // sending waits (the server would refuse a second answer in the conversation with a 409).
+  function liveAnswer() { return document.querySelector("#messages .msg.streaming"); }
+  function syncComposer() {
+    var form = document.getElementById("composer");
+    if (!form) return;
+    var live = liveAnswer() !== null;
+    form.classList.toggle("busy", live);
+    var send = form.querySelector("[data-send]"), stop = form.querySelector("[data-stop]");
+    if (send) send.hidden = live;
+    if (stop) stop.hidden = !live;
+  }
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest || !event.target.closest("#composer [data-stop]")) return;
+    var live = liveAnswer();
+    var stop = live && live.querySelector("form[action$='/stop']");
+    if (stop) stop.requestSubmit();
+  });
+  document.addEventListener("submit", function (event) {
+    if (event.target.id === "composer" && liveAnswer()) event.preventDefault();
+  }, true);
+  document.addEventListener("DOMContentLoaded", function () {
+    syncComposer();
+    var messages = document.getElementById("messages");
+    if (messages) new MutationObserver(syncComposer).observe(messages, { childList: true });
+  });
+  document.addEventListener("htmx:oobAfterSwap", syncComposer);
+  // A finished answer replaces its streaming bubble under the same id, and htmx keeps the old
+  // classes on it until it settles: look again then.
+  document.addEventListener("htmx:afterSettle", syncComposer);
+
+  // In the composer, Enter sends and Shift+Enter makes a new line (not while an IME composes);
+  // while an answer is written, Enter keeps the text and does nothing.
   document.addEventListener("keydown", function (event) {
     var el = event.target;
-    if (!el.matches || !el.matches("textarea[data-enter-sends]")) return;
+    if (!enterSends || !el.matches || !el.matches("textarea[data-enter-sends]")) return;
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
     event.preventDefault();
-    if (el.value.trim() !== "" && el.form) el.form.requestSubmit();
+    if (el.value.trim() !== "" && el.form && !liveAnswer()) el.form.requestSubmit();
+  });
+
+  // On a phone the conversations are a drawer behind a button (without this script they are
+  // simply listed above the chat).
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.querySelector(".drawer-toggle");
+    var drawer = toggle && document.getElementById(toggle.getAttribute("aria-controls"));
+    if (!drawer) return;
+    document.documentElement.classList.add("has-drawer");
+    toggle.hidden = false;
+    function setOpen(open) {
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      drawer.classList.toggle("open", open);
+    }
+    toggle.addEventListener("click", function () {
+      var open = toggle.getAttribute("aria-expanded") !== "true";
+      setOpen(open);
+      if (open) { var first = drawer.querySelector("a, input"); if (first) first.focus(); }
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && drawer.classList.contains("open")) { setOpen(false); toggle.focus(); }
+    });
   });
 
   // A sent message clears the composer and keeps the focus there.
@@ -49,6 +106,10 @@
     follow = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
   }, { passive: true });
   function keepUp() { if (follow) window.scrollTo(0, document.body.scrollHeight); }
+  // A conversation opens at its newest message.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (document.querySelector("#messages .msg")) keepUp();
+  });
   document.addEventListener("htmx:sseMessage", keepUp);
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "messages") { follow = true; keepUp(); }

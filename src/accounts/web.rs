@@ -192,7 +192,7 @@ pub async fn login(
 pub async fn register_page(user: Option<CurrentUser>, csrf: CsrfToken) -> AppResult<HttpResponse> {
     if user.is_some() {
         return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, "/projects"))
+            .insert_header((header::LOCATION, crate::urls::HOME))
             .finish());
     }
     html(
@@ -238,7 +238,7 @@ pub async fn register(
             Ok(HttpResponse::SeeOther()
                 .cookie(session::session_cookie(&state, token))
                 .cookie(rotated_cookie(state.settings.cookie_secure()))
-                .insert_header((header::LOCATION, "/projects"))
+                .insert_header((header::LOCATION, crate::urls::HOME))
                 .finish())
         }
         Err(Refusal { status, errors }) => html(

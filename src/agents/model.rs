@@ -66,6 +66,24 @@ impl Agent {
             .load(conn)
     }
 
+    /// Every agent of the owner with its project's name: projects oldest first, each project's
+    /// default agent first.
+    pub fn list_for_owner(
+        conn: &mut PgConnection,
+        owner: Uuid,
+    ) -> QueryResult<Vec<(Agent, String)>> {
+        agents::table
+            .inner_join(projects::table)
+            .filter(projects::owner_id.eq(owner))
+            .order((
+                projects::id.asc(),
+                agents::is_default.desc(),
+                agents::id.asc(),
+            ))
+            .select((Agent::as_select(), projects::name))
+            .load(conn)
+    }
+
     /// The project agents are listed in or added to, if the user owns it (NotFound otherwise).
     pub fn project_of(
         conn: &mut PgConnection,

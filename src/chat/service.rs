@@ -93,6 +93,76 @@ pub enum To {
     },
     /// An existing conversation, with whichever agent it has.
     Conversation(Uuid),
+    /// A new conversation with the agent a new chat goes to by default (see [`choices`]); a
+    /// person without any agent gets a first project with its default agent, so a first
+    /// message right after sign-up is answered.
+    Default,
+}
+
+/// The name of the project made for a person's first message when they have none.
+pub const FIRST_PROJECT_NAME: &str = "My chats";
+
+/// The agent a new chat goes to: the one of the most recently active conversation, else the
+/// first project's default agent; `None` when the person has no agent at all.
+fn default_agent_for(
+    conn: &mut diesel::PgConnection,
+    owner: Uuid,
+    agents: &[(Agent, String)],
+) -> AppResult<Option<Agent>> {
+    let last = Conversation::last_agent(conn, owner)?;
+    Ok(last
+        .and_then(|id| agents.iter().find(|(a, _)| a.id == id))
+        .or_else(|| agents.first())
+        .map(|(agent, _)| agent.clone()))
+}
+
+/// What a new chat offers: every agent of the person with its project's name, and the one
+/// chosen (`wanted` when it is theirs, else the default; `None` when they have no agent yet).
+pub struct Choices {
+    pub agents: Vec<(Agent, String)>,
+    pub chosen: Option<Agent>,
+}
+
+pub async fn choices(
+    pool: &PgPool,
+    user: &CurrentUser,
+    wanted: Option<Uuid>,
+) -> AppResult<Choices> {
+    let owner = user.id;
+    db::run(pool, move |conn| {
+        let agents = Agent::list_for_owner(conn, owner)?;
+        let chosen = match wanted.and_then(|id| agents.iter().find(|(a, _)| a.id == id)) {
+            Some((agent, _)) => Some(agent.clone()),
+            None => default_agent_for(conn, owner, &agents)?,
+        };
+        Ok(Choices { agents, chosen })
+    })
+    .await
+}
+
+/// How many conversations the chat's sidebar lists; searching finds older ones.
+pub const RECENT_CONVERSATIONS: i64 = 50;
+
+/// The person's most recently active conversations (with their agents' names), only those
+/// whose title contains `search` when it is not blank.
+pub async fn recent(
+    pool: &PgPool,
+    user: &CurrentUser,
+    search: Option<String>,
+) -> AppResult<Vec<(Conversation, String)>> {
+    let owner = user.id;
+    let search = search
+        .map(|s| s.trim().chars().take(200).collect::<String>())
+        .filter(|s| !s.is_empty());
+    db::run(pool, move |conn| {
+        Ok(Conversation::recent(
+            conn,
+            owner,
+            search.as_deref(),
+            RECENT_CONVERSATIONS,
+        )?)
+    })
+    .await
 }
 
 /// Stores the user's message and an empty answer in one transaction, then starts generating.
@@ -138,6 +208,23 @@ pub async fn send(
                     conversation_id: None,
                 } => {
                     let agent = Agent::find_owned(conn, owner, agent_id)?;
+                    let conversation = Conversation::create(conn, owner, agent.id, &title)?;
+                    (agent, conversation, true)
+                }
+                To::Default => {
+                    let agents = Agent::list_for_owner(conn, owner)?;
+                    let agent = match default_agent_for(conn, owner, &agents)? {
+                        Some(agent) => agent,
+                        None => {
+                            let project = crate::projects::service::create_in(
+                                conn,
+                                owner,
+                                FIRST_PROJECT_NAME,
+                                "Made for your first chat.",
+                            )?;
+                            Agent::find_default(conn, project.id)?.ok_or(AppError::NotFound)?
+                        }
+                    };
                     let conversation = Conversation::create(conn, owner, agent.id, &title)?;
                     (agent, conversation, true)
                 }

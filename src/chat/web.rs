@@ -96,31 +96,91 @@ pub struct Bubble {
     pub csrf: String,
 }
 
-/// What htmx appends after a send. When the message started a conversation, the sidebar, the
-/// heading and the composer (which must now post to the conversation) ride along out of band.
+/// What htmx appends after a send. When the message started a conversation, the sidebar's
+/// list, the heading, the tab title and the composer (which must now post to the conversation)
+/// ride along out of band.
 #[derive(Template)]
 #[template(path = "partials/chat/turn.html")]
 struct Turn {
-    csrf: String,
     user: Bubble,
     answer: Bubble,
-    sidebar: Option<Sidebar>,
+    list: Option<ConversationList>,
     head: Option<TitleSection>,
-    next_post_url: Option<String>,
+    composer: Option<Composer>,
 }
 
+/// The sidebar: "New chat", the search, and the list.
 #[derive(Template)]
 #[template(path = "partials/chat/sidebar.html")]
 struct Sidebar {
-    agent_id: Uuid,
-    conversations: Vec<Conversation>,
+    new_chat_url: String,
+    search: String,
+    list: ConversationList,
+}
+
+#[derive(Template)]
+#[template(path = "partials/chat/conversations.html")]
+struct ConversationList {
+    conversations: Vec<(Conversation, String)>,
     current: Option<Uuid>,
+    searching: bool,
     oob: bool,
 }
 
-impl Sidebar {
+impl ConversationList {
     fn is_current(&self, id: &Uuid) -> bool {
         self.current.as_ref() == Some(id)
+    }
+
+    /// The person's recent conversations, `current` marked.
+    async fn load(
+        state: &AppState,
+        user: &CurrentUser,
+        search: Option<String>,
+        current: Option<Uuid>,
+        oob: bool,
+    ) -> AppResult<ConversationList> {
+        let searching = search.as_deref().is_some_and(|s| !s.trim().is_empty());
+        Ok(ConversationList {
+            conversations: service::recent(&state.pool, user, search).await?,
+            current,
+            searching,
+            oob,
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "partials/chat/composer.html")]
+struct Composer {
+    csrf: String,
+    url: String,
+    placeholder: String,
+    draft: String,
+    enabled: bool,
+    /// The agents a new chat may go to (a picker when more than one).
+    picker: Vec<(Agent, String)>,
+    chosen: Option<Uuid>,
+    oob: bool,
+}
+
+impl Composer {
+    fn is_chosen(&self, id: &Uuid) -> bool {
+        self.chosen.as_ref() == Some(id)
+    }
+
+    /// The box under a conversation: posts to it, with whichever agent it has.
+    fn reply(csrf: &CsrfToken, conversation: Uuid, enabled: bool, oob: bool) -> Composer {
+        Composer {
+            csrf: csrf.0.clone(),
+            url: urls::conversation_messages(conversation),
+            placeholder: "Reply…".into(),
+            draft: String::new(),
+            enabled,
+            picker: Vec::new(),
+            chosen: None,
+            oob,
+        }
     }
 }
 
@@ -145,22 +205,42 @@ impl TitleSection {
             oob,
         }
     }
+
+    fn heading(&self) -> &str {
+        if self.conversation.title.is_empty() {
+            "Untitled"
+        } else {
+            &self.conversation.title
+        }
+    }
+}
+
+/// A rename's answer to htmx: the heading and, when it was renamed, the sidebar's list and the
+/// tab title, so every place that shows the title shows the new one.
+#[derive(Template)]
+#[template(
+    source = "{{ head|safe }}{% if let Some(list) = list %}{{ list|safe }}<title>{{ head.heading() }} · confab</title>{% endif %}",
+    ext = "html"
+)]
+struct Renamed {
+    head: TitleSection,
+    list: Option<ConversationList>,
 }
 
 #[derive(Template)]
 #[template(path = "pages/chat/show.html")]
 struct ChatPage {
     chrome: Chrome,
-    project: ProjectRef,
-    agent: Agent,
+    /// The project of the agent, for the breadcrumb of an agent's chat (not on the chat home).
+    trail: Option<ProjectRef>,
+    /// Who answers; `None` on the chat home of a person without any agent yet.
+    agent: Option<Agent>,
     sidebar: Sidebar,
     title: Option<TitleSection>,
-    conversation: Option<Conversation>,
     /// The messages shown, with the link to earlier ones.
     earlier: Earlier,
-    post_url: String,
+    composer: Composer,
     providers_configured: bool,
-    draft: String,
     errors: FormErrors,
 }
 
@@ -205,7 +285,16 @@ fn final_bubble(message: &Message) -> String {
     .unwrap_or_default()
 }
 
-/// What a chat page shows besides the agent and its conversations.
+/// Which chat a page is.
+#[derive(Clone, Copy)]
+enum Which {
+    /// The chat home: a new chat with `wanted` (if it is the person's) or the default agent.
+    Home { wanted: Option<Uuid> },
+    /// An agent's page: a new chat with it, or one of its conversations.
+    Agent(Uuid),
+}
+
+/// What a chat page shows besides the agent and the sidebar.
 #[derive(Default)]
 struct Shown {
     /// The open conversation and the messages shown; none for a new chat.
@@ -215,13 +304,15 @@ struct Shown {
     errors: FormErrors,
     /// The rename form as it was sent, when it was refused.
     title: Option<TitleSection>,
+    /// The sidebar's search.
+    search: Option<String>,
 }
 
 async fn chat_page(
     state: &AppState,
     user: &CurrentUser,
     csrf: &CsrfToken,
-    agent_id: Uuid,
+    which: Which,
     status: StatusCode,
     shown: Shown,
 ) -> AppResult<HttpResponse> {
@@ -230,9 +321,30 @@ async fn chat_page(
         draft,
         errors,
         title,
+        search,
     } = shown;
-    let (agent, project) = agents::service::get_with_project(&state.pool, user, agent_id).await?;
-    let conversations = service::list(&state.pool, user, agent_id).await?;
+    let providers_configured = !state.generations.router().providers.is_empty();
+    let is_new = conversation.is_none();
+    let wanted = match which {
+        Which::Home { wanted } => wanted,
+        Which::Agent(id) => Some(id),
+    };
+    // A new chat offers the person's agents; a conversation keeps its own.
+    let (agent, trail, picker) = match which {
+        Which::Agent(id) => {
+            let (agent, project) = agents::service::get_with_project(&state.pool, user, id).await?;
+            let picker = if is_new {
+                service::choices(&state.pool, user, wanted).await?.agents
+            } else {
+                Vec::new()
+            };
+            (Some(agent), Some(project), picker)
+        }
+        Which::Home { .. } => {
+            let choices = service::choices(&state.pool, user, wanted).await?;
+            (choices.chosen, None, choices.agents)
+        }
+    };
     let (conversation, history) = match conversation {
         Some((c, h)) => (Some(c), h),
         None => (
@@ -243,17 +355,36 @@ async fn chat_page(
             },
         ),
     };
-    let post_url = match &conversation {
-        Some(c) => urls::conversation_messages(c.id),
-        None => urls::agent_chat(agent_id),
+    let current = conversation.as_ref().map(|c| c.id);
+    let composer = match &conversation {
+        Some(c) => Composer {
+            draft,
+            ..Composer::reply(csrf, c.id, providers_configured, false)
+        },
+        None => Composer {
+            csrf: csrf.0.clone(),
+            url: urls::HOME.into(),
+            placeholder: match (&agent, picker.len()) {
+                (Some(a), 0 | 1) => format!("Message {}…", a.name),
+                _ => "Message…".into(),
+            },
+            draft,
+            enabled: providers_configured,
+            chosen: agent.as_ref().map(|a| a.id),
+            picker,
+            oob: false,
+        },
+    };
+    let new_chat_url = match (which, &agent) {
+        (Which::Agent(_), Some(a)) => urls::agent_chat(a.id),
+        _ => urls::HOME.into(),
     };
     let page = ChatPage {
         chrome: Chrome::new(Some(user), csrf),
         sidebar: Sidebar {
-            agent_id,
-            conversations,
-            current: conversation.as_ref().map(|c| c.id),
-            oob: false,
+            new_chat_url,
+            search: search.clone().unwrap_or_default(),
+            list: ConversationList::load(state, user, search, current, false).await?,
         },
         title: title.or_else(|| {
             conversation
@@ -261,15 +392,54 @@ async fn chat_page(
                 .map(|c| TitleSection::of(csrf, c, false))
         }),
         earlier: Earlier::of(csrf, conversation.as_ref(), &history),
-        conversation,
-        project,
+        trail,
         agent,
-        post_url,
-        providers_configured: !state.generations.router().providers.is_empty(),
-        draft,
+        composer,
+        providers_configured,
         errors,
     };
     html(status, &page)
+}
+
+#[derive(Deserialize)]
+pub struct HomeQuery {
+    /// Start the new chat with this agent.
+    agent: Option<Uuid>,
+    /// Search the sidebar's conversations.
+    q: Option<String>,
+}
+
+/// `GET /chat`: where a signed-in person lands, ready to type.
+pub async fn home(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    query: web::Query<HomeQuery>,
+) -> AppResult<HttpResponse> {
+    let HomeQuery { agent, q } = query.into_inner();
+    let shown = Shown {
+        search: q,
+        ..Shown::default()
+    };
+    chat_page(
+        &state,
+        &user,
+        &csrf,
+        Which::Home { wanted: agent },
+        StatusCode::OK,
+        shown,
+    )
+    .await
+}
+
+/// `GET /chat/conversations?q=`: the sidebar's list for a search (htmx swaps it in).
+pub async fn search_conversations(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    query: web::Query<HomeQuery>,
+) -> AppResult<HttpResponse> {
+    let list = ConversationList::load(&state, &user, query.into_inner().q, None, false).await?;
+    html(StatusCode::OK, &list)
 }
 
 pub async fn new_chat(
@@ -282,7 +452,7 @@ pub async fn new_chat(
         &state,
         &user,
         &csrf,
-        *agent_id,
+        Which::Agent(*agent_id),
         StatusCode::OK,
         Shown::default(),
     )
@@ -324,13 +494,53 @@ pub async fn show_conversation(
         conversation: Some((conversation, history)),
         ..Default::default()
     };
-    chat_page(&state, &user, &csrf, agent_id, StatusCode::OK, shown).await
+    chat_page(
+        &state,
+        &user,
+        &csrf,
+        Which::Agent(agent_id),
+        StatusCode::OK,
+        shown,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
 pub struct MessageForm {
     #[serde(default)]
     message: String,
+    /// On a new chat: the agent picked (the default one when absent).
+    #[serde(default)]
+    agent_id: Option<String>,
+}
+
+/// A refused message under htmx: the reason goes right above the composer (which keeps the
+/// text), with the refusal's status. Failures of our own go the usual way (logged, generic).
+fn refused_in_composer(error: AppError) -> AppResult<HttpResponse> {
+    if matches!(error, AppError::Internal(_)) {
+        return Err(error);
+    }
+    let message = match &error {
+        AppError::Validation(errors) => errors
+            .first()
+            .map_or_else(|| "Invalid message.".to_string(), |e| e.message.clone()),
+        other => other.to_string(),
+    };
+    let mut response = HttpResponse::build(actix_web::ResponseError::status_code(&error));
+    if let AppError::RateLimited {
+        retry_after_secs, ..
+    } = &error
+    {
+        response.insert_header((
+            actix_web::http::header::RETRY_AFTER,
+            retry_after_secs.to_string(),
+        ));
+    }
+    Ok(response
+        .insert_header(("HX-Retarget", "#composer-error"))
+        .insert_header(("HX-Reswap", "innerHTML"))
+        .content_type("text/html; charset=utf-8")
+        .body(crate::site::flash(&message)))
 }
 
 async fn send(
@@ -350,21 +560,23 @@ async fn send(
         &form.message,
     )
     .await;
-    let sent = match refused(result, "message")? {
+    let sent = match result {
         Ok(sent) => sent,
-        Err(Refusal { status, errors }) => {
-            if is_htmx(&req) {
-                let message = errors
-                    .get("message")
-                    .unwrap_or("Invalid message.")
-                    .to_string();
-                return Err(AppError::BadRequest(message));
-            }
-            let (agent_id, conversation) = match to {
+        Err(error) if is_htmx(&req) => return refused_in_composer(error),
+        Err(error) => {
+            let Refusal { status, errors } =
+                refused::<()>(Err(error), "message")?.expect_err("an error stays a refusal");
+            let (which, conversation) = match to {
                 To::Agent {
                     agent_id,
                     conversation_id: None,
-                } => (agent_id, None),
+                } => (
+                    Which::Home {
+                        wanted: Some(agent_id),
+                    },
+                    None,
+                ),
+                To::Default => (Which::Home { wanted: None }, None),
                 To::Agent {
                     conversation_id: Some(id),
                     ..
@@ -372,37 +584,30 @@ async fn send(
                 | To::Conversation(id) => {
                     let conversation =
                         service::get(&state.pool, user, id, None, service::PAGE_MESSAGES).await?;
-                    (conversation.0.agent_id, Some(conversation))
+                    (Which::Agent(conversation.0.agent_id), Some(conversation))
                 }
             };
             let shown = Shown {
                 conversation,
                 draft: form.message,
                 errors,
-                title: None,
+                ..Shown::default()
             };
-            return chat_page(state, user, csrf, agent_id, status, shown).await;
+            return chat_page(state, user, csrf, which, status, shown).await;
         }
     };
     let url = urls::conversation(sent.conversation.id);
     if !is_htmx(&req) {
-        return Ok(see_other(&req, &url));
+        // Without JavaScript the page opens at the composer, under the newest messages.
+        return Ok(see_other(&req, &format!("{url}#composer")));
     }
-    let sidebar = if sent.new_conversation {
-        let agent_id = sent.conversation.agent_id;
-        let conversations = service::list(&state.pool, user, agent_id).await?;
-        Some(Sidebar {
-            agent_id,
-            conversations,
-            current: Some(sent.conversation.id),
-            oob: true,
-        })
+    let new = sent.new_conversation;
+    let list = if new {
+        Some(ConversationList::load(state, user, None, Some(sent.conversation.id), true).await?)
     } else {
         None
     };
-    let new = sent.new_conversation;
     let turn = Turn {
-        csrf: csrf.0.clone(),
         user: Bubble {
             m: MessageView::of(&sent.user_message),
             csrf: csrf.0.clone(),
@@ -411,9 +616,9 @@ async fn send(
             m: MessageView::of(&sent.answer),
             csrf: csrf.0.clone(),
         },
-        sidebar,
+        list,
         head: new.then(|| TitleSection::of(csrf, sent.conversation.clone(), true)),
-        next_post_url: new.then(|| urls::conversation_messages(sent.conversation.id)),
+        composer: new.then(|| Composer::reply(csrf, sent.conversation.id, true, true)),
     };
     let mut response = HttpResponse::Ok();
     if sent.new_conversation {
@@ -447,6 +652,24 @@ pub async fn send_first_message(
         form,
     )
     .await
+}
+
+/// `POST /chat`: a new chat's first message, to the agent picked or the default one.
+pub async fn send_from_home(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    PageForm(form): PageForm<MessageForm>,
+) -> AppResult<HttpResponse> {
+    let to = match form.agent_id.as_deref().map(str::trim) {
+        None | Some("") => To::Default,
+        Some(id) => To::Agent {
+            agent_id: Uuid::parse_str(id).map_err(|_| AppError::NotFound)?,
+            conversation_id: None,
+        },
+    };
+    send(req, &state, &user, &csrf, to, form).await
 }
 
 pub async fn send_message(
@@ -540,27 +763,36 @@ pub async fn rename_conversation(
         refused(result, "title")?,
         |conversation| Some(urls::conversation(conversation.id)),
         async |outcome| match outcome {
-            Ok(conversation) => Ok(TitleSection::of(&csrf, conversation, false)),
-            Err(errors) => Ok(TitleSection {
-                title: form.title,
-                errors,
-                ..TitleSection::of(
-                    &csrf,
-                    service::conversation(&state.pool, &user, *id).await?,
-                    false,
-                )
+            Ok(conversation) => Ok(Renamed {
+                list: Some(
+                    ConversationList::load(&state, &user, None, Some(conversation.id), true)
+                        .await?,
+                ),
+                head: TitleSection::of(&csrf, conversation, false),
+            }),
+            Err(errors) => Ok(Renamed {
+                head: TitleSection {
+                    title: form.title,
+                    errors,
+                    ..TitleSection::of(
+                        &csrf,
+                        service::conversation(&state.pool, &user, *id).await?,
+                        false,
+                    )
+                },
+                list: None,
             }),
         },
-        async |section, status| {
+        async |renamed, status| {
             let (conversation, history) =
                 service::get(&state.pool, &user, *id, None, service::PAGE_MESSAGES).await?;
             let agent_id = conversation.agent_id;
             let shown = Shown {
                 conversation: Some((conversation, history)),
-                title: Some(section),
+                title: Some(renamed.head),
                 ..Default::default()
             };
-            chat_page(&state, &user, &csrf, agent_id, status, shown).await
+            chat_page(&state, &user, &csrf, Which::Agent(agent_id), status, shown).await
         },
     )
     .await

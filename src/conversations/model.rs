@@ -12,7 +12,7 @@ use diesel::sql_types::Text;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::{conversations, messages};
+use crate::db::schema::{agents, conversations, messages};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = conversations)]
@@ -164,6 +164,42 @@ pub struct Outcome {
 }
 
 impl Conversation {
+    /// The user's most recently active conversations across all their agents, each with its
+    /// agent's name; only those whose title contains `search` (any case) when given.
+    pub fn recent(
+        conn: &mut PgConnection,
+        user: Uuid,
+        search: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<(Conversation, String)>> {
+        let mut query = conversations::table
+            .inner_join(agents::table)
+            .filter(conversations::user_id.eq(user))
+            .order(conversations::updated_at.desc())
+            .limit(limit)
+            .select((Conversation::as_select(), agents::name))
+            .into_boxed();
+        if let Some(words) = search {
+            // The words are matched literally: LIKE's wildcards in them are escaped.
+            let escaped = words
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            query = query.filter(conversations::title.ilike(format!("%{escaped}%")));
+        }
+        query.load(conn)
+    }
+
+    /// The agent of the user's most recently active conversation.
+    pub fn last_agent(conn: &mut PgConnection, user: Uuid) -> QueryResult<Option<Uuid>> {
+        conversations::table
+            .filter(conversations::user_id.eq(user))
+            .order(conversations::updated_at.desc())
+            .select(conversations::agent_id)
+            .first(conn)
+            .optional()
+    }
+
     /// The user's conversations with an agent, most recently active first.
     pub fn list_for_agent(
         conn: &mut PgConnection,

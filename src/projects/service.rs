@@ -78,32 +78,42 @@ pub async fn create(pool: &PgPool, user: &CurrentUser, input: ProjectInput) -> A
     let description = changes.description.take().unwrap_or_default();
     let owner = user.id;
     db::transaction(pool, move |conn| {
-        let project = Project::insert(
-            conn,
-            &NewProject {
-                id: Uuid::now_v7(),
-                owner_id: owner,
-                name: &name,
-                description: &description,
-            },
-        )?;
-        Agent::insert(
-            conn,
-            &NewAgent {
-                id: Uuid::now_v7(),
-                project_id: project.id,
-                name: DEFAULT_AGENT_NAME,
-                description: "Created with the project.",
-                provider: DEFAULT_PROVIDER,
-                model: DEFAULT_MODEL,
-                temperature: None,
-                max_output_tokens: None,
-                is_default: true,
-            },
-        )?;
-        Ok(project)
+        create_in(conn, owner, &name, &description)
     })
     .await
+}
+
+/// Inserts a project with its default agent on `conn` (inside the caller's transaction).
+pub fn create_in(
+    conn: &mut diesel::PgConnection,
+    owner: Uuid,
+    name: &str,
+    description: &str,
+) -> AppResult<Project> {
+    let project = Project::insert(
+        conn,
+        &NewProject {
+            id: Uuid::now_v7(),
+            owner_id: owner,
+            name,
+            description,
+        },
+    )?;
+    Agent::insert(
+        conn,
+        &NewAgent {
+            id: Uuid::now_v7(),
+            project_id: project.id,
+            name: DEFAULT_AGENT_NAME,
+            description: "Created with the project.",
+            provider: DEFAULT_PROVIDER,
+            model: DEFAULT_MODEL,
+            temperature: None,
+            max_output_tokens: None,
+            is_default: true,
+        },
+    )?;
+    Ok(project)
 }
 
 pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Project> {

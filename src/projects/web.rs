@@ -132,9 +132,11 @@ async fn project_page(
     html(status, &page)
 }
 
-pub async fn index() -> HttpResponse {
+/// `/`: the chat home when signed in, else the sign-in page.
+pub async fn index(user: Option<CurrentUser>) -> HttpResponse {
+    let to = if user.is_some() { urls::HOME } else { "/login" };
     HttpResponse::SeeOther()
-        .insert_header(("Location", "/projects"))
+        .insert_header(("Location", to))
         .finish()
 }
 

@@ -29,6 +29,15 @@ struct Flash {
     message: String,
 }
 
+/// An error message as a page's flash fragment (escaped).
+pub fn flash(message: &str) -> String {
+    Flash {
+        message: message.to_string(),
+    }
+    .render()
+    .unwrap_or_default()
+}
+
 /// Wraps the whole app. Under `/api/`, an error actix raised itself (not an `AppError`) gets the
 /// API's JSON envelope; `/health` and `/static/` keep what they answer; pages get HTML.
 pub async fn html_errors(
@@ -90,7 +99,7 @@ fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> Htt
         builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
     }
     if htmx {
-        let body = Flash { message }.render().unwrap_or_default();
+        let body = flash(&message);
         return builder
             .insert_header(("HX-Retarget", "#flash"))
             .insert_header(("HX-Reswap", "innerHTML"))
@@ -132,7 +141,7 @@ pub fn safe_next(next: Option<&str>) -> &str {
         {
             n
         }
-        _ => "/projects",
+        _ => crate::urls::HOME,
     }
 }
 
@@ -156,8 +165,8 @@ mod tests {
             "/ /x",
             "/caf\u{e9}",
         ] {
-            assert_eq!(safe_next(Some(bad)), "/projects", "{bad:?}");
+            assert_eq!(safe_next(Some(bad)), crate::urls::HOME, "{bad:?}");
         }
-        assert_eq!(safe_next(None), "/projects");
+        assert_eq!(safe_next(None), crate::urls::HOME);
     }
 }

@@ -27,5 +27,5 @@ export async function register(page, email, password) {
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
-  await page.waitForURL(`${base}/projects`);
+  await page.waitForURL(`${base}/chat`);
 }

@@ -30,11 +30,13 @@ async function waitForPartialText(page) {
 test("text streams in, Stop ends it, a reload mid-answer continues it", async () => {
   const page = await openPage(browser, problems);
   await register(page, `chat-${Date.now()}@example.com`, "chat pass 1");
+  await page.goto(`${base}/projects`);
   await page.getByLabel("Name").fill("Chatty");
   await page.getByRole("button", { name: "Create project" }).click();
   await page.getByRole("link", { name: "Chatty" }).click();
   await page.getByRole("button", { name: "Chat", exact: true }).click();
-  await page.getByRole("heading", { name: /New chat with/ }).waitFor();
+  await page.getByRole("heading", { name: "New chat" }).waitFor();
+  await page.getByText("with Assistant").waitFor();
 
   // Shift+Enter makes a new line and sends nothing; the box says so (it does not without JS).
   const box = page.getByLabel("Message");

@@ -28,15 +28,17 @@ test("register, sign in, project, agent, prompts, reorder, version, rollback, si
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
-  await page.waitForURL(`${base}/projects`);
+  await page.waitForURL(`${base}/chat`);
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/login/);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(`${base}/projects`);
+  await page.waitForURL(`${base}/chat`);
   await assert.doesNotReject(page.getByText(email).waitFor());
+  await page.getByRole("link", { name: "Projects" }).click();
+  await page.waitForURL(`${base}/projects`);
 
   // Create a project (htmx: the list updates in place).
   await mark(page);

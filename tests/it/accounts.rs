@@ -499,7 +499,7 @@ async fn browser_sign_in_sign_out_and_protected_pages() {
             .await
             .unwrap();
         assert_eq!(r.status(), 303, "{next:?}");
-        assert_eq!(r.headers()["location"], "/projects", "{next:?}");
+        assert_eq!(r.headers()["location"], "/chat", "{next:?}");
     }
     let r = browser
         .client

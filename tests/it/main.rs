@@ -6,6 +6,7 @@ mod accounts;
 mod architecture;
 mod backup;
 mod chat;
+mod chat_home;
 mod isolation;
 mod llm_client;
 mod pages;
