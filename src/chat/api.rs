@@ -147,12 +147,14 @@ pub async fn chat(
         ));
     }
     if finished.status == Status::Failed {
-        return Err(AppError::Upstream(
-            finished
-                .error
-                .clone()
-                .unwrap_or_else(|| "the model failed to answer".into()),
-        ));
+        let plain = finished
+            .error
+            .clone()
+            .unwrap_or_else(|| "The model failed to answer.".into());
+        return Err(AppError::Upstream(match &finished.error_detail {
+            Some(detail) => format!("{plain} ({detail})"),
+            None => plain,
+        }));
     }
     Ok(HttpResponse::Ok().json(Reply {
         reply: finished.content.clone(),

@@ -108,6 +108,7 @@ fn done_event(cursor: &Cursor, message: &Message) -> sse::Event {
                     "message_id": message.id,
                     "status": message.status,
                     "error": message.error,
+                    "error_detail": message.error_detail,
                     "provider": message.provider,
                     "model": message.model,
                     "usage": {"input_tokens": message.input_tokens, "output_tokens": message.output_tokens},

@@ -34,6 +34,8 @@ pub struct MessageView {
     pub text: String,
     pub status: Status,
     pub error: Option<String>,
+    /// The technical side of a failure, folded away under the plain words.
+    pub error_detail: Option<String>,
     pub meta: Option<String>,
 }
 
@@ -61,6 +63,7 @@ impl MessageView {
             },
             status,
             error: message.error.clone(),
+            error_detail: message.error_detail.clone(),
             meta,
         }
     }

@@ -128,6 +128,8 @@ pub struct Message {
     pub duration_ms: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the provider or the connection said when an answer failed; `error` says it plainly.
+    pub error_detail: Option<String>,
 }
 
 impl Message {
@@ -154,6 +156,7 @@ pub struct Outcome {
     pub content: String,
     pub status: Status,
     pub error: Option<String>,
+    pub error_detail: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
     pub input_tokens: Option<i32>,

@@ -44,6 +44,7 @@ diesel::table! {
         duration_ms -> Nullable<Int4>,
         created_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        error_detail -> Nullable<Text>,
     }
 }
 

@@ -267,11 +267,11 @@ async fn generate(
         input_tokens: None,
         output_tokens: None,
     };
-    let (status, error) = tokio::select! {
+    let (status, (error, error_detail)) = tokio::select! {
         biased;
         _ = live.cancel.cancelled() => stopped(&live),
         started = router.stream(&job.provider, &job.request) => match started {
-            Err(error) => (Status::Failed, Some(readable(&error, stall_timeout))),
+            Err(failure) => failed(explain(&failure.error, Attempt::Start(failure.attempts), stall_timeout)),
             Ok(started) => {
                 progress.provider = Some(started.provider.clone());
                 progress.model = Some(started.model.clone());
@@ -284,6 +284,7 @@ async fn generate(
         content: live.text(),
         status,
         error,
+        error_detail,
         provider: progress.provider.clone(),
         model: progress.model.clone(),
         input_tokens: progress.input_tokens,
@@ -313,6 +314,7 @@ async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uu
         content: live.text(),
         status: Status::Failed,
         error: Some("confab hit an internal error while generating this answer.".into()),
+        error_detail: None,
         provider: None,
         model: None,
         input_tokens: None,
@@ -333,7 +335,7 @@ async fn relay(
     mut stream: crate::llm::EventStream,
     progress: &mut Progress,
     stall_timeout: Duration,
-) -> (Status, Option<String>) {
+) -> (Status, (Option<String>, Option<String>)) {
     loop {
         tokio::select! {
             biased;
@@ -349,7 +351,7 @@ async fn relay(
                     if live.push(&text) > MAX_ANSWER_BYTES {
                         return (
                             Status::Complete,
-                            Some(format!("The answer was cut at {} MB.", MAX_ANSWER_BYTES >> 20)),
+                            (Some(format!("The answer was cut at {} MB.", MAX_ANSWER_BYTES >> 20)), None),
                         );
                     }
                 }
@@ -362,44 +364,120 @@ async fn relay(
                         crate::llm::Finish::Complete => None,
                         crate::llm::Finish::Incomplete(reason) => Some(format!("The answer was cut short ({reason}).")),
                     };
-                    return (Status::Complete, note);
+                    return (Status::Complete, (note, None));
                 }
                 Some(Err(error)) => {
                     m::upstream_error(progress.provider.as_deref().unwrap_or("unknown"), error.metric_label());
-                    return (Status::Failed, Some(readable(&error, stall_timeout)));
+                    let words = Attempt::Streaming { words: live.text().split_whitespace().count() };
+                    return failed(explain(&error, words, stall_timeout));
                 }
-                None => return (Status::Failed, Some("The provider's stream ended before the answer was complete.".into())),
+                None => return failed(explain(
+                    &LlmError::Dropped("the stream ended without its final event".into()),
+                    Attempt::Streaming { words: live.text().split_whitespace().count() },
+                    stall_timeout,
+                )),
             },
         }
     }
 }
 
-fn stopped(live: &Live) -> (Status, Option<String>) {
+fn stopped(live: &Live) -> (Status, (Option<String>, Option<String>)) {
     match live.stop_reason() {
         Some(StopReason::Shutdown) => (
             Status::Failed,
-            Some("interrupted: confab was shut down before the answer finished".into()),
+            (
+                Some("interrupted: confab was shut down before the answer finished".into()),
+                None,
+            ),
         ),
-        _ => (Status::Stopped, None),
+        _ => (Status::Stopped, (None, None)),
     }
 }
 
-/// What the person reads when an answer fails.
-fn readable(error: &LlmError, stall_timeout: Duration) -> String {
-    match error {
+fn failed((plain, detail): (String, Option<String>)) -> (Status, (Option<String>, Option<String>)) {
+    (Status::Failed, (Some(plain), detail))
+}
+
+/// Where an answer was when it failed.
+#[derive(Debug, Clone, Copy)]
+enum Attempt {
+    /// Before its first token, after this many attempts (retries and fallbacks included).
+    Start(u32),
+    /// Mid-answer, with this many words shown.
+    Streaming { words: usize },
+}
+
+impl Attempt {
+    /// "; we tried 3 times" (nothing for a single attempt).
+    fn tries(self) -> String {
+        match self {
+            Attempt::Start(n) if n > 1 => format!("; we tried {n} times"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// What the person reads when an answer fails, in plain words, and the technical detail (the
+/// provider's own message), which the page folds away and the API returns as `error_detail`.
+fn explain(error: &LlmError, at: Attempt, stall_timeout: Duration) -> (String, Option<String>) {
+    let detail = Some(error.to_string());
+    let tries = at.tries();
+    if let Attempt::Streaming { words } = at
+        && !matches!(error, LlmError::Stalled)
+    {
+        let after = match words {
+            0 => "before the answer began".to_string(),
+            1 => "after 1 word".to_string(),
+            n => format!("after {n} words"),
+        };
+        let plain = if matches!(error, LlmError::Dropped(_)) {
+            format!("The connection to the model provider was lost {after}.")
+        } else {
+            format!("The model provider stopped with an error {after}.")
+        };
+        return (plain, detail);
+    }
+    let plain = match error {
         LlmError::Stalled => format!(
-            "The provider sent nothing for {} s, so the answer was given up.",
+            "The model provider sent nothing for {} s, so the answer was given up{tries}.",
             stall_timeout.as_secs()
         ),
         LlmError::NoProviders => {
-            "No LLM provider is configured. Set OPENAI_API_KEY or OPENROUTER_API_KEY, or add one under [llm] in confab.toml.".into()
+            return (
+                "No LLM provider is configured. Set OPENAI_API_KEY or OPENROUTER_API_KEY, or add one under [llm] in confab.toml.".into(),
+                None,
+            );
         }
-        LlmError::UnknownProvider { name, configured } => format!(
-            "This agent uses the provider \u{201c}{name}\u{201d}, which is not configured here. Choose one of {} in the agent's settings, or add it under [llm] in confab.toml.",
-            configured.join(", ")
+        LlmError::UnknownProvider { name, configured } => {
+            return (
+                format!(
+                    "This agent uses the provider \u{201c}{name}\u{201d}, which is not configured here. Choose one of {} in the agent's settings, or add it under [llm] in confab.toml.",
+                    configured.join(", ")
+                ),
+                None,
+            );
+        }
+        LlmError::Auth { provider } => format!(
+            "The provider \u{201c}{provider}\u{201d} refused confab's API key; the administrator needs to check it."
         ),
-        other => other.to_string(),
-    }
+        LlmError::Http { status, code, message, .. } => {
+            let quota = code.as_deref() == Some("insufficient_quota")
+                || message.to_ascii_lowercase().contains("insufficient_quota");
+            match status {
+                429 if quota => "The model provider's account has run out of credit; the administrator needs to top it up.".into(),
+                429 | 503 | 529 => format!("The model provider is overloaded{tries}. Try again in a moment."),
+                500..=599 => format!("The model provider had a problem on its side{tries}."),
+                404 => "The model provider does not know this agent's model; choose another in the agent's settings.".into(),
+                413 => "This conversation is too long for the model; start a new one.".into(),
+                _ => "The model provider refused the request.".into(),
+            }
+        }
+        LlmError::Connect(_) => format!("confab could not reach the model provider{tries}."),
+        LlmError::Dropped(_) => format!("The connection to the model provider was lost before the answer began{tries}."),
+        LlmError::Stream(_) => format!("The model provider failed before the answer began{tries}."),
+        LlmError::Config(_) => "confab's settings for this provider are not usable; the administrator needs to fix them.".into(),
+    };
+    (plain, detail)
 }
 
 /// The longest answer kept (about 250,000 words), so pages and history reads stay bounded.
@@ -457,9 +535,9 @@ async fn save_outcome(pool: &PgPool, live: &Live, id: Uuid, outcome: Outcome) ->
 /// The outcome as readers should see it when it is not stored; `not_saved` says why, and makes
 /// it a failure whatever it would have been.
 fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
-    let (status, error) = match not_saved {
-        Some(reason) => (Status::Failed, Some(reason.to_string())),
-        None => (outcome.status, outcome.error),
+    let (status, error, error_detail) = match not_saved {
+        Some(reason) => (Status::Failed, Some(reason.to_string()), None),
+        None => (outcome.status, outcome.error, outcome.error_detail),
     };
     Message {
         id,
@@ -477,6 +555,7 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
         duration_ms: outcome.duration_ms,
         created_at: chrono::Utc::now(),
         finished_at: outcome.finished_at,
+        error_detail,
     }
 }
 

@@ -277,16 +277,14 @@ pub(crate) fn sse_stream(response: reqwest::Response, decoder: impl Decoder) -> 
                         eventsource_stream::EventStreamError::Transport(error) => describe(&error),
                         other => other.to_string(),
                     };
-                    return Some((
-                        Err(LlmError::Stream(format!(
-                            "the connection was lost: {cause}"
-                        ))),
-                        None,
-                    ));
+                    return Some((Err(LlmError::Dropped(cause)), None));
                 }
                 // Both formats end with an explicit terminal event; a bare EOF means truncation.
                 None => {
-                    return Some((Err(LlmError::Stream("the stream ended early".into())), None));
+                    return Some((
+                        Err(LlmError::Dropped("the stream ended early".into())),
+                        None,
+                    ));
                 }
             };
             return Some((item, Some((events, decoder))));

@@ -11,4 +11,4 @@ pub use http::{build_client, decode_body};
 pub use provider::{
     Api, ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role, StreamEvent, Turn, Usage,
 };
-pub use router::{RetryPolicy, Router, Started, open};
+pub use router::{Failure, RetryPolicy, Router, Started, open};

@@ -112,6 +112,9 @@ pub enum LlmError {
     /// or chunk, or an end without the terminal event.
     #[error("{0}")]
     Stream(String),
+    /// The connection broke mid-stream, or it ended without the terminal event.
+    #[error("the connection was lost: {0}")]
+    Dropped(String),
     /// 401: the key is wrong, revoked, or missing.
     #[error("the API key for {provider} was refused")]
     Auth { provider: String },
@@ -138,7 +141,7 @@ impl LlmError {
             LlmError::Auth { .. } => "401".into(),
             LlmError::Connect(_) => "connect".into(),
             LlmError::Stalled => "stalled".into(),
-            LlmError::Stream(_) => "stream".into(),
+            LlmError::Stream(_) | LlmError::Dropped(_) => "stream".into(),
             LlmError::Config(_) | LlmError::NoProviders | LlmError::UnknownProvider { .. } => {
                 "config".into()
             }
@@ -171,6 +174,7 @@ impl LlmError {
             // Before the first token a failed stream is the provider's hiccup (the router only
             // retries it then); the message carries the code, so quota problems are still spotted.
             LlmError::Stream(message) => !is_hopeless(None, message),
+            LlmError::Dropped(_) => true,
             LlmError::Auth { .. }
             | LlmError::Config(_)
             | LlmError::NoProviders

@@ -71,6 +71,14 @@ pub struct Router {
     client: reqwest::Client,
 }
 
+/// Why no provider started an answer, and how many attempts were made in all (retries and
+/// fallbacks), so the person can be told "we tried 3 times".
+#[derive(Debug)]
+pub struct Failure {
+    pub error: LlmError,
+    pub attempts: u32,
+}
+
 /// An answer that has started: its first event has arrived.
 pub struct Started {
     /// The provider that answered (a fallback, if the requested one failed).
@@ -139,11 +147,15 @@ impl Router {
     /// Start an answer on `provider`, retrying and falling back until one provider has produced
     /// its first event. On total failure the error is the requested provider's (the one the
     /// agent's owner can fix); the fallbacks' errors are logged.
-    pub async fn stream(&self, provider: &str, request: &ChatRequest) -> Result<Started, LlmError> {
+    pub async fn stream(&self, provider: &str, request: &ChatRequest) -> Result<Started, Failure> {
         if self.providers.is_empty() {
-            return Err(LlmError::NoProviders);
+            return Err(Failure {
+                error: LlmError::NoProviders,
+                attempts: 0,
+            });
         }
         let mut first_error = None;
+        let mut attempts = 0;
         for (position, name) in self.chain(provider).into_iter().enumerate() {
             let Some(config) = self.provider(name) else {
                 let error = LlmError::UnknownProvider {
@@ -163,6 +175,7 @@ impl Router {
             };
             let mut retries_done = 0;
             loop {
+                attempts += 1;
                 let error = match first_event(&self.client, config, &request).await {
                     Ok(stream) => {
                         return Ok(Started {
@@ -188,7 +201,10 @@ impl Router {
                 }
             }
         }
-        Err(first_error.unwrap_or(LlmError::NoProviders))
+        Err(Failure {
+            error: first_error.unwrap_or(LlmError::NoProviders),
+            attempts,
+        })
     }
 }
 
@@ -215,7 +231,7 @@ async fn first_event(
     match stream.next().await {
         Some(Ok(first)) => Ok(stream::once(future::ready(Ok(first))).chain(stream).boxed()),
         Some(Err(error)) => Err(error),
-        None => Err(LlmError::Stream("the stream ended early".into())),
+        None => Err(LlmError::Dropped("the stream ended early".into())),
     }
 }
 

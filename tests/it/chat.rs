@@ -401,7 +401,16 @@ async fn a_drop_mid_stream_fails_the_answer_and_keeps_its_text() {
         .await;
     assert_eq!(joined(&chunks), "Half an answer ");
     assert_eq!(done["status"], "failed");
-    assert!(done["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(
+        done["error"],
+        "The connection to the model provider was lost after 3 words."
+    );
+    assert!(
+        done["error_detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("the connection was lost")),
+        "{done}"
+    );
     assert_eq!(
         fake.request_count(),
         1,
@@ -427,8 +436,42 @@ async fn in_band_errors_fail_the_answer_with_a_readable_message() {
         done["error"]
             .as_str()
             .unwrap()
-            .contains("Too Many Requests"),
+            .starts_with("The model provider stopped with an error after"),
         "{done}"
+    );
+    assert!(
+        done["error_detail"]
+            .as_str()
+            .unwrap()
+            .contains("Too Many Requests"),
+        "the provider's words are kept: {done}"
+    );
+}
+
+#[tokio::test]
+async fn an_overloaded_provider_is_explained_with_the_number_of_tries() {
+    let fake = FakeLlm::start().await;
+    for _ in 0..3 {
+        fake.push(Script::status(503));
+    }
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 2).await;
+    let (token, _, agent) = app.chat_setup("overloaded@example.com").await;
+    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(
+        done["error"],
+        "The model provider is overloaded; we tried 3 times. Try again in a moment."
+    );
+    assert!(
+        done["error_detail"].as_str().unwrap().contains("503"),
+        "{done}"
+    );
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    assert!(
+        stored["messages"][1]["error_detail"].is_string(),
+        "{stored}"
     );
 }
 
@@ -443,13 +486,24 @@ async fn insufficient_quota_is_not_retried_and_a_refused_key_names_the_provider(
         .collect_json()
         .await;
     assert_eq!(done["status"], "failed");
-    assert!(done["error"].as_str().unwrap().contains("quota"), "{done}");
+    assert_eq!(
+        done["error"],
+        "The model provider's account has run out of credit; the administrator needs to top it up."
+    );
+    assert!(
+        done["error_detail"].as_str().unwrap().contains("quota"),
+        "{done}"
+    );
     assert_eq!(fake.request_count(), 1);
 
     let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "again"})).await)
         .collect_json()
         .await;
-    assert_eq!(done["error"], "the API key for openai was refused");
+    assert_eq!(
+        done["error"],
+        "The provider \u{201c}openai\u{201d} refused confab's API key; the administrator needs to check it."
+    );
+    assert_eq!(done["error_detail"], "the API key for openai was refused");
     assert_eq!(fake.request_count(), 2);
 }
 

@@ -96,12 +96,14 @@ async fn collect(mut stream: EventStream) -> (String, End) {
 }
 
 async fn start(router: &Router, provider: &str) -> Result<Started, LlmError> {
-    within(router.stream(provider, &chat("Say hello"))).await
+    within(router.stream(provider, &chat("Say hello")))
+        .await
+        .map_err(|failure| failure.error)
 }
 
 fn stream_error(end: End) -> String {
     match end {
-        End::Failed(LlmError::Stream(message)) => message,
+        End::Failed(error @ (LlmError::Stream(_) | LlmError::Dropped(_))) => error.to_string(),
         other => panic!("expected a stream error, got {other:?}"),
     }
 }
@@ -452,7 +454,11 @@ async fn stream_without_its_terminal_event_ended_early() {
         );
         let (text, end) = collect(start(&single(&fake, api), "openai").await.unwrap().stream).await;
         assert_eq!(text, "All there");
-        assert_eq!(stream_error(end), "the stream ended early", "{api:?}");
+        assert_eq!(
+            stream_error(end),
+            "the connection was lost: the stream ended early",
+            "{api:?}"
+        );
     }
 }
 
