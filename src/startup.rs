@@ -345,6 +345,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/chat", post().to(chat::api::chat))
         .route("/chat/agents/{id}", post().to(chat::api::stream_chat))
         .route("/agents/{id}/conversations", get().to(chat::api::list_conversations))
+        .route("/conversations", get().to(chat::api::recent_conversations))
         .route("/conversations/{id}", get().to(chat::api::get_conversation))
         .route("/conversations/{id}", patch().to(chat::api::update_conversation))
         .route("/conversations/{id}", delete().to(chat::api::delete_conversation))

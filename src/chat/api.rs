@@ -86,7 +86,9 @@ pub async fn resume_stream(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectChatBody {
-    project_id: Uuid,
+    /// Without a project (and without a conversation), the person's last used or default agent
+    /// answers, as on the chat home; a person with no agent gets a first project.
+    project_id: Option<Uuid>,
     message: String,
     conversation_id: Option<Uuid>,
 }
@@ -119,10 +121,15 @@ pub async fn chat(
         message,
         conversation_id,
     } = body.into_inner();
-    let agent = service::default_agent(&state.pool, &user, project_id).await?;
-    let to = To::Agent {
-        agent_id: agent.id,
-        conversation_id,
+    let to = match (project_id, conversation_id) {
+        (Some(project_id), conversation_id) => To::Agent {
+            agent_id: service::default_agent(&state.pool, &user, project_id)
+                .await?
+                .id,
+            conversation_id,
+        },
+        (None, Some(id)) => To::Conversation(id),
+        (None, None) => To::Default,
     };
     let mut sent = service::send(
         &state.pool,
@@ -176,6 +183,38 @@ pub async fn list_conversations(
     agent_id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(service::list(&state.pool, &user, *agent_id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecentQuery {
+    /// Only conversations whose title contains this (any case).
+    q: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RecentConversation {
+    #[serde(flatten)]
+    conversation: Conversation,
+    agent_name: String,
+}
+
+/// `GET /api/conversations?q=`: the person's most recent conversations across all agents (at
+/// most 50, newest first), each with its agent's name; `q` searches titles.
+pub async fn recent_conversations(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    query: web::Query<RecentQuery>,
+) -> AppResult<HttpResponse> {
+    let recent = service::recent(&state.pool, &user, query.into_inner().q).await?;
+    let list: Vec<RecentConversation> = recent
+        .into_iter()
+        .map(|(conversation, agent_name)| RecentConversation {
+            conversation,
+            agent_name,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(list))
 }
 
 #[derive(Serialize)]

@@ -179,3 +179,45 @@ async fn a_message_refused_under_htmx_is_explained_above_the_composer() {
     let page = r.text().await.unwrap();
     assert!(page.contains("still being written") && page.contains(">kept text</textarea>"));
 }
+
+#[tokio::test]
+async fn an_api_client_chats_without_naming_a_project_and_lists_every_conversation() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Hi from the default agent."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let token = app.user_token("api-home@example.com").await;
+    let (status, reply) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            serde_json::json!({"message": "Hello without a project"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"], "Hi from the default agent.");
+    let (_, projects) = app.get_json(&token, "/api/projects").await;
+    assert_eq!(projects.as_array().unwrap().len(), 1);
+    assert_eq!(projects[0]["name"], "My chats");
+
+    // The same conversation goes on by its id alone.
+    let conversation = reply["conversation_id"].as_str().unwrap();
+    let (status, _) = app
+        .post_json(
+            &token,
+            "/api/chat",
+            serde_json::json!({"message": "and again", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, list) = app.get_json(&token, "/api/conversations").await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["title"], "Hello without a project");
+    assert_eq!(list[0]["agent_name"], "Assistant");
+    let (_, none) = app.get_json(&token, "/api/conversations?q=zebra").await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let other = app.user_token("api-home-other@example.com").await;
+    let (_, theirs) = app.get_json(&other, "/api/conversations").await;
+    assert_eq!(theirs.as_array().unwrap().len(), 0, "nobody else's");
+}
