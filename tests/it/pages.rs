@@ -424,3 +424,59 @@ async fn without_javascript_the_composer_does_not_promise_that_enter_sends() {
         "the hint comes from the script that makes it true"
     );
 }
+
+#[tokio::test]
+async fn prompt_page_history_and_breadcrumb() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("crumbs@example.com").await;
+    let (project_url, agent_id) = browser.project_with_agent("Crumbs").await;
+    let r = browser
+        .post_form(
+            &format!("/agents/{agent_id}/prompts"),
+            &[("title", "Tone"), ("content", "v1")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let (_, agent_page) = browser.get(&format!("/agents/{agent_id}")).await;
+    let prompt_url = format!(
+        "/prompts/{}",
+        agent_page
+            .split("href=\"/prompts/")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+    );
+    for content in ["v2", "v3"] {
+        let r = browser
+            .post_form(&prompt_url, &[("title", "Tone"), ("content", content)])
+            .await;
+        assert!(
+            r.status().is_success() || r.status() == 303,
+            "{}",
+            r.status()
+        );
+    }
+    let (_, page) = browser.get(&prompt_url).await;
+
+    // Projects › Crumbs › Assistant › Tone.
+    let crumbs = page.split("aria-label=\"breadcrumb\"").nth(1).unwrap();
+    let crumbs = &crumbs[..crumbs.find("</nav>").unwrap()];
+    let project_at = crumbs
+        .find(&format!("href=\"{project_url}\">Crumbs<"))
+        .expect("the project is in the breadcrumb");
+    let agent_at = crumbs
+        .find(&format!("href=\"/agents/{agent_id}\">Assistant<"))
+        .expect("the agent is in the breadcrumb");
+    assert!(project_at < agent_at && crumbs.contains("<li>Tone</li>"));
+
+    // The history lists v3, v2, v1 with no list numbers of its own beside them.
+    let history = page.split("id=\"version-list\"").nth(1).unwrap();
+    assert!(
+        page.contains("<ul class=\"versions\" id=\"version-list\">"),
+        "not a numbered list"
+    );
+    let at = |v: &str| history.find(&format!("data-version=\"{v}\"")).unwrap();
+    assert!(at("3") < at("2") && at("2") < at("1"));
+}
