@@ -4,6 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents::service::AgentInput;
@@ -55,7 +56,15 @@ impl ProjectsSection {
 #[template(path = "pages/projects/index.html")]
 struct DashboardPage {
     chrome: Chrome,
+    /// The greeting after sign-up.
+    welcome: Option<String>,
     section: ProjectsSection,
+}
+
+/// `?welcome=1`, where sign-up sends you; the greeting itself is made here, from the session.
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    welcome: Option<String>,
 }
 
 #[derive(Template)]
@@ -142,10 +151,24 @@ pub async fn list_projects(
     state: web::Data<AppState>,
     user: CurrentUser,
     csrf: CsrfToken,
+    query: web::Query<DashboardQuery>,
 ) -> AppResult<HttpResponse> {
     let section = ProjectsSection::load(&state, &user, &csrf, None).await?;
     let chrome = Chrome::new(Some(&user), &csrf);
-    html(StatusCode::OK, &DashboardPage { chrome, section })
+    let welcome = query.welcome.is_some().then(|| {
+        format!(
+            "Welcome to confab, {}! Start with a project: it comes with an agent to chat with.",
+            user.email
+        )
+    });
+    html(
+        StatusCode::OK,
+        &DashboardPage {
+            chrome,
+            welcome,
+            section,
+        },
+    )
 }
 
 pub async fn create_project(
@@ -166,7 +189,15 @@ pub async fn create_project(
         },
         async |section, status| {
             let chrome = Chrome::new(Some(&user), &csrf);
-            html(status, &DashboardPage { chrome, section })
+            let welcome = None;
+            html(
+                status,
+                &DashboardPage {
+                    chrome,
+                    welcome,
+                    section,
+                },
+            )
         },
     )
     .await

@@ -28,10 +28,12 @@ test("register, sign in, project, agent, prompts, reorder, version, rollback, si
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
-  await page.waitForURL(`${base}/projects`);
+  await page.waitForURL(`${base}/projects?welcome=1`);
+  await page.getByRole("status").getByText(`Welcome to confab, ${email}!`).waitFor();
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(/\/login/);
+  await page.getByRole("status").getByText("You have signed out.").waitFor();
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
