@@ -2,7 +2,8 @@
 CARGO ?= cargo
 PORT ?= 8080
 # Where the integration tests keep their shared cluster: $CARGO_TARGET_TMPDIR/confab-test-pg.
-TEST_CLUSTER = $(or $(CARGO_TARGET_DIR),target)/tmp/confab-test-pg
+TARGET = $(or $(CARGO_TARGET_DIR),target)
+TEST_CLUSTER = $(TARGET)/tmp/confab-test-pg
 
 .PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench soak fuzz vendor clean
 
@@ -39,7 +40,7 @@ unit:
 ## The browser journey in headless Chromium against a freshly started confab.
 browser-test:
 	$(CARGO) build --bin confab --example fake_llm
-	tests/browser/run.sh target/debug/confab target/debug/examples/fake_llm
+	tests/browser/run.sh $(TARGET)/debug/confab $(TARGET)/debug/examples/fake_llm
 
 ## A fake OpenAI-compatible server on :8090, to try confab without an API key.
 fake-llm:

@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[template(path = "pages/accounts/login.html")]
 struct LoginPage {
     chrome: Chrome,
+    notice: Option<&'static str>,
     email: String,
     next: String,
     errors: FormErrors,
@@ -111,7 +112,15 @@ pub fn user_agent(req: &HttpRequest) -> &str {
 #[derive(Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+    /// Set by sign-out's redirect; the page says so (a fixed text: nothing from the URL is shown).
+    signed_out: Option<String>,
 }
+
+/// Where signing up sends you: the chat home, which greets you.
+const WELCOME: &str = "/chat?welcome=1";
+
+/// Where signing out sends you.
+const SIGNED_OUT: &str = "/login?signed_out=1";
 
 pub async fn login_page(
     user: Option<CurrentUser>,
@@ -128,6 +137,7 @@ pub async fn login_page(
         StatusCode::OK,
         &LoginPage {
             chrome: Chrome::new(None, &csrf),
+            notice: query.signed_out.is_some().then_some("You have signed out."),
             email: String::new(),
             next,
             errors: FormErrors::default(),
@@ -181,6 +191,7 @@ pub async fn login(
             status,
             &LoginPage {
                 chrome: Chrome::new(None, &csrf),
+                notice: None,
                 email,
                 next,
                 errors,
@@ -238,7 +249,7 @@ pub async fn register(
             Ok(HttpResponse::SeeOther()
                 .cookie(session::session_cookie(&state, token))
                 .cookie(rotated_cookie(state.settings.cookie_secure()))
-                .insert_header((header::LOCATION, crate::urls::HOME))
+                .insert_header((header::LOCATION, WELCOME))
                 .finish())
         }
         Err(Refusal { status, errors }) => html(
@@ -267,7 +278,7 @@ pub async fn logout(
     }
     Ok(HttpResponse::SeeOther()
         .cookie(session::cleared_session_cookie(&state))
-        .insert_header((header::LOCATION, "/login"))
+        .insert_header((header::LOCATION, SIGNED_OUT))
         .finish())
 }
 
@@ -368,6 +379,6 @@ pub async fn logout_everywhere(
     service::log_out_everywhere(&state.pool, &user).await?;
     Ok(HttpResponse::SeeOther()
         .cookie(session::cleared_session_cookie(&state))
-        .insert_header((header::LOCATION, "/login"))
+        .insert_header((header::LOCATION, SIGNED_OUT))
         .finish())
 }

@@ -309,6 +309,8 @@ struct Shown {
     title: Option<TitleSection>,
     /// The sidebar's search.
     search: Option<String>,
+    /// A confirmation at the top of the page (the welcome after sign-up).
+    notice: Option<String>,
 }
 
 async fn chat_page(
@@ -325,6 +327,7 @@ async fn chat_page(
         errors,
         title,
         search,
+        notice,
     } = shown;
     let providers_configured = !state.generations.router().providers.is_empty();
     let is_new = conversation.is_none();
@@ -383,7 +386,7 @@ async fn chat_page(
         _ => urls::HOME.into(),
     };
     let page = ChatPage {
-        chrome: Chrome::new(Some(user), csrf),
+        chrome: Chrome::new(Some(user), csrf).with_notice(notice),
         sidebar: Sidebar {
             new_chat_url,
             search: search.clone().unwrap_or_default(),
@@ -410,6 +413,8 @@ pub struct HomeQuery {
     agent: Option<Uuid>,
     /// Search the sidebar's conversations.
     q: Option<String>,
+    /// Set by sign-up's redirect: the page greets (a fixed text; nothing from the URL is shown).
+    welcome: Option<String>,
 }
 
 /// `GET /chat`: where a signed-in person lands, ready to type.
@@ -419,9 +424,15 @@ pub async fn home(
     csrf: CsrfToken,
     query: web::Query<HomeQuery>,
 ) -> AppResult<HttpResponse> {
-    let HomeQuery { agent, q } = query.into_inner();
+    let HomeQuery { agent, q, welcome } = query.into_inner();
     let shown = Shown {
         search: q,
+        notice: welcome.map(|_| {
+            format!(
+                "Welcome to confab, {}! Type a message below to start your first chat.",
+                user.email
+            )
+        }),
         ..Shown::default()
     };
     chat_page(

@@ -4,6 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents::service::AgentInput;
@@ -58,6 +59,12 @@ struct DashboardPage {
     section: ProjectsSection,
 }
 
+/// `?created=1`, where creating a project sends you; the page confirms it with a fixed text.
+#[derive(Deserialize)]
+pub struct ProjectQuery {
+    created: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "partials/projects/details.html")]
 pub struct DetailsSection {
@@ -98,6 +105,7 @@ pub struct ProjectPageParts {
     pub details: Option<DetailsSection>,
     pub agents: Option<AgentsSection>,
     pub prompts: Option<PromptsSection>,
+    pub notice: Option<String>,
 }
 
 /// The full project page.
@@ -123,7 +131,7 @@ async fn project_page(
         None => PromptsSection::load(state, user, csrf, PromptOwner::Project(project.id)).await?,
     };
     let page = ProjectPage {
-        chrome: Chrome::new(Some(user), csrf),
+        chrome: Chrome::new(Some(user), csrf).with_notice(parts.notice),
         project,
         details,
         agents,
@@ -157,10 +165,20 @@ pub async fn create_project(
     csrf: CsrfToken,
     PageForm(input): PageForm<ProjectInput>,
 ) -> AppResult<HttpResponse> {
-    let result = service::create(&state.pool, &user, input.clone()).await;
+    let result = refused(
+        service::create(&state.pool, &user, input.clone()).await,
+        "form",
+    )?;
+    // A new project opens, with or without JavaScript, and says it was created.
+    if let Ok(project) = &result {
+        return Ok(see_other(
+            &req,
+            &format!("{}?created=1", urls::project(project.id)),
+        ));
+    }
     reply(
         &req,
-        refused(result, "form")?,
+        result,
         |project| Some(urls::project(project.id)),
         async |outcome| {
             let refused = outcome.err().map(|errors| (input, errors));
@@ -179,8 +197,14 @@ pub async fn show_project(
     user: CurrentUser,
     csrf: CsrfToken,
     id: web::Path<Uuid>,
+    query: web::Query<ProjectQuery>,
 ) -> AppResult<HttpResponse> {
-    let parts = ProjectPageParts::default();
+    let parts = ProjectPageParts {
+        notice: query.created.is_some().then(|| {
+            "Project created, with an agent to chat with. Add prompts or more agents below.".into()
+        }),
+        ..ProjectPageParts::default()
+    };
     project_page(&state, &user, &csrf, *id, StatusCode::OK, parts).await
 }
 

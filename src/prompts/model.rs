@@ -62,27 +62,32 @@ impl PromptOwner {
 /// What a prompt's pages show of its owner.
 pub struct OwnerSummary {
     pub name: String,
-    /// The project's own id, or the agent's project.
+    /// The project's own id and name, or the agent's project's.
     pub project_id: Uuid,
+    pub project_name: String,
 }
 
 impl PromptOwner {
     /// The owner's name and project, if the user owns it (NotFound otherwise).
     pub fn find_owned(self, conn: &mut PgConnection, user: Uuid) -> QueryResult<OwnerSummary> {
-        let (name, project_id) = match self {
+        let (name, project_id, project_name) = match self {
             PromptOwner::Project(id) => projects::table
                 .filter(projects::id.eq(id))
                 .filter(projects::owner_id.eq(user))
-                .select((projects::name, projects::id))
-                .first::<(String, Uuid)>(conn)?,
+                .select((projects::name, projects::id, projects::name))
+                .first::<(String, Uuid, String)>(conn)?,
             PromptOwner::Agent(id) => agents::table
                 .inner_join(projects::table)
                 .filter(agents::id.eq(id))
                 .filter(projects::owner_id.eq(user))
-                .select((agents::name, agents::project_id))
-                .first::<(String, Uuid)>(conn)?,
+                .select((agents::name, agents::project_id, projects::name))
+                .first::<(String, Uuid, String)>(conn)?,
         };
-        Ok(OwnerSummary { name, project_id })
+        Ok(OwnerSummary {
+            name,
+            project_id,
+            project_name,
+        })
     }
 }
 

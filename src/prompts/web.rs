@@ -141,8 +141,8 @@ struct EditorSection {
 struct PromptPage {
     chrome: Chrome,
     prompt: PromptWithText,
-    owner_url: String,
-    owner_name: String,
+    /// The breadcrumb's links (URL, name) after "Projects": the project, then an agent's prompt's agent.
+    crumbs: Vec<(String, String)>,
     editor: EditorSection,
 }
 
@@ -175,12 +175,15 @@ async fn prompt_page(
     editor: EditorSection,
 ) -> AppResult<HttpResponse> {
     let owner = PromptOwner::of(&editor.prompt.prompt);
-    let owner_name = service::owner(&state.pool, user, owner).await?.name;
+    let summary = service::owner(&state.pool, user, owner).await?;
+    let mut crumbs = vec![(urls::project(summary.project_id), summary.project_name)];
+    if let PromptOwner::Agent(_) = owner {
+        crumbs.push((owner_url(owner), summary.name));
+    }
     let page = PromptPage {
         chrome: Chrome::new(Some(user), csrf),
         prompt: editor.prompt.clone(),
-        owner_url: owner_url(owner),
-        owner_name,
+        crumbs,
         editor,
     };
     html(status, &page)

@@ -19,6 +19,9 @@ pub struct Chrome {
     pub user_email: Option<String>,
     pub csrf: String,
     pub assets: &'static assets::AssetUrls,
+    /// A confirmation shown at the top of the page ("Project created."); made by the server,
+    /// never taken from the request.
+    pub notice: Option<String>,
 }
 
 impl Chrome {
@@ -27,7 +30,12 @@ impl Chrome {
             user_email: user.map(|u| u.email.clone()),
             csrf: csrf.0.clone(),
             assets: assets::urls(),
+            notice: None,
         }
+    }
+
+    pub fn with_notice(self, notice: Option<String>) -> Chrome {
+        Chrome { notice, ..self }
     }
 }
 

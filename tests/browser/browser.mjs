@@ -27,5 +27,6 @@ export async function register(page, email, password) {
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
-  await page.waitForURL(`${base}/chat`);
+  // The chat home, with a welcome notice (`?welcome=1`).
+  await page.waitForURL((url) => url.pathname === "/chat");
 }

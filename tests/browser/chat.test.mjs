@@ -33,7 +33,7 @@ test("text streams in, Stop ends it, a reload mid-answer continues it", async ()
   await page.goto(`${base}/projects`);
   await page.getByLabel("Name").fill("Chatty");
   await page.getByRole("button", { name: "Create project" }).click();
-  await page.getByRole("link", { name: "Chatty" }).click();
+  await page.getByRole("heading", { name: "Chatty", level: 1 }).waitFor();
   await page.getByRole("button", { name: "Chat", exact: true }).click();
   await page.getByRole("heading", { name: "New chat" }).waitFor();
   await page.getByText("with Assistant").waitFor();

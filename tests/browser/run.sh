@@ -7,7 +7,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bin="$(realpath "$1")"
 fake="$(realpath "$2")"
 cd "$here"
-[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --loglevel=error
+{ [ -d node_modules/playwright-core ] && [ -d node_modules/axe-core ]; } || npm ci --no-audit --no-fund --loglevel=error
 
 data="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

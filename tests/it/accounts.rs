@@ -508,7 +508,7 @@ async fn browser_sign_in_sign_out_and_protected_pages() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "signed in: /login sends you on");
-    assert_eq!(r.headers()["location"], "/projects");
+    assert_eq!(r.headers()["location"], "/chat");
 }
 
 #[tokio::test]
@@ -787,4 +787,61 @@ async fn signing_out_ends_the_session_at_once_and_other_sessions_can_be_ended() 
     assert_eq!(r.status(), 204);
     assert_eq!(app.get_json(&other, "/api/users/me").await.0, 401);
     assert_eq!(app.get_json(&laptop, "/api/users/me").await.0, 200);
+}
+
+#[tokio::test]
+async fn sign_up_greets_and_sign_out_says_so_in_fixed_words() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("hello@example.com").await;
+    let (_, home) = browser.get("/chat").await;
+    assert!(
+        !home.contains("Welcome to confab"),
+        "no greeting on later visits"
+    );
+    let (status, welcome) = browser.get("/chat?welcome=%3Cb%3Ex").await;
+    assert_eq!(status, 200);
+    assert!(welcome.contains("Welcome to confab, hello@example.com!"));
+    assert!(
+        !welcome.contains("<b>x"),
+        "nothing from the address is shown"
+    );
+
+    let r = browser.post_form("/logout", &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?signed_out=1");
+    let (_, login) = browser.get("/login?signed_out=1").await;
+    assert!(login.contains("You have signed out."));
+    let (_, plain) = browser.get("/login").await;
+    assert!(!plain.contains("You have signed out."));
+
+    // Nothing from the address is shown: only the fixed text, whatever the parameter holds.
+    let (_, odd) = browser
+        .get("/login?signed_out=%3Cb%3Ehacked%3C%2Fb%3E")
+        .await;
+    assert!(odd.contains("You have signed out."));
+    assert!(!odd.contains("hacked"));
+}
+
+#[tokio::test]
+async fn sign_up_lands_on_the_welcome() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(app.url("/register")).send().await.unwrap();
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let r = client
+        .post(app.url("/register"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "new@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/chat?welcome=1");
 }

@@ -1,6 +1,6 @@
 //! The HTML side: forms with and without htmx, CSRF, escaping, security headers.
 
-use crate::support::app::{TestApp, csrf_of};
+use crate::support::app::{TestApp, created_project, csrf_of};
 
 #[tokio::test]
 async fn cookie_requests_need_the_csrf_token_and_our_origin() {
@@ -120,7 +120,7 @@ async fn names_with_markup_render_as_text_everywhere() {
         .post_form("/projects", &[("name", evil), ("description", evil)])
         .await;
     assert_eq!(r.status(), 303);
-    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let project_url = created_project(&r);
     let project_id = project_url.trim_start_matches("/projects/").to_string();
     let r = browser
         .post_form(
@@ -188,7 +188,12 @@ async fn forms_work_without_javascript_and_show_errors_next_to_fields() {
 
     let r = browser.post_form("/projects", &[("name", "Plain")]).await;
     assert_eq!(r.status(), 303);
-    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let project_url = created_project(&r);
+    let (_, opened) = browser.get(&format!("{project_url}?created=1")).await;
+    assert!(
+        opened.contains("Project created"),
+        "a new project says it was made"
+    );
 
     let r = browser
         .post_form(
@@ -221,17 +226,16 @@ async fn forms_work_without_javascript_and_show_errors_next_to_fields() {
 async fn htmx_requests_get_fragments() {
     let app = TestApp::spawn().await;
     let browser = app.browser("htmx@example.com").await;
+    // A created project opens, with JavaScript too (htmx follows HX-Redirect).
     let r = browser
         .htmx_post("/projects", &[("name", "Fragmented")])
         .await;
     assert_eq!(r.status(), 200);
-    let html = r.text().await.unwrap();
+    let opened = r.headers()["hx-redirect"].to_str().unwrap().to_string();
     assert!(
-        html.starts_with("<section id=\"projects-section\""),
-        "{html}"
+        opened.starts_with("/projects/") && opened.ends_with("?created=1"),
+        "{opened}"
     );
-    assert!(!html.contains("<html"));
-    assert!(html.contains("Fragmented"));
 
     let r = browser.htmx_post("/projects", &[("name", "")]).await;
     assert_eq!(r.status(), 422);
@@ -288,7 +292,7 @@ async fn prompt_history_and_rollback_in_the_page() {
     let app = TestApp::spawn().await;
     let browser = app.browser("history@example.com").await;
     let r = browser.post_form("/projects", &[("name", "H")]).await;
-    let project_url = r.headers()["location"].to_str().unwrap().to_string();
+    let project_url = created_project(&r);
     browser
         .post_form(
             &format!("{project_url}/prompts"),
@@ -423,4 +427,60 @@ async fn without_javascript_the_composer_does_not_promise_that_enter_sends() {
         !page.contains("Enter sends"),
         "the hint comes from the script that makes it true"
     );
+}
+
+#[tokio::test]
+async fn prompt_page_history_and_breadcrumb() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("crumbs@example.com").await;
+    let (project_url, agent_id) = browser.project_with_agent("Crumbs").await;
+    let r = browser
+        .post_form(
+            &format!("/agents/{agent_id}/prompts"),
+            &[("title", "Tone"), ("content", "v1")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let (_, agent_page) = browser.get(&format!("/agents/{agent_id}")).await;
+    let prompt_url = format!(
+        "/prompts/{}",
+        agent_page
+            .split("href=\"/prompts/")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+    );
+    for content in ["v2", "v3"] {
+        let r = browser
+            .post_form(&prompt_url, &[("title", "Tone"), ("content", content)])
+            .await;
+        assert!(
+            r.status().is_success() || r.status() == 303,
+            "{}",
+            r.status()
+        );
+    }
+    let (_, page) = browser.get(&prompt_url).await;
+
+    // Projects › Crumbs › Assistant › Tone.
+    let crumbs = page.split("aria-label=\"breadcrumb\"").nth(1).unwrap();
+    let crumbs = &crumbs[..crumbs.find("</nav>").unwrap()];
+    let project_at = crumbs
+        .find(&format!("href=\"{project_url}\">Crumbs<"))
+        .expect("the project is in the breadcrumb");
+    let agent_at = crumbs
+        .find(&format!("href=\"/agents/{agent_id}\">Assistant<"))
+        .expect("the agent is in the breadcrumb");
+    assert!(project_at < agent_at && crumbs.contains("<li>Tone</li>"));
+
+    // The history lists v3, v2, v1 with no list numbers of its own beside them.
+    let history = page.split("id=\"version-list\"").nth(1).unwrap();
+    assert!(
+        page.contains("<ul class=\"versions\" id=\"version-list\">"),
+        "not a numbered list"
+    );
+    let at = |v: &str| history.find(&format!("data-version=\"{v}\"")).unwrap();
+    assert!(at("3") < at("2") && at("2") < at("1"));
 }

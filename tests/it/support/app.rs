@@ -361,6 +361,15 @@ pub fn csrf_of(html: &str) -> String {
     html[start..start + 64].to_string()
 }
 
+/// The page a created project opens at, without its one-time `?created=1` confirmation.
+pub fn created_project(response: &reqwest::Response) -> String {
+    let location = response.headers()["location"].to_str().unwrap();
+    location
+        .strip_suffix("?created=1")
+        .unwrap_or_else(|| panic!("a new project opens with its confirmation: {location}"))
+        .to_string()
+}
+
 pub struct Browser {
     pub client: reqwest::Client,
     pub base: String,
@@ -395,7 +404,7 @@ impl Browser {
     pub async fn project_with_agent(&self, name: &str) -> (String, String) {
         let response = self.post_form("/projects", &[("name", name)]).await;
         assert_eq!(response.status(), 303);
-        let project_url = response.headers()["location"].to_str().unwrap().to_string();
+        let project_url = created_project(&response);
         let (_, page) = self.get(&project_url).await;
         let agent_id = page
             .split("href=\"/agents/")
