@@ -39,7 +39,7 @@ unit:
 ## The browser journey in headless Chromium against a freshly started confab.
 browser-test:
 	$(CARGO) build --bin confab --example fake_llm
-	tests/browser/run.sh target/debug/confab target/debug/examples/fake_llm
+	tests/browser/run.sh $(or $(CARGO_TARGET_DIR),target)/debug/confab $(or $(CARGO_TARGET_DIR),target)/debug/examples/fake_llm
 
 ## A fake OpenAI-compatible server on :8090, to try confab without an API key.
 fake-llm:
