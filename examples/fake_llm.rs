@@ -4,6 +4,8 @@
 //!     OPENAI_BASE_URL=http://127.0.0.1:8090/v1 OPENAI_API_KEY=fake cargo run
 //!
 //! It answers `/v1/responses` and `/v1/chat/completions` (streamed or not) and `/v1/models`.
+//! A message that starts with `echo:` is answered with the rest of it (the browser tests use this
+//! to have an answer in Markdown).
 
 // Test and benchmark tooling: a failed unwrap is a failed run, with its line.
 #![allow(clippy::unwrap_used)]
@@ -44,7 +46,8 @@ async fn main() -> std::io::Result<()> {
     fake.set_default(
         Script::answer(ANSWER)
             .token_delay(Duration::from_millis(args.token_delay_ms))
-            .first_token_delay(Duration::from_millis(args.first_token_delay_ms)),
+            .first_token_delay(Duration::from_millis(args.first_token_delay_ms))
+            .echo_after("echo:"),
     );
     println!("fake LLM listening on {}", fake.base_url());
     println!(

@@ -1,5 +1,5 @@
 //! Any text as an answer's Markdown: rendering never panics, and what comes out is sanitized —
-//! no `script` element, no event-handler attribute, no `javascript:` link or source. (Such words
+//! no `script` or `img` element, no event-handler attribute, no `javascript:` link or source. (Such words
 //! as escaped text, e.g. inside a code block, are harmless and allowed.)
 #![no_main]
 
@@ -41,6 +41,7 @@ fuzz_target!(|text: &str| {
     for tag in html.split('<').skip(1).filter_map(|rest| rest.split('>').next()) {
         let lower = tag.to_ascii_lowercase();
         assert!(!lower.starts_with("script"), "a script element: {html}");
+        assert!(!lower.starts_with("img"), "an image, fetched by itself: {html}");
         for (name, value) in attributes(tag) {
             assert!(!name.starts_with("on"), "an event handler `{name}`: {html}");
             let value: String = value.chars().filter(|c| !c.is_whitespace()).collect();

@@ -1,7 +1,15 @@
 //! Server-sent events for an answer: what is already there, then what is generated, then its
-//! end. Pages get HTML fragments for htmx-ext-sse; the API gets JSON. A reader that reconnects
-//! with `Last-Event-ID` (the byte offset of the text it has) continues exactly where it was.
+//! end. The API gets JSON text deltas; a reader that reconnects with `Last-Event-ID` (the byte
+//! offset of the text it has) continues exactly where it was.
+//!
+//! Pages get the answer as rendered Markdown for htmx-ext-sse, without rendering the whole text
+//! for every token: top-level blocks that are complete are rendered once and appended
+//! (`settled`), the last block, still growing, is rendered again and replaces the previous one
+//! (`tail`) — at most every [`TAIL_INTERVAL`], and once more when the stream goes quiet. A page
+//! that (re)opens the stream gets the whole rendered state first (`snapshot`, then `tail`), so it
+//! needs no offset. `done` replaces the bubble with the final render.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -9,17 +17,23 @@ use actix_web::{HttpRequest, HttpResponse, Responder};
 use actix_web_lab::sse;
 use futures_util::Stream;
 use serde_json::json;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::conversations::model::{Message, Status};
 use crate::generation::registry::{Piece, Subscription};
+use crate::render::markdown::Progressive;
 
 /// A vanished reader is noticed only when a write fails; a comment every few seconds bounds that.
 const HEARTBEAT: Duration = Duration::from_secs(3);
 
+/// The shortest time between two renders of a page's tail: a fast stream is not rendered once
+/// per token, and 20 updates a second still look live.
+const TAIL_INTERVAL: Duration = Duration::from_millis(50);
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// Escaped text fragments and the final bubble, for htmx-ext-sse.
+    /// Rendered Markdown (settled blocks, the tail) and the final bubble, for htmx-ext-sse.
     Html,
     /// `{"text", "conversation_id", "message_id"}` per chunk, then a final status event.
     Json,
@@ -67,31 +81,55 @@ struct Cursor {
     render_final: fn(&Message) -> String,
     /// `{"conversation_id":…,"message_id":…,"text":` — the same for every chunk, made once.
     json_prefix: String,
+    /// A page's answer as it renders it (HTML only).
+    page: Page,
+    /// Events made but not sent yet (a render makes two).
+    queue: VecDeque<sse::Event>,
 }
 
-fn text_event(
-    format: Format,
-    cursor: &Cursor,
-    text: &str,
-    end: usize,
-    replace: bool,
-) -> sse::Event {
-    let data = match format {
-        Format::Html => {
-            sse::Data::new(escape(text)).event(if replace { "snapshot" } else { "delta" })
+/// The text a page reader has received and what of it has been rendered.
+#[derive(Default)]
+struct Page {
+    text: String,
+    blocks: Progressive,
+    /// Bytes of `text` shown by the last render.
+    rendered: usize,
+    /// When the tail may be rendered again.
+    next_render: Option<Instant>,
+}
+
+impl Page {
+    /// Renders what is new: blocks that settled (appended to the page's, or replacing them for
+    /// a `snapshot`) and the tail.
+    fn render(&mut self, queue: &mut VecDeque<sse::Event>, snapshot: bool) {
+        let (settled, tail) = self.blocks.render(&self.text);
+        if snapshot {
+            queue.push_back(sse::Event::Data(sse::Data::new(settled).event("snapshot")));
+        } else if !settled.is_empty() {
+            queue.push_back(sse::Event::Data(sse::Data::new(settled).event("settled")));
         }
-        Format::Json => {
-            let mut data = String::with_capacity(cursor.json_prefix.len() + text.len() + 24);
-            data.push_str(&cursor.json_prefix);
-            data.push_str(&serde_json::to_string(text).expect("a string serializes"));
-            if replace {
-                data.push_str(",\"snapshot\":true}");
-                sse::Data::new(data).event("snapshot")
-            } else {
-                data.push('}');
-                sse::Data::new(data)
-            }
-        }
+        queue.push_back(sse::Event::Data(sse::Data::new(tail).event("tail")));
+        self.rendered = self.text.len();
+        self.next_render = Some(Instant::now() + TAIL_INTERVAL);
+    }
+
+    /// Text arrived that the page does not show yet.
+    fn behind(&self) -> bool {
+        self.rendered < self.text.len()
+    }
+}
+
+/// One JSON chunk of the text, ending at byte `end`; a snapshot replaces what the reader has.
+fn json_text_event(cursor: &Cursor, text: &str, end: usize, replace: bool) -> sse::Event {
+    let mut data = String::with_capacity(cursor.json_prefix.len() + text.len() + 24);
+    data.push_str(&cursor.json_prefix);
+    data.push_str(&serde_json::to_string(text).expect("a string serializes"));
+    let data = if replace {
+        data.push_str(",\"snapshot\":true}");
+        sse::Data::new(data).event("snapshot")
+    } else {
+        data.push('}');
+        sse::Data::new(data)
     };
     sse::Event::Data(data.id(end.to_string()))
 }
@@ -122,58 +160,89 @@ fn done_event(cursor: &Cursor, message: &Message) -> sse::Event {
     }
 }
 
-/// The first text a reader gets: the part it does not have yet. An offset that cannot be a
+/// The first text an API reader gets: the part it does not have yet. An offset that cannot be a
 /// place in this text (beyond it — the reader saw text a crash lost — or inside a character)
 /// gets the whole text as a snapshot that replaces the reader's, never a continuation that would
 /// repeat or garble it.
-fn opening(cursor: &Cursor, text: &str) -> Option<sse::Event> {
-    let snapshot = || Some(text_event(cursor.format, cursor, text, text.len(), true));
+fn json_opening(cursor: &Cursor, text: &str) -> Option<sse::Event> {
     match cursor.resume_from {
         Some(offset) if offset <= text.len() && text.is_char_boundary(offset) => (offset
             < text.len())
-        .then(|| text_event(cursor.format, cursor, &text[offset..], text.len(), false)),
-        Some(_) => snapshot(),
-        // A page (re)opening a stream replaces what it shows with the whole text so far.
-        None if cursor.format == Format::Html => snapshot(),
-        None => {
-            (!text.is_empty()).then(|| text_event(cursor.format, cursor, text, text.len(), false))
-        }
+        .then(|| json_text_event(cursor, &text[offset..], text.len(), false)),
+        Some(_) => Some(json_text_event(cursor, text, text.len(), true)),
+        None => (!text.is_empty()).then(|| json_text_event(cursor, text, text.len(), false)),
     }
 }
 
 async fn next_event(cursor: &mut Cursor) -> Option<sse::Event> {
-    if cursor.finished {
-        return None;
-    }
-    if !cursor.started {
-        cursor.started = true;
-        let text = match &mut cursor.source {
-            Source::Live(reader) => reader.take_snapshot(),
-            Source::Stored(message) => message.content.clone(),
-        };
-        if let Some(event) = opening(cursor, &text) {
+    loop {
+        if let Some(event) = cursor.queue.pop_front() {
             return Some(event);
         }
-    }
-    match &mut cursor.source {
-        Source::Stored(message) => {
-            let message = message.clone();
-            cursor.finished = true;
-            Some(done_event(cursor, &message))
+        if cursor.finished {
+            return None;
         }
-        Source::Live(reader) => match reader.next().await {
-            Some(Piece::Text { text, end }) => {
-                Some(text_event(cursor.format, cursor, &text, end, false))
+        if !cursor.started {
+            cursor.started = true;
+            let text = match &mut cursor.source {
+                Source::Live(reader) => reader.take_snapshot(),
+                // A page gets the whole bubble of an ended answer with `done`.
+                Source::Stored(_) if cursor.format == Format::Html => continue,
+                Source::Stored(message) => message.content.clone(),
+            };
+            match cursor.format {
+                Format::Json => cursor.queue.extend(json_opening(cursor, &text)),
+                Format::Html => {
+                    cursor.page.text = text;
+                    cursor.page.render(&mut cursor.queue, true);
+                }
             }
+            continue;
+        }
+        let piece = match &mut cursor.source {
+            Source::Stored(message) => {
+                let message = message.clone();
+                cursor.finished = true;
+                return Some(done_event(cursor, &message));
+            }
+            Source::Live(reader) => match cursor.page.next_render {
+                // Text the page does not show yet waits for more only until the tail may be
+                // rendered again: a stream that pauses still shows all it sent.
+                Some(deadline) if cursor.page.behind() => {
+                    match tokio::time::timeout_at(deadline, reader.next()).await {
+                        Ok(piece) => piece,
+                        Err(_) => {
+                            cursor.page.render(&mut cursor.queue, false);
+                            continue;
+                        }
+                    }
+                }
+                _ => reader.next().await,
+            },
+        };
+        match piece {
+            Some(Piece::Text { text, end }) => match cursor.format {
+                Format::Json => return Some(json_text_event(cursor, &text, end, false)),
+                Format::Html => {
+                    cursor.page.text.push_str(&text);
+                    if cursor
+                        .page
+                        .next_render
+                        .is_none_or(|deadline| Instant::now() >= deadline)
+                    {
+                        cursor.page.render(&mut cursor.queue, false);
+                    }
+                }
+            },
             Some(Piece::Done(message)) => {
                 cursor.finished = true;
-                Some(done_event(cursor, &message))
+                return Some(done_event(cursor, &message));
             }
             None => {
                 cursor.finished = true;
-                None
+                return None;
             }
-        },
+        }
     }
 }
 
@@ -201,6 +270,8 @@ fn events(
             "{{\"conversation_id\":\"{}\",\"message_id\":\"{}\",\"text\":",
             params.conversation_id, params.message_id
         ),
+        page: Page::default(),
+        queue: VecDeque::new(),
     };
     futures_util::stream::unfold(cursor, |mut cursor| async move {
         let event = next_event(&mut cursor).await?;
@@ -218,20 +289,4 @@ pub fn respond(req: &HttpRequest, source: Source, format: Format, params: Params
         .insert_header(("Cache-Control", "no-cache"))
         .respond_to(req)
         .map_into_boxed_body()
-}
-
-/// Minimal HTML escaping for text fragments swapped into the page.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

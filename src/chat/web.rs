@@ -28,9 +28,11 @@ pub struct MessageView {
     pub id: Uuid,
     pub is_user: bool,
     pub streaming: bool,
-    /// Sanitized HTML of a finished answer.
+    /// Sanitized HTML of a finished answer, or of the settled blocks of one that streams.
     pub html: String,
-    /// Plain text: a user's message, or an answer's text so far while it streams.
+    /// The last, still growing block of a streaming answer, rendered.
+    pub tail: String,
+    /// A user's message, as plain text.
     pub text: String,
     pub status: Status,
     pub error: Option<String>,
@@ -47,20 +49,23 @@ impl MessageView {
         let meta = (!is_user && !streaming)
             .then(|| meta_line(message))
             .filter(|m| !m.is_empty());
+        let (html, tail, text) = if is_user {
+            (String::new(), String::new(), message.content.clone())
+        } else if streaming {
+            // As the stream's first events would show it (the page then follows them).
+            let (settled, tail) = markdown::Progressive::default().render(&message.content);
+            (settled, tail, String::new())
+        } else {
+            let html = markdown::to_safe_html(&message.content);
+            (html, String::new(), String::new())
+        };
         MessageView {
             id: message.id,
             is_user,
             streaming,
-            html: if is_user || streaming {
-                String::new()
-            } else {
-                markdown::to_safe_html(&message.content)
-            },
-            text: if is_user || streaming {
-                message.content.clone()
-            } else {
-                String::new()
-            },
+            html,
+            tail,
+            text,
             status,
             error: message.error.clone(),
             error_detail: message.error_detail.clone(),

@@ -19,6 +19,7 @@ pub struct AssetUrls {
     pub classless_css: String,
     pub app_css: String,
     pub app_js: String,
+    pub code_js: String,
     pub favicon: String,
 }
 
@@ -45,6 +46,7 @@ pub fn urls() -> &'static AssetUrls {
         classless_css: vendored("pico"),
         app_css: hashed("app.css"),
         app_js: hashed("app.js"),
+        code_js: hashed("code.js"),
         favicon: hashed("favicon.svg"),
     })
 }

@@ -43,6 +43,44 @@ async fn wait_done(app: &TestApp, token: &str, message_id: &str) -> Value {
     Events::of(response).collect_json().await.1
 }
 
+/// An answer's stream as a page reads it (with the session cookie, no Last-Event-ID).
+async fn page_stream(app: &TestApp, token: &str, message_id: &str) -> Events {
+    let response = app
+        .api
+        .get(app.url(&format!("/messages/{message_id}/stream")))
+        .header("cookie", format!("confab_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    Events::of(response)
+}
+
+/// What a page shows of a streaming answer, built from its events as htmx swaps them.
+#[derive(Default)]
+struct Rendered {
+    settled: String,
+    tail: String,
+    tails: usize,
+}
+
+impl Rendered {
+    fn apply(&mut self, event: &eventsource_stream::Event) {
+        match event.event.as_str() {
+            "snapshot" => self.settled.clone_from(&event.data),
+            "settled" => self.settled.push_str(&event.data),
+            "tail" => {
+                self.tail.clone_from(&event.data);
+                self.tails += 1;
+            }
+            other => panic!("unexpected event {other}: {}", event.data),
+        }
+    }
+
+    fn html(&self) -> String {
+        format!("{}{}", self.settled, self.tail)
+    }
+}
+
 #[tokio::test]
 async fn streamed_text_assembles_to_the_answer_and_is_stored() {
     let fake = FakeLlm::start().await;
@@ -300,34 +338,26 @@ async fn two_tabs_on_one_conversation_both_see_the_whole_answer() {
     let data: Value = serde_json::from_str(&first.data).unwrap();
     let message_id = data["message_id"].as_str().unwrap().to_string();
 
-    // The second tab is a page: it gets the text so far as a snapshot, then deltas, then the bubble.
-    let browser_cookie = format!("confab_session={token}");
-    let response = app
-        .api
-        .get(app.url(&format!("/messages/{message_id}/stream")))
-        .header("cookie", browser_cookie)
-        .send()
-        .await
-        .unwrap();
-    let mut second_tab = Events::of(response);
-    let snapshot = second_tab.next().await.unwrap();
-    assert_eq!(snapshot.event, "snapshot");
-    let mut page_text = snapshot.data.clone();
+    // The second tab is a page: it gets what is rendered so far (`snapshot` and `tail`), then
+    // rendered updates, then the bubble.
+    let mut second_tab = page_stream(&app, &token, &message_id).await;
+    let first_event = second_tab.next().await.unwrap();
+    assert_eq!(first_event.event, "snapshot");
+    let mut page = Rendered::default();
+    page.apply(&first_event);
     let final_html = loop {
         let event = second_tab.next().await.expect("done event");
-        match event.event.as_str() {
-            "delta" => page_text.push_str(&event.data),
-            "done" => break event.data,
-            other => panic!("unexpected event {other}"),
+        if event.event == "done" {
+            break event.data;
         }
+        page.apply(&event);
     };
-    assert_eq!(
-        page_text,
-        long.trim_end_matches(' ').to_string() + " ",
-        "the page saw every token once"
-    );
+    // One paragraph: the tail shows it as it grows, up to the words before the last.
+    assert!(page.settled.is_empty(), "{}", page.settled);
+    assert!(page.tail.starts_with("<p>w0 w1 w2"), "{}", page.tail);
     assert!(
         final_html.contains(&format!("id=\"msg-{message_id}\""))
+            && final_html.contains("w59")
             && !final_html.contains("sse-connect")
     );
 
@@ -1647,4 +1677,135 @@ async fn a_conversation_answers_one_message_at_a_time() {
     first.collect_json().await;
     let mut next = Events::of(send(&app, &token, &agent, second).await);
     next.next().await.expect("the next answer starts");
+}
+
+#[tokio::test]
+async fn a_page_sees_the_answer_formatted_while_it_streams() {
+    let fake = FakeLlm::start().await;
+    let markdown = "Some code:\n\n```rust\nfn main() { println!(\"<script>\"); }\n```\n\n\
+                    | a | b |\n|:-:|--:|\n| 1 | 2 |\n\n";
+    // Long enough after the Markdown that the answer is still generating when it has been read.
+    let answer = format!("{markdown}{}", "word ".repeat(500));
+    fake.set_default(Script::answer(&answer).token_delay(Duration::from_millis(10)));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("formatted@example.com").await;
+    let mut api = Events::of(send(&app, &token, &agent, json!({"message": "show me"})).await);
+    let first = api.next().await.unwrap();
+    let message_id = serde_json::from_str::<Value>(&first.data).unwrap()["message_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut events = page_stream(&app, &token, &message_id).await;
+    let mut page = Rendered::default();
+    let mut settled_code = false;
+    while !(page.html().contains("<table>") && page.html().contains("word word")) {
+        let event = events.next().await.expect("more events");
+        assert_ne!(
+            event.event,
+            "done",
+            "formatted before the end: {}",
+            page.html()
+        );
+        page.apply(&event);
+        settled_code |= event.event == "settled" && event.data.contains("<pre>");
+    }
+    let html = page.html();
+    assert!(
+        settled_code,
+        "the finished code block was sent once, as settled: {html}"
+    );
+    assert!(
+        html.contains("<span class=\"hl-source hl-rust\">"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script"),
+        "{html}"
+    );
+    assert!(html.contains("<th class=\"align-center\">a</th>"), "{html}");
+    assert_eq!(
+        html.matches("<pre>").count(),
+        1,
+        "each block shown once: {html}"
+    );
+
+    // Still generating: the JSON API's stream is as it always was, raw text deltas.
+    let r = app
+        .api
+        .post(app.url(&format!("/api/messages/{message_id}/stop")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "the answer was still generating");
+    let final_html = loop {
+        let event = events.next().await.expect("done event");
+        if event.event == "done" {
+            break event.data;
+        }
+        page.apply(&event);
+    };
+    assert!(final_html.contains("<table>") && final_html.contains("hl-rust"));
+    let (chunks, done) = api.collect_json().await;
+    let api_text = serde_json::from_str::<Value>(&first.data).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+        + &joined(&chunks);
+    assert!(answer.starts_with(&api_text) && api_text.contains("```rust"));
+    assert_eq!(done["status"], "stopped");
+}
+
+#[tokio::test]
+async fn a_fast_stream_is_not_rendered_once_per_token() {
+    let fake = FakeLlm::start().await;
+    let answer: String = (0..400).map(|i| format!("w{i} ")).collect();
+    // A token every millisecond, after a pause in which the page opens its stream.
+    fake.set_default(
+        Script::answer(&answer)
+            .first_token_delay(Duration::from_millis(300))
+            .token_delay(Duration::from_millis(1)),
+    );
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let browser = app.browser("fast@example.com").await;
+    let (_, agent_id) = browser.project_with_agent("F").await;
+    let html = browser
+        .htmx_post(&format!("/agents/{agent_id}/chat"), &[("message", "quick")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let stream_url = html
+        .split("sse-connect=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let mut events = Events::of(
+        browser
+            .client
+            .get(app.url(stream_url))
+            .send()
+            .await
+            .unwrap(),
+    );
+    let mut page = Rendered::default();
+    let final_html = loop {
+        let event = events.next().await.expect("done event");
+        if event.event == "done" {
+            break event.data;
+        }
+        page.apply(&event);
+    };
+    assert!(
+        (1..100).contains(&page.tails),
+        "{} tail renders for 400 tokens",
+        page.tails
+    );
+    assert!(
+        final_html.contains("w399"),
+        "the final render has all of it"
+    );
 }

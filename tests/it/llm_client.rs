@@ -109,6 +109,25 @@ fn stream_error(end: End) -> String {
 }
 
 #[tokio::test]
+async fn the_fake_echoes_a_marked_last_user_message_and_answers_others_as_scripted() {
+    for api in BOTH_APIS {
+        let fake = FakeLlm::start().await;
+        fake.set_default(Script::answer("Scripted.").echo_after("echo:"));
+        let router = single(&fake, api);
+        let echoed = within(router.stream("openai", &chat("echo: # Title\n\n`code` here")))
+            .await
+            .unwrap();
+        assert_eq!(
+            collect(echoed.stream).await.0,
+            "# Title\n\n`code` here",
+            "{api:?}"
+        );
+        let plain = start(&router, "openai").await.unwrap();
+        assert_eq!(collect(plain.stream).await.0, "Scripted.", "{api:?}");
+    }
+}
+
+#[tokio::test]
 async fn streamed_deltas_assemble_to_the_answer_with_usage() {
     for api in BOTH_APIS {
         let fake = FakeLlm::start().await;

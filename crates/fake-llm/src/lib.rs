@@ -49,6 +49,9 @@ pub struct Script {
     pub incomplete: Option<String>,
     /// Reported usage; by default the words of the input and the number of deltas.
     pub usage: Option<(u32, u32)>,
+    /// A request whose last user message starts with this marker is answered with the rest of
+    /// that message instead of `tokens`, so whoever chats can choose the answer (e.g. Markdown).
+    pub echo_marker: Option<String>,
 }
 
 /// An error answered before any stream: a status, headers, and an OpenAI-shaped body.
@@ -119,6 +122,7 @@ impl Script {
             keepalives: false,
             incomplete: None,
             usage: None,
+            echo_marker: None,
         }
     }
 
@@ -233,6 +237,12 @@ impl Script {
 
     pub fn usage(mut self, input_tokens: u32, output_tokens: u32) -> Script {
         self.usage = Some((input_tokens, output_tokens));
+        self
+    }
+
+    /// Answer a last user message that starts with `marker` with the rest of it.
+    pub fn echo_after(mut self, marker: &str) -> Script {
+        self.echo_marker = Some(marker.to_owned());
         self
     }
 }
@@ -418,10 +428,43 @@ impl Drop for FakeLlm {
 /// Record the request and pick its script.
 fn receive(state: &State, request: &HttpRequest, body: &Bytes) -> (Value, Script) {
     let json = record(state, request, body);
-    let script = lock(&state.scripts)
+    let mut script = lock(&state.scripts)
         .pop_front()
         .unwrap_or_else(|| lock(&state.default_script).clone());
+    let echoed = script.echo_marker.as_deref().and_then(|marker| {
+        last_user_text(&json)?
+            .strip_prefix(marker)
+            .map(|rest| split_into_tokens(rest.trim_start()))
+    });
+    if let Some(tokens) = echoed {
+        script.tokens = tokens;
+    }
     (json, script)
+}
+
+/// The text of the last user message: Chat Completions `messages`, or Responses `input` (a
+/// string or a list of items).
+fn last_user_text(request: &Value) -> Option<String> {
+    let items = request.get("messages").or_else(|| request.get("input"))?;
+    let content = match items {
+        Value::String(text) => return Some(text.clone()),
+        Value::Array(items) => items
+            .iter()
+            .rev()
+            .find(|item| item.get("role").and_then(Value::as_str) == Some("user"))?
+            .get("content")?,
+        _ => return None,
+    };
+    match content {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|part| part.get("text").and_then(Value::as_str))
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// Keep what the client sent, for the test's assertions; returns the JSON body.
