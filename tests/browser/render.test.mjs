@@ -41,12 +41,8 @@ test("a Markdown answer is formatted while it streams, copies, fits the screen, 
   const requested = [];
   page.on("request", (r) => requested.push(r.url()));
 
+  // Sign-up lands on the chat home, ready to type.
   await register(page, `render-${Date.now()}@example.com`, "render pass 1");
-  await page.getByLabel("Name").fill("Renders");
-  await page.getByRole("button", { name: "Create project" }).click();
-  await page.getByRole("link", { name: "Renders" }).click();
-  await page.getByRole("button", { name: "Chat", exact: true }).click();
-  await page.getByRole("heading", { name: /New chat with/ }).waitFor();
 
   const box = page.getByLabel("Message");
   await box.fill(`echo: ${ANSWER}`);
