@@ -74,6 +74,7 @@
     document.documentElement.classList.add("has-drawer");
     toggle.hidden = false;
     function setOpen(open) {
+      drawer.classList.add("animated");
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
       drawer.classList.toggle("open", open);
     }
@@ -90,7 +91,9 @@
   // A sent message clears the composer and keeps the focus there.
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
-    if (!event.detail.successful || !form.matches || !form.matches("form[data-reset-on-success]")) return;
+    // A refusal (4xx) is swapped in as a normal answer, so look at the status itself.
+    var status = event.detail.xhr ? event.detail.xhr.status : 0;
+    if (status < 200 || status > 299 || !form.matches || !form.matches("form[data-reset-on-success]")) return;
     form.reset();
     var box = form.querySelector("textarea");
     if (box) { grow(box); box.focus(); }

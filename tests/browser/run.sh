@@ -16,10 +16,11 @@ llm_port="$(free_port)"
 # Slow enough that a person (or the test) can watch, stop and reload mid-answer.
 FAKE_LLM_TOKEN_DELAY_MS=60 FAKE_LLM_FIRST_TOKEN_DELAY_MS=200 "$fake" --port "$llm_port" >"$data/fake_llm.log" 2>&1 &
 fake_pid=$!
-# Debug logging, so the check below sees everything confab could ever log.
 export JOURNEY_PASSWORD="journey pass $RANDOM 1"
+# Debug logging, so the check below sees everything confab could ever log. Every journey signs
+# up from 127.0.0.1: more than the default 10 sign-ups per hour per address.
 OPENAI_BASE_URL="http://127.0.0.1:$llm_port/v1" OPENAI_API_KEY="sk-browser-test" \
-RUST_LOG=debug CONFAB_AUTH__BCRYPT_COST=4 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
+RUST_LOG=debug CONFAB_AUTH__BCRYPT_COST=4 CONFAB_AUTH__REGISTRATIONS_PER_HOUR_PER_ADDRESS=1000 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
 pid=$!
 stop() {
   # Ctrl-C, as a person would: confab stops its PostgreSQL before it exits.
