@@ -31,6 +31,15 @@ async fn conversation(app: &TestApp, token: &str, id: &str) -> Value {
     body
 }
 
+/// Sends `message` to the agent in a new conversation and follows the answer to its end: the
+/// final event (status, error, usage…).
+async fn answer_to(app: &TestApp, token: &str, agent: &str, message: &str) -> Value {
+    Events::of(send(app, token, agent, json!({ "message": message })).await)
+        .collect_json()
+        .await
+        .1
+}
+
 /// Waits for an answer to end by following its stream (no sleeping).
 async fn wait_done(app: &TestApp, token: &str, message_id: &str) -> Value {
     let response = app
@@ -141,9 +150,7 @@ async fn the_user_message_is_saved_before_any_llm_call() {
     fake.set_default(Script::status(500));
     let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 0).await;
     let (token, _, agent) = app.chat_setup("saved@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "keep me"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "keep me").await;
     assert_eq!(done["status"], "failed");
     let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
     assert_eq!(stored["messages"][0]["content"], "keep me");
@@ -307,9 +314,7 @@ async fn resuming_inside_a_character_gets_a_snapshot_not_a_garbled_continuation(
     fake.set_default(Script::answer("héllo wörld"));
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("utf8@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     let message_id = done["message_id"].as_str().unwrap();
     // Byte 2 is inside "é".
     let response = app
@@ -458,9 +463,7 @@ async fn in_band_errors_fail_the_answer_with_a_readable_message() {
     );
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("inband@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     assert!(
         done["error"]
@@ -486,9 +489,7 @@ async fn an_overloaded_provider_is_explained_with_the_number_of_tries() {
     }
     let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.max_retries = 2).await;
     let (token, _, agent) = app.chat_setup("overloaded@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     assert_eq!(
         done["error"],
@@ -512,9 +513,7 @@ async fn insufficient_quota_is_not_retried_and_a_refused_key_names_the_provider(
     fake.push(Script::status(401));
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("quota@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     assert_eq!(
         done["error"],
@@ -526,9 +525,7 @@ async fn insufficient_quota_is_not_retried_and_a_refused_key_names_the_provider(
     );
     assert_eq!(fake.request_count(), 1);
 
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "again"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "again").await;
     assert_eq!(
         done["error"],
         "The provider \u{201c}openai\u{201d} refused confab's API key; the administrator needs to check it."
@@ -718,9 +715,7 @@ async fn conversations_can_be_renamed_and_deleted() {
     let fake = FakeLlm::start().await;
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("manage@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     let id = done["conversation_id"].as_str().unwrap();
     let (status, renamed) = app
         .send_json(
@@ -898,9 +893,7 @@ async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
     assert!(page.contains("No LLM provider is configured"));
     assert!(page.contains("OPENAI_API_KEY"));
 
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "anyone?"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "anyone?").await;
     assert_eq!(done["status"], "failed");
     assert!(
         done["error"]
@@ -943,9 +936,7 @@ async fn an_agent_naming_an_unconfigured_provider_is_told_which_ones_exist() {
         .await;
     assert_eq!(status, 200);
 
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     let error = done["error"].as_str().unwrap();
     assert!(
@@ -1001,9 +992,7 @@ async fn start_up_marks_answers_left_streaming_as_interrupted() {
     fake.set_default(Script::answer("x"));
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("crash@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     let message_id = done["message_id"].as_str().unwrap().to_string();
     // What a crash mid-answer leaves behind.
     let pool = app.pool.clone();
@@ -1099,9 +1088,7 @@ async fn a_provider_that_goes_silent_fails_the_answer_instead_of_spinning_foreve
     fake.push(Script::tokens(["one ", "two ", "three"]).token_delay(Duration::from_secs(5)));
     let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.stall_timeout_secs = 1).await;
     let (token, _, agent) = app.chat_setup("silent@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     assert!(
         done["error"]
@@ -1267,9 +1254,7 @@ async fn racing_retries_make_one_new_answer() {
     let token = app
         .login("race@example.com", crate::support::app::PASSWORD)
         .await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     let failed = done["message_id"].as_str().unwrap().to_string();
     let conversation_id = done["conversation_id"].as_str().unwrap().to_string();
@@ -1475,9 +1460,7 @@ async fn long_conversations_come_a_page_at_a_time() {
     fake.set_default(Script::answer("ok"));
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("pages@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "first"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "first").await;
     let id = done["conversation_id"].as_str().unwrap().to_string();
     grow_conversation(&app, &id, 248).await;
 
@@ -1556,9 +1539,7 @@ async fn a_conversation_has_a_size_limit_with_a_clear_message() {
     })
     .await;
     let (token, _, agent) = app.chat_setup("full@example.com").await;
-    let (_, done) = Events::of(send(&app, &token, &agent, json!({"message": "one"})).await)
-        .collect_json()
-        .await;
+    let done = answer_to(&app, &token, &agent, "one").await;
     let id = done["conversation_id"].as_str().unwrap().to_string();
     Events::of(
         send(
