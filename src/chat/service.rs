@@ -151,8 +151,15 @@ pub async fn recent(
     search: Option<String>,
 ) -> AppResult<Vec<(Conversation, String)>> {
     let owner = user.id;
+    // PostgreSQL text cannot hold NUL, and no title has one: it is dropped from the search.
     let search = search
-        .map(|s| s.trim().chars().take(200).collect::<String>())
+        .map(|s| {
+            s.replace('\0', "")
+                .trim()
+                .chars()
+                .take(200)
+                .collect::<String>()
+        })
         .filter(|s| !s.is_empty());
     db::run(pool, move |conn| {
         Ok(Conversation::recent(
@@ -176,8 +183,7 @@ pub async fn send(
 ) -> AppResult<Sent> {
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
-    // Within the person's allowance, or refused before anything is stored.
-    let mut slot = generations.reserve(user.id)?;
+    let allowance = generations.allowance();
     let owner = user.id;
     let title = title_from(&text, settings.title_chars);
     let (budget, max_messages) = (
@@ -229,9 +235,11 @@ pub async fn send(
                     (agent, conversation, true)
                 }
             };
-            // One answer at a time per conversation; claimed once the owner is known, so
-            // nobody learns anything about another person's conversation from a 409.
-            slot.claim(conversation.id)?;
+            // One answer at a time per conversation, claimed once the owner is known (so a 409
+            // tells nobody about another person's conversation); then a place within the
+            // person's allowance. Refused, the transaction stores nothing.
+            let claim = allowance.claim(conversation.id)?;
+            let slot = allowance.take(owner)?.holding(claim);
             if !new_conversation {
                 // Bounded, so no conversation grows until reading it is a burden.
                 if Message::count(conn, conversation.id)? + 2 > i64::from(max_messages) {
@@ -327,13 +335,13 @@ pub async fn retry(
     message_id: Uuid,
 ) -> AppResult<(Conversation, Message, Subscription)> {
     ensure_accepting(generations)?;
-    // Within the person's allowance, or refused before anything is stored.
-    let mut slot = generations.reserve(user.id)?;
+    let allowance = generations.allowance();
     let owner = user.id;
     let budget = settings.history_budget_chars;
     let (agent, conversation, answer, history, system, slot) = db::transaction(pool, move |conn| {
         let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
-        slot.claim(conversation.id)?;
+        let claim = allowance.claim(conversation.id)?;
+        let slot = allowance.take(owner)?.holding(claim);
         if !failed.is_assistant() || failed.status != Status::Failed {
             return Err(AppError::Conflict(
                 "Only a failed answer can be retried.".into(),

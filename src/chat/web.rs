@@ -414,8 +414,9 @@ async fn chat_page(
 
 #[derive(Deserialize)]
 pub struct HomeQuery {
-    /// Start the new chat with this agent.
-    agent: Option<Uuid>,
+    /// Start the new chat with this agent (anything that is not one of the person's agents,
+    /// malformed ids included, falls back to the default).
+    agent: Option<String>,
     /// Search the sidebar's conversations.
     q: Option<String>,
     /// Set by sign-up's redirect: the page greets (a fixed text; nothing from the URL is shown).
@@ -444,7 +445,9 @@ pub async fn home(
         &state,
         &user,
         &csrf,
-        Which::Home { wanted: agent },
+        Which::Home {
+            wanted: agent.and_then(|id| Uuid::parse_str(id.trim()).ok()),
+        },
         StatusCode::OK,
         shown,
     )

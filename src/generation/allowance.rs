@@ -32,12 +32,18 @@ struct Live {
     conversations: HashSet<Uuid>,
 }
 
-/// One answer's place within its person's allowance (and, once claimed, its conversation), given
+/// One answer's place within its person's allowance (and its conversation's [`Claim`]), given
 /// back when it is dropped (the answer ended, or was never started).
 pub struct Slot {
     allowance: Arc<Allowance>,
     user: Uuid,
-    conversation: Option<Uuid>,
+    claim: Option<Claim>,
+}
+
+/// A conversation's one answer being written, given back when dropped.
+pub struct Claim {
+    allowance: Arc<Allowance>,
+    conversation: Uuid,
 }
 
 impl Allowance {
@@ -81,33 +87,45 @@ impl Allowance {
         Ok(Slot {
             allowance: self.clone(),
             user,
-            conversation: None,
+            claim: None,
         })
     }
-}
 
-impl Slot {
-    /// Makes this answer the one generating in `conversation` (whose owner was checked), or
-    /// refuses when another answer is still being written there.
-    pub fn claim(&mut self, conversation: Uuid) -> Result<(), AppError> {
-        if self.conversation == Some(conversation) {
-            return Ok(());
-        }
-        let mut live = self
-            .allowance
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+    /// Makes the next answer the one written in `conversation` (whose owner was checked), or
+    /// refuses when another is still being written there. Claim before taking a [`Slot`], so a
+    /// burst of refused sends never holds places a real one needs.
+    pub fn claim(self: &Arc<Allowance>, conversation: Uuid) -> Result<Claim, AppError> {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         if !live.conversations.insert(conversation) {
             return Err(AppError::Conflict(
                 "An answer is still being written in this conversation; wait for it or stop it first."
                     .into(),
             ));
         }
-        if let Some(previous) = self.conversation.replace(conversation) {
-            live.conversations.remove(&previous);
-        }
-        Ok(())
+        Ok(Claim {
+            allowance: self.clone(),
+            conversation,
+        })
+    }
+}
+
+impl Slot {
+    /// The slot, now also holding its conversation until it is dropped.
+    #[must_use]
+    pub fn holding(mut self, claim: Claim) -> Slot {
+        self.claim = Some(claim);
+        self
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut live = self
+            .allowance
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        live.conversations.remove(&self.conversation);
     }
 }
 
@@ -118,9 +136,6 @@ impl Drop for Slot {
             .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(conversation) = self.conversation {
-            live.conversations.remove(&conversation);
-        }
         if let Some(count) = live.per_user.get_mut(&self.user) {
             *count -= 1;
             if *count == 0 {

@@ -99,10 +99,10 @@ impl Generations {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A place for one more answer of `user` (refused over their allowance); take it before
-    /// storing anything, hand it to [`Generations::start`].
-    pub fn reserve(&self, user: Uuid) -> AppResult<Slot> {
-        self.allowance.take(user)
+    /// Who may start an answer: claim its conversation, then take a slot (refused over the
+    /// person's allowance) before storing anything, and hand the slot to [`Generations::start`].
+    pub fn allowance(&self) -> Arc<Allowance> {
+        self.allowance.clone()
     }
 
     /// Starts generating into the (already stored, `streaming`) message. Returns a reader that

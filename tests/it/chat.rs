@@ -1640,6 +1640,12 @@ async fn a_conversation_answers_one_message_at_a_time() {
         )
         .await;
     assert_eq!(status, 409);
+    // A burst of them is refused the same way, and holds no place a real send needs.
+    let path = format!("/api/chat/agents/{agent}");
+    let burst = (0..12).map(|_| app.post_json(&token, &path, second.clone()));
+    for (status, body) in futures_util::future::join_all(burst).await {
+        assert_eq!(status, 409, "{body}");
+    }
     let stored = conversation(&app, &token, &conversation_id).await;
     assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
 

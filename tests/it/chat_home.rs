@@ -215,6 +215,8 @@ async fn an_api_client_chats_without_naming_a_project_and_lists_every_conversati
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["title"], "Hello without a project");
     assert_eq!(list[0]["agent_name"], "Assistant");
+    let (status, _) = app.get_json(&token, "/api/conversations?q=%00").await;
+    assert_eq!(status, 200, "a NUL in a search is no error");
     let (_, none) = app.get_json(&token, "/api/conversations?q=zebra").await;
     assert_eq!(none.as_array().unwrap().len(), 0);
     let other = app.user_token("api-home-other@example.com").await;
