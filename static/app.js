@@ -36,11 +36,23 @@
     if (send) send.hidden = live;
     if (stop) stop.hidden = !live;
   }
+  // After Stop (in the composer or on the answer) the focus goes back to the message box,
+  // instead of being lost with the button when the answer's bubble is replaced.
+  var refocus = false;
   document.addEventListener("click", function (event) {
-    if (!event.target.closest || !event.target.closest("#composer [data-stop]")) return;
+    if (!event.target.closest) return;
+    if (event.target.closest("#messages .msg.streaming form[action$='/stop'] button")) refocus = true;
+    if (!event.target.closest("#composer [data-stop]")) return;
+    refocus = true;
     var live = liveAnswer();
     var stop = live && live.querySelector("form[action$='/stop']");
     if (stop) stop.requestSubmit();
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!refocus || liveAnswer()) return;
+    refocus = false;
+    var box = document.querySelector("#composer textarea");
+    if (box) box.focus();
   });
   document.addEventListener("submit", function (event) {
     if (event.target.id === "composer" && liveAnswer()) event.preventDefault();
@@ -66,25 +78,51 @@
   });
 
   // On a phone the conversations are a drawer behind a button (without this script they are
-  // simply listed above the chat).
+  // simply listed above the chat). Open, focus is inside it and stays there; Escape, a tap
+  // beside it or its Close button shuts it and focus goes back to the button.
   document.addEventListener("DOMContentLoaded", function () {
     var toggle = document.querySelector(".drawer-toggle");
     var drawer = toggle && document.getElementById(toggle.getAttribute("aria-controls"));
     if (!drawer) return;
     document.documentElement.classList.add("has-drawer");
     toggle.hidden = false;
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "drawer-close outline";
+    close.textContent = "Close";
+    drawer.insertBefore(close, drawer.firstChild);
+    function isOpen() { return drawer.classList.contains("open"); }
+    function controls() {
+      return Array.prototype.filter.call(drawer.querySelectorAll("a[href], button, input"), function (el) {
+        return el.offsetParent !== null;
+      });
+    }
     function setOpen(open) {
       drawer.classList.add("animated");
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
       drawer.classList.toggle("open", open);
+      if (open) {
+        // Visible at once (only its position is animated), so it can take the focus now.
+        var first = drawer.querySelector(".conversation-results a[aria-current=page]") || drawer.querySelector("a[href], input");
+        if (first) first.focus();
+      } else if (drawer.contains(document.activeElement) || document.activeElement === document.body) {
+        toggle.focus();
+      }
     }
-    toggle.addEventListener("click", function () {
-      var open = toggle.getAttribute("aria-expanded") !== "true";
-      setOpen(open);
-      if (open) { var first = drawer.querySelector("a, input"); if (first) first.focus(); }
+    toggle.addEventListener("click", function () { setOpen(!isOpen()); });
+    close.addEventListener("click", function () { setOpen(false); });
+    document.addEventListener("click", function (event) {
+      if (isOpen() && !drawer.contains(event.target) && !toggle.contains(event.target)) setOpen(false);
     });
     document.addEventListener("keydown", function (event) {
-      if (event.key === "Escape" && drawer.classList.contains("open")) { setOpen(false); toggle.focus(); }
+      if (!isOpen()) return;
+      if (event.key === "Escape") { event.preventDefault(); setOpen(false); return; }
+      if (event.key !== "Tab") return;
+      var all = controls();
+      if (all.length === 0) return;
+      var first = all[0], last = all[all.length - 1];
+      if (event.shiftKey && document.activeElement === first) { event.preventDefault(); last.focus(); }
+      else if (!event.shiftKey && document.activeElement === last) { event.preventDefault(); first.focus(); }
     });
   });
 

@@ -1,6 +1,24 @@
-// Copy buttons on code blocks in answers (the server renders them; see src/render/markdown.rs).
+// Copy buttons on code blocks in answers. The server renders each block under a header with its
+// language (src/render/markdown.rs); the button is added here, where it can work, so an answer
+// itself never carries a button and a page without JavaScript shows none that does nothing.
 (function () {
   "use strict";
+
+  function addButtons(root) {
+    var heads = root.querySelectorAll ? root.querySelectorAll(".code-head") : [];
+    for (var i = 0; i < heads.length; i++) {
+      if (heads[i].querySelector("button.code-copy")) continue;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "code-copy";
+      button.textContent = "Copy";
+      heads[i].appendChild(button);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { addButtons(document); });
+  // Blocks that arrive later: a sent turn, a streamed block, a finished answer.
+  document.addEventListener("htmx:load", function (event) { addButtons(event.detail.elt); });
+  document.addEventListener("htmx:afterSettle", function (event) { addButtons(event.detail.elt || document); });
 
   // execCommand is the fallback where the Clipboard API is missing (plain http, old browsers).
   function fallbackCopy(text) {

@@ -168,18 +168,18 @@ mod tests {
     fn a_conversation_has_one_answer_generating_at_a_time() {
         let allowance = Allowance::new(4, 100);
         let (me, conversation) = (Uuid::now_v7(), Uuid::now_v7());
-        let mut first = allowance.take(me).unwrap();
-        first.claim(conversation).unwrap();
-        let mut second = allowance.take(me).unwrap();
+        let first = allowance
+            .take(me)
+            .unwrap()
+            .holding(allowance.claim(conversation).unwrap());
         assert!(matches!(
-            second.claim(conversation),
+            allowance.claim(conversation),
             Err(AppError::Conflict(_))
         ));
-        second.claim(Uuid::now_v7()).unwrap();
+        assert!(allowance.claim(Uuid::now_v7()).is_ok());
         drop(first);
-        let mut third = allowance.take(me).unwrap();
         assert!(
-            third.claim(conversation).is_ok(),
+            allowance.claim(conversation).is_ok(),
             "given back with its slot"
         );
     }

@@ -29,7 +29,6 @@ fn allowed_class(element: &str, class: &str) -> bool {
     match element {
         "span" => class.starts_with("hl-") || class == "code-lang",
         "div" => matches!(class, "code-block" | "code-head" | "table-wrap"),
-        "button" => class == "code-copy",
         "th" | "td" => matches!(class, "align-left" | "align-center" | "align-right"),
         _ => false,
     }
@@ -44,8 +43,6 @@ fn filter_attribute<'u>(element: &str, attribute: &str, value: &'u str) -> Optio
                 .collect();
             (!kept.is_empty()).then(|| kept.join(" ").into())
         }
-        // A button does nothing by itself (code.js gives Copy its behaviour), never submits.
-        "type" if element == "button" => (value == "button").then_some(value.into()),
         _ => Some(value.into()),
     }
 }
@@ -61,10 +58,8 @@ fn sanitizer() -> &'static Builder<'static> {
             // Nothing in an answer is fetched without the reader asking: images in Markdown
             // became links before this; raw `<img>` tags go.
             .rm_tags(["img"].iter().copied())
-            // Task lists render as disabled checkboxes.
-            .add_tags(["input", "button"].iter().copied())
-            .add_tag_attributes("input", ["type", "checked", "disabled"].iter().copied())
-            .add_tag_attributes("button", ["type", "class"].iter().copied())
+            // No form controls at all: an answer must not be able to pose as a page asking for
+            // a password. Task lists become ☑/☐ text, and code.js adds the Copy buttons.
             .add_tag_attributes("span", ["class"].iter().copied())
             .add_tag_attributes("div", ["class"].iter().copied())
             .add_tag_attributes("th", ["class"].iter().copied())
@@ -127,7 +122,7 @@ fn code_block(info: &str, code: &str) -> String {
         escape_into(&mut out, language);
         out.push_str("</span>");
     }
-    out.push_str("<button type=\"button\" class=\"code-copy\">Copy</button></div><pre><code>");
+    out.push_str("</div><pre><code>");
     match (!language.is_empty())
         .then(|| highlighted(language, code))
         .flatten()
@@ -200,6 +195,9 @@ fn events(markdown: &str) -> Vec<Event<'_>> {
                     out.push(Event::Text("image".into()));
                 }
                 out.push(Event::End(TagEnd::Link));
+            }
+            Event::TaskListMarker(done) => {
+                out.push(Event::Text(if done { "☑ " } else { "☐ " }.into()));
             }
             Event::Start(Tag::Table(columns)) => {
                 alignments = columns;
@@ -377,12 +375,23 @@ mod tests {
     }
 
     #[test]
-    fn task_lists_render_as_checkboxes() {
+    fn task_lists_render_as_ticked_and_open_boxes() {
         let html = to_safe_html("- [x] done\n- [ ] todo");
         assert!(
-            html.contains("type=\"checkbox\"") && html.contains("checked"),
+            html.contains("<li>☑ done</li>") && html.contains("<li>☐ todo</li>"),
             "{html}"
         );
+    }
+
+    #[test]
+    fn an_answer_cannot_pose_as_a_form() {
+        let html = to_safe_html(
+            "Sign in again: <input type=\"password\"> <input type=\"checkbox\" checked> \
+             <button>Continue</button> <select><option>x</option></select> <textarea>t</textarea>",
+        );
+        for control in ["<input", "<button", "<select", "<textarea"] {
+            assert!(!html.contains(control), "{control} survived: {html}");
+        }
     }
 
     #[test]
@@ -415,14 +424,10 @@ mod tests {
     }
 
     #[test]
-    fn code_blocks_are_highlighted_with_classes_under_a_header_with_copy() {
+    fn code_blocks_are_highlighted_with_classes_under_a_header() {
         let html = to_safe_html("```rust\nfn main() { let x = \"s\"; }\n```");
         assert!(
-            html.contains("<span class=\"code-lang\">rust</span>"),
-            "{html}"
-        );
-        assert!(
-            html.contains("<button type=\"button\" class=\"code-copy\">Copy</button>"),
+            html.contains("<div class=\"code-head\"><span class=\"code-lang\">rust</span></div>"),
             "{html}"
         );
         assert!(
@@ -452,7 +457,7 @@ mod tests {
                 html.contains("&lt;script") || html.contains("&lt;</span>"),
                 "{fence}: {html}"
             );
-            assert!(html.contains("class=\"code-copy\""), "{fence}: {html}");
+            assert!(html.contains("class=\"code-head\""), "{fence}: {html}");
         }
         let plain = to_safe_html("```no-such-language\n<b>x</b>\n```");
         assert!(
@@ -474,7 +479,7 @@ mod tests {
         );
         assert!(html.contains("<div class=\"table-wrap\">b</div>"), "{html}");
         assert!(
-            html.contains("<p>c</p>") && html.contains("<button>d</button>"),
+            html.contains("<p>c</p>") && !html.contains("<button"),
             "{html}"
         );
     }

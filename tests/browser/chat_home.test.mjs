@@ -69,6 +69,8 @@ test("sign-up to a streamed answer in two actions; Send becomes Stop while it is
   await composer.getByRole("button", { name: "Stop" }).click();
   await page.locator("#messages article.msg.assistant.stopped").waitFor();
   await composer.getByRole("button", { name: "Send" }).waitFor();
+  await page.waitForFunction(() => document.activeElement?.matches("#composer textarea"));
+  assert.equal(await page.locator("#flash .flash").count(), 0, "the welcome went with the first answer");
   await box.press("Enter");
   await page.locator("#messages article.msg.user", { hasText: "my next question" }).waitFor();
   await page.locator("#messages article.msg.assistant.complete").waitFor();
@@ -127,7 +129,19 @@ for (const colorScheme of ["light", "dark"]) {
       const box = await target.boundingBox();
       assert.ok(box.height >= 44, `tap target ${await target.innerText()} is ${box.height} px tall`);
     }
+    // Open, the focus is inside and Tab keeps it there; Escape, Close or a tap beside it shuts it.
+    assert.ok(await sidebar.evaluate((el) => el.contains(document.activeElement)), "focus moved into the drawer");
+    for (let i = 0; i < 8; i++) await page.keyboard.press("Tab");
+    assert.ok(await sidebar.evaluate((el) => el.contains(document.activeElement)), "Tab stays in the drawer");
     await page.keyboard.press("Escape");
+    await sidebar.waitFor({ state: "hidden" });
+    assert.ok(await toggle.evaluate((el) => el === document.activeElement), "focus back on the button");
+    await toggle.click();
+    await sidebar.getByRole("button", { name: "Close" }).click();
+    await sidebar.waitFor({ state: "hidden" });
+    await toggle.click();
+    await sidebar.getByRole("link", { name: /Averyvery/ }).waitFor({ state: "visible" });
+    await page.mouse.click(PHONE.width - 10, PHONE.height / 2);
     await sidebar.waitFor({ state: "hidden" });
     const send = await page.getByRole("button", { name: "Send" }).boundingBox();
     assert.ok(send.height >= 44 && send.x + send.width <= PHONE.width, "Send is on screen and big enough");
@@ -142,3 +156,41 @@ for (const colorScheme of ["light", "dark"]) {
     assert.deepEqual(problems, [], "no console errors or CSP violations");
   });
 }
+
+test("long names wrap and wide answer tables scroll, on a phone and a desktop", async () => {
+  const problems = [];
+  const page = await newPage(PHONE, "light", problems);
+  await signUp(page, `names-${Date.now()}@example.com`);
+  const word = "Unbrokenprojectnamewithoutanyspacesatall".repeat(3);
+  await page.goto(`${base}/projects`);
+  await page.getByLabel("Name").fill(word);
+  await page.getByLabel("Description").fill(word);
+  await page.getByRole("button", { name: "Create project" }).click();
+  await page.getByRole("status").getByText("Project created").waitFor();
+  const project = new URL(page.url()).pathname;
+  await page.getByRole("link", { name: "Assistant" }).first().click();
+  await page.locator("#agent-settings h1").waitFor();
+  const agent = new URL(page.url()).pathname;
+  for (const viewport of [PHONE, DESKTOP]) {
+    await page.setViewportSize(viewport);
+    for (const path of ["/projects", project, agent]) {
+      await page.goto(`${base}${path}`);
+      assert.ok(await horizontalOverflow(page) <= 0, `${path} at ${viewport.width} px is not wider than the screen`);
+    }
+  }
+
+  // A table of long values keeps each value on one line and scrolls in its own box.
+  await page.setViewportSize(PHONE);
+  await page.goto(`${base}/chat`);
+  const cells = Array.from({ length: 6 }, (_, i) => `value_without_spaces_${i}`);
+  const table = `| ${cells.map((_, i) => `c${i}`).join(" | ")} |\n|${cells.map(() => "---").join("|")}|\n| ${cells.join(" | ")} |`;
+  await page.getByLabel("Message").fill(`echo: ${table}`);
+  await page.getByRole("button", { name: "Send" }).click();
+  const answer = page.locator("#messages article.msg.assistant.complete");
+  await answer.waitFor();
+  const cell = answer.locator("td").first();
+  const lineHeight = await cell.evaluate((el) => parseFloat(getComputedStyle(el).lineHeight) || 24);
+  assert.ok((await cell.boundingBox()).height < lineHeight * 2.5, "a cell's value stays on one line");
+  assert.ok(await horizontalOverflow(page) <= 0, "the page is not wider than the screen");
+  assert.deepEqual(problems, [], "no console errors or CSP violations");
+});
