@@ -5,7 +5,7 @@ PORT ?= 8080
 TARGET = $(or $(CARGO_TARGET_DIR),target)
 TEST_CLUSTER = $(TARGET)/tmp/confab-test-pg
 
-.PHONY: run test deps test-deps build release lint unit browser-test fake-llm bench soak fuzz vendor clean
+.PHONY: run test deps test-deps build release lint unit browser-test screenshots fake-llm bench soak fuzz vendor clean
 
 ## Build and start confab on http://127.0.0.1:$(PORT) with its own PostgreSQL under ./data.
 run: deps
@@ -41,6 +41,12 @@ unit:
 browser-test:
 	$(CARGO) build --bin confab --example fake_llm
 	tests/browser/run.sh $(TARGET)/debug/confab $(TARGET)/debug/examples/fake_llm
+
+## docs/screenshots/: the main pages at phone and desktop size, light and dark, against a fresh
+## confab and the fake LLM (started the way the browser journeys start them).
+screenshots:
+	$(CARGO) build --bin confab --example fake_llm
+	TESTS=screenshots.mjs tests/browser/run.sh $(TARGET)/debug/confab $(TARGET)/debug/examples/fake_llm
 
 ## A fake OpenAI-compatible server on :8090, to try confab without an API key.
 fake-llm:

@@ -145,6 +145,7 @@ for (const colorScheme of ["light", "dark"]) {
     await sidebar.waitFor({ state: "hidden" });
     const send = await page.getByRole("button", { name: "Send" }).boundingBox();
     assert.ok(send.height >= 44 && send.x + send.width <= PHONE.width, "Send is on screen and big enough");
+    assert.ok(send.height < 60, `"Send" stays on one line (${send.height} px tall)`);
 
     // The newest message of an older conversation is on screen when it opens.
     await toggle.click();
