@@ -83,6 +83,9 @@ pub enum AppError {
     },
     #[error("the request body is over the limit of {} bytes", MAX_REQUEST_BYTES)]
     PayloadTooLarge,
+    /// An upload over `files.max_upload_bytes`.
+    #[error("The file is over the upload limit of {} MB.", .0 >> 20)]
+    FileTooLarge(u64),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     /// Something confab depends on is not there (no LLM provider, shutting down).
@@ -159,7 +162,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Validation(_) => "validation_failed",
             AppError::RateLimited { .. } => "rate_limited",
-            AppError::PayloadTooLarge => "payload_too_large",
+            AppError::PayloadTooLarge | AppError::FileTooLarge(_) => "payload_too_large",
             AppError::Unavailable | AppError::NotAvailable(_) => "service_unavailable",
             AppError::Upstream(_) => "upstream_error",
             AppError::Internal(_) => "internal_error",
@@ -197,7 +200,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge | AppError::FileTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable | AppError::NotAvailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Upstream(_) => StatusCode::BAD_GATEWAY,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod generation;
 pub mod llm;
 pub mod metrics;

@@ -39,6 +39,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub llm: LlmSettings,
     pub chat: ChatSettings,
+    pub files: FilesSettings,
     /// tracing filter, e.g. `info` or `confab=debug,actix_web=info`.
     pub log: String,
 }
@@ -119,6 +120,13 @@ pub struct LlmSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FilesSettings {
+    /// The largest file one upload may carry; a bigger one is refused (413) and nothing is kept.
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     /// Earlier turns sent upstream, newest first, until their text reaches this many characters.
     pub history_budget_chars: usize,
@@ -172,6 +180,9 @@ title_chars = 60
 max_messages_per_conversation = 2000
 max_live_answers_per_user = 4
 answers_per_minute_per_user = 30
+
+[files]
+max_upload_bytes = 536870912
 
 [auth]
 token_ttl_hours = 168

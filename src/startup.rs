@@ -22,7 +22,7 @@ use crate::db::pool::{build_pool, run_migrations};
 use crate::error::{AppError, MAX_REQUEST_BYTES};
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{accounts, agents, chat, projects, prompts, session, site};
+use crate::{accounts, agents, chat, files, projects, prompts, session, site};
 
 /// Name of the database confab creates in its embedded PostgreSQL.
 pub const EMBEDDED_DATABASE: &str = "confab";
@@ -346,6 +346,11 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/chat/agents/{id}", post().to(chat::api::stream_chat))
         .route("/agents/{id}/conversations", get().to(chat::api::list_conversations))
         .route("/conversations", get().to(chat::api::recent_conversations))
+        .route("/projects/{id}/files", post().to(files::api::upload))
+        .route("/projects/{id}/files", get().to(files::api::list))
+        .route("/files/{id}", get().to(files::api::get))
+        .route("/files/{id}", delete().to(files::api::delete))
+        .route("/files/{id}/content", get().to(files::api::download))
         .route("/conversations/{id}", get().to(chat::api::get_conversation))
         .route("/conversations/{id}", patch().to(chat::api::update_conversation))
         .route("/conversations/{id}", delete().to(chat::api::delete_conversation))

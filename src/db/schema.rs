@@ -28,6 +28,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    files (id) {
+        id -> Uuid,
+        project_id -> Uuid,
+        filename -> Text,
+        content_type -> Text,
+        bytes -> Int8,
+        sha256 -> Text,
+        provider_file_id -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     messages (id) {
         id -> Uuid,
         conversation_id -> Uuid,
@@ -112,6 +126,7 @@ diesel::table! {
 diesel::joinable!(agents -> projects (project_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(files -> projects (project_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(prompt_versions -> prompts (prompt_id));
@@ -122,6 +137,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     agents,
     conversations,
+    files,
     messages,
     projects,
     prompt_versions,

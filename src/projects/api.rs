@@ -51,6 +51,13 @@ pub async fn delete_project(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state.pool, &state.generations, &user, *id).await?;
+    service::delete(
+        &state.pool,
+        &state.generations,
+        &crate::files::store::Store::new(&state.settings.data_dir),
+        &user,
+        *id,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

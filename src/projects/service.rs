@@ -9,6 +9,8 @@ use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks};
 use crate::error::{AppError, AppResult};
+use crate::files::model::StoredFile;
+use crate::files::store::Store;
 use crate::generation::Generations;
 use crate::projects::model::{NewProject, Project, ProjectChanges};
 use crate::session::CurrentUser;
@@ -138,15 +140,20 @@ pub async fn update(
 pub async fn delete(
     pool: &PgPool,
     generations: &Generations,
+    store: &Store,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<()> {
     let owner = user.id;
-    db::run(pool, move |conn| {
-        Ok(Project::delete_owned(conn, owner, id)?)
+    let shas = db::transaction(pool, move |conn| {
+        let shas = StoredFile::shas_of_project(conn, id)?;
+        Project::delete_owned(conn, owner, id)?;
+        Ok(shas)
     })
     .await?;
     // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
     generations.stop_project(id);
+    // Its files' bytes go too, unless another project has the same ones.
+    crate::files::service::forget_all(pool, store, shas).await;
     Ok(())
 }

@@ -325,6 +325,13 @@ pub async fn delete_project(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state.pool, &state.generations, &user, *id).await?;
+    service::delete(
+        &state.pool,
+        &state.generations,
+        &crate::files::store::Store::new(&state.settings.data_dir),
+        &user,
+        *id,
+    )
+    .await?;
     Ok(see_other(&req, "/projects"))
 }

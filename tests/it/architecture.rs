@@ -111,7 +111,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["session"],
     &["site"],
-    &["accounts", "prompts"],
+    &["accounts", "files", "prompts"],
     &["agents"],
     &["projects"],
     &["chat"],

@@ -41,11 +41,14 @@ struct Owned {
     conversation: String,
     message: String,
     session: String,
+    file: String,
 }
 
 fn fill(path: &str, owned: &Owned) -> String {
     let id = if path.contains("/sessions/") {
         &owned.session
+    } else if path.contains("/files/{id}") {
+        &owned.file
     } else if path.contains("/projects/") {
         &owned.project
     } else if path.contains("/conversations/{id}") {
@@ -103,7 +106,23 @@ async fn another_users_things_are_not_found_on_every_route() {
     let (_, done) = crate::support::sse::Events::of(response)
         .collect_json()
         .await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"secret notes".to_vec()).file_name("notes.txt"),
+    );
+    let file: Value = app
+        .api
+        .post(app.url(&format!("/api/projects/{project}/files")))
+        .bearer_auth(&owner)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let owned = Owned {
+        file: file["id"].as_str().unwrap().to_string(),
         project,
         agent,
         prompt: prompt["id"].as_str().unwrap().to_string(),

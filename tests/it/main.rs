@@ -7,6 +7,7 @@ mod architecture;
 mod backup;
 mod chat;
 mod chat_home;
+mod files;
 mod isolation;
 mod llm_client;
 mod pages;

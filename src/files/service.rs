@@ -1,0 +1,195 @@
+//! File rules: who may add, see and delete a project's files; names; one copy of the same bytes
+//! per project; the bytes go when the last row naming them does.
+
+use futures_util::Stream;
+use uuid::Uuid;
+
+use crate::db::{self, PgPool};
+use crate::error::{AppError, AppResult};
+use crate::files::model::{NewFile, StoredFile};
+use crate::files::store::Store;
+use crate::session::CurrentUser;
+
+/// What an upload says about its file besides the bytes.
+pub struct Incoming {
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// A name fit to show and to send back in `Content-Disposition`: the last path segment, without
+/// control characters, at most 255 characters; "file" when nothing is left.
+pub fn clean_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        "file".into()
+    } else {
+        cleaned.to_string()
+    }
+}
+
+/// The content type as sent when it is a plausible one, else `application/octet-stream`.
+fn clean_content_type(raw: Option<&str>) -> String {
+    match raw.map(str::trim) {
+        Some(t)
+            if !t.is_empty()
+                && t.len() <= 100
+                && t.contains('/')
+                && t.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+        {
+            t.to_ascii_lowercase()
+        }
+        _ => "application/octet-stream".into(),
+    }
+}
+
+/// The project is the user's, or it is "not found".
+pub async fn check_project(pool: &PgPool, user: &CurrentUser, project_id: Uuid) -> AppResult<()> {
+    let owner = user.id;
+    let owned = db::run(pool, move |conn| {
+        Ok(StoredFile::owns_project(conn, owner, project_id)?)
+    })
+    .await?;
+    if owned {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
+/// Checks the project is the user's (before any byte is read), then keeps the body and records
+/// the file. `Ok((file, true))` for a new file, `(file, false)` when the project already had
+/// these bytes (under the name it had then).
+pub async fn upload<S, E>(
+    pool: &PgPool,
+    store: &Store,
+    limit: u64,
+    user: &CurrentUser,
+    project_id: Uuid,
+    incoming: Incoming,
+    body: S,
+) -> AppResult<(StoredFile, bool)>
+where
+    S: Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    check_project(pool, user, project_id).await?;
+    let received = store.receive(body, limit).await?;
+    let filename = clean_filename(incoming.filename.as_deref().unwrap_or_default());
+    let content_type = clean_content_type(incoming.content_type.as_deref());
+    let sha256 = received.sha256.clone();
+    let bytes = i64::try_from(received.bytes).unwrap_or(i64::MAX);
+    let recorded = db::run(pool, move |conn| {
+        let new = NewFile {
+            id: Uuid::now_v7(),
+            project_id,
+            filename: &filename,
+            content_type: &content_type,
+            bytes,
+            sha256: &sha256,
+        };
+        Ok(match StoredFile::insert(conn, &new)? {
+            Some(file) => (file, true),
+            None => (StoredFile::find_by_sha(conn, project_id, &sha256)?, false),
+        })
+    })
+    .await;
+    if recorded.is_err() {
+        forget_bytes(pool, store, received.sha256).await;
+    }
+    recorded
+}
+
+/// Removes bytes no row names any more (a failure is logged: the bytes are only wasted space).
+async fn forget_bytes(pool: &PgPool, store: &Store, sha256: String) {
+    let sha = sha256.clone();
+    match db::run(pool, move |conn| Ok(StoredFile::sha_in_use(conn, &sha)?)).await {
+        Ok(false) => {
+            if let Err(error) = store.remove(&sha256).await {
+                tracing::warn!(%error, sha256, "could not remove a file's bytes");
+            }
+        }
+        Ok(true) => {}
+        Err(error) => {
+            tracing::warn!(%error, sha256, "could not check whether a file's bytes are in use");
+        }
+    }
+}
+
+/// [`forget_bytes`] for each of these hashes (after their project was deleted).
+pub async fn forget_all(pool: &PgPool, store: &Store, shas: Vec<String>) {
+    for sha256 in shas {
+        forget_bytes(pool, store, sha256).await;
+    }
+}
+
+pub async fn list(
+    pool: &PgPool,
+    user: &CurrentUser,
+    project_id: Uuid,
+) -> AppResult<Vec<StoredFile>> {
+    let owner = user.id;
+    db::run(pool, move |conn| {
+        if !StoredFile::owns_project(conn, owner, project_id)? {
+            return Err(AppError::NotFound);
+        }
+        Ok(StoredFile::list_for_project(conn, project_id)?)
+    })
+    .await
+}
+
+pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<StoredFile> {
+    let owner = user.id;
+    db::run(pool, move |conn| {
+        Ok(StoredFile::find_owned(conn, owner, id)?)
+    })
+    .await
+}
+
+/// Deletes the file's row, then its bytes when no other row names them.
+pub async fn delete(
+    pool: &PgPool,
+    store: &Store,
+    user: &CurrentUser,
+    id: Uuid,
+) -> AppResult<StoredFile> {
+    let owner = user.id;
+    let file = db::run(pool, move |conn| {
+        let file = StoredFile::find_owned(conn, owner, id)?;
+        StoredFile::delete(conn, file.id)?;
+        Ok(file)
+    })
+    .await?;
+    forget_bytes(pool, store, file.sha256.clone()).await;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_their_last_segment_without_control_characters() {
+        assert_eq!(clean_filename("../../etc/passwd"), "passwd");
+        assert_eq!(clean_filename("C:\\Users\\me\\notes.txt"), "notes.txt");
+        assert_eq!(clean_filename("a\u{0}b\r\nc.md"), "abc.md");
+        assert_eq!(clean_filename(".."), "file");
+        assert_eq!(clean_filename(""), "file");
+        assert_eq!(clean_filename(&"x".repeat(300)).len(), 255);
+    }
+
+    #[test]
+    fn content_types_are_kept_only_when_plausible() {
+        assert_eq!(clean_content_type(Some("Text/Plain")), "text/plain");
+        assert_eq!(
+            clean_content_type(Some("nonsense")),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            clean_content_type(Some("a/b\r\nX: y")),
+            "application/octet-stream"
+        );
+        assert_eq!(clean_content_type(None), "application/octet-stream");
+    }
+}

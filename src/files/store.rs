@@ -1,0 +1,109 @@
+//! Files' bytes under `<data_dir>/files`, named by their sha256 (`ab/abcdef…`), so the same bytes
+//! are kept once. An upload is written to `tmp/` while it is hashed and counted, then renamed
+//! into place: a refused or cut-off upload leaves nothing behind, and nobody reads half a file.
+//! Nothing is held in memory beyond the chunk being written.
+
+use std::path::{Path, PathBuf};
+
+use actix_web::web::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Bytes that were received whole and are now in the store.
+#[derive(Debug)]
+pub struct Received {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// Removes a temporary file if the upload does not get as far as renaming it.
+struct Temporary(Option<PathBuf>);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn internal(error: std::io::Error) -> AppError {
+    AppError::Internal(Box::new(error))
+}
+
+impl Store {
+    pub fn new(data_dir: &Path) -> Store {
+        Store {
+            root: data_dir.join("files"),
+        }
+    }
+
+    /// Where the bytes with this hash are (a hash that is not 64 hex digits is nowhere).
+    pub fn path_of(&self, sha256: &str) -> Option<PathBuf> {
+        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| self.root.join(&sha256[..2]).join(sha256))
+    }
+
+    /// Writes `body` into the store, refusing it past `limit` bytes or when empty.
+    pub async fn receive<S, E>(&self, mut body: S, limit: u64) -> AppResult<Received>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp_dir = self.root.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(internal)?;
+        let tmp_path = tmp_dir.join(Uuid::now_v7().to_string());
+        let mut temporary = Temporary(Some(tmp_path.clone()));
+        let mut file = tokio::fs::File::create(&tmp_path).await.map_err(internal)?;
+        let mut hasher = Sha256::new();
+        let mut bytes: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|error| {
+                AppError::BadRequest(format!("The upload was cut off: {error}"))
+            })?;
+            bytes += chunk.len() as u64;
+            if bytes > limit {
+                return Err(AppError::FileTooLarge(limit));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        if bytes == 0 {
+            return Err(AppError::invalid("file", "The file is empty."));
+        }
+        file.sync_all().await.map_err(internal)?;
+        drop(file);
+        let sha256 = hex::encode(hasher.finalize());
+        let target = self.path_of(&sha256).expect("a sha256 is 64 hex digits");
+        if let Some(dir) = target.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+        }
+        // Same bytes, same name: replacing an existing copy changes nothing.
+        tokio::fs::rename(&tmp_path, &target)
+            .await
+            .map_err(internal)?;
+        temporary.0 = None;
+        Ok(Received { sha256, bytes })
+    }
+
+    /// Removes the bytes with this hash (nothing if they are not there).
+    pub async fn remove(&self, sha256: &str) -> AppResult<()> {
+        let Some(path) = self.path_of(sha256) else {
+            return Ok(());
+        };
+        match tokio::fs::remove_file(path).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(internal(error)),
+            _ => Ok(()),
+        }
+    }
+}

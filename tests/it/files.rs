@@ -1,0 +1,277 @@
+//! A project's files over the JSON API: streamed into confab's store, listed, downloaded
+//! byte-identical, deduplicated, deleted with their bytes; limits; another person's are 404.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::support::app::TestApp;
+
+fn bytes_of(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    project: &str,
+    name: &str,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(body)
+        .file_name(name.to_string())
+        .mime_str("text/plain")
+        .unwrap();
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let r = app
+        .api
+        .post(app.url(&format!("/api/projects/{project}/files")))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Everything under the store that is a file (kept bytes and leftovers alike).
+fn stored_files(app: &TestApp) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&app.state.settings.data_dir.join("files"), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_file_is_kept_listed_downloaded_whole_deduplicated_and_deleted() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("files@example.com").await;
+    let project = app.project(&token, "Files").await;
+    let body = bytes_of(5 * 1024 * 1024 + 17, 7);
+    let sha = hex::encode(Sha256::digest(&body));
+
+    let (status, file) = upload(&app, &token, &project, "../notes.txt", body.clone()).await;
+    assert_eq!(status, 201, "{file}");
+    assert_eq!(file["filename"], "notes.txt", "only the last path segment");
+    assert_eq!(file["bytes"], body.len());
+    assert_eq!(file["sha256"], sha);
+    assert_eq!(file["content_type"], "text/plain");
+    assert_eq!(file["project_id"], project);
+    let id = file["id"].as_str().unwrap().to_string();
+
+    let (status, list) = app
+        .get_json(&token, &format!("/api/projects/{project}/files"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, one) = app.get_json(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(
+        (status, one["sha256"].clone()),
+        (200, Value::from(sha.clone()))
+    );
+
+    let r = app
+        .api
+        .get(app.url(&format!("/api/files/{id}/content")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+        "always a download, never a page of this site"
+    );
+    assert_eq!(r.headers()["content-security-policy"], "sandbox");
+    let downloaded = r.bytes().await.unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&downloaded)),
+        sha,
+        "byte-identical"
+    );
+
+    // The same bytes again: the file the project has, stored once.
+    let (status, again) = upload(&app, &token, &project, "copy.txt", body.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(stored_files(&app).len(), 1);
+
+    // Another project with the same bytes shares the copy; deleting one keeps it for the other.
+    let other_project = app.project(&token, "Other").await;
+    let (status, shared) = upload(&app, &token, &other_project, "same.txt", body).await;
+    assert_eq!(status, 201);
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/files/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        stored_files(&app).len(),
+        1,
+        "still used by the other project"
+    );
+    let (status, _) = app.get_json(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 404);
+
+    // Deleting that project deletes its file and, now unused, the bytes.
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/projects/{other_project}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, _) = app
+        .get_json(
+            &token,
+            &format!("/api/files/{}", shared["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+}
+
+#[tokio::test]
+async fn empty_and_oversized_files_are_refused_and_leave_nothing() {
+    let app = TestApp::spawn_with(|s| s.files.max_upload_bytes = 1024 * 1024).await;
+    let token = app.user_token("limits@example.com").await;
+    let project = app.project(&token, "Limits").await;
+
+    let (status, body) = upload(&app, &token, &project, "empty.txt", Vec::new()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "validation_failed", "{body}");
+
+    let (status, body) = upload(
+        &app,
+        &token,
+        &project,
+        "big.bin",
+        bytes_of(1024 * 1024 + 1, 1),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("1 MB"),
+        "{body}"
+    );
+    let (status, exactly) =
+        upload(&app, &token, &project, "fits.bin", bytes_of(1024 * 1024, 1)).await;
+    assert_eq!(status, 201, "{exactly}");
+
+    let (_, list) = app
+        .get_json(&token, &format!("/api/projects/{project}/files"))
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "only the one that fits");
+    assert_eq!(stored_files(&app).len(), 1, "{:?}", stored_files(&app));
+
+    // No file field at all.
+    let form = reqwest::multipart::Form::new().text("purpose", "assistants");
+    let r = app
+        .api
+        .post(app.url(&format!("/api/projects/{project}/files")))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn an_upload_cut_off_half_way_leaves_nothing_behind() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let token = app.user_token("cut@example.com").await;
+    let project = app.project(&token, "Cut").await;
+
+    let boundary = "confab-cut-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"half.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let address = app.address.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "POST /api/projects/{project}/files HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\n\r\n{head}",
+        head.len() + 4 * 1024 * 1024
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket.write_all(&bytes_of(512 * 1024, 3)).await.unwrap();
+    socket.flush().await.unwrap();
+    // Half-way, the client goes away.
+    socket.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    drop(socket);
+
+    // The server answered (or closed) only after the handler gave up on the body, and the
+    // half-written file goes before that.
+    assert!(
+        answer.is_empty() || String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 4"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+    let (_, list) = app
+        .get_json(&token, &format!("/api/projects/{project}/files"))
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn another_persons_files_are_not_found() {
+    let app = TestApp::spawn().await;
+    let owner = app.user_token("owner-files@example.com").await;
+    let project = app.project(&owner, "Mine").await;
+    let (status, file) = upload(&app, &owner, &project, "secret.txt", b"secret".to_vec()).await;
+    assert_eq!(status, 201);
+    let id = file["id"].as_str().unwrap();
+
+    let intruder = app.user_token("intruder-files@example.com").await;
+    let (status, _) = upload(&app, &intruder, &project, "x.txt", b"x".to_vec()).await;
+    assert_eq!(status, 404, "no upload into someone else's project");
+    for path in [
+        format!("/api/projects/{project}/files"),
+        format!("/api/files/{id}"),
+        format!("/api/files/{id}/content"),
+    ] {
+        let (status, _) = app.get_json(&intruder, &path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/files/{id}")))
+        .bearer_auth(&intruder)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (status, _) = app.get_json(&owner, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 200, "still there for its owner");
+}
