@@ -84,7 +84,7 @@ pub enum AppError {
     #[error("the request body is over the limit of {} bytes", MAX_REQUEST_BYTES)]
     PayloadTooLarge,
     /// An upload over `files.max_upload_bytes`.
-    #[error("The file is over the upload limit of {} MB.", .0 >> 20)]
+    #[error("The file is over the upload limit of {}.", limit_text(*.0))]
     FileTooLarge(u64),
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
@@ -97,6 +97,15 @@ pub enum AppError {
     /// A fault of ours; the source goes to the log, never to the client.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An upload limit as people say it: "512 MB", "64 KB".
+fn limit_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MB", bytes >> 20)
+    } else {
+        format!("{} KB", (bytes >> 10).max(1))
+    }
 }
 
 impl AppError {

@@ -97,3 +97,22 @@ pub const HOME: &str = "/chat";
 
 /// The sidebar's search over conversation titles (`?q=`), answered with the list alone.
 pub const CONVERSATION_SEARCH: &str = "/chat/conversations";
+
+/// A project's files: the page's upload form posts here.
+pub fn project_files(id: impl Borrow<Uuid>) -> String {
+    format!("/projects/{}/files", id.borrow())
+}
+
+/// The same upload for scripts and the page's per-file progress (JSON answer).
+pub fn api_project_files(id: impl Borrow<Uuid>) -> String {
+    format!("/api/projects/{}/files", id.borrow())
+}
+
+pub fn file_download(id: impl Borrow<Uuid>) -> String {
+    format!("/files/{}/download", id.borrow())
+}
+
+/// GET asks for confirmation (no JavaScript), POST deletes.
+pub fn file_delete(id: impl Borrow<Uuid>) -> String {
+    format!("/files/{}/delete", id.borrow())
+}

@@ -156,3 +156,81 @@
     if (event.detail.target && event.detail.target.id === "messages") { follow = true; keepUp(); }
   });
 })();
+
+// Files: each chosen or dropped file is uploaded on its own through the API, with a progress bar;
+// when all are done the files section is loaded again. (Without this script the form posts
+// them all at once.)
+(function () {
+  "use strict";
+  function upload(form, file, done) {
+    var list = form.querySelector(".upload-progress");
+    var item = document.createElement("li");
+    var label = document.createElement("span");
+    label.textContent = file.name + " ";
+    var bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    bar.setAttribute("aria-label", "Uploading " + file.name);
+    item.appendChild(label);
+    item.appendChild(bar);
+    list.appendChild(item);
+    var data = new FormData();
+    data.append("file", file, file.name);
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.getAttribute("data-upload-url"));
+    xhr.setRequestHeader("X-CSRF-Token", form.querySelector("input[name=csrf_token]").value);
+    xhr.upload.addEventListener("progress", function (event) {
+      if (event.lengthComputable) bar.value = Math.round((event.loaded / event.total) * 100);
+    });
+    xhr.addEventListener("loadend", function () {
+      var ok = xhr.status === 200 || xhr.status === 201;
+      var message = ok ? "uploaded" : "failed";
+      if (!ok) {
+        try { message = JSON.parse(xhr.responseText).error.message; } catch (e) { message = "the upload failed"; }
+      }
+      bar.value = ok ? 100 : bar.value;
+      item.className = ok ? "ok" : "error";
+      label.textContent = file.name + " — " + message + " ";
+      done(ok);
+    });
+    xhr.send(data);
+  }
+  function uploadAll(form, files) {
+    if (!files || files.length === 0) return;
+    var left = files.length, failed = 0;
+    for (var i = 0; i < files.length; i++) {
+      upload(form, files[i], function (ok) {
+        if (!ok) failed++;
+        left--;
+        // Reload the list when every file is in; a failure stays on screen with its reason.
+        if (left === 0 && failed === 0 && window.htmx) {
+          window.htmx.ajax("GET", window.location.pathname, { target: "#files-section", select: "#files-section", swap: "outerHTML" });
+        }
+      });
+    }
+    form.reset();
+  }
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-upload-url]")) return;
+    event.preventDefault();
+    uploadAll(form, form.querySelector("input[type=file]").files);
+  });
+  document.addEventListener("dragover", function (event) {
+    var form = event.target.closest && event.target.closest("form[data-upload-url]");
+    if (!form) return;
+    event.preventDefault();
+    form.classList.add("dropping");
+  });
+  document.addEventListener("dragleave", function (event) {
+    var form = event.target.closest && event.target.closest("form[data-upload-url]");
+    if (form) form.classList.remove("dropping");
+  });
+  document.addEventListener("drop", function (event) {
+    var form = event.target.closest && event.target.closest("form[data-upload-url]");
+    if (!form) return;
+    event.preventDefault();
+    form.classList.remove("dropping");
+    uploadAll(form, event.dataTransfer.files);
+  });
+})();

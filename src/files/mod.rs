@@ -5,3 +5,4 @@ pub mod api;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod web;

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::agents::service::AgentInput;
 use crate::agents::web::AgentsSection;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
+use crate::files::web::FilesSection;
 use crate::projects::model::Project;
 use crate::projects::service::{self, ProjectInput, ProjectSummary};
 use crate::prompts::model::PromptOwner;
@@ -97,6 +98,7 @@ struct ProjectPage {
     details: DetailsSection,
     agents: AgentsSection,
     prompts: PromptsSection,
+    files: FilesSection,
 }
 
 /// Sections that replace the freshly loaded ones: a form with the person's input and messages.
@@ -105,6 +107,7 @@ pub struct ProjectPageParts {
     pub details: Option<DetailsSection>,
     pub agents: Option<AgentsSection>,
     pub prompts: Option<PromptsSection>,
+    pub files: Option<FilesSection>,
     pub notice: Option<String>,
 }
 
@@ -130,9 +133,14 @@ async fn project_page(
         Some(section) => section,
         None => PromptsSection::load(state, user, csrf, PromptOwner::Project(project.id)).await?,
     };
+    let files = match parts.files {
+        Some(section) => section,
+        None => FilesSection::load(state, user, csrf, project.id, None).await?,
+    };
     let page = ProjectPage {
         chrome: Chrome::new(Some(user), csrf).with_notice(parts.notice),
         project,
+        files,
         details,
         agents,
         prompts,
@@ -298,6 +306,41 @@ pub async fn create_project_prompt(
         },
     )
     .await
+}
+
+/// `POST /projects/{id}/files`: the files section's plain form. Stored → back to the project's
+/// files; refused → the page with the reason in the files section, with the refusal's status.
+pub async fn upload_files(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+    body: web::Payload,
+) -> AppResult<HttpResponse> {
+    let project_id = *id;
+    crate::files::service::check_project(&state.pool, &user, project_id).await?;
+    let form = crate::files::web::Multipart::new(req.headers(), body);
+    match crate::files::web::receive_all(&req, &state, &user, project_id, form).await {
+        Ok(_) => Ok(see_other(
+            &req,
+            &format!("{}#files-heading", urls::project(project_id)),
+        )),
+        Err(error @ (AppError::Internal(_) | AppError::Unavailable | AppError::Forbidden(_))) => {
+            Err(error)
+        }
+        Err(refusal) => {
+            let status = actix_web::ResponseError::status_code(&refusal);
+            let files =
+                FilesSection::load(&state, &user, &csrf, project_id, Some(refusal.to_string()))
+                    .await?;
+            let parts = ProjectPageParts {
+                files: Some(files),
+                ..Default::default()
+            };
+            project_page(&state, &user, &csrf, project_id, status, parts).await
+        }
+    }
 }
 
 pub async fn confirm_delete_project(

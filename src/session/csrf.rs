@@ -20,6 +20,42 @@ pub const CSRF_COOKIE: &str = "confab_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "csrf_token";
 
+/// Set on a plain (no-JavaScript) file upload, whose token is inside a multipart body that is
+/// streamed, not read ahead: its `Origin` was present and ours, and the handler must check the
+/// `csrf_token` field (the form's first) with [`check_field`] before it reads anything else.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenInBody;
+
+/// A form field's token against this browser's (constant time); 403 when they differ.
+pub fn check_field(req: &HttpRequest, sent: &str) -> Result<(), AppError> {
+    let expected = req.cookie(CSRF_COOKIE).map(|c| c.value().to_string());
+    match expected {
+        Some(expected)
+            if expected.len() == 64 && constant_time_eq(expected.as_bytes(), sent.as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(AppError::Forbidden(
+            "The form expired or came from another site. Reload the page and try again.".into(),
+        )),
+    }
+}
+
+/// Only the page route that takes files may defer the token into its body.
+fn is_upload(req: &ServiceRequest) -> bool {
+    let multipart = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|mime| mime.essence_str() == "multipart/form-data");
+    multipart
+        && !req.path().starts_with("/api/")
+        && req.path().starts_with("/projects/")
+        && req.path().ends_with("/files")
+        && req.headers().contains_key(header::ORIGIN)
+        && !req.headers().contains_key(CSRF_HEADER)
+}
+
 /// This browser's CSRF token, for templates to put in forms and `hx-headers`.
 #[derive(Clone, Debug)]
 pub struct CsrfToken(pub String);
@@ -73,6 +109,12 @@ pub async fn protect(
     if needs_check(&req) {
         let verdict = match check_origin(&req) {
             Err(error) => Err(error),
+            // A plain upload: the Origin was checked above (and must be there); the token is
+            // checked by the handler, in the body's first field.
+            Ok(()) if existing.is_some() && is_upload(&req) => {
+                req.extensions_mut().insert(TokenInBody);
+                Ok(())
+            }
             Ok(()) => match (&existing, sent_token(&mut req).await) {
                 (Some(expected), Some(sent))
                     if constant_time_eq(expected.as_bytes(), sent.as_bytes()) =>

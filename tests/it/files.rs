@@ -275,3 +275,124 @@ async fn another_persons_files_are_not_found() {
     let (status, _) = app.get_json(&owner, &format!("/api/files/{id}")).await;
     assert_eq!(status, 200, "still there for its owner");
 }
+
+/// A plain (no-JavaScript) upload form as a browser sends it: the CSRF token first, then the file,
+/// with the page's own Origin.
+async fn page_upload(
+    browser: &crate::support::app::Browser,
+    project_url: &str,
+    token: Option<&str>,
+    origin: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new();
+    if let Some(token) = token {
+        form = form.text("csrf_token", token.to_string());
+    }
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(body)
+            .file_name("page.txt")
+            .mime_str("text/plain")
+            .unwrap(),
+    );
+    browser
+        .client
+        .post(format!("{}{project_url}/files", browser.base))
+        .header("Origin", origin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_project_page_uploads_lists_downloads_and_deletes_without_javascript() {
+    let app = TestApp::spawn_with(|s| s.files.max_upload_bytes = 64 * 1024).await;
+    let browser = app.browser("page-files@example.com").await;
+    let (project_url, _) = browser.project_with_agent("Paper").await;
+    let (_, page) = browser.get(&project_url).await;
+    assert!(page.contains("id=\"files-section\"") && page.contains("No files yet."));
+    let csrf = crate::support::app::csrf_of(&page);
+    let origin = app.address.clone();
+
+    let r = page_upload(
+        &browser,
+        &project_url,
+        Some(&csrf),
+        &origin,
+        b"hello page".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = browser.get(&project_url).await;
+    assert!(
+        page.contains(">page.txt</a>") && page.contains("10 B"),
+        "{page}"
+    );
+    let file_id = page
+        .split("href=\"/files/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = browser
+        .client
+        .get(app.url(&format!("/files/{file_id}/download")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hello page");
+
+    // Without the token, with a wrong one, or from another site: refused, nothing stored.
+    for (token, from) in [
+        (None, origin.as_str()),
+        (Some("0".repeat(64)), origin.as_str()),
+        (Some(csrf.clone()), "https://evil.example"),
+    ] {
+        let r = page_upload(
+            &browser,
+            &project_url,
+            token.as_deref(),
+            from,
+            b"forged".to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 403, "{token:?} from {from}");
+    }
+    // Too big: the page says so in the files section, with a 413.
+    let r = page_upload(
+        &browser,
+        &project_url,
+        Some(&csrf),
+        &origin,
+        bytes_of(65 * 1024, 2),
+    )
+    .await;
+    assert_eq!(r.status(), 413);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("over the upload limit of 0 MB") || page.contains("over the upload limit"),
+        "{page}"
+    );
+    assert_eq!(
+        stored_files(&app).len(),
+        1,
+        "only the accepted file is kept"
+    );
+
+    // Delete asks first without JavaScript, then deletes.
+    let (status, confirm) = browser.get(&format!("/files/{file_id}/delete")).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("page.txt") && confirm.contains("cannot be undone"));
+    let r = browser
+        .post_form(&format!("/files/{file_id}/delete"), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    let (_, page) = browser.get(&project_url).await;
+    assert!(page.contains("No files yet."));
+    assert!(stored_files(&app).is_empty());
+}

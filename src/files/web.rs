@@ -1,0 +1,210 @@
+//! The files section of a project's page: upload (plain multipart form; app.js uploads each file
+//! through the API with its own progress bar), download, delete with confirmation.
+
+pub use actix_multipart::Multipart;
+use actix_web::http::StatusCode;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use askama::Template;
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+use crate::files::model::StoredFile;
+use crate::files::service::{self, Incoming};
+use crate::files::store::Store;
+use crate::session::CurrentUser;
+use crate::session::csrf::{self, CsrfToken, TokenInBody};
+use crate::site::{Chrome, ConfirmDeletePage, html, is_htmx, see_other};
+use crate::state::AppState;
+use crate::urls;
+
+/// A file as the list shows it.
+pub struct FileRow {
+    pub id: Uuid,
+    pub filename: String,
+    pub size: String,
+    pub content_type: String,
+    pub uploaded: String,
+    pub uploaded_iso: String,
+    pub status: String,
+}
+
+/// "512 B", "3.4 KB", "12.0 MB".
+pub fn human_size(bytes: i64) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    let value = bytes as f64;
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KB", value / 1024.0),
+        b if b < 1024 * 1024 * 1024 => format!("{:.1} MB", value / (1024.0 * 1024.0)),
+        _ => format!("{:.1} GB", value / (1024.0 * 1024.0 * 1024.0)),
+    }
+}
+
+impl FileRow {
+    fn of(file: StoredFile) -> FileRow {
+        FileRow {
+            id: file.id,
+            size: human_size(file.bytes),
+            uploaded: file.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            uploaded_iso: file.created_at.to_rfc3339(),
+            filename: file.filename,
+            content_type: file.content_type,
+            status: file.status,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "partials/files/section.html")]
+pub struct FilesSection {
+    csrf: String,
+    project_id: Uuid,
+    files: Vec<FileRow>,
+    error: Option<String>,
+    max_mb: u64,
+}
+
+impl FilesSection {
+    pub async fn load(
+        state: &AppState,
+        user: &CurrentUser,
+        csrf: &CsrfToken,
+        project_id: Uuid,
+        error: Option<String>,
+    ) -> AppResult<FilesSection> {
+        let files = service::list(&state.pool, user, project_id).await?;
+        Ok(FilesSection {
+            csrf: csrf.0.clone(),
+            project_id,
+            files: files.into_iter().map(FileRow::of).collect(),
+            error,
+            max_mb: state.settings.files.max_upload_bytes >> 20,
+        })
+    }
+}
+
+fn store(state: &AppState) -> Store {
+    Store::new(&state.settings.data_dir)
+}
+
+/// Stores every `file` field of the form, in order. A plain form's CSRF token is its first field.
+pub async fn receive_all(
+    req: &HttpRequest,
+    state: &AppState,
+    user: &CurrentUser,
+    project_id: Uuid,
+    mut form: Multipart,
+) -> AppResult<usize> {
+    let mut token_checked = req.extensions().get::<TokenInBody>().is_none();
+    let mut stored = 0;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| AppError::BadRequest(format!("Not a multipart form: {e}")))?;
+        if !token_checked {
+            if field.name() != Some(csrf::CSRF_FIELD) {
+                return Err(AppError::Forbidden(
+                    "The form expired or came from another site. Reload the page and try again."
+                        .into(),
+                ));
+            }
+            let mut sent = Vec::new();
+            while let Some(chunk) = field.next().await {
+                let chunk = chunk.map_err(|e| AppError::BadRequest(e.to_string()))?;
+                if sent.len() + chunk.len() > 128 {
+                    return Err(AppError::BadRequest(
+                        "The form's token is malformed.".into(),
+                    ));
+                }
+                sent.extend_from_slice(&chunk);
+            }
+            csrf::check_field(req, &String::from_utf8_lossy(&sent))?;
+            token_checked = true;
+            continue;
+        }
+        if field.name() != Some("file") {
+            continue;
+        }
+        let incoming = Incoming {
+            filename: field
+                .content_disposition()
+                .and_then(|d| d.get_filename())
+                .map(str::to_string),
+            content_type: field.content_type().map(ToString::to_string),
+        };
+        service::upload(
+            &state.pool,
+            &store(state),
+            state.settings.files.max_upload_bytes,
+            user,
+            project_id,
+            incoming,
+            field,
+        )
+        .await?;
+        stored += 1;
+    }
+    if stored == 0 {
+        return Err(AppError::invalid("file", "Choose a file to upload."));
+    }
+    Ok(stored)
+}
+
+/// `GET /files/{id}/download`.
+pub async fn download(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    crate::files::api::download(state, user, id).await
+}
+
+pub async fn confirm_delete(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let file = service::get(&state.pool, &user, *id).await?;
+    html(
+        StatusCode::OK,
+        &ConfirmDeletePage {
+            chrome: Chrome::new(Some(&user), &csrf),
+            name: file.filename,
+            warning: "This deletes the file from confab. It cannot be undone.",
+            action: urls::file_delete(file.id),
+            back: format!("{}#files-heading", urls::project(file.project_id)),
+        },
+    )
+}
+
+/// `POST /files/{id}/delete`: htmx gets the section again, a plain form the project's page.
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let file = service::delete(&state.pool, &store(&state), &user, *id).await?;
+    if is_htmx(&req) {
+        let section = FilesSection::load(&state, &user, &csrf, file.project_id, None).await?;
+        return html(StatusCode::OK, &section);
+    }
+    Ok(see_other(
+        &req,
+        &format!("{}#files-heading", urls::project(file.project_id)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_read_like_a_person_would_say_them() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(3 * 1024 + 400), "3.4 KB");
+        assert_eq!(human_size(12 * 1024 * 1024), "12.0 MB");
+    }
+}
