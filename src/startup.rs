@@ -348,6 +348,7 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/conversations", get().to(chat::api::recent_conversations))
         .route("/projects/{id}/files", post().to(files::api::upload))
         .route("/projects/{id}/files", get().to(files::api::list))
+        .route("/files/upload", post().to(files::api::upload_with_project_field))
         .route("/files/{id}", get().to(files::api::get))
         .route("/files/{id}", delete().to(files::api::delete))
         .route("/files/{id}/content", get().to(files::api::download))

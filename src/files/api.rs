@@ -65,6 +65,85 @@ pub async fn upload(
     ))
 }
 
+/// The file with the provider's id under the name older clients know it by.
+#[derive(serde::Serialize)]
+struct WithFileId {
+    #[serde(flatten)]
+    file: crate::files::model::StoredFile,
+    /// The provider's id (`provider_file_id`); null until the file is uploaded to a provider.
+    file_id: Option<String>,
+}
+
+/// `POST /api/files/upload`: the same upload with the project in a multipart field
+/// `project_id`, which must come before `file` (the project is checked before any file byte is
+/// read); the answer adds `"file_id"`.
+pub async fn upload_with_project_field(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    body: web::Payload,
+) -> AppResult<HttpResponse> {
+    let mut form = Multipart::new(req.headers(), body);
+    let mut project_id = None;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| AppError::BadRequest(format!("Not a multipart form: {e}")))?;
+        match field.name() {
+            Some("project_id") => {
+                let mut raw = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| AppError::BadRequest(e.to_string()))?;
+                    if raw.len() + chunk.len() > 64 {
+                        return Err(AppError::invalid("project_id", "Not a project id."));
+                    }
+                    raw.extend_from_slice(&chunk);
+                }
+                let id = Uuid::parse_str(String::from_utf8_lossy(&raw).trim())
+                    .map_err(|_| AppError::invalid("project_id", "Not a project id."))?;
+                service::check_project(&state.pool, &user, id).await?;
+                project_id = Some(id);
+            }
+            Some("file") => {
+                let Some(project_id) = project_id else {
+                    return Err(AppError::invalid(
+                        "project_id",
+                        "Send the field project_id before the file.",
+                    ));
+                };
+                let incoming = Incoming {
+                    filename: field
+                        .content_disposition()
+                        .and_then(|d| d.get_filename())
+                        .map(str::to_string),
+                    content_type: field.content_type().map(ToString::to_string),
+                };
+                let (file, created) = service::upload(
+                    &state.pool,
+                    &store(&state),
+                    state.settings.files.max_upload_bytes,
+                    &user,
+                    project_id,
+                    incoming,
+                    field,
+                )
+                .await?;
+                let mut response = if created {
+                    HttpResponse::Created()
+                } else {
+                    HttpResponse::Ok()
+                };
+                let file_id = file.provider_file_id.clone();
+                return Ok(response.json(WithFileId { file, file_id }));
+            }
+            _ => {}
+        }
+    }
+    Err(AppError::invalid(
+        "file",
+        "Send the file in a multipart field named \u{201c}file\u{201d}.",
+    ))
+}
+
 /// `GET /api/projects/{id}/files`: newest first.
 pub async fn list(
     state: web::Data<AppState>,

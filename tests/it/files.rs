@@ -396,3 +396,55 @@ async fn the_project_page_uploads_lists_downloads_and_deletes_without_javascript
     assert!(page.contains("No files yet."));
     assert!(stored_files(&app).is_empty());
 }
+
+#[tokio::test]
+async fn the_seed_upload_route_takes_the_project_in_a_field() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("seed-upload@example.com").await;
+    let project = app.project(&token, "Seed").await;
+    let send = |form: reqwest::multipart::Form| {
+        app.api
+            .post(app.url("/api/files/upload"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    };
+    let file = || reqwest::multipart::Part::bytes(b"seed bytes".to_vec()).file_name("seed.txt");
+    let r = send(
+        reqwest::multipart::Form::new()
+            .text("project_id", project.clone())
+            .part("file", file()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["filename"], "seed.txt");
+    assert!(body.get("file_id").is_some(), "{body}");
+    assert_eq!(body["project_id"], project.as_str());
+
+    // The project must come first, and must be the caller's.
+    let r = send(
+        reqwest::multipart::Form::new()
+            .part("file", file())
+            .text("project_id", project.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    let other = app.user_token("seed-other@example.com").await;
+    let r = app
+        .api
+        .post(app.url("/api/files/upload"))
+        .bearer_auth(&other)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("project_id", project.clone())
+                .part("file", file()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(stored_files(&app).len(), 1);
+}
