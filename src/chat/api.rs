@@ -8,6 +8,8 @@ use crate::chat::service::{self, To};
 use crate::chat::stream::{self, Format, Params, Source};
 use crate::conversations::model::{Conversation, Message, Status};
 use crate::error::{AppError, AppResult};
+use crate::files::service::Attached;
+use crate::files::store::Store;
 use crate::generation::registry::Piece;
 use crate::session::CurrentUser;
 use crate::state::AppState;
@@ -17,6 +19,28 @@ use crate::state::AppState;
 pub struct ChatBody {
     message: String,
     conversation_id: Option<Uuid>,
+    /// Files of the agent's project whose text goes with the message.
+    #[serde(default)]
+    file_ids: Vec<Uuid>,
+}
+
+/// The files to send with a message, read and checked; half the history budget is theirs at most.
+pub async fn attachments(
+    state: &AppState,
+    user: &CurrentUser,
+    ids: &[Uuid],
+) -> AppResult<Vec<Attached>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    crate::files::service::attachable(
+        &state.pool,
+        &Store::new(&state.settings.data_dir),
+        user,
+        ids,
+        state.settings.chat.history_budget_chars / 2,
+    )
+    .await
 }
 
 fn json_final(_: &Message) -> String {
@@ -36,7 +60,9 @@ pub async fn stream_chat(
     let ChatBody {
         message,
         conversation_id,
+        file_ids,
     } = body.into_inner();
+    let attached = attachments(&state, &user, &file_ids).await?;
     let to = To::Agent {
         agent_id: *agent_id,
         conversation_id,
@@ -48,6 +74,7 @@ pub async fn stream_chat(
         &user,
         to,
         &message,
+        attached,
     )
     .await?;
     let params = Params {
@@ -91,6 +118,8 @@ pub struct ProjectChatBody {
     project_id: Option<Uuid>,
     message: String,
     conversation_id: Option<Uuid>,
+    #[serde(default)]
+    file_ids: Vec<Uuid>,
 }
 
 #[derive(Serialize)]
@@ -120,7 +149,9 @@ pub async fn chat(
         project_id,
         message,
         conversation_id,
+        file_ids,
     } = body.into_inner();
+    let attached = attachments(&state, &user, &file_ids).await?;
     let to = match (project_id, conversation_id) {
         (Some(project_id), conversation_id) => To::Agent {
             agent_id: service::default_agent(&state.pool, &user, project_id)
@@ -138,6 +169,7 @@ pub async fn chat(
         &user,
         to,
         &message,
+        attached,
     )
     .await?;
     let finished = loop {

@@ -4,10 +4,11 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::chat::stream::Source;
-use crate::conversations::model::{Conversation, Message, Status};
+use crate::conversations::model::{Attaching, Conversation, Message, Status};
 use crate::db;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
+use crate::files::service::Attached;
 use crate::generation::Generations;
 use crate::generation::allowance::Slot;
 use crate::generation::registry::Subscription;
@@ -21,6 +22,8 @@ use crate::settings::ChatSettings;
 /// A message that was stored, with the answer that has started generating.
 pub struct Sent {
     pub conversation: Conversation,
+    /// The project of the agent that answers.
+    pub project_id: Uuid,
     pub user_message: Message,
     pub answer: Message,
     pub reader: Subscription,
@@ -49,15 +52,16 @@ pub fn trim_history(messages: &[Message], budget_chars: usize) -> Vec<Turn> {
     let mut used = 0;
     let mut kept = Vec::new();
     for (index, message) in messages.iter().enumerate().rev() {
-        let size = message.content.chars().count();
+        let text = message.upstream_text();
+        let size = text.chars().count();
         if index + 1 != messages.len() && used + size > budget_chars {
             break;
         }
         used += size;
         kept.push(if message.is_assistant() {
-            Turn::assistant(message.content.clone())
+            Turn::assistant(text)
         } else {
-            Turn::user(message.content.clone())
+            Turn::user(text)
         });
     }
     kept.reverse();
@@ -172,7 +176,29 @@ pub async fn recent(
     .await
 }
 
-/// Stores the user's message and an empty answer in one transaction, then starts generating.
+/// The attached files as they are stored with the message: which ones, and their text as it goes
+/// upstream after it.
+fn attaching(attached: &[Attached]) -> (serde_json::Value, String) {
+    let list = attached
+        .iter()
+        .map(|a| serde_json::json!({"file_id": a.file_id, "filename": a.filename}))
+        .collect();
+    let context = attached
+        .iter()
+        .map(|a| {
+            format!(
+                "<file name=\"{}\">\n{}\n</file>",
+                a.filename.replace('"', "'"),
+                a.text
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    (serde_json::Value::Array(list), context)
+}
+
+/// Stores the user's message (with the files attached to it, which must be in the agent's
+/// project) and an empty answer in one transaction, then starts generating.
 pub async fn send(
     pool: &PgPool,
     generations: &Generations,
@@ -180,6 +206,7 @@ pub async fn send(
     user: &CurrentUser,
     to: To,
     raw: &str,
+    attached: Vec<Attached>,
 ) -> AppResult<Sent> {
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
@@ -252,13 +279,31 @@ pub async fn send(
                 }
                 Conversation::touch(conn, conversation.id)?;
             }
+            if let Some(stranger) = attached.iter().find(|a| a.project_id != agent.project_id) {
+                return Err(AppError::invalid(
+                    "file_ids",
+                    format!(
+                        "\u{201c}{}\u{201d} belongs to another project; attach files of this agent's project.",
+                        stranger.filename
+                    ),
+                ));
+            }
             let system = SystemMessage::compose(Prompt::for_system_message(
                 conn,
                 agent.project_id,
                 agent.id,
             )?);
-            let (user_message, answer) =
-                Message::insert_turn(conn, conversation.id, &text, versions_json(&system))?;
+            let (attachments, context) = attaching(&attached);
+            let (user_message, answer) = Message::insert_turn(
+                conn,
+                conversation.id,
+                &text,
+                Attaching {
+                    attachments,
+                    context: &context,
+                },
+                versions_json(&system),
+            )?;
             // A new conversation's history is just this message: no need to read it back.
             let history = if new_conversation {
                 vec![user_message.clone()]
@@ -287,6 +332,7 @@ pub async fn send(
         &system,
     );
     Ok(Sent {
+        project_id: agent.project_id,
         conversation,
         user_message,
         answer,

@@ -53,7 +53,7 @@ pub fn last_event_id(req: &HttpRequest) -> Option<usize> {
 /// Where the events come from: a live answer, or the stored row of one that has ended.
 pub enum Source {
     Live(Subscription),
-    Stored(Message),
+    Stored(Box<Message>),
 }
 
 impl Source {
@@ -67,7 +67,7 @@ impl Source {
                 "interrupted: this answer is no longer being generated".into()
             });
         }
-        Source::Stored(message)
+        Source::Stored(Box::new(message))
     }
 }
 

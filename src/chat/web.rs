@@ -36,6 +36,8 @@ pub struct MessageView {
     pub text: String,
     pub status: Status,
     pub error: Option<String>,
+    /// The names of the files sent with a user's message.
+    pub attachments: Vec<String>,
     /// The technical side of a failure, folded away under the plain words.
     pub error_detail: Option<String>,
     pub meta: Option<String>,
@@ -68,6 +70,15 @@ impl MessageView {
             text,
             status,
             error: message.error.clone(),
+            attachments: message
+                .attachments
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|a| a["filename"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
             error_detail: message.error_detail.clone(),
             meta,
         }
@@ -169,7 +180,22 @@ struct Composer {
     /// The agents a new chat may go to (a picker when more than one).
     picker: Vec<(Agent, String)>,
     chosen: Option<Uuid>,
+    /// The files of the agent's project that can go with a message: (id, name).
+    files: Vec<(Uuid, String)>,
     oob: bool,
+}
+
+/// The files a message to this agent's project may carry.
+async fn attachable_files(
+    state: &AppState,
+    user: &CurrentUser,
+    project_id: Uuid,
+) -> AppResult<Vec<(Uuid, String)>> {
+    Ok(crate::files::service::list(&state.pool, user, project_id)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f.filename))
+        .collect())
 }
 
 impl Composer {
@@ -178,7 +204,13 @@ impl Composer {
     }
 
     /// The box under a conversation: posts to it, with whichever agent it has.
-    fn reply(csrf: &CsrfToken, conversation: Uuid, enabled: bool, oob: bool) -> Composer {
+    fn reply(
+        csrf: &CsrfToken,
+        conversation: Uuid,
+        files: Vec<(Uuid, String)>,
+        enabled: bool,
+        oob: bool,
+    ) -> Composer {
         Composer {
             csrf: csrf.0.clone(),
             url: urls::conversation_messages(conversation),
@@ -187,6 +219,7 @@ impl Composer {
             enabled,
             picker: Vec::new(),
             chosen: None,
+            files,
             oob,
         }
     }
@@ -367,10 +400,14 @@ async fn chat_page(
         ),
     };
     let current = conversation.as_ref().map(|c| c.id);
+    let files = match &agent {
+        Some(a) => attachable_files(state, user, a.project_id).await?,
+        None => Vec::new(),
+    };
     let composer = match &conversation {
         Some(c) => Composer {
             draft,
-            ..Composer::reply(csrf, c.id, providers_configured, false)
+            ..Composer::reply(csrf, c.id, files, providers_configured, false)
         },
         None => Composer {
             csrf: csrf.0.clone(),
@@ -383,6 +420,7 @@ async fn chat_page(
             enabled: providers_configured,
             chosen: agent.as_ref().map(|a| a.id),
             picker,
+            files,
             oob: false,
         },
     };
@@ -534,6 +572,9 @@ pub struct MessageForm {
     /// On a new chat: the agent picked (the default one when absent).
     #[serde(default)]
     agent_id: Option<String>,
+    /// A file of the project to send with the message.
+    #[serde(default)]
+    attach: Option<String>,
 }
 
 /// A refused message under htmx: the reason goes right above the composer (which keeps the
@@ -573,15 +614,25 @@ async fn send(
     to: To,
     form: MessageForm,
 ) -> AppResult<HttpResponse> {
-    let result = service::send(
-        &state.pool,
-        &state.generations,
-        &state.settings.chat,
-        user,
-        to,
-        &form.message,
-    )
-    .await;
+    let file_ids = match form.attach.as_deref().map(str::trim) {
+        None | Some("") => Vec::new(),
+        Some(id) => vec![Uuid::parse_str(id).map_err(|_| AppError::NotFound)?],
+    };
+    let result = match crate::chat::api::attachments(state, user, &file_ids).await {
+        Ok(attached) => {
+            service::send(
+                &state.pool,
+                &state.generations,
+                &state.settings.chat,
+                user,
+                to,
+                &form.message,
+                attached,
+            )
+            .await
+        }
+        Err(error) => Err(error),
+    };
     let sent = match result {
         Ok(sent) => sent,
         Err(error) if is_htmx(&req) => return refused_in_composer(error),
@@ -640,7 +691,16 @@ async fn send(
         },
         list,
         head: new.then(|| TitleSection::of(csrf, sent.conversation.clone(), true)),
-        composer: new.then(|| Composer::reply(csrf, sent.conversation.id, true, true)),
+        composer: match new {
+            true => Some(Composer::reply(
+                csrf,
+                sent.conversation.id,
+                attachable_files(state, user, sent.project_id).await?,
+                true,
+                true,
+            )),
+            false => None,
+        },
     };
     let mut response = HttpResponse::Ok();
     if sent.new_conversation {

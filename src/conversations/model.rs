@@ -130,11 +130,26 @@ pub struct Message {
     pub finished_at: Option<DateTime<Utc>>,
     /// What the provider or the connection said when an answer failed; `error` says it plainly.
     pub error_detail: Option<String>,
+    /// Files attached to a user's message: `[{"file_id", "filename"}]`.
+    pub attachments: serde_json::Value,
+    /// The attached files' text as it went upstream after the message (not shown, not in the
+    /// API: the files themselves are).
+    #[serde(skip)]
+    pub context: String,
 }
 
 impl Message {
     pub fn is_assistant(&self) -> bool {
         self.role == Role::Assistant
+    }
+
+    /// What this message says upstream: its text, then its attached files' text.
+    pub fn upstream_text(&self) -> String {
+        if self.context.is_empty() {
+            self.content.clone()
+        } else {
+            format!("{}\n\n{}", self.content, self.context)
+        }
     }
 }
 
@@ -147,6 +162,14 @@ struct NewMessage<'a> {
     content: &'a str,
     status: Status,
     prompt_versions: serde_json::Value,
+    attachments: serde_json::Value,
+    context: &'a str,
+}
+
+/// What a user's message carries besides its text: the attached files and their text.
+pub struct Attaching<'a> {
+    pub attachments: serde_json::Value,
+    pub context: &'a str,
 }
 
 /// How an answer ended, as written when it ends.
@@ -345,6 +368,7 @@ impl Message {
         conn: &mut PgConnection,
         conversation_id: Uuid,
         text: &str,
+        attaching: Attaching,
         prompt_versions: serde_json::Value,
     ) -> QueryResult<(Message, Message)> {
         let rows = [
@@ -355,6 +379,8 @@ impl Message {
                 content: text,
                 status: Status::Complete,
                 prompt_versions: serde_json::Value::Array(vec![]),
+                attachments: attaching.attachments,
+                context: attaching.context,
             },
             NewMessage {
                 id: Uuid::now_v7(),
@@ -363,6 +389,8 @@ impl Message {
                 content: "",
                 status: Status::Streaming,
                 prompt_versions,
+                attachments: serde_json::Value::Array(vec![]),
+                context: "",
             },
         ];
         let mut inserted: Vec<Message> = diesel::insert_into(messages::table)
@@ -391,6 +419,8 @@ impl Message {
                 content: "",
                 status: Status::Streaming,
                 prompt_versions,
+                attachments: serde_json::Value::Array(vec![]),
+                context: "",
             },
         )
     }
@@ -414,12 +444,12 @@ impl Message {
         // a long conversation is never read whole into memory for one turn.
         diesel::sql_query(
             "SELECT * FROM ( \
-               SELECT m.*, sum(char_length(m.content)) OVER (ORDER BY m.id DESC) AS upto \
+               SELECT m.*, sum(char_length(m.content) + char_length(m.context)) OVER (ORDER BY m.id DESC) AS upto \
                FROM messages m \
                WHERE m.conversation_id = $1 AND m.id < $2 \
                  AND m.status IN ('complete', 'stopped') AND m.content <> '' \
              ) h \
-             WHERE h.upto - char_length(h.content) < $3 \
+             WHERE h.upto - char_length(h.content) - char_length(h.context) < $3 \
              ORDER BY h.id",
         )
         .bind::<diesel::sql_types::Uuid, _>(conversation_id)

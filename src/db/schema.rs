@@ -59,6 +59,8 @@ diesel::table! {
         created_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
         error_detail -> Nullable<Text>,
+        attachments -> Jsonb,
+        context -> Text,
     }
 }
 

@@ -124,6 +124,83 @@ pub async fn forget_all(pool: &PgPool, store: &Store, shas: Vec<String>) {
     }
 }
 
+/// A file attached to a message, with its text as it goes upstream.
+pub struct Attached {
+    pub file_id: Uuid,
+    pub project_id: Uuid,
+    pub filename: String,
+    pub text: String,
+}
+
+/// The most files one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// The user's files `ids` with their text, together at most `budget_chars` characters; a clear
+/// refusal for a file that is someone else's (404), has no text confab can read, or does not fit.
+pub async fn attachable(
+    pool: &PgPool,
+    store: &Store,
+    user: &CurrentUser,
+    ids: &[Uuid],
+    budget_chars: usize,
+) -> AppResult<Vec<Attached>> {
+    if ids.len() > MAX_ATTACHMENTS {
+        return Err(AppError::invalid(
+            "file_ids",
+            format!("A message can carry up to {MAX_ATTACHMENTS} files."),
+        ));
+    }
+    let mut attached = Vec::with_capacity(ids.len());
+    let mut room = budget_chars;
+    for id in ids {
+        if attached.iter().any(|a: &Attached| a.file_id == *id) {
+            continue;
+        }
+        let file = get(pool, user, *id).await?;
+        let too_long = || {
+            AppError::invalid(
+                "file_ids",
+                format!(
+                    "\u{201c}{}\u{201d} is too long to send with a message (room for {room} more characters).",
+                    file.filename
+                ),
+            )
+        };
+        // A character is at most 4 bytes: a file over that cannot fit, whatever it holds.
+        if usize::try_from(file.bytes).unwrap_or(usize::MAX) > room.saturating_mul(4) {
+            return Err(too_long());
+        }
+        let path = store.path_of(&file.sha256).ok_or(AppError::NotFound)?;
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|error| AppError::Internal(Box::new(error)))?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) if !text.contains('\0') => text,
+            _ => {
+                return Err(AppError::invalid(
+                    "file_ids",
+                    format!(
+                        "\u{201c}{}\u{201d} has no text confab can read (plain text, Markdown, CSV, JSON and code can be attached).",
+                        file.filename
+                    ),
+                ));
+            }
+        };
+        let chars = text.chars().count();
+        if chars > room {
+            return Err(too_long());
+        }
+        room -= chars;
+        attached.push(Attached {
+            file_id: file.id,
+            project_id: file.project_id,
+            filename: file.filename,
+            text,
+        });
+    }
+    Ok(attached)
+}
+
 pub async fn list(
     pool: &PgPool,
     user: &CurrentUser,

@@ -556,6 +556,8 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
         created_at: chrono::Utc::now(),
         finished_at: outcome.finished_at,
         error_detail,
+        attachments: serde_json::Value::Array(vec![]),
+        context: String::new(),
     }
 }
 

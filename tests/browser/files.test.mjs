@@ -8,7 +8,7 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => browser?.close());
 
-test("upload two files with progress bars, download one, delete one", async () => {
+test("upload two files with progress bars, download one, delete one, attach one in chat", async () => {
   const problems = [];
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, acceptDownloads: true });
   const page = await context.newPage();
@@ -48,6 +48,16 @@ test("upload two files with progress bars, download one, delete one", async () =
   await page.getByRole("button", { name: "Delete big.txt" }).click();
   await page.getByRole("link", { name: "big.txt" }).waitFor({ state: "detached" });
   assert.equal(await page.locator("#files-section tbody tr").count(), 1);
+
+  // In the chat, the project's file can go with a message; the message shows it.
+  await page.goto(`${base}/chat`);
+  await page.getByLabel("Attach", { exact: true }).selectOption({ label: "notes.md" });
+  await page.getByLabel("Message").fill("What is the answer in my notes?");
+  await page.getByRole("button", { name: "Send" }).click();
+  await page.locator("#messages article.msg.user", { hasText: "📎 notes.md" }).waitFor();
+  await page.locator("#messages article.msg.assistant.complete").waitFor();
+  assert.equal(await page.getByLabel("Attach", { exact: true }).inputValue(), "", "the next message starts without a file");
+
   assert.deepEqual(problems, [], "no console errors or CSP violations");
   await context.close();
 });

@@ -448,3 +448,124 @@ async fn the_seed_upload_route_takes_the_project_in_a_field() {
     assert_eq!(r.status(), 404);
     assert_eq!(stored_files(&app).len(), 1);
 }
+
+#[tokio::test]
+async fn attached_files_go_upstream_with_the_message_and_stay_in_its_history() {
+    use crate::support::fake_llm::{FakeLlm, Script};
+    use crate::support::sse::Events;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Read it."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, agent) = app.chat_setup("attach@example.com").await;
+    let (_, notes) = upload(
+        &app,
+        &token,
+        &project,
+        "notes.md",
+        b"The launch code is 7781.".to_vec(),
+    )
+    .await;
+    let notes = notes["id"].as_str().unwrap().to_string();
+    let (_, binary) = upload(&app, &token, &project, "blob.bin", vec![0, 159, 146, 150]).await;
+
+    let ask = |body: Value| {
+        app.api
+            .post(app.url(&format!("/api/chat/agents/{agent}")))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let r = ask(serde_json::json!({"message": "What is the code?", "file_ids": [notes]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, done) = Events::of(r).collect_json().await;
+    let conversation = done["conversation_id"].as_str().unwrap().to_string();
+    let sent = serde_json::to_string(&fake.requests()[0].body).unwrap();
+    assert!(
+        sent.contains("What is the code?")
+            && sent.contains("<file name=\\\"notes.md\\\">")
+            && sent.contains("The launch code is 7781."),
+        "{sent}"
+    );
+    let (_, stored) = app
+        .get_json(&token, &format!("/api/conversations/{conversation}"))
+        .await;
+    assert_eq!(stored["messages"][0]["content"], "What is the code?");
+    assert_eq!(
+        stored["messages"][0]["attachments"][0]["filename"],
+        "notes.md"
+    );
+    assert!(
+        stored["messages"][0].get("context").is_none(),
+        "the text is not repeated in the API"
+    );
+
+    // The next turn sends the file's text again as part of the history.
+    let r = ask(serde_json::json!({"message": "And again?", "conversation_id": conversation}))
+        .await
+        .unwrap();
+    Events::of(r).collect_json().await;
+    let history = serde_json::to_string(&fake.requests()[1].body).unwrap();
+    assert!(history.contains("The launch code is 7781."), "{history}");
+
+    // A file without text, too many characters, or someone else's: refused, nothing sent.
+    let (status, body) = app
+        .post_json(
+            &token,
+            &format!("/api/chat/agents/{agent}"),
+            serde_json::json!({"message": "read this", "file_ids": [binary["id"]]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no text"),
+        "{body}"
+    );
+    let (_, long) = upload(&app, &token, &project, "long.txt", vec![b'a'; 20_000]).await;
+    let (status, body) = app
+        .post_json(
+            &token,
+            &format!("/api/chat/agents/{agent}"),
+            serde_json::json!({"message": "read this", "file_ids": [long["id"]]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too long"),
+        "{body}"
+    );
+    let (other, _, their_agent) = app.chat_setup("attach-other@example.com").await;
+    let (status, _) = app
+        .post_json(
+            &other,
+            &format!("/api/chat/agents/{their_agent}"),
+            serde_json::json!({"message": "steal", "file_ids": [notes]}),
+        )
+        .await;
+    assert_eq!(status, 404, "someone else's file");
+    // A file of another of my projects does not go to this agent.
+    let elsewhere = app.project(&token, "Elsewhere").await;
+    let (_, far) = upload(&app, &token, &elsewhere, "far.txt", b"far away".to_vec()).await;
+    let (status, body) = app
+        .post_json(
+            &token,
+            &format!("/api/chat/agents/{agent}"),
+            serde_json::json!({"message": "read", "file_ids": [far["id"]]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another project")
+    );
+    assert_eq!(fake.requests().len(), 2, "nothing refused went upstream");
+}
