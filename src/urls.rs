@@ -116,3 +116,8 @@ pub fn file_download(id: impl Borrow<Uuid>) -> String {
 pub fn file_delete(id: impl Borrow<Uuid>) -> String {
     format!("/files/{}/delete", id.borrow())
 }
+
+/// Project knowledge on or off (POST `enabled=true|false`).
+pub fn project_knowledge(id: impl Borrow<Uuid>) -> String {
+    format!("/projects/{}/knowledge", id.borrow())
+}

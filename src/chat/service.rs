@@ -4,10 +4,11 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::chat::stream::Source;
-use crate::conversations::model::{Attaching, Conversation, Message, Status};
+use crate::conversations::model::{Conversation, Extras, Message, Status};
 use crate::db;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
+use crate::files::model::Passage;
 use crate::files::service::Attached;
 use crate::generation::Generations;
 use crate::generation::allowance::Slot;
@@ -197,6 +198,49 @@ fn attaching(attached: &[Attached]) -> (serde_json::Value, String) {
     (serde_json::Value::Array(list), context)
 }
 
+/// How many passages of a project's files go with a message when the project answers from them.
+pub const KNOWLEDGE_PASSAGES: i64 = 4;
+
+/// The words a message is searched by: letters and digits only (so they are safe in a
+/// `to_tsquery` joined by `|`), lower case, each once, at most 32.
+pub fn search_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        let word = word.to_lowercase();
+        if word.chars().count() >= 2 && !words.contains(&word) {
+            words.push(word);
+        }
+        if words.len() == 32 {
+            break;
+        }
+    }
+    words
+}
+
+/// The passages as the request's instructions add them, and as the answer cites them.
+fn knowledge(passages: &[Passage]) -> (String, serde_json::Value) {
+    if passages.is_empty() {
+        return (String::new(), serde_json::Value::Array(vec![]));
+    }
+    let mut block = String::from(
+        "Passages from this project's files follow. Answer from them where they help and cite \
+         them by number, like [1]; if they do not hold the answer, say so.",
+    );
+    let mut citations = Vec::new();
+    for (index, passage) in passages.iter().enumerate() {
+        let n = index + 1;
+        block.push_str(&format!(
+            "\n\n[{n}] {}:\n{}",
+            passage.filename, passage.text
+        ));
+        let excerpt: String = passage.text.chars().take(200).collect();
+        citations.push(serde_json::json!({
+            "n": n, "file_id": passage.file_id, "filename": passage.filename, "excerpt": excerpt,
+        }));
+    }
+    (block, serde_json::Value::Array(citations))
+}
+
 /// Stores the user's message (with the files attached to it, which must be in the agent's
 /// project) and an empty answer in one transaction, then starts generating.
 pub async fn send(
@@ -217,7 +261,7 @@ pub async fn send(
         settings.history_budget_chars,
         settings.max_messages_per_conversation,
     );
-    let (agent, conversation, new_conversation, user_message, answer, history, system, slot) =
+    let (agent, conversation, new_conversation, user_message, answer, history, instructions, slot) =
         db::transaction(pool, move |conn| {
             let (agent, conversation, new_conversation) = match to {
                 To::Conversation(id) => {
@@ -294,13 +338,22 @@ pub async fn send(
                 agent.id,
             )?);
             let (attachments, context) = attaching(&attached);
+            // Project knowledge: the best passages of its files for this message, if it is on.
+            let passages = Passage::search(
+                conn,
+                agent.project_id,
+                &search_words(&text),
+                KNOWLEDGE_PASSAGES,
+            )?;
+            let (knowledge, citations) = knowledge(&passages);
             let (user_message, answer) = Message::insert_turn(
                 conn,
                 conversation.id,
                 &text,
-                Attaching {
+                Extras {
                     attachments,
                     context: &context,
+                    citations,
                 },
                 versions_json(&system),
             )?;
@@ -310,6 +363,13 @@ pub async fn send(
             } else {
                 Message::history(conn, conversation.id, answer.id, budget)?
             };
+            // The system message, then the passages.
+            let instructions = [system.text.as_str(), knowledge.as_str()]
+                .iter()
+                .filter(|part| !part.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\n\n");
             Ok((
                 agent,
                 conversation,
@@ -317,7 +377,7 @@ pub async fn send(
                 user_message,
                 answer,
                 history,
-                system,
+                instructions,
                 slot,
             ))
         })
@@ -329,7 +389,7 @@ pub async fn send(
         &agent,
         &answer,
         &history,
-        &system,
+        instructions,
     );
     Ok(Sent {
         project_id: agent.project_id,
@@ -348,11 +408,11 @@ fn start(
     agent: &Agent,
     answer: &Message,
     history: &[Message],
-    system: &SystemMessage,
+    instructions: String,
 ) -> Subscription {
     let request = ChatRequest {
         model: agent.model.clone(),
-        instructions: (!system.text.is_empty()).then(|| system.text.clone()),
+        instructions: (!instructions.is_empty()).then_some(instructions),
         history: trim_history(history, settings.history_budget_chars),
         temperature: agent.temperature,
         max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
@@ -423,7 +483,7 @@ pub async fn retry(
         &agent,
         &answer,
         &history,
-        &system,
+        system.text,
     );
     Ok((conversation, answer, reader))
 }
@@ -569,6 +629,16 @@ pub async fn default_agent(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_words_are_letters_and_digits_only() {
+        assert_eq!(
+            search_words("What's the launch-code? (launch!) x ü'; DROP TABLE|&!"),
+            vec!["what", "the", "launch", "code", "drop", "table"]
+        );
+        assert_eq!(search_words(&"word ".repeat(100)).len(), 1);
+        assert!(search_words("a b c !!").is_empty());
+    }
 
     #[test]
     fn titles_are_short_and_cut_at_words() {

@@ -38,6 +38,8 @@ pub struct MessageView {
     pub error: Option<String>,
     /// The names of the files sent with a user's message.
     pub attachments: Vec<String>,
+    /// An answer's sources: (number, file name, excerpt).
+    pub citations: Vec<(u64, String, String)>,
     /// The technical side of a failure, folded away under the plain words.
     pub error_detail: Option<String>,
     pub meta: Option<String>,
@@ -76,6 +78,21 @@ impl MessageView {
                 .map(|list| {
                     list.iter()
                         .filter_map(|a| a["filename"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            citations: message
+                .citations
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|c| {
+                            (
+                                c["n"].as_u64().unwrap_or_default(),
+                                c["filename"].as_str().unwrap_or_default().to_string(),
+                                c["excerpt"].as_str().unwrap_or_default().to_string(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

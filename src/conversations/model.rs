@@ -136,6 +136,8 @@ pub struct Message {
     /// API: the files themselves are).
     #[serde(skip)]
     pub context: String,
+    /// An answer's sources from project knowledge: `[{"n", "file_id", "filename", "excerpt"}]`.
+    pub citations: serde_json::Value,
 }
 
 impl Message {
@@ -164,12 +166,15 @@ struct NewMessage<'a> {
     prompt_versions: serde_json::Value,
     attachments: serde_json::Value,
     context: &'a str,
+    citations: serde_json::Value,
 }
 
-/// What a user's message carries besides its text: the attached files and their text.
-pub struct Attaching<'a> {
+/// What a turn carries besides the message's text: the files attached to the message and their
+/// text, and the sources the answer is given.
+pub struct Extras<'a> {
     pub attachments: serde_json::Value,
     pub context: &'a str,
+    pub citations: serde_json::Value,
 }
 
 /// How an answer ended, as written when it ends.
@@ -368,7 +373,7 @@ impl Message {
         conn: &mut PgConnection,
         conversation_id: Uuid,
         text: &str,
-        attaching: Attaching,
+        extras: Extras,
         prompt_versions: serde_json::Value,
     ) -> QueryResult<(Message, Message)> {
         let rows = [
@@ -379,8 +384,9 @@ impl Message {
                 content: text,
                 status: Status::Complete,
                 prompt_versions: serde_json::Value::Array(vec![]),
-                attachments: attaching.attachments,
-                context: attaching.context,
+                attachments: extras.attachments,
+                context: extras.context,
+                citations: serde_json::Value::Array(vec![]),
             },
             NewMessage {
                 id: Uuid::now_v7(),
@@ -391,6 +397,7 @@ impl Message {
                 prompt_versions,
                 attachments: serde_json::Value::Array(vec![]),
                 context: "",
+                citations: extras.citations,
             },
         ];
         let mut inserted: Vec<Message> = diesel::insert_into(messages::table)
@@ -421,6 +428,7 @@ impl Message {
                 prompt_versions,
                 attachments: serde_json::Value::Array(vec![]),
                 context: "",
+                citations: serde_json::Value::Array(vec![]),
             },
         )
     }

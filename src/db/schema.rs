@@ -28,6 +28,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    file_chunks (id) {
+        id -> Int8,
+        file_id -> Uuid,
+        project_id -> Uuid,
+        position -> Int4,
+        text -> Text,
+    }
+}
+
+diesel::table! {
     files (id) {
         id -> Uuid,
         project_id -> Uuid,
@@ -61,6 +71,7 @@ diesel::table! {
         error_detail -> Nullable<Text>,
         attachments -> Jsonb,
         context -> Text,
+        citations -> Jsonb,
     }
 }
 
@@ -72,6 +83,7 @@ diesel::table! {
         description -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        knowledge -> Bool,
     }
 }
 
@@ -128,6 +140,7 @@ diesel::table! {
 diesel::joinable!(agents -> projects (project_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(conversations -> users (user_id));
+diesel::joinable!(file_chunks -> files (file_id));
 diesel::joinable!(files -> projects (project_id));
 diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(projects -> users (owner_id));
@@ -139,6 +152,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     agents,
     conversations,
+    file_chunks,
     files,
     messages,
     projects,

@@ -5,4 +5,5 @@ pub mod api;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod text;
 pub mod web;

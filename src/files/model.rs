@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::{files, projects};
+use crate::db::schema::{file_chunks, files, projects};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = files)]
@@ -45,6 +45,14 @@ impl StoredFile {
                 .filter(projects::owner_id.eq(owner)),
         ))
         .get_result(conn)
+    }
+
+    /// Whether the project answers from its files.
+    pub fn knowledge_of(conn: &mut PgConnection, project_id: Uuid) -> QueryResult<bool> {
+        projects::table
+            .find(project_id)
+            .select(projects::knowledge)
+            .first(conn)
     }
 
     /// The project's files, newest first.
@@ -110,5 +118,67 @@ impl StoredFile {
             .filter(files::project_id.eq(project_id))
             .select(files::sha256)
             .load(conn)
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = file_chunks)]
+pub struct NewPassage<'a> {
+    pub file_id: Uuid,
+    pub project_id: Uuid,
+    pub position: i32,
+    pub text: &'a str,
+}
+
+/// A passage of a project's file found for a question.
+#[derive(Debug, Clone, QueryableByName, Serialize)]
+pub struct Passage {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub file_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub filename: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub text: String,
+}
+
+impl Passage {
+    pub fn insert_all(conn: &mut PgConnection, passages: &[NewPassage]) -> QueryResult<usize> {
+        // PostgreSQL takes at most 65,535 parameters in a statement: 4 per row.
+        let mut written = 0;
+        for batch in passages.chunks(10_000) {
+            written += diesel::insert_into(file_chunks::table)
+                .values(batch)
+                .execute(conn)?;
+        }
+        Ok(written)
+    }
+
+    /// The best `limit` passages of the project's files for `words` (any of them, ranked by
+    /// full-text search), if the project answers from its files at all.
+    pub fn search(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+        words: &[String],
+        limit: i64,
+    ) -> QueryResult<Vec<Passage>> {
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The words are letters and digits only (see `chat::service`), so joining them with `|`
+        // makes a valid query that matches passages with any of them.
+        let query = words.join(" | ");
+        diesel::sql_query(
+            "SELECT c.file_id, f.filename, c.text \
+             FROM file_chunks c \
+             JOIN files f ON f.id = c.file_id \
+             JOIN projects p ON p.id = c.project_id AND p.knowledge \
+             WHERE c.project_id = $1 AND c.tsv @@ to_tsquery('english', $2) \
+             ORDER BY ts_rank(c.tsv, to_tsquery('english', $2)) DESC, c.id \
+             LIMIT $3",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(project_id)
+        .bind::<diesel::sql_types::Text, _>(query)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(conn)
     }
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::{self, PgPool};
 use crate::error::{AppError, AppResult};
-use crate::files::model::{NewFile, StoredFile};
+use crate::files::model::{NewFile, NewPassage, Passage, StoredFile};
 use crate::files::store::Store;
 use crate::session::CurrentUser;
 
@@ -95,10 +95,53 @@ where
         })
     })
     .await;
-    if recorded.is_err() {
-        forget_bytes(pool, store, received.sha256).await;
+    match &recorded {
+        Err(_) => forget_bytes(pool, store, received.sha256).await,
+        Ok((file, true)) => {
+            // The file is kept either way; without passages it is only not found as knowledge.
+            if let Err(error) = index(pool, store, file).await {
+                tracing::warn!(%error, file_id = %file.id, "could not index a file's text");
+            }
+        }
+        Ok((_, false)) => {}
     }
     recorded
+}
+
+/// Files larger than this are kept and attachable as files, but not searched as knowledge.
+pub const MAX_INDEXED_BYTES: i64 = 10 << 20;
+
+/// Cuts a new file's text into passages for project knowledge; a file without text has none.
+async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<()> {
+    if file.bytes > MAX_INDEXED_BYTES {
+        return Ok(());
+    }
+    let Some(path) = store.path_of(&file.sha256) else {
+        return Ok(());
+    };
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|error| AppError::Internal(Box::new(error)))?;
+    let Some(text) = crate::files::text::readable(bytes) else {
+        return Ok(());
+    };
+    let (file_id, project_id) = (file.id, file.project_id);
+    db::run(pool, move |conn| {
+        let pieces = crate::files::text::passages(&text);
+        let rows: Vec<NewPassage> = pieces
+            .iter()
+            .enumerate()
+            .map(|(position, text)| NewPassage {
+                file_id,
+                project_id,
+                position: i32::try_from(position).unwrap_or(i32::MAX),
+                text,
+            })
+            .collect();
+        Passage::insert_all(conn, &rows)?;
+        Ok(())
+    })
+    .await
 }
 
 /// Removes bytes no row names any more (a failure is logged: the bytes are only wasted space).
@@ -174,17 +217,14 @@ pub async fn attachable(
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|error| AppError::Internal(Box::new(error)))?;
-        let text = match String::from_utf8(bytes) {
-            Ok(text) if !text.contains('\0') => text,
-            _ => {
-                return Err(AppError::invalid(
-                    "file_ids",
-                    format!(
-                        "\u{201c}{}\u{201d} has no text confab can read (plain text, Markdown, CSV, JSON and code can be attached).",
-                        file.filename
-                    ),
-                ));
-            }
+        let Some(text) = crate::files::text::readable(bytes) else {
+            return Err(AppError::invalid(
+                "file_ids",
+                format!(
+                    "\u{201c}{}\u{201d} has no text confab can read (plain text, Markdown, CSV, JSON and code can be attached).",
+                    file.filename
+                ),
+            ));
         };
         let chars = text.chars().count();
         if chars > room {
@@ -199,6 +239,25 @@ pub async fn attachable(
         });
     }
     Ok(attached)
+}
+
+/// The project's files and whether its agents answer from them.
+pub async fn list_with_knowledge(
+    pool: &PgPool,
+    user: &CurrentUser,
+    project_id: Uuid,
+) -> AppResult<(Vec<StoredFile>, bool)> {
+    let owner = user.id;
+    db::run(pool, move |conn| {
+        if !StoredFile::owns_project(conn, owner, project_id)? {
+            return Err(AppError::NotFound);
+        }
+        Ok((
+            StoredFile::list_for_project(conn, project_id)?,
+            StoredFile::knowledge_of(conn, project_id)?,
+        ))
+    })
+    .await
 }
 
 pub async fn list(

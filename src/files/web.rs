@@ -63,6 +63,8 @@ pub struct FilesSection {
     files: Vec<FileRow>,
     error: Option<String>,
     max_mb: u64,
+    /// The project's agents answer from these files.
+    knowledge: bool,
 }
 
 impl FilesSection {
@@ -73,10 +75,12 @@ impl FilesSection {
         project_id: Uuid,
         error: Option<String>,
     ) -> AppResult<FilesSection> {
-        let files = service::list(&state.pool, user, project_id).await?;
+        let (files, knowledge) =
+            service::list_with_knowledge(&state.pool, user, project_id).await?;
         Ok(FilesSection {
             csrf: csrf.0.clone(),
             project_id,
+            knowledge,
             files: files.into_iter().map(FileRow::of).collect(),
             error,
             max_mb: state.settings.files.max_upload_bytes >> 20,

@@ -558,6 +558,7 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
         error_detail,
         attachments: serde_json::Value::Array(vec![]),
         context: String::new(),
+        citations: serde_json::Value::Array(vec![]),
     }
 }
 

@@ -61,3 +61,20 @@ pub async fn delete_project(
     .await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeBody {
+    enabled: bool,
+}
+
+/// `PUT /api/projects/{id}/knowledge` `{"enabled": true|false}` → the project.
+pub async fn set_knowledge(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    body: web::Json<KnowledgeBody>,
+) -> AppResult<HttpResponse> {
+    let project = service::set_knowledge(&state.pool, &user, *id, body.enabled).await?;
+    Ok(HttpResponse::Ok().json(project))
+}

@@ -17,6 +17,8 @@ pub struct Project {
     pub description: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its agents answer from passages of its files and cite them.
+    pub knowledge: bool,
 }
 
 #[derive(Insertable)]
@@ -53,6 +55,26 @@ impl Project {
             .group_by(agents::project_id)
             .select((agents::project_id, diesel::dsl::count_star()))
             .load(conn)
+    }
+
+    /// Turns project knowledge on or off.
+    pub fn set_knowledge(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        id: Uuid,
+        enabled: bool,
+    ) -> QueryResult<Project> {
+        diesel::update(
+            projects::table
+                .filter(projects::id.eq(id))
+                .filter(projects::owner_id.eq(owner)),
+        )
+        .set((
+            projects::knowledge.eq(enabled),
+            projects::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Project::as_returning())
+        .get_result(conn)
     }
 
     pub fn find_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> QueryResult<Project> {

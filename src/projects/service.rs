@@ -118,6 +118,20 @@ pub fn create_in(
     Ok(project)
 }
 
+/// Project knowledge on or off: its agents answer from its files' passages and cite them.
+pub async fn set_knowledge(
+    pool: &PgPool,
+    user: &CurrentUser,
+    id: Uuid,
+    enabled: bool,
+) -> AppResult<Project> {
+    let owner = user.id;
+    db::run(pool, move |conn| {
+        Ok(Project::set_knowledge(conn, owner, id, enabled)?)
+    })
+    .await
+}
+
 pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Project> {
     let owner = user.id;
     db::run(pool, move |conn| Ok(Project::find_owned(conn, owner, id)?)).await

@@ -343,6 +343,28 @@ pub async fn upload_files(
     }
 }
 
+#[derive(Deserialize)]
+pub struct KnowledgeForm {
+    #[serde(default)]
+    enabled: String,
+}
+
+/// `POST /projects/{id}/knowledge`: project knowledge on or off, then back to the files.
+pub async fn set_knowledge(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+    PageForm(form): PageForm<KnowledgeForm>,
+) -> AppResult<HttpResponse> {
+    let project =
+        service::set_knowledge(&state.pool, &user, *id, form.enabled.trim() == "true").await?;
+    Ok(see_other(
+        &req,
+        &format!("{}#files-heading", urls::project(project.id)),
+    ))
+}
+
 pub async fn confirm_delete_project(
     user: CurrentUser,
     state: web::Data<AppState>,

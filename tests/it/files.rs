@@ -569,3 +569,101 @@ async fn attached_files_go_upstream_with_the_message_and_stay_in_its_history() {
     );
     assert_eq!(fake.requests().len(), 2, "nothing refused went upstream");
 }
+
+#[tokio::test]
+async fn project_knowledge_answers_from_the_files_and_cites_them() {
+    use crate::support::fake_llm::{FakeLlm, Script};
+    use crate::support::sse::Events;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("The code is 7781 [1]."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, agent) = app.chat_setup("knowledge@example.com").await;
+    let manual = format!(
+        "{}\n\nRocket launches need the launch code, which is 7781, entered twice.\n\n{}",
+        "Safety first. ".repeat(80),
+        "Weather rules apply. ".repeat(80)
+    );
+    upload(&app, &token, &project, "manual.md", manual.into_bytes()).await;
+    upload(
+        &app,
+        &token,
+        &project,
+        "recipes.txt",
+        b"Bake the bread for forty minutes.".to_vec(),
+    )
+    .await;
+    let ask = |message: &'static str| {
+        app.api
+            .post(app.url(&format!("/api/chat/agents/{agent}")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "message": message }))
+            .send()
+    };
+
+    // Off by default: nothing from the files goes upstream.
+    Events::of(ask("What is the launch code?").await.unwrap())
+        .collect_json()
+        .await;
+    let off = fake.requests()[0].body["instructions"].clone();
+    assert!(!off.to_string().contains("7781"), "{off}");
+
+    let (status, turned) = app
+        .send_json(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/api/projects/{project}/knowledge"),
+            serde_json::json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{turned}");
+    assert_eq!(turned["knowledge"], true);
+
+    let (_, done) = Events::of(ask("Which code launches the rocket?").await.unwrap())
+        .collect_json()
+        .await;
+    let instructions = fake.requests()[1].body["instructions"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        instructions.contains("[1] manual.md:") && instructions.contains("7781"),
+        "the best passage goes first: {instructions}"
+    );
+    assert!(
+        !instructions.contains("Bake the bread"),
+        "an unrelated file stays out"
+    );
+    let conversation = done["conversation_id"].as_str().unwrap();
+    let (_, stored) = app
+        .get_json(&token, &format!("/api/conversations/{conversation}"))
+        .await;
+    let citations = &stored["messages"][1]["citations"];
+    assert_eq!(citations[0]["filename"], "manual.md", "{citations}");
+    assert_eq!(citations[0]["n"], 1);
+
+    // The page shows the sources under the answer.
+    let page = app
+        .api
+        .get(app.url(&format!("/conversations/{conversation}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Sources from the project") && page.contains("<strong>manual.md</strong>"),
+        "{page}"
+    );
+    let other = app.user_token("knowledge-other@example.com").await;
+    let (status, _) = app
+        .send_json(
+            &other,
+            reqwest::Method::PUT,
+            &format!("/api/projects/{project}/knowledge"),
+            serde_json::json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(status, 404, "someone else's project");
+}

@@ -68,6 +68,8 @@ fn json_body(path: &str) -> Value {
         json!({"message": "hijack"})
     } else if path.starts_with("/api/conversations/") {
         json!({"title": "hijack"})
+    } else if path.ends_with("/knowledge") {
+        json!({"enabled": true})
     } else if path.ends_with("/prompts") {
         json!({"title": "hijack", "content": "hijack"})
     } else if path.starts_with("/api/prompts/") {

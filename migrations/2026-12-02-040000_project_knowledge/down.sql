@@ -1,0 +1,3 @@
+ALTER TABLE messages DROP COLUMN citations;
+DROP TABLE file_chunks;
+ALTER TABLE projects DROP COLUMN knowledge;
