@@ -124,6 +124,15 @@ async function main() {
     await page.locator("main a[href^='/projects/']").first().click();
     await page.waitForURL(/\/projects\/[^/]+$/);
     const projectPath = new URL(page.url()).pathname;
+    await page.locator("#file-upload input[type=file]").setInputFiles({
+      name: "rust-notes.md",
+      mimeType: "text/markdown",
+      buffer: Buffer.from("# Reading files\n\nUse std::fs::read_to_string for small text files.\n"),
+    });
+    await page.getByRole("button", { name: "Upload" }).click();
+    await page.locator("#files-section table.files").getByRole("link", { name: "rust-notes.md" }).waitFor();
+    await page.getByRole("button", { name: "Answer from these files" }).click();
+    await page.getByText("Project knowledge is on").waitFor();
     await page.locator("main a[href^='/agents/']").first().click();
     await page.waitForURL(/\/agents\/[^/]+$/);
     const agentPath = new URL(page.url()).pathname;
@@ -137,6 +146,7 @@ async function main() {
     await shootAll(browser, state, "chat", firstConversation, { fullPage: true });
     await shootAll(browser, state, "projects", "/projects");
     await shootAll(browser, state, "project", projectPath);
+    await shootAll(browser, state, "files", `${projectPath}#files-heading`);
     await shootAll(browser, state, "agent", agentPath);
     await shootAll(browser, state, "account", "/account");
     await context.close();
