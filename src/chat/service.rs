@@ -204,10 +204,17 @@ pub const KNOWLEDGE_PASSAGES: i64 = 4;
 /// The words a message is searched by: letters and digits only (so they are safe in a
 /// `to_tsquery` joined by `|`), lower case, each once, at most 32.
 pub fn search_words(text: &str) -> Vec<String> {
+    // Words every question has would fill the 32 places and match nothing anyway.
+    const COMMON: &[&str] = &[
+        "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from",
+        "has", "have", "how", "in", "is", "it", "its", "me", "my", "of", "on", "or", "so", "that",
+        "the", "their", "there", "this", "to", "was", "we", "what", "when", "where", "which",
+        "who", "why", "will", "with", "you", "your",
+    ];
     let mut words: Vec<String> = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         let word = word.to_lowercase();
-        if word.chars().count() >= 2 && !words.contains(&word) {
+        if word.chars().count() >= 2 && !COMMON.contains(&word.as_str()) && !words.contains(&word) {
             words.push(word);
         }
         if words.len() == 32 {
@@ -239,6 +246,30 @@ fn knowledge(passages: &[Passage]) -> (String, serde_json::Value) {
         }));
     }
     (block, serde_json::Value::Array(citations))
+}
+
+/// The request's instructions (the system message, then the passages of the project's files for
+/// `text` when the project answers from them) and the citations the answer keeps.
+fn instructions_for(
+    conn: &mut diesel::PgConnection,
+    agent: &Agent,
+    system: &SystemMessage,
+    text: &str,
+) -> AppResult<(String, serde_json::Value)> {
+    let passages = Passage::search(
+        conn,
+        agent.project_id,
+        &search_words(text),
+        KNOWLEDGE_PASSAGES,
+    )?;
+    let (knowledge, citations) = knowledge(&passages);
+    let instructions = [system.text.as_str(), knowledge.as_str()]
+        .iter()
+        .filter(|part| !part.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    Ok((instructions, citations))
 }
 
 /// Stores the user's message (with the files attached to it, which must be in the agent's
@@ -339,13 +370,7 @@ pub async fn send(
             )?);
             let (attachments, context) = attaching(&attached);
             // Project knowledge: the best passages of its files for this message, if it is on.
-            let passages = Passage::search(
-                conn,
-                agent.project_id,
-                &search_words(&text),
-                KNOWLEDGE_PASSAGES,
-            )?;
-            let (knowledge, citations) = knowledge(&passages);
+            let (instructions, citations) = instructions_for(conn, &agent, &system, &text)?;
             let (user_message, answer) = Message::insert_turn(
                 conn,
                 conversation.id,
@@ -363,13 +388,6 @@ pub async fn send(
             } else {
                 Message::history(conn, conversation.id, answer.id, budget)?
             };
-            // The system message, then the passages.
-            let instructions = [system.text.as_str(), knowledge.as_str()]
-                .iter()
-                .filter(|part| !part.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join("\n\n");
             Ok((
                 agent,
                 conversation,
@@ -444,38 +462,53 @@ pub async fn retry(
     let allowance = generations.allowance();
     let owner = user.id;
     let budget = settings.history_budget_chars;
-    let (agent, conversation, answer, history, system, slot) = db::transaction(pool, move |conn| {
-        let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
-        let claim = allowance.claim(conversation.id)?;
-        let slot = allowance.take(owner)?.holding(claim);
-        if !failed.is_assistant() || failed.status != Status::Failed {
-            return Err(AppError::Conflict(
-                "Only a failed answer can be retried.".into(),
-            ));
-        }
-        if Message::last_id(conn, conversation.id)? != Some(failed.id) {
-            return Err(AppError::Conflict(
-                "Only the last answer of a conversation can be retried.".into(),
-            ));
-        }
-        let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
-        let system = SystemMessage::compose(Prompt::for_system_message(
-            conn,
-            agent.project_id,
-            agent.id,
-        )?);
-        // Two retries racing: the second finds the row gone and must not add a second answer.
-        if Message::delete(conn, failed.id)? != 1 {
-            return Err(AppError::Conflict(
-                "This answer is already being retried.".into(),
-            ));
-        }
-        let answer = Message::insert_streaming(conn, conversation.id, versions_json(&system))?;
-        let history = Message::history(conn, conversation.id, answer.id, budget)?;
-        Conversation::touch(conn, conversation.id)?;
-        Ok((agent, conversation, answer, history, system, slot))
-    })
-    .await?;
+    let (agent, conversation, answer, history, instructions, slot) =
+        db::transaction(pool, move |conn| {
+            let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
+            let claim = allowance.claim(conversation.id)?;
+            let slot = allowance.take(owner)?.holding(claim);
+            if !failed.is_assistant() || failed.status != Status::Failed {
+                return Err(AppError::Conflict(
+                    "Only a failed answer can be retried.".into(),
+                ));
+            }
+            if Message::last_id(conn, conversation.id)? != Some(failed.id) {
+                return Err(AppError::Conflict(
+                    "Only the last answer of a conversation can be retried.".into(),
+                ));
+            }
+            let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
+            let system = SystemMessage::compose(Prompt::for_system_message(
+                conn,
+                agent.project_id,
+                agent.id,
+            )?);
+            // The turns before the failed answer are the ones before the new one.
+            let history = Message::history(conn, conversation.id, failed.id, budget)?;
+            // The same passages the first attempt had, found again for the message it answers.
+            let question = history
+                .iter()
+                .rev()
+                .find(|m| !m.is_assistant())
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            let (instructions, citations) = instructions_for(conn, &agent, &system, &question)?;
+            // Two retries racing: the second finds the row gone and must not add a second answer.
+            if Message::delete(conn, failed.id)? != 1 {
+                return Err(AppError::Conflict(
+                    "This answer is already being retried.".into(),
+                ));
+            }
+            let answer = Message::insert_streaming(
+                conn,
+                conversation.id,
+                versions_json(&system),
+                citations,
+            )?;
+            Conversation::touch(conn, conversation.id)?;
+            Ok((agent, conversation, answer, history, instructions, slot))
+        })
+        .await?;
     let reader = start(
         generations,
         slot,
@@ -483,7 +516,7 @@ pub async fn retry(
         &agent,
         &answer,
         &history,
-        system.text,
+        instructions,
     );
     Ok((conversation, answer, reader))
 }
@@ -634,7 +667,7 @@ mod tests {
     fn search_words_are_letters_and_digits_only() {
         assert_eq!(
             search_words("What's the launch-code? (launch!) x ü'; DROP TABLE|&!"),
-            vec!["what", "the", "launch", "code", "drop", "table"]
+            vec!["launch", "code", "drop", "table"]
         );
         assert_eq!(search_words(&"word ".repeat(100)).len(), 1);
         assert!(search_words("a b c !!").is_empty());

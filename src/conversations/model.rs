@@ -416,6 +416,7 @@ impl Message {
         conn: &mut PgConnection,
         conversation_id: Uuid,
         prompt_versions: serde_json::Value,
+        citations: serde_json::Value,
     ) -> QueryResult<Message> {
         Self::insert(
             conn,
@@ -428,7 +429,7 @@ impl Message {
                 prompt_versions,
                 attachments: serde_json::Value::Array(vec![]),
                 context: "",
-                citations: serde_json::Value::Array(vec![]),
+                citations,
             },
         )
     }

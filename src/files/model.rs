@@ -104,6 +104,26 @@ impl StoredFile {
         diesel::delete(files::table.find(id)).execute(conn)
     }
 
+    /// Serializes everything that places, records or removes these bytes, until the transaction
+    /// ends: an upload between placing the bytes and recording its row, and a delete between
+    /// finding the bytes unused and removing them, never interleave.
+    pub fn lock_bytes(conn: &mut PgConnection, sha256: &str) -> QueryResult<()> {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(format!("file bytes {sha256}"))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Deletes a project's file rows, returning the hashes they named (their passages go too).
+    pub fn delete_for_project(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+    ) -> QueryResult<Vec<String>> {
+        diesel::delete(files::table.filter(files::project_id.eq(project_id)))
+            .returning(files::sha256)
+            .get_results(conn)
+    }
+
     /// Whether any row still names these bytes (so they must be kept).
     pub fn sha_in_use(conn: &mut PgConnection, sha256: &str) -> QueryResult<bool> {
         diesel::select(diesel::dsl::exists(

@@ -20,7 +20,22 @@ pub struct Incoming {
 /// control characters, at most 255 characters; "file" when nothing is left.
 pub fn clean_filename(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    // Control characters go, and the invisible ones that reorder text (a name that reads
+    // "invoice.txt" but is "invoice\u{202e}txt.exe").
+    let cleaned: String = base
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(
+                    c,
+                    '\u{200b}'..='\u{200f}'
+                        | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}'
+                        | '\u{feff}'
+                )
+        })
+        .take(255)
+        .collect();
     let cleaned = cleaned.trim();
     if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
         "file".into()
@@ -76,11 +91,18 @@ where
 {
     check_project(pool, user, project_id).await?;
     let received = store.receive(body, limit).await?;
+    let sha_of_upload = received.sha256.clone();
     let filename = clean_filename(incoming.filename.as_deref().unwrap_or_default());
     let content_type = clean_content_type(incoming.content_type.as_deref());
     let sha256 = received.sha256.clone();
     let bytes = i64::try_from(received.bytes).unwrap_or(i64::MAX);
-    let recorded = db::run(pool, move |conn| {
+    let recorded = db::transaction(pool, move |conn| {
+        // Placed and recorded together, so a delete of the same bytes cannot remove them in
+        // between (see `forget_bytes`).
+        StoredFile::lock_bytes(conn, &sha256)?;
+        received
+            .place()
+            .map_err(|error| AppError::Internal(Box::new(error)))?;
         let new = NewFile {
             id: Uuid::now_v7(),
             project_id,
@@ -89,14 +111,20 @@ where
             bytes,
             sha256: &sha256,
         };
-        Ok(match StoredFile::insert(conn, &new)? {
-            Some(file) => (file, true),
-            None => (StoredFile::find_by_sha(conn, project_id, &sha256)?, false),
+        Ok(match StoredFile::insert(conn, &new) {
+            Ok(Some(file)) => (file, true),
+            Ok(None) => (StoredFile::find_by_sha(conn, project_id, &sha256)?, false),
+            // The project was deleted while its file came in.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                _,
+            )) => return Err(AppError::NotFound),
+            Err(error) => return Err(error.into()),
         })
     })
     .await;
     match &recorded {
-        Err(_) => forget_bytes(pool, store, received.sha256).await,
+        Err(_) => forget_bytes(pool, store, sha_of_upload).await,
         Ok((file, true)) => {
             // The file is kept either way; without passages it is only not found as knowledge.
             if let Err(error) = index(pool, store, file).await {
@@ -126,7 +154,8 @@ async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<()>
         return Ok(());
     };
     let (file_id, project_id) = (file.id, file.project_id);
-    db::run(pool, move |conn| {
+    // All of a file's passages or none.
+    db::transaction(pool, move |conn| {
         let pieces = crate::files::text::passages(&text);
         let rows: Vec<NewPassage> = pieces
             .iter()
@@ -144,19 +173,23 @@ async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<()>
     .await
 }
 
-/// Removes bytes no row names any more (a failure is logged: the bytes are only wasted space).
+/// Removes bytes no row names any more, under their lock (a failure is logged: the bytes are
+/// only wasted space).
 async fn forget_bytes(pool: &PgPool, store: &Store, sha256: String) {
+    let store = store.clone();
     let sha = sha256.clone();
-    match db::run(pool, move |conn| Ok(StoredFile::sha_in_use(conn, &sha)?)).await {
-        Ok(false) => {
-            if let Err(error) = store.remove(&sha256).await {
-                tracing::warn!(%error, sha256, "could not remove a file's bytes");
-            }
+    let forgotten = db::transaction(pool, move |conn| {
+        StoredFile::lock_bytes(conn, &sha)?;
+        if !StoredFile::sha_in_use(conn, &sha)? {
+            store
+                .remove(&sha)
+                .map_err(|error| AppError::Internal(Box::new(error)))?;
         }
-        Ok(true) => {}
-        Err(error) => {
-            tracing::warn!(%error, sha256, "could not check whether a file's bytes are in use");
-        }
+        Ok(())
+    })
+    .await;
+    if let Err(error) = forgotten {
+        tracing::warn!(%error, sha256, "could not remove a file's bytes");
     }
 }
 
@@ -214,9 +247,10 @@ pub async fn attachable(
             return Err(too_long());
         }
         let path = store.path_of(&file.sha256).ok_or(AppError::NotFound)?;
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|error| AppError::Internal(Box::new(error)))?;
+        let bytes = tokio::fs::read(path).await.map_err(|error| {
+            tracing::error!(%error, file_id = %file.id, "a file's bytes are missing");
+            AppError::NotFound
+        })?;
         let Some(text) = crate::files::text::readable(bytes) else {
             return Err(AppError::invalid(
                 "file_ids",
@@ -310,6 +344,7 @@ mod tests {
         assert_eq!(clean_filename("../../etc/passwd"), "passwd");
         assert_eq!(clean_filename("C:\\Users\\me\\notes.txt"), "notes.txt");
         assert_eq!(clean_filename("a\u{0}b\r\nc.md"), "abc.md");
+        assert_eq!(clean_filename("invoice\u{202e}txt.exe"), "invoicetxt.exe");
         assert_eq!(clean_filename(".."), "file");
         assert_eq!(clean_filename(""), "file");
         assert_eq!(clean_filename(&"x".repeat(300)).len(), 255);

@@ -13,18 +13,40 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
 
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
 }
 
-/// Bytes that were received whole and are now in the store.
-#[derive(Debug)]
+/// Bytes that were received whole, waiting in `tmp/` to be [`Received::place`]d under their
+/// name (by the caller, while it holds the lock on those bytes and records them).
 pub struct Received {
     pub sha256: String,
     pub bytes: u64,
+    temporary: Temporary,
+    target: PathBuf,
 }
 
-/// Removes a temporary file if the upload does not get as far as renaming it.
+impl Received {
+    /// Moves the bytes to their name (blocking; call it on the blocking pool, under the lock
+    /// that [`crate::files::model::StoredFile::lock_bytes`] takes). The same bytes already
+    /// there stay as they are.
+    pub fn place(mut self) -> std::io::Result<()> {
+        let Some(from) = self.temporary.0.take() else {
+            return Ok(());
+        };
+        if let Some(dir) = self.target.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let placed = std::fs::rename(&from, &self.target);
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&from);
+        }
+        placed
+    }
+}
+
+/// Removes a temporary file if the upload does not get as far as placing it.
 struct Temporary(Option<PathBuf>);
 
 impl Drop for Temporary {
@@ -85,24 +107,22 @@ impl Store {
         drop(file);
         let sha256 = hex::encode(hasher.finalize());
         let target = self.path_of(&sha256).expect("a sha256 is 64 hex digits");
-        if let Some(dir) = target.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(internal)?;
-        }
-        // Same bytes, same name: replacing an existing copy changes nothing.
-        tokio::fs::rename(&tmp_path, &target)
-            .await
-            .map_err(internal)?;
-        temporary.0 = None;
-        Ok(Received { sha256, bytes })
+        Ok(Received {
+            sha256,
+            bytes,
+            temporary: Temporary(temporary.0.take()),
+            target,
+        })
     }
 
-    /// Removes the bytes with this hash (nothing if they are not there).
-    pub async fn remove(&self, sha256: &str) -> AppResult<()> {
+    /// Removes the bytes with this hash (nothing if they are not there). Blocking: call it on
+    /// the blocking pool, under the lock on those bytes.
+    pub fn remove(&self, sha256: &str) -> std::io::Result<()> {
         let Some(path) = self.path_of(sha256) else {
             return Ok(());
         };
-        match tokio::fs::remove_file(path).await {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(internal(error)),
+        match std::fs::remove_file(path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }
     }

@@ -160,7 +160,10 @@ pub async fn delete(
 ) -> AppResult<()> {
     let owner = user.id;
     let shas = db::transaction(pool, move |conn| {
-        let shas = StoredFile::shas_of_project(conn, id)?;
+        // Owner first (someone else's project is not found and nothing is touched), then its
+        // files' rows, returning exactly the bytes they named, then the project.
+        Project::find_owned(conn, owner, id)?;
+        let shas = StoredFile::delete_for_project(conn, id)?;
         Project::delete_owned(conn, owner, id)?;
         Ok(shas)
     })

@@ -48,10 +48,14 @@ fn is_upload(req: &ServiceRequest) -> bool {
         .ok()
         .flatten()
         .is_some_and(|mime| mime.essence_str() == "multipart/form-data");
+    // Exactly `/projects/<uuid>/files`, nothing that merely looks like it.
+    let upload_path = req
+        .path()
+        .strip_prefix("/projects/")
+        .and_then(|rest| rest.strip_suffix("/files"))
+        .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok() && id.len() == 36);
     multipart
-        && !req.path().starts_with("/api/")
-        && req.path().starts_with("/projects/")
-        && req.path().ends_with("/files")
+        && upload_path
         && req.headers().contains_key(header::ORIGIN)
         && !req.headers().contains_key(CSRF_HEADER)
 }

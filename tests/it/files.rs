@@ -641,6 +641,31 @@ async fn project_knowledge_answers_from_the_files_and_cites_them() {
     assert_eq!(citations[0]["filename"], "manual.md", "{citations}");
     assert_eq!(citations[0]["n"], 1);
 
+    // A failed answer retried is given the same passages and keeps the sources.
+    fake.push(Script::status(400));
+    let (_, failed) = Events::of(ask("Which code launches the rocket?").await.unwrap())
+        .collect_json()
+        .await;
+    assert_eq!(failed["status"], "failed");
+    let r = app
+        .api
+        .post(app.url(&format!(
+            "/messages/{}/retry",
+            failed["message_id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success() || r.status().is_redirection(),
+        "{}",
+        r.status()
+    );
+    fake.wait_for_requests(4).await;
+    let retried = fake.requests()[3].body["instructions"].to_string();
+    assert!(retried.contains("7781"), "{retried}");
+
     // The page shows the sources under the answer.
     let page = app
         .api
