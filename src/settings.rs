@@ -123,6 +123,9 @@ pub struct LlmSettings {
 pub struct FilesSettings {
     /// The largest file one upload may carry; a bigger one is refused (413) and nothing is kept.
     pub max_upload_bytes: u64,
+    /// The `purpose` files are uploaded to a provider's Files API with: `user_data` (for
+    /// `input_file`) or `assistants`.
+    pub provider_purpose: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,6 +186,7 @@ answers_per_minute_per_user = 30
 
 [files]
 max_upload_bytes = 536870912
+provider_purpose = "user_data"
 
 [auth]
 token_ttl_hours = 168

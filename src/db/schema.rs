@@ -48,6 +48,7 @@ diesel::table! {
         provider_file_id -> Nullable<Text>,
         status -> Text,
         created_at -> Timestamptz,
+        provider -> Nullable<Text>,
     }
 }
 

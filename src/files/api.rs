@@ -17,6 +17,21 @@ fn store(state: &AppState) -> Store {
     Store::new(&state.settings.data_dir)
 }
 
+/// A new file, on to its project's provider's Files API when it has one.
+pub async fn send_on(
+    state: &AppState,
+    file: crate::files::model::StoredFile,
+) -> AppResult<crate::files::model::StoredFile> {
+    service::send_to_provider(
+        &state.pool,
+        &store(state),
+        state.generations.router(),
+        &state.settings.files.provider_purpose,
+        file,
+    )
+    .await
+}
+
 /// `POST /api/projects/{id}/files`: multipart with the bytes in the field `file` → 201 with the
 /// file (200 with the existing one when the project already has these bytes).
 pub async fn upload(
@@ -52,6 +67,11 @@ pub async fn upload(
             field,
         )
         .await?;
+        let file = if created {
+            send_on(&state, file).await?
+        } else {
+            file
+        };
         let mut response = if created {
             HttpResponse::Created()
         } else {
@@ -127,6 +147,11 @@ pub async fn upload_with_project_field(
                     field,
                 )
                 .await?;
+                let file = if created {
+                    send_on(&state, file).await?
+                } else {
+                    file
+                };
                 let mut response = if created {
                     HttpResponse::Created()
                 } else {
@@ -191,6 +216,13 @@ pub async fn delete(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    service::delete(&state.pool, &store(&state), &user, *id).await?;
+    service::delete(
+        &state.pool,
+        &store(&state),
+        state.generations.router(),
+        &user,
+        *id,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

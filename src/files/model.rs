@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::{file_chunks, files, projects};
+use crate::db::schema::{agents, file_chunks, files, projects};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = files)]
@@ -19,6 +19,8 @@ pub struct StoredFile {
     pub provider_file_id: Option<String>,
     pub status: String,
     pub created_at: DateTime<Utc>,
+    /// The provider that holds `provider_file_id`.
+    pub provider: Option<String>,
 }
 
 #[derive(Insertable)]
@@ -45,6 +47,45 @@ impl StoredFile {
                 .filter(projects::owner_id.eq(owner)),
         ))
         .get_result(conn)
+    }
+
+    /// The provider of the project's default agent: where its files go.
+    pub fn default_provider_of(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+    ) -> QueryResult<Option<String>> {
+        agents::table
+            .filter(agents::project_id.eq(project_id))
+            .order((agents::is_default.desc(), agents::id.asc()))
+            .select(agents::provider)
+            .first(conn)
+            .optional()
+    }
+
+    /// Records where the provider keeps the file (or that it could not), and its state.
+    pub fn set_remote(
+        conn: &mut PgConnection,
+        id: Uuid,
+        provider: Option<&str>,
+        provider_file_id: Option<&str>,
+        status: &str,
+    ) -> QueryResult<StoredFile> {
+        diesel::update(files::table.find(id))
+            .set((
+                files::provider.eq(provider),
+                files::provider_file_id.eq(provider_file_id),
+                files::status.eq(status),
+            ))
+            .returning(StoredFile::as_returning())
+            .get_result(conn)
+    }
+
+    /// Marks the file (its provider's copy could not be deleted).
+    pub fn set_status(conn: &mut PgConnection, id: Uuid, status: &str) -> QueryResult<()> {
+        diesel::update(files::table.find(id))
+            .set(files::status.eq(status))
+            .execute(conn)?;
+        Ok(())
     }
 
     /// Whether the project answers from its files.
@@ -114,13 +155,15 @@ impl StoredFile {
         Ok(())
     }
 
-    /// Deletes a project's file rows, returning the hashes they named (their passages go too).
+    /// Deletes a project's file rows, returning what they named: the bytes' hash, and the
+    /// provider and id of a provider's copy (their passages go too).
+    #[allow(clippy::type_complexity)]
     pub fn delete_for_project(
         conn: &mut PgConnection,
         project_id: Uuid,
-    ) -> QueryResult<Vec<String>> {
+    ) -> QueryResult<Vec<(String, Option<String>, Option<String>)>> {
         diesel::delete(files::table.filter(files::project_id.eq(project_id)))
-            .returning(files::sha256)
+            .returning((files::sha256, files::provider, files::provider_file_id))
             .get_results(conn)
     }
 

@@ -8,6 +8,8 @@ use crate::db::{self, PgPool};
 use crate::error::{AppError, AppResult};
 use crate::files::model::{NewFile, NewPassage, Passage, StoredFile};
 use crate::files::store::Store;
+use crate::llm::Router;
+use crate::llm::files::Upload;
 use crate::session::CurrentUser;
 
 /// What an upload says about its file besides the bytes.
@@ -136,6 +138,57 @@ where
     recorded
 }
 
+/// Sends a newly kept file on to the Files API of the provider its project uses (its default
+/// agent's), when that provider has one, and records the provider's id. A failure is recorded
+/// (`upload_failed`) and logged; the file stays kept by confab and usable.
+pub async fn send_to_provider(
+    pool: &PgPool,
+    store: &Store,
+    router: &Router,
+    purpose: &str,
+    file: StoredFile,
+) -> AppResult<StoredFile> {
+    let project_id = file.project_id;
+    let provider_name = db::run(pool, move |conn| {
+        Ok(StoredFile::default_provider_of(conn, project_id)?)
+    })
+    .await?;
+    let Some(provider) = provider_name
+        .as_deref()
+        .and_then(|name| router.files_api(name))
+    else {
+        return Ok(file);
+    };
+    let Some(path) = store.path_of(&file.sha256) else {
+        return Ok(file);
+    };
+    let upload = Upload {
+        path: &path,
+        filename: &file.filename,
+        content_type: &file.content_type,
+        bytes: u64::try_from(file.bytes).unwrap_or_default(),
+        purpose,
+    };
+    let (remote_id, status) = match router.upload_file(provider, upload).await {
+        Ok(id) => (Some(id), "uploaded"),
+        Err(error) => {
+            tracing::warn!(%error, file_id = %file.id, provider = %provider.name, "could not upload a file to the provider");
+            (None, "upload_failed")
+        }
+    };
+    let (id, name) = (file.id, provider.name.clone());
+    db::run(pool, move |conn| {
+        Ok(StoredFile::set_remote(
+            conn,
+            id,
+            Some(&name),
+            remote_id.as_deref(),
+            status,
+        )?)
+    })
+    .await
+}
+
 /// Files larger than this are kept and attachable as files, but not searched as knowledge.
 pub const MAX_INDEXED_BYTES: i64 = 10 << 20;
 
@@ -193,9 +246,22 @@ async fn forget_bytes(pool: &PgPool, store: &Store, sha256: String) {
     }
 }
 
-/// [`forget_bytes`] for each of these hashes (after their project was deleted).
-pub async fn forget_all(pool: &PgPool, store: &Store, shas: Vec<String>) {
-    for sha256 in shas {
+/// After a project was deleted: each of its files' provider copies is deleted (a failure is
+/// logged with the provider's id, to delete by hand; the project is gone either way) and the
+/// bytes no other row names are removed.
+pub async fn forget_all(
+    pool: &PgPool,
+    store: &Store,
+    router: &Router,
+    removed: Vec<(String, Option<String>, Option<String>)>,
+) {
+    for (sha256, provider, remote) in removed {
+        if let (Some(name), Some(remote)) = (provider, remote)
+            && let Some(config) = router.provider(&name)
+            && let Err(error) = router.delete_file(config, &remote).await
+        {
+            tracing::error!(%error, provider = %name, provider_file_id = %remote, "could not delete a deleted project's file at its provider");
+        }
         forget_bytes(pool, store, sha256).await;
     }
 }
@@ -317,18 +383,36 @@ pub async fn get(pool: &PgPool, user: &CurrentUser, id: Uuid) -> AppResult<Store
     .await
 }
 
-/// Deletes the file's row, then its bytes when no other row names them.
+/// Deletes the provider's copy (if there is one), then the file's row, then its bytes when no
+/// other row names them. When the provider's copy cannot be deleted, the row stays, marked
+/// `delete_failed`, and the person is told to try again — never a silently orphaned copy.
 pub async fn delete(
     pool: &PgPool,
     store: &Store,
+    router: &Router,
     user: &CurrentUser,
     id: Uuid,
 ) -> AppResult<StoredFile> {
-    let owner = user.id;
-    let file = db::run(pool, move |conn| {
-        let file = StoredFile::find_owned(conn, owner, id)?;
-        StoredFile::delete(conn, file.id)?;
-        Ok(file)
+    let file = get(pool, user, id).await?;
+    if let (Some(name), Some(remote)) = (&file.provider, &file.provider_file_id)
+        && let Some(provider) = router.provider(name)
+        && let Err(error) = router.delete_file(provider, remote).await
+    {
+        tracing::warn!(%error, file_id = %file.id, provider = %name, "could not delete a provider's copy of a file");
+        let file_id = file.id;
+        db::run(pool, move |conn| {
+            Ok(StoredFile::set_status(conn, file_id, "delete_failed")?)
+        })
+        .await?;
+        return Err(AppError::Upstream(format!(
+            "The provider \u{201c}{name}\u{201d} did not delete its copy of \u{201c}{}\u{201d}, so the file is kept; try deleting it again.",
+            file.filename
+        )));
+    }
+    let file_id = file.id;
+    db::run(pool, move |conn| {
+        StoredFile::delete(conn, file_id)?;
+        Ok(())
     })
     .await?;
     forget_bytes(pool, store, file.sha256.clone()).await;

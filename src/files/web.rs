@@ -48,9 +48,18 @@ impl FileRow {
             size: human_size(file.bytes),
             uploaded: file.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
             uploaded_iso: file.created_at.to_rfc3339(),
+            status: match (file.status.as_str(), file.provider.as_deref()) {
+                ("uploaded", Some(provider)) => format!("kept; also at {provider}"),
+                ("upload_failed", Some(provider)) => {
+                    format!("kept; sending it to {provider} failed")
+                }
+                ("delete_failed", Some(provider)) => {
+                    format!("{provider} did not delete its copy: delete again")
+                }
+                _ => "kept".into(),
+            },
             filename: file.filename,
             content_type: file.content_type,
-            status: file.status,
         }
     }
 }
@@ -136,7 +145,7 @@ pub async fn receive_all(
                 .map(str::to_string),
             content_type: field.content_type().map(ToString::to_string),
         };
-        service::upload(
+        let (file, created) = service::upload(
             &state.pool,
             &store(state),
             state.settings.files.max_upload_bytes,
@@ -146,6 +155,9 @@ pub async fn receive_all(
             field,
         )
         .await?;
+        if created {
+            crate::files::api::send_on(state, file).await?;
+        }
         stored += 1;
     }
     if stored == 0 {
@@ -190,7 +202,14 @@ pub async fn delete(
     csrf: CsrfToken,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let file = service::delete(&state.pool, &store(&state), &user, *id).await?;
+    let file = service::delete(
+        &state.pool,
+        &store(&state),
+        state.generations.router(),
+        &user,
+        *id,
+    )
+    .await?;
     if is_htmx(&req) {
         let section = FilesSection::load(&state, &user, &csrf, file.project_id, None).await?;
         return html(StatusCode::OK, &section);

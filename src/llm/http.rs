@@ -27,6 +27,41 @@ pub fn build_client(stall_timeout: Duration) -> reqwest::Client {
         .expect("the TLS backend is compiled in, so building the HTTP client cannot fail")
 }
 
+/// The provider's key and extra headers on a request.
+pub(crate) fn authorized(
+    mut request: reqwest::RequestBuilder,
+    provider: &ProviderConfig,
+) -> reqwest::RequestBuilder {
+    if let Some(key) = provider.api_key.as_deref().filter(|key| !key.is_empty()) {
+        request = request.bearer_auth(key);
+    }
+    for (name, value) in &provider.extra_headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request
+}
+
+/// Sends a request and returns its response once its status is 2xx; anything else is an
+/// [`LlmError`] read from the provider's error body.
+pub(crate) async fn send_checked(
+    request: reqwest::RequestBuilder,
+    provider: &ProviderConfig,
+) -> Result<reqwest::Response, LlmError> {
+    let response = request.send().await.map_err(|error| {
+        if error.is_builder() {
+            LlmError::Config(format!("provider {}: {}", provider.name, describe(&error)))
+        } else if error.is_timeout() {
+            LlmError::Stalled
+        } else {
+            LlmError::Connect(describe(&error))
+        }
+    })?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    Err(error_from_response(&provider.name, response).await)
+}
+
 /// POST `body` as JSON to `{base_url}/{path}` and return the response once its status is 2xx.
 pub(crate) async fn post_stream(
     client: &reqwest::Client,

@@ -2,6 +2,7 @@
 //! database: it turns a `ChatRequest` into a stream of `StreamEvent`s.
 
 pub mod chat_completions;
+pub mod files;
 mod http;
 pub mod provider;
 pub mod responses;

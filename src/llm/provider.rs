@@ -232,6 +232,10 @@ pub struct ProviderConfig {
     /// None: the agent's model name is sent unchanged.
     #[serde(default)]
     pub fallback_model: Option<String>,
+    /// It has OpenAI's Files API (`POST {base}/files`): confab sends project files there too.
+    /// True for `openai`; set it for a compatible server that has one.
+    #[serde(default)]
+    pub files_api: bool,
 }
 
 impl ProviderConfig {
@@ -244,6 +248,7 @@ impl ProviderConfig {
             api: Api::Responses,
             extra_headers: Vec::new(),
             fallback_model: None,
+            files_api: true,
         }
     }
 
@@ -264,6 +269,7 @@ impl ProviderConfig {
                 ("X-OpenRouter-Title".into(), app_title.into()),
             ],
             fallback_model: None,
+            files_api: false,
         }
     }
 

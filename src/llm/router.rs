@@ -71,6 +71,13 @@ pub struct Router {
     client: reqwest::Client,
 }
 
+impl Router {
+    /// The HTTP client every provider call shares (its pool, timeouts, TLS).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
 /// Why no provider started an answer, and how many attempts were made in all (retries and
 /// fallbacks), so the person can be told "we tried 3 times".
 #[derive(Debug)]

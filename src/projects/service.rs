@@ -159,18 +159,18 @@ pub async fn delete(
     id: Uuid,
 ) -> AppResult<()> {
     let owner = user.id;
-    let shas = db::transaction(pool, move |conn| {
+    let removed = db::transaction(pool, move |conn| {
         // Owner first (someone else's project is not found and nothing is touched), then its
         // files' rows, returning exactly the bytes they named, then the project.
         Project::find_owned(conn, owner, id)?;
-        let shas = StoredFile::delete_for_project(conn, id)?;
+        let removed = StoredFile::delete_for_project(conn, id)?;
         Project::delete_owned(conn, owner, id)?;
-        Ok(shas)
+        Ok(removed)
     })
     .await?;
     // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
     generations.stop_project(id);
-    // Its files' bytes go too, unless another project has the same ones.
-    crate::files::service::forget_all(pool, store, shas).await;
+    // Its files go too: the providers' copies and the bytes no other project has.
+    crate::files::service::forget_all(pool, store, generations.router(), removed).await;
     Ok(())
 }

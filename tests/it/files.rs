@@ -692,3 +692,73 @@ async fn project_knowledge_answers_from_the_files_and_cites_them() {
         .await;
     assert_eq!(status, 404, "someone else's project");
 }
+
+#[tokio::test]
+async fn files_go_on_to_the_providers_files_api_and_are_deleted_there_too() {
+    use crate::support::fake_llm::FakeLlm;
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, _) = app.chat_setup("remote@example.com").await;
+    let body = bytes_of(3 * 1024 * 1024 + 5, 9);
+    let sha = hex::encode(Sha256::digest(&body));
+
+    let (status, file) = upload(&app, &token, &project, "report.txt", body).await;
+    assert_eq!(status, 201, "{file}");
+    assert_eq!(file["status"], "uploaded");
+    let remote = file["provider_file_id"].as_str().unwrap().to_string();
+    let at_provider = fake.files();
+    assert_eq!(at_provider.len(), 1);
+    assert_eq!(at_provider[0].id, remote);
+    assert_eq!(at_provider[0].sha256, sha, "byte-identical at the provider");
+    assert_eq!(at_provider[0].purpose, "user_data");
+    assert_eq!(at_provider[0].filename, "report.txt");
+
+    // A provider that will not delete: the file stays, marked, and the person is told.
+    fake.fail_file_deletes(true);
+    let id = file["id"].as_str().unwrap();
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/files/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("try deleting it again"),
+        "{body}"
+    );
+    let (_, kept) = app.get_json(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(kept["status"], "delete_failed");
+    assert!(!fake.files()[0].deleted);
+
+    // Again, once the provider works: gone there and here.
+    fake.fail_file_deletes(false);
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/files/{id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(fake.files()[0].deleted);
+    assert!(stored_files(&app).is_empty());
+
+    // Deleting a project deletes its files' copies at the provider.
+    let (_, second) = upload(&app, &token, &project, "second.txt", b"second".to_vec()).await;
+    assert_eq!(second["status"], "uploaded");
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/projects/{project}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(fake.files().iter().all(|f| f.deleted), "{:?}", fake.files());
+}

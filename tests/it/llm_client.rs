@@ -32,6 +32,7 @@ fn provider(name: &str, fake: &FakeLlm, api: Api) -> ProviderConfig {
         api,
         extra_headers: Vec::new(),
         fallback_model: None,
+        files_api: false,
     }
 }
 

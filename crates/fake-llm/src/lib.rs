@@ -285,7 +285,22 @@ impl RecordedRequest {
     }
 }
 
+/// A file uploaded to the fake's Files API: what it was told and what it received (the bytes
+/// themselves are hashed and counted as they arrive, never kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeFile {
+    pub id: String,
+    pub filename: String,
+    pub purpose: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub deleted: bool,
+}
+
 struct State {
+    files: Mutex<Vec<FakeFile>>,
+    /// `DELETE /v1/files/{id}` answers 500 while this is set.
+    fail_file_deletes: std::sync::atomic::AtomicBool,
     scripts: Mutex<VecDeque<Script>>,
     default_script: Mutex<Script>,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -320,6 +335,8 @@ impl FakeLlm {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
+            files: Mutex::new(Vec::new()),
+            fail_file_deletes: std::sync::atomic::AtomicBool::new(false),
             scripts: Mutex::new(VecDeque::new()),
             default_script: Mutex::new(Script::default()),
             requests: Mutex::new(Vec::new()),
@@ -338,6 +355,9 @@ impl FakeLlm {
                     web::post().to(create_chat_completion),
                 )
                 .route("/v1/models", web::get().to(list_models))
+                .route("/v1/files", web::post().to(upload_file))
+                .route("/v1/files/{id}", web::get().to(get_file))
+                .route("/v1/files/{id}", web::delete().to(delete_file))
                 .default_service(web::to(unknown_path))
         })
         // Streams are timers and small writes: one worker serves hundreds of them.
@@ -353,6 +373,16 @@ impl FakeLlm {
             state,
             handle,
         })
+    }
+
+    /// The files uploaded so far (deleted ones marked).
+    pub fn files(&self) -> Vec<FakeFile> {
+        lock(&self.state.files).clone()
+    }
+
+    /// Makes `DELETE /v1/files/{id}` fail with 500 (or work again).
+    pub fn fail_file_deletes(&self, fail: bool) {
+        self.state.fail_file_deletes.store(fail, Ordering::Relaxed);
     }
 
     /// The base URL a client is configured with, e.g. `http://127.0.0.1:PORT/v1`.
@@ -561,6 +591,103 @@ async fn list_models(state: web::Data<State>, request: HttpRequest, body: Bytes)
         "object": "list",
         "data": [{"id": "fake-model", "object": "model", "created": 1_700_000_000, "owned_by": "confab"}],
     }))
+}
+
+fn file_object(file: &FakeFile) -> Value {
+    json!({"id": file.id, "object": "file", "bytes": file.bytes, "created_at": 1_700_000_000,
+           "expires_at": null, "filename": file.filename, "purpose": file.purpose,
+           "status": "processed"})
+}
+
+/// `POST /v1/files` (docs/llm-wire.md §4.1): multipart `file` and `purpose`, streamed and hashed.
+async fn upload_file(
+    state: web::Data<State>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    // Files are recorded in `files()`, not among the chat requests tests count and index.
+    let mut form = actix_multipart::Multipart::new(request.headers(), payload);
+    let (mut purpose, mut received) = (None, None);
+    while let Some(Ok(mut field)) = form.next().await {
+        let name = field.name().unwrap_or_default().to_string();
+        let filename = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .unwrap_or_default()
+            .to_string();
+        let mut hasher = sha2::Sha256::new();
+        let mut bytes = 0u64;
+        let mut text = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let Ok(chunk) = chunk else {
+                return HttpResponse::BadRequest().finish();
+            };
+            bytes += chunk.len() as u64;
+            hasher.update(&chunk);
+            if name == "purpose" && text.len() < 64 {
+                text.extend_from_slice(&chunk);
+            }
+        }
+        match name.as_str() {
+            "purpose" => purpose = Some(String::from_utf8_lossy(&text).to_string()),
+            "file" => received = Some((filename, bytes, hex::encode(hasher.finalize()))),
+            _ => {}
+        }
+    }
+    let (Some(purpose), Some((filename, bytes, sha256))) = (purpose, received) else {
+        return HttpResponse::BadRequest().json(json!({"error": {
+            "message": "Missing required parameter: 'purpose' or 'file'.",
+            "type": "invalid_request_error", "param": null, "code": null}}));
+    };
+    let file = FakeFile {
+        id: format!("file-{}", state.next_id.fetch_add(1, Ordering::Relaxed)),
+        filename,
+        purpose,
+        bytes,
+        sha256,
+        deleted: false,
+    };
+    let object = file_object(&file);
+    lock(&state.files).push(file);
+    HttpResponse::Ok().json(object)
+}
+
+async fn get_file(
+    state: web::Data<State>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    record(&state, &request, &Bytes::new());
+    match lock(&state.files)
+        .iter()
+        .find(|f| f.id == *id && !f.deleted)
+    {
+        Some(file) => HttpResponse::Ok().json(file_object(file)),
+        None => HttpResponse::NotFound().json(json!({"error": {
+            "message": format!("No such File object: {id}"), "type": "invalid_request_error",
+            "param": "id", "code": null}})),
+    }
+}
+
+/// `DELETE /v1/files/{id}` (§4.2), or a 500 when told to fail.
+async fn delete_file(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    if state.fail_file_deletes.load(Ordering::Relaxed) {
+        return HttpResponse::InternalServerError().json(json!({"error": {
+            "message": "The server had an error while processing your request.",
+            "type": "server_error", "param": null, "code": null}}));
+    }
+    let mut files = lock(&state.files);
+    match files.iter_mut().find(|f| f.id == *id && !f.deleted) {
+        Some(file) => {
+            file.deleted = true;
+            HttpResponse::Ok().json(json!({"id": file.id, "object": "file", "deleted": true}))
+        }
+        None => HttpResponse::NotFound().json(json!({"error": {
+            "message": format!("No such File object: {id}"), "type": "invalid_request_error",
+            "param": "id", "code": null}})),
+    }
 }
 
 async fn unknown_path(state: web::Data<State>, request: HttpRequest, body: Bytes) -> HttpResponse {

@@ -441,6 +441,7 @@ pub fn compatible_provider(name: &str, base_url: &str) -> confab::llm::ProviderC
         api: confab::llm::Api::ChatCompletions,
         extra_headers: Vec::new(),
         fallback_model: None,
+        files_api: false,
     }
 }
 
