@@ -285,6 +285,10 @@ pub async fn send(
 ) -> AppResult<Sent> {
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
+    let attachments = (!attached.is_empty()).then(|| crate::llm::Attachments {
+        message: text.clone(),
+        remote: attached.iter().map(|a| a.remote.clone()).collect(),
+    });
     let allowance = generations.allowance();
     let owner = user.id;
     let title = title_from(&text, settings.title_chars);
@@ -407,7 +411,10 @@ pub async fn send(
         &agent,
         &answer,
         &history,
-        instructions,
+        Ask {
+            instructions,
+            attachments,
+        },
     );
     Ok(Sent {
         project_id: agent.project_id,
@@ -419,6 +426,12 @@ pub async fn send(
     })
 }
 
+/// What a request asks besides the conversation: its instructions and the new message's files.
+struct Ask {
+    instructions: String,
+    attachments: Option<crate::llm::Attachments>,
+}
+
 fn start(
     generations: &Generations,
     slot: Slot,
@@ -426,14 +439,16 @@ fn start(
     agent: &Agent,
     answer: &Message,
     history: &[Message],
-    instructions: String,
+    ask: Ask,
 ) -> Subscription {
     let request = ChatRequest {
         model: agent.model.clone(),
-        instructions: (!instructions.is_empty()).then_some(instructions),
+        instructions: (!ask.instructions.is_empty()).then_some(ask.instructions),
         history: trim_history(history, settings.history_budget_chars),
         temperature: agent.temperature,
         max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
+        attachments: ask.attachments,
+        input_files: Vec::new(),
     };
     generations.start(
         Job {
@@ -516,7 +531,10 @@ pub async fn retry(
         &agent,
         &answer,
         &history,
-        instructions,
+        Ask {
+            instructions,
+            attachments: None,
+        },
     );
     Ok((conversation, answer, reader))
 }

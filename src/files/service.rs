@@ -272,6 +272,8 @@ pub struct Attached {
     pub project_id: Uuid,
     pub filename: String,
     pub text: String,
+    /// Where a provider keeps it: (provider name, the provider's file id).
+    pub remote: Option<(String, String)>,
 }
 
 /// The most files one message may carry.
@@ -331,11 +333,16 @@ pub async fn attachable(
             return Err(too_long());
         }
         room -= chars;
+        let remote = match (file.provider, file.provider_file_id) {
+            (Some(provider), Some(id)) if file.status == "uploaded" => Some((provider, id)),
+            _ => None,
+        };
         attached.push(Attached {
             file_id: file.id,
             project_id: file.project_id,
             filename: file.filename,
             text,
+            remote,
         });
     }
     Ok(attached)

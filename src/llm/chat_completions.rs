@@ -154,6 +154,7 @@ mod tests {
             history: vec![Turn::user("Hi")],
             temperature: Some(0.5),
             max_output_tokens: None,
+            ..ChatRequest::default()
         };
         let body = request_body(&request);
         assert_eq!(

@@ -46,7 +46,7 @@ impl Turn {
 }
 
 /// Everything a provider needs to answer; the last turn of `history` is the new user message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChatRequest {
     pub model: String,
     /// The system message (Responses `instructions`, Chat Completions `system` message).
@@ -55,6 +55,48 @@ pub struct ChatRequest {
     /// Sent only when set: some reasoning models answer 400 to any `temperature`.
     pub temperature: Option<f32>,
     pub max_output_tokens: Option<u32>,
+    /// Files attached to the new message. Their text is in its turn already; a provider that
+    /// holds every one of them gets them as files instead (see `Router`).
+    pub attachments: Option<Attachments>,
+    /// Set by the router for the provider that holds the attachments: their ids, sent as
+    /// `input_file` parts of the last turn (Responses API).
+    pub input_files: Vec<String>,
+}
+
+/// The new message's attached files as a provider may receive them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachments {
+    /// The message without the files' text (the turn's text when they go as files).
+    pub message: String,
+    /// Where each file is kept by a provider: (provider name, the provider's file id); `None`
+    /// for a file no provider has.
+    pub remote: Vec<Option<(String, String)>>,
+}
+
+impl ChatRequest {
+    /// This request as sent to `provider`: when it speaks the Responses API and holds every
+    /// attached file, the files go as `input_file` parts and the last turn loses their text.
+    pub fn for_provider(&self, provider: &ProviderConfig) -> Option<ChatRequest> {
+        let attachments = self.attachments.as_ref()?;
+        if provider.api != Api::Responses || attachments.remote.is_empty() {
+            return None;
+        }
+        let ids: Option<Vec<String>> = attachments
+            .remote
+            .iter()
+            .map(|remote| match remote {
+                Some((name, id)) if *name == provider.name => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        let ids = ids?;
+        let mut request = self.clone();
+        if let Some(last) = request.history.last_mut() {
+            last.text.clone_from(&attachments.message);
+        }
+        request.input_files = ids;
+        Some(request)
+    }
 }
 
 /// Token counts reported by the provider at the end of a stream.

@@ -26,16 +26,29 @@ pub async fn stream(
 /// The JSON body: stateless (`store: false`, the whole history resent) because compatible
 /// servers only support that and we keep the conversation ourselves.
 pub fn request_body(request: &ChatRequest) -> Value {
+    let last = request.history.len().saturating_sub(1);
     let input: Vec<Value> = request
         .history
         .iter()
-        .map(|turn| {
+        .enumerate()
+        .map(|(index, turn)| {
             // Plain string content for both roles: an assistant turn sent as `input_text` is a
             // 400 ("Supported values are: 'output_text' and 'refusal'"), a string never is.
             let role = match turn.role {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
+            if index == last && turn.role == Role::User && !request.input_files.is_empty() {
+                // The new message with its files (docs/llm-wire.md §4.3).
+                let mut content = vec![json!({"type": "input_text", "text": turn.text})];
+                content.extend(
+                    request
+                        .input_files
+                        .iter()
+                        .map(|id| json!({"type": "input_file", "file_id": id})),
+                );
+                return json!({"role": role, "content": content});
+            }
             json!({"role": role, "content": turn.text})
         })
         .collect();
@@ -156,6 +169,7 @@ mod tests {
             ],
             temperature: None,
             max_output_tokens: Some(4),
+            ..ChatRequest::default()
         };
         let body = request_body(&request);
         assert_eq!(body["store"], json!(false));

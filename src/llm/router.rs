@@ -180,6 +180,11 @@ impl Router {
                 }),
                 _ => Cow::Borrowed(request),
             };
+            // Attached files this provider holds go as files, not as their text.
+            let request = match request.for_provider(config) {
+                Some(with_files) => Cow::Owned(with_files),
+                None => request,
+            };
             let mut retries_done = 0;
             loop {
                 attempts += 1;

@@ -481,13 +481,19 @@ async fn attached_files_go_upstream_with_the_message_and_stay_in_its_history() {
     assert_eq!(r.status(), 200);
     let (_, done) = Events::of(r).collect_json().await;
     let conversation = done["conversation_id"].as_str().unwrap().to_string();
-    let sent = serde_json::to_string(&fake.requests()[0].body).unwrap();
-    assert!(
-        sent.contains("What is the code?")
-            && sent.contains("<file name=\\\"notes.md\\\">")
-            && sent.contains("The launch code is 7781."),
-        "{sent}"
-    );
+    // The provider holds the file (it went there on upload): it gets the file, not its text.
+    let notes_remote = fake.files()[0].id.clone();
+    let last = fake.requests()[0].body["input"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["content"][0]["type"], "input_text");
+    assert_eq!(last["content"][0]["text"], "What is the code?");
+    assert_eq!(last["content"][1]["type"], "input_file");
+    assert_eq!(last["content"][1]["file_id"], notes_remote.as_str());
+    assert!(!last.to_string().contains("7781"), "not twice: {last}");
     let (_, stored) = app
         .get_json(&token, &format!("/api/conversations/{conversation}"))
         .await;
@@ -761,4 +767,55 @@ async fn files_go_on_to_the_providers_files_api_and_are_deleted_there_too() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert!(fake.files().iter().all(|f| f.deleted), "{:?}", fake.files());
+}
+
+#[tokio::test]
+async fn a_provider_without_the_file_gets_its_text_instead() {
+    use crate::support::fake_llm::{FakeLlm, Script};
+    use crate::support::sse::Events;
+    let primary = FakeLlm::start().await;
+    primary.set_default(Script::status(500));
+    let backup = FakeLlm::start().await;
+    backup.set_default(Script::answer("From the backup."));
+    let backup_url = backup.base_url();
+    let app = TestApp::with_llm(&primary.base_url(), move |s| {
+        s.llm.max_retries = 0;
+        s.llm
+            .providers
+            .push(crate::support::app::compatible_provider(
+                "backup",
+                &backup_url,
+            ));
+    })
+    .await;
+    let (token, project, agent) = app.chat_setup("fallback-files@example.com").await;
+    let (_, notes) = upload(
+        &app,
+        &token,
+        &project,
+        "notes.md",
+        b"The launch code is 7781.".to_vec(),
+    )
+    .await;
+    assert_eq!(notes["status"], "uploaded", "kept at openai too");
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"message": "What is the code?", "file_ids": [notes["id"]]}))
+        .send()
+        .await
+        .unwrap();
+    let (_, done) = Events::of(r).collect_json().await;
+    assert_eq!(done["provider"], "backup");
+    let first_try = primary.requests()[0].body.to_string();
+    assert!(
+        first_try.contains("input_file") && !first_try.contains("7781"),
+        "{first_try}"
+    );
+    let fallback = backup.requests()[0].body.to_string();
+    assert!(
+        fallback.contains("The launch code is 7781.") && !fallback.contains("input_file"),
+        "the fallback, which does not hold the file, gets its text: {fallback}"
+    );
 }

@@ -63,8 +63,7 @@ fn chat(message: &str) -> ChatRequest {
             Turn::assistant("Hello! How can I help?"),
             Turn::user(message),
         ],
-        temperature: None,
-        max_output_tokens: None,
+        ..ChatRequest::default()
     }
 }
 
