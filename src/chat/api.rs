@@ -9,7 +9,6 @@ use crate::chat::stream::{self, Format, Params, Source};
 use crate::conversations::model::{Conversation, Message, Status};
 use crate::error::{AppError, AppResult};
 use crate::files::service::Attached;
-use crate::files::store::Store;
 use crate::generation::registry::Piece;
 use crate::session::CurrentUser;
 use crate::state::AppState;
@@ -35,7 +34,7 @@ pub async fn attachments(
     }
     crate::files::service::attachable(
         &state.pool,
-        &Store::new(&state.settings.data_dir),
+        &crate::files::api::store(state),
         user,
         ids,
         state.settings.chat.history_budget_chars / 2,

@@ -600,27 +600,13 @@ fn refused_in_composer(error: AppError) -> AppResult<HttpResponse> {
     if matches!(error, AppError::Internal(_)) {
         return Err(error);
     }
-    let message = match &error {
-        AppError::Validation(errors) => errors
-            .first()
-            .map_or_else(|| "Invalid message.".to_string(), |e| e.message.clone()),
-        other => other.to_string(),
-    };
-    let mut response = HttpResponse::build(actix_web::ResponseError::status_code(&error));
-    if let AppError::RateLimited {
-        retry_after_secs, ..
-    } = &error
-    {
-        response.insert_header((
-            actix_web::http::header::RETRY_AFTER,
-            retry_after_secs.to_string(),
-        ));
-    }
-    Ok(response
-        .insert_header(("HX-Retarget", "#composer-error"))
-        .insert_header(("HX-Reswap", "innerHTML"))
-        .content_type("text/html; charset=utf-8")
-        .body(crate::site::flash(&message)))
+    let status = actix_web::ResponseError::status_code(&error);
+    Ok(crate::site::flash_into(
+        "#composer-error",
+        status,
+        Some(&error),
+        &error.to_string(),
+    ))
 }
 
 async fn send(

@@ -1,35 +1,101 @@
 //! JSON API for a project's files: upload (multipart, streamed to the store), list, read,
 //! download, delete.
 
-use actix_multipart::Multipart;
+use actix_multipart::{Field, Multipart};
 use actix_web::http::header::{self, ContentDisposition};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
-use crate::files::service::{self, Incoming};
+use crate::files::model::StoredFile;
+use crate::files::service::{self, Incoming, OwnedProject};
 use crate::files::store::Store;
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
-fn store(state: &AppState) -> Store {
+/// confab's file store, under the data directory.
+pub fn store(state: &AppState) -> Store {
     Store::new(&state.settings.data_dir)
 }
 
-/// A new file, on to its project's provider's Files API when it has one.
-pub async fn send_on(
+/// The next part of a multipart form.
+pub(crate) async fn next_field(form: &mut Multipart) -> AppResult<Option<Field>> {
+    form.next()
+        .await
+        .transpose()
+        .map_err(|e| AppError::BadRequest(format!("Not a multipart form: {e}")))
+}
+
+/// A short text field (a token, an id), refused with `too_long` past `max` bytes.
+pub(crate) async fn short_field(
+    field: &mut Field,
+    max: usize,
+    too_long: impl Fn() -> AppError,
+) -> AppResult<String> {
+    let mut raw = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| AppError::BadRequest(e.to_string()))?;
+        if raw.len() + chunk.len() > max {
+            return Err(too_long());
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&raw).trim().to_string())
+}
+
+/// Keeps a `file` field in the (checked) project, and sends a new file on to the project's
+/// provider. `(file, true)` for a new file, `(file, false)` for bytes the project had.
+pub(crate) async fn keep(
     state: &AppState,
-    file: crate::files::model::StoredFile,
-) -> AppResult<crate::files::model::StoredFile> {
-    service::send_to_provider(
+    project: OwnedProject,
+    field: Field,
+) -> AppResult<(StoredFile, bool)> {
+    let incoming = Incoming {
+        filename: field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .map(str::to_string),
+        content_type: field.content_type().map(ToString::to_string),
+    };
+    let store = store(state);
+    let (file, created) = service::upload(
         &state.pool,
-        &store(state),
+        &store,
+        state.settings.files.max_upload_bytes,
+        project,
+        incoming,
+        field,
+    )
+    .await?;
+    if !created {
+        return Ok((file, false));
+    }
+    let file = service::send_to_provider(
+        &state.pool,
+        &store,
         state.generations.router(),
         &state.settings.files.provider_purpose,
         file,
     )
-    .await
+    .await?;
+    Ok((file, true))
+}
+
+fn no_file_field() -> AppError {
+    AppError::invalid(
+        "file",
+        "Send the file in a multipart field named \u{201c}file\u{201d}.",
+    )
+}
+
+/// 201 for a new file, 200 for the one the project already had.
+fn kept(created: bool) -> actix_web::HttpResponseBuilder {
+    if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
 }
 
 /// `POST /api/projects/{id}/files`: multipart with the bytes in the field `file` → 201 with the
@@ -42,54 +108,22 @@ pub async fn upload(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     // Someone else's project is a 404 whatever was sent, so look before reading the form.
-    service::check_project(&state.pool, &user, *project_id).await?;
+    let project = service::check_project(&state.pool, &user, *project_id).await?;
     let mut form = Multipart::new(req.headers(), body);
-    while let Some(field) = form.next().await {
-        let field =
-            field.map_err(|e| AppError::BadRequest(format!("Not a multipart form: {e}")))?;
-        if field.name() != Some("file") {
-            continue;
+    while let Some(field) = next_field(&mut form).await? {
+        if field.name() == Some("file") {
+            let (file, created) = keep(&state, project, field).await?;
+            return Ok(kept(created).json(file));
         }
-        let incoming = Incoming {
-            filename: field
-                .content_disposition()
-                .and_then(|d| d.get_filename())
-                .map(str::to_string),
-            content_type: field.content_type().map(ToString::to_string),
-        };
-        let (file, created) = service::upload(
-            &state.pool,
-            &store(&state),
-            state.settings.files.max_upload_bytes,
-            &user,
-            *project_id,
-            incoming,
-            field,
-        )
-        .await?;
-        let file = if created {
-            send_on(&state, file).await?
-        } else {
-            file
-        };
-        let mut response = if created {
-            HttpResponse::Created()
-        } else {
-            HttpResponse::Ok()
-        };
-        return Ok(response.json(file));
     }
-    Err(AppError::invalid(
-        "file",
-        "Send the file in a multipart field named \u{201c}file\u{201d}.",
-    ))
+    Err(no_file_field())
 }
 
 /// The file with the provider's id under the name older clients know it by.
 #[derive(serde::Serialize)]
 struct WithFileId {
     #[serde(flatten)]
-    file: crate::files::model::StoredFile,
+    file: StoredFile,
     /// The provider's id (`provider_file_id`); null until the file is uploaded to a provider.
     file_id: Option<String>,
 }
@@ -104,69 +138,30 @@ pub async fn upload_with_project_field(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let mut form = Multipart::new(req.headers(), body);
-    let mut project_id = None;
-    while let Some(field) = form.next().await {
-        let mut field =
-            field.map_err(|e| AppError::BadRequest(format!("Not a multipart form: {e}")))?;
+    let mut project = None;
+    while let Some(mut field) = next_field(&mut form).await? {
         match field.name() {
             Some("project_id") => {
-                let mut raw = Vec::new();
-                while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(|e| AppError::BadRequest(e.to_string()))?;
-                    if raw.len() + chunk.len() > 64 {
-                        return Err(AppError::invalid("project_id", "Not a project id."));
-                    }
-                    raw.extend_from_slice(&chunk);
-                }
-                let id = Uuid::parse_str(String::from_utf8_lossy(&raw).trim())
-                    .map_err(|_| AppError::invalid("project_id", "Not a project id."))?;
-                service::check_project(&state.pool, &user, id).await?;
-                project_id = Some(id);
+                let not_an_id = || AppError::invalid("project_id", "Not a project id.");
+                let raw = short_field(&mut field, 64, not_an_id).await?;
+                let id = Uuid::parse_str(&raw).map_err(|_| not_an_id())?;
+                project = Some(service::check_project(&state.pool, &user, id).await?);
             }
             Some("file") => {
-                let Some(project_id) = project_id else {
+                let Some(project) = project else {
                     return Err(AppError::invalid(
                         "project_id",
                         "Send the field project_id before the file.",
                     ));
                 };
-                let incoming = Incoming {
-                    filename: field
-                        .content_disposition()
-                        .and_then(|d| d.get_filename())
-                        .map(str::to_string),
-                    content_type: field.content_type().map(ToString::to_string),
-                };
-                let (file, created) = service::upload(
-                    &state.pool,
-                    &store(&state),
-                    state.settings.files.max_upload_bytes,
-                    &user,
-                    project_id,
-                    incoming,
-                    field,
-                )
-                .await?;
-                let file = if created {
-                    send_on(&state, file).await?
-                } else {
-                    file
-                };
-                let mut response = if created {
-                    HttpResponse::Created()
-                } else {
-                    HttpResponse::Ok()
-                };
+                let (file, created) = keep(&state, project, field).await?;
                 let file_id = file.provider_file_id.clone();
-                return Ok(response.json(WithFileId { file, file_id }));
+                return Ok(kept(created).json(WithFileId { file, file_id }));
             }
             _ => {}
         }
     }
-    Err(AppError::invalid(
-        "file",
-        "Send the file in a multipart field named \u{201c}file\u{201d}.",
-    ))
+    Err(no_file_field())
 }
 
 /// `GET /api/projects/{id}/files`: newest first.

@@ -117,6 +117,20 @@ impl StoredFile {
             .first(conn)
     }
 
+    /// Those of `ids` that are the owner's files, in one query (in no particular order).
+    pub fn find_many_owned(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        ids: &[Uuid],
+    ) -> QueryResult<Vec<StoredFile>> {
+        files::table
+            .inner_join(projects::table)
+            .filter(files::id.eq_any(ids))
+            .filter(projects::owner_id.eq(owner))
+            .select(StoredFile::as_select())
+            .load(conn)
+    }
+
     /// Inserts the file, or returns `None` when the project already has these bytes.
     pub fn insert(conn: &mut PgConnection, new: &NewFile) -> QueryResult<Option<StoredFile>> {
         diesel::insert_into(files::table)

@@ -61,29 +61,41 @@ fn clean_content_type(raw: Option<&str>) -> String {
     }
 }
 
-/// The project is the user's, or it is "not found".
-pub async fn check_project(pool: &PgPool, user: &CurrentUser, project_id: Uuid) -> AppResult<()> {
+/// A project whose owner was checked: the only way to [`upload`] into it.
+#[derive(Clone, Copy, Debug)]
+pub struct OwnedProject(Uuid);
+
+impl OwnedProject {
+    pub fn id(self) -> Uuid {
+        self.0
+    }
+}
+
+/// The project, if it is the user's ("not found" otherwise); check it before reading an upload.
+pub async fn check_project(
+    pool: &PgPool,
+    user: &CurrentUser,
+    project_id: Uuid,
+) -> AppResult<OwnedProject> {
     let owner = user.id;
     let owned = db::run(pool, move |conn| {
         Ok(StoredFile::owns_project(conn, owner, project_id)?)
     })
     .await?;
     if owned {
-        Ok(())
+        Ok(OwnedProject(project_id))
     } else {
         Err(AppError::NotFound)
     }
 }
 
-/// Checks the project is the user's (before any byte is read), then keeps the body and records
-/// the file. `Ok((file, true))` for a new file, `(file, false)` when the project already had
-/// these bytes (under the name it had then).
+/// Keeps the body and records the file in the (checked) project. `Ok((file, true))` for a new
+/// file, `(file, false)` when the project already had these bytes (under the name it had then).
 pub async fn upload<S, E>(
     pool: &PgPool,
     store: &Store,
     limit: u64,
-    user: &CurrentUser,
-    project_id: Uuid,
+    project: OwnedProject,
     incoming: Incoming,
     body: S,
 ) -> AppResult<(StoredFile, bool)>
@@ -91,12 +103,12 @@ where
     S: Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    check_project(pool, user, project_id).await?;
+    let project_id = project.id();
     let received = store.receive(body, limit).await?;
-    let sha_of_upload = received.sha256.clone();
     let filename = clean_filename(incoming.filename.as_deref().unwrap_or_default());
     let content_type = clean_content_type(incoming.content_type.as_deref());
     let sha256 = received.sha256.clone();
+    let received_sha = sha256.clone();
     let bytes = i64::try_from(received.bytes).unwrap_or(i64::MAX);
     let recorded = db::transaction(pool, move |conn| {
         // Placed and recorded together, so a delete of the same bytes cannot remove them in
@@ -126,7 +138,7 @@ where
     })
     .await;
     match &recorded {
-        Err(_) => forget_bytes(pool, store, sha_of_upload).await,
+        Err(_) => forget_bytes(pool, store, received_sha).await,
         Ok((file, true)) => {
             // The file is kept either way; without passages it is only not found as knowledge.
             if let Err(error) = index(pool, store, file).await {
@@ -294,13 +306,24 @@ pub async fn attachable(
             format!("A message can carry up to {MAX_ATTACHMENTS} files."),
         ));
     }
+    let owner = user.id;
+    let wanted = ids.to_vec();
+    let mut found = db::run(pool, move |conn| {
+        Ok(StoredFile::find_many_owned(conn, owner, &wanted)?)
+    })
+    .await?;
     let mut attached = Vec::with_capacity(ids.len());
     let mut room = budget_chars;
     for id in ids {
         if attached.iter().any(|a: &Attached| a.file_id == *id) {
             continue;
         }
-        let file = get(pool, user, *id).await?;
+        // Someone else's file, or none at all, is "not found".
+        let at = found
+            .iter()
+            .position(|f| f.id == *id)
+            .ok_or(AppError::NotFound)?;
+        let file = found.swap_remove(at);
         let too_long = || {
             AppError::invalid(
                 "file_ids",

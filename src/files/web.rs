@@ -5,13 +5,12 @@ pub use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use askama::Template;
-use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::files::api::{keep, next_field, short_field, store};
 use crate::files::model::StoredFile;
-use crate::files::service::{self, Incoming};
-use crate::files::store::Store;
+use crate::files::service::{self, OwnedProject};
 use crate::session::CurrentUser;
 use crate::session::csrf::{self, CsrfToken, TokenInBody};
 use crate::site::{Chrome, ConfirmDeletePage, html, is_htmx, see_other};
@@ -97,68 +96,27 @@ impl FilesSection {
     }
 }
 
-fn store(state: &AppState) -> Store {
-    Store::new(&state.settings.data_dir)
-}
-
 /// Stores every `file` field of the form, in order. A plain form's CSRF token is its first field.
 pub async fn receive_all(
     req: &HttpRequest,
     state: &AppState,
-    user: &CurrentUser,
-    project_id: Uuid,
+    project: OwnedProject,
     mut form: Multipart,
 ) -> AppResult<usize> {
     let mut token_checked = req.extensions().get::<TokenInBody>().is_none();
     let mut stored = 0;
-    while let Some(field) = form.next().await {
-        let mut field =
-            field.map_err(|e| AppError::BadRequest(format!("Not a multipart form: {e}")))?;
+    while let Some(mut field) = next_field(&mut form).await? {
         if !token_checked {
             if field.name() != Some(csrf::CSRF_FIELD) {
-                return Err(AppError::Forbidden(
-                    "The form expired or came from another site. Reload the page and try again."
-                        .into(),
-                ));
+                return Err(csrf::refused());
             }
-            let mut sent = Vec::new();
-            while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(|e| AppError::BadRequest(e.to_string()))?;
-                if sent.len() + chunk.len() > 128 {
-                    return Err(AppError::BadRequest(
-                        "The form's token is malformed.".into(),
-                    ));
-                }
-                sent.extend_from_slice(&chunk);
-            }
-            csrf::check_field(req, &String::from_utf8_lossy(&sent))?;
+            let sent = short_field(&mut field, 128, csrf::refused).await?;
+            csrf::check_field(req, &sent)?;
             token_checked = true;
-            continue;
+        } else if field.name() == Some("file") {
+            keep(state, project, field).await?;
+            stored += 1;
         }
-        if field.name() != Some("file") {
-            continue;
-        }
-        let incoming = Incoming {
-            filename: field
-                .content_disposition()
-                .and_then(|d| d.get_filename())
-                .map(str::to_string),
-            content_type: field.content_type().map(ToString::to_string),
-        };
-        let (file, created) = service::upload(
-            &state.pool,
-            &store(state),
-            state.settings.files.max_upload_bytes,
-            user,
-            project_id,
-            incoming,
-            field,
-        )
-        .await?;
-        if created {
-            crate::files::api::send_on(state, file).await?;
-        }
-        stored += 1;
     }
     if stored == 0 {
         return Err(AppError::invalid("file", "Choose a file to upload."));

@@ -54,7 +54,7 @@ pub async fn delete_project(
     service::delete(
         &state.pool,
         &state.generations,
-        &crate::files::store::Store::new(&state.settings.data_dir),
+        &crate::files::api::store(&state),
         &user,
         *id,
     )

@@ -319,9 +319,9 @@ pub async fn upload_files(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let project_id = *id;
-    crate::files::service::check_project(&state.pool, &user, project_id).await?;
+    let project = crate::files::service::check_project(&state.pool, &user, project_id).await?;
     let form = crate::files::web::Multipart::new(req.headers(), body);
-    match crate::files::web::receive_all(&req, &state, &user, project_id, form).await {
+    match crate::files::web::receive_all(&req, &state, project, form).await {
         Ok(_) => Ok(see_other(
             &req,
             &format!("{}#files-heading", urls::project(project_id)),
@@ -393,7 +393,7 @@ pub async fn delete_project(
     service::delete(
         &state.pool,
         &state.generations,
-        &crate::files::store::Store::new(&state.settings.data_dir),
+        &crate::files::api::store(&state),
         &user,
         *id,
     )

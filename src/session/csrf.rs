@@ -26,6 +26,13 @@ pub const CSRF_FIELD: &str = "csrf_token";
 #[derive(Clone, Copy, Debug)]
 pub struct TokenInBody;
 
+/// The refusal of a request whose token is missing or wrong.
+pub fn refused() -> AppError {
+    AppError::Forbidden(
+        "The form expired or came from another site. Reload the page and try again.".into(),
+    )
+}
+
 /// A form field's token against this browser's (constant time); 403 when they differ.
 pub fn check_field(req: &HttpRequest, sent: &str) -> Result<(), AppError> {
     let expected = req.cookie(CSRF_COOKIE).map(|c| c.value().to_string());
@@ -35,9 +42,7 @@ pub fn check_field(req: &HttpRequest, sent: &str) -> Result<(), AppError> {
         {
             Ok(())
         }
-        _ => Err(AppError::Forbidden(
-            "The form expired or came from another site. Reload the page and try again.".into(),
-        )),
+        _ => Err(refused()),
     }
 }
 
@@ -125,10 +130,7 @@ pub async fn protect(
                 {
                     Ok(())
                 }
-                _ => Err(AppError::Forbidden(
-                    "The form expired or came from another site. Reload the page and try again."
-                        .into(),
-                )),
+                _ => Err(refused()),
             },
         };
         if let Err(error) = verdict {

@@ -38,6 +38,28 @@ pub fn flash(message: &str) -> String {
     .unwrap_or_default()
 }
 
+/// A refusal for htmx: `message` as a flash swapped into `target`, with the status (and a rate
+/// limit's `Retry-After`).
+pub fn flash_into(
+    target: &str,
+    status: StatusCode,
+    error: Option<&AppError>,
+    message: &str,
+) -> HttpResponse {
+    let mut builder = HttpResponse::build(status);
+    if let Some(AppError::RateLimited {
+        retry_after_secs, ..
+    }) = error
+    {
+        builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+    }
+    builder
+        .insert_header(("HX-Retarget", target))
+        .insert_header(("HX-Reswap", "innerHTML"))
+        .content_type("text/html; charset=utf-8")
+        .body(flash(message))
+}
+
 /// Wraps the whole app. Under `/api/`, an error actix raised itself (not an `AppError`) gets the
 /// API's JSON envelope; `/health` and `/static/` keep what they answer; pages get HTML.
 pub async fn html_errors(
@@ -91,20 +113,15 @@ fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> Htt
         Some(e) => e.to_string(),
         None => error.to_string(),
     };
+    if htmx {
+        return flash_into("#flash", status, app_error, &message);
+    }
     let mut builder = HttpResponse::build(status);
     if let Some(AppError::RateLimited {
         retry_after_secs, ..
     }) = app_error
     {
         builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
-    }
-    if htmx {
-        let body = flash(&message);
-        return builder
-            .insert_header(("HX-Retarget", "#flash"))
-            .insert_header(("HX-Reswap", "innerHTML"))
-            .content_type("text/html; charset=utf-8")
-            .body(body);
     }
     let csrf = req
         .extensions()

@@ -11,7 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use crate::session::CurrentUser;
 use crate::session::csrf::CsrfToken;
 
-pub use errors::flash;
+pub use errors::flash_into;
 pub use form::{FormErrors, PageForm, Refusal, refused, reply};
 
 /// What every page's layout needs: who is signed in, the CSRF token, asset URLs.

@@ -515,38 +515,31 @@ async fn attached_files_go_upstream_with_the_message_and_stay_in_its_history() {
     let history = serde_json::to_string(&fake.requests()[1].body).unwrap();
     assert!(history.contains("The launch code is 7781."), "{history}");
 
-    // A file without text, too many characters, or someone else's: refused, nothing sent.
-    let (status, body) = app
-        .post_json(
-            &token,
-            &format!("/api/chat/agents/{agent}"),
-            serde_json::json!({"message": "read this", "file_ids": [binary["id"]]}),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("has no text"),
-        "{body}"
-    );
+    // A file without text, too many characters, of another project or of someone else:
+    // refused with its reason, nothing sent.
+    let refused_with = |file: Value, reason: &'static str| {
+        let (app, token, agent) = (&app, &token, &agent);
+        async move {
+            let (status, body) = app
+                .post_json(
+                    token,
+                    &format!("/api/chat/agents/{agent}"),
+                    serde_json::json!({"message": "read this", "file_ids": [file]}),
+                )
+                .await;
+            assert_eq!(status, 422, "{body}");
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains(reason),
+                "{reason}: {body}"
+            );
+        }
+    };
+    refused_with(binary["id"].clone(), "has no text").await;
     let (_, long) = upload(&app, &token, &project, "long.txt", vec![b'a'; 20_000]).await;
-    let (status, body) = app
-        .post_json(
-            &token,
-            &format!("/api/chat/agents/{agent}"),
-            serde_json::json!({"message": "read this", "file_ids": [long["id"]]}),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too long"),
-        "{body}"
-    );
+    refused_with(long["id"].clone(), "too long").await;
+    let elsewhere = app.project(&token, "Elsewhere").await;
+    let (_, far) = upload(&app, &token, &elsewhere, "far.txt", b"far away".to_vec()).await;
+    refused_with(far["id"].clone(), "another project").await;
     let (other, _, their_agent) = app.chat_setup("attach-other@example.com").await;
     let (status, _) = app
         .post_json(
@@ -556,23 +549,6 @@ async fn attached_files_go_upstream_with_the_message_and_stay_in_its_history() {
         )
         .await;
     assert_eq!(status, 404, "someone else's file");
-    // A file of another of my projects does not go to this agent.
-    let elsewhere = app.project(&token, "Elsewhere").await;
-    let (_, far) = upload(&app, &token, &elsewhere, "far.txt", b"far away".to_vec()).await;
-    let (status, body) = app
-        .post_json(
-            &token,
-            &format!("/api/chat/agents/{agent}"),
-            serde_json::json!({"message": "read", "file_ids": [far["id"]]}),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("another project")
-    );
     assert_eq!(fake.requests().len(), 2, "nothing refused went upstream");
 }
 
