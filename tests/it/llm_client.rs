@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::support::fake_llm::{
     CHAT_ERROR_MESSAGE, ChatErrorShape, ErrorShape, FAILED_MESSAGE, FLAT_ERROR_MESSAGE, FakeLlm,
-    Interrupt, NESTED_ERROR_MESSAGE, Script,
+    FakeVectorStore, FakeVectorStoreFile, INDEXING_FAILED_MESSAGE, Interrupt, NESTED_ERROR_MESSAGE,
+    Script,
 };
 
 const BOTH_APIS: [Api; 2] = [Api::Responses, Api::ChatCompletions];
@@ -650,4 +651,272 @@ async fn fake_speaks_the_documented_wire_formats() {
         .unwrap();
     assert_eq!(models["data"][0]["id"], json!("fake-model"));
     assert_eq!(fake.request_count(), 5);
+}
+
+/// Uploads `bytes` as `filename` to the fake's `POST /v1/files`.
+async fn upload(
+    http: &reqwest::Client,
+    fake: &FakeLlm,
+    filename: &str,
+    bytes: &[u8],
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "user_data")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(filename.to_owned()),
+        );
+    http.post(format!("{}/files", fake.base_url()))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sends a JSON request to the fake and returns the status and the JSON body.
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Polls a vector-store file until it leaves `in_progress`: every status seen, and the last object.
+async fn poll_indexing(
+    http: &reqwest::Client,
+    fake: &FakeLlm,
+    store: &str,
+    file: &str,
+) -> (Vec<String>, Value) {
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let (status, object) = send(http.get(format!(
+            "{}/vector_stores/{store}/files/{file}",
+            fake.base_url()
+        )))
+        .await;
+        assert_eq!(status, 200, "{object}");
+        seen.push(object["status"].as_str().unwrap().to_owned());
+        if object["status"] != "in_progress" {
+            return (seen, object);
+        }
+    }
+    panic!("still indexing after 10 polls: {seen:?}");
+}
+
+/// The fake's vector stores and `file_search` (docs/llm-wire.md §2.4, §4.4): indexing counted in
+/// polls, a failed indexing, the search item before the message, citations before
+/// `output_text.done`, unknown stores refused, and uploads refused on demand.
+#[tokio::test]
+async fn fake_indexes_files_and_answers_file_search_with_citations() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::tokens(["A", "B"]));
+    let http = reqwest::Client::new();
+    let base = fake.base_url();
+
+    let notes: Value = upload(&http, &fake, "notes.md", b"# Notes")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let notes = notes["id"].as_str().unwrap().to_owned();
+    let (status, store) = send(
+        http.post(format!("{base}/vector_stores"))
+            .json(&json!({"name": "Project files", "metadata": {"project": "p1"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{store}");
+    assert_eq!(store["object"], "vector_store");
+    assert_eq!(store["metadata"], json!({"project": "p1"}));
+    assert_eq!(store["file_counts"]["total"], 0);
+    let store = store["id"].as_str().unwrap().to_owned();
+    assert!(store.starts_with("vs_"), "{store}");
+
+    let attach = |file: &str| {
+        http.post(format!("{base}/vector_stores/{store}/files"))
+            .json(&json!({"file_id": file}))
+    };
+    let (status, attached) = send(attach(&notes)).await;
+    assert_eq!(status, 200, "{attached}");
+    assert_eq!(
+        attached,
+        json!({"id": notes, "object": "vector_store.file", "created_at": attached["created_at"],
+               "usage_bytes": 0, "vector_store_id": store, "status": "in_progress", "last_error": null})
+    );
+    let (_, again) = send(attach(&notes)).await;
+    assert_eq!(
+        again["id"],
+        json!(notes),
+        "attaching twice answers the same entry"
+    );
+    let (status, missing) = send(attach("file-nope")).await;
+    assert_eq!(status, 404, "{missing}");
+    let (seen, indexed) = poll_indexing(&http, &fake, &store, &notes).await;
+    assert_eq!(seen, ["in_progress", "in_progress", "completed"]);
+    assert_eq!(indexed["usage_bytes"], 7);
+    let (_, counted) = send(http.get(format!("{base}/vector_stores/{store}"))).await;
+    assert_eq!(counted["file_counts"]["completed"], 1);
+    assert_eq!(counted["file_counts"]["total"], 1);
+
+    // A file attached while indexing fails ends `failed`; it is never cited.
+    fake.fail_indexing(true);
+    let scan: Value = upload(&http, &fake, "scan.bin", b"\x00\x01")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let scan = scan["id"].as_str().unwrap().to_owned();
+    send(attach(&scan)).await;
+    fake.fail_indexing(false);
+    let (seen, failed) = poll_indexing(&http, &fake, &store, &scan).await;
+    assert_eq!(seen, ["in_progress", "in_progress", "failed"]);
+    assert_eq!(
+        failed["last_error"],
+        json!({"code": "unsupported_file", "message": INDEXING_FAILED_MESSAGE})
+    );
+    assert_eq!(
+        fake.vector_stores(),
+        [FakeVectorStore {
+            id: store.clone(),
+            name: Some("Project files".into()),
+            deleted: false,
+            files: vec![
+                FakeVectorStoreFile {
+                    file_id: notes.clone(),
+                    status: "completed".into()
+                },
+                FakeVectorStoreFile {
+                    file_id: scan.clone(),
+                    status: "failed".into()
+                },
+            ],
+        }]
+    );
+
+    let tools = json!([{"type": "file_search", "vector_store_ids": [store]}]);
+    let body = json!({"model": "m", "input": [{"role": "user", "content": "What do the notes say?"}],
+                      "tools": tools, "stream": true});
+    let sse = http
+        .post(format!("{base}/responses"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<Value> = sse
+        .split("\n\n")
+        .filter(|block| !block.is_empty())
+        .map(|block| {
+            let (_, data) = block.split_once("\ndata: ").unwrap();
+            serde_json::from_str(data).unwrap()
+        })
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|event| event["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.file_search_call.in_progress",
+            "response.file_search_call.searching",
+            "response.file_search_call.completed",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.annotation.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (sequence, event) in events.iter().enumerate() {
+        assert_eq!(event["sequence_number"], json!(sequence));
+    }
+    let search_id = &events[2]["item"]["id"];
+    assert_eq!(events[2]["item"]["type"], "file_search_call");
+    assert_eq!(events[2]["item"]["status"], "in_progress");
+    for event in &events[2..7] {
+        assert_eq!(event["output_index"], 0, "{event}");
+    }
+    for event in &events[3..6] {
+        assert_eq!(&event["item_id"], search_id, "{event}");
+    }
+    assert_eq!(events[6]["item"]["status"], "completed");
+    assert_eq!(
+        events[6]["item"]["queries"],
+        json!(["What do the notes say?"])
+    );
+    for event in &events[7..15] {
+        assert_eq!(event["output_index"], 1, "{event}");
+    }
+    let citation =
+        json!({"type": "file_citation", "index": 2, "file_id": notes, "filename": "notes.md"});
+    assert_eq!(events[11]["annotation_index"], 0);
+    assert_eq!(events[11]["annotation"], citation);
+    assert_eq!(events[13]["part"]["annotations"], json!([citation]));
+    let output = &events[15]["response"]["output"];
+    assert_eq!(output[0]["type"], "file_search_call");
+    assert_eq!(output[1]["content"][0]["annotations"], json!([citation]));
+
+    let (status, plain) = send(
+        http.post(format!("{base}/responses"))
+            .json(&json!({"model": "m", "input": "What do the notes say?", "tools": tools})),
+    )
+    .await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(
+        plain["output"][0]["queries"],
+        json!(["What do the notes say?"])
+    );
+    assert_eq!(
+        plain["output"][1]["content"][0]["annotations"],
+        json!([citation])
+    );
+
+    let unknown = json!({"model": "m", "input": "hi", "stream": true,
+                         "tools": [{"type": "file_search", "vector_store_ids": ["vs_nope"]}]});
+    let (status, refusal) = send(http.post(format!("{base}/responses")).json(&unknown)).await;
+    assert_eq!(status, 400, "{refusal}");
+    assert_eq!(
+        refusal["error"],
+        json!({"message": "Vector store with id 'vs_nope' not found.", "type": "invalid_request_error",
+               "param": "tools", "code": null})
+    );
+
+    let (status, detached) =
+        send(http.delete(format!("{base}/vector_stores/{store}/files/{scan}"))).await;
+    assert_eq!(
+        (status, &detached["object"]),
+        (200, &json!("vector_store.file.deleted"))
+    );
+    let (status, _) = send(http.delete(format!("{base}/vector_stores/{store}/files/{scan}"))).await;
+    assert_eq!(status, 404, "detached already");
+    let (status, deleted) = send(http.delete(format!("{base}/vector_stores/{store}"))).await;
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(
+        deleted,
+        json!({"id": store, "object": "vector_store.deleted", "deleted": true})
+    );
+    let (status, _) = send(http.get(format!("{base}/vector_stores/{store}"))).await;
+    assert_eq!(status, 404);
+    assert!(fake.vector_stores()[0].deleted);
+
+    fake.fail_file_uploads(Some(413));
+    let refused = upload(&http, &fake, "big.pdf", &[0; 4096]).await;
+    assert_eq!(refused.status(), 413);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["type"], "invalid_request_error");
+    fake.fail_file_uploads(None);
+    assert_eq!(fake.files().len(), 2, "a refused upload is not kept");
+
+    // Files and vector stores stay out of the chat requests tests count.
+    assert_eq!(fake.request_count(), 3);
 }

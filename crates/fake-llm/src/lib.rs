@@ -1,6 +1,7 @@
 //! A fake OpenAI-compatible upstream that speaks the wire formats of docs/llm-wire.md exactly
 //! (Responses §2.6, Chat Completions §3.2–3.3), can be scripted per request to be slow, fail,
-//! drop, or send in-band errors, and records what it was sent.
+//! drop, or send in-band errors, and records what it was sent. It also keeps uploaded files and
+//! vector stores (§4) and, for a `file_search` tool, streams the search and its citations (§2.4).
 //!
 //! Used by confab's integration tests, `examples/fake_llm.rs` and the load generator
 //! (`benches/loadgen`); it knows nothing of confab itself.
@@ -8,7 +9,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,8 @@ pub const NESTED_ERROR_MESSAGE: &str = "Too Many Requests";
 pub const FAILED_MESSAGE: &str = "The model failed to generate a response.";
 /// The message of every Chat Completions mid-stream error chunk.
 pub const CHAT_ERROR_MESSAGE: &str = "Provider disconnected unexpectedly";
+/// The `last_error.message` of a vector-store file whose indexing failed (`fail_indexing`).
+pub const INDEXING_FAILED_MESSAGE: &str = "The file type is not supported for file search.";
 
 /// What the fake does with one request to `/v1/responses` or `/v1/chat/completions`.
 #[derive(Debug, Clone)]
@@ -297,10 +300,60 @@ pub struct FakeFile {
     pub deleted: bool,
 }
 
+/// A vector store as the fake holds it (docs/llm-wire.md §4.4), for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeVectorStore {
+    pub id: String,
+    /// `None` when it was created without one.
+    pub name: Option<String>,
+    pub deleted: bool,
+    /// In attach order; a file detached, or deleted from the Files API, is no longer listed.
+    pub files: Vec<FakeVectorStoreFile>,
+}
+
+/// A file attached to a vector store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeVectorStoreFile {
+    pub file_id: String,
+    /// `in_progress`, `completed` or `failed`: what the next poll will answer.
+    pub status: String,
+}
+
+/// A vector store with what the wire object needs beyond `FakeVectorStore`.
+struct VectorStore {
+    id: String,
+    name: Option<String>,
+    metadata: Value,
+    created_at: u64,
+    deleted: bool,
+    files: Vec<StoreFile>,
+}
+
+/// A file in a vector store. Indexing is counted in polls, not time, so tests need no sleeps.
+struct StoreFile {
+    file_id: String,
+    created_at: u64,
+    bytes: u64,
+    /// `GET`s of this file so far.
+    polls: u32,
+    /// `set_index_polls` when it was attached: it is `in_progress` for this many polls.
+    polls_needed: u32,
+    /// `fail_indexing` when it was attached: it then ends `failed`, not `completed`.
+    fails: bool,
+}
+
 struct State {
+    /// Lock order: `files` before `vector_stores` when a handler needs both.
     files: Mutex<Vec<FakeFile>>,
     /// `DELETE /v1/files/{id}` answers 500 while this is set.
-    fail_file_deletes: std::sync::atomic::AtomicBool,
+    fail_file_deletes: AtomicBool,
+    /// `POST /v1/files` answers this status while it is set.
+    fail_file_uploads: Mutex<Option<u16>>,
+    vector_stores: Mutex<Vec<VectorStore>>,
+    /// How many polls a newly attached file stays `in_progress`.
+    index_polls: AtomicU32,
+    /// Newly attached files end `failed` while this is set.
+    fail_indexing: AtomicBool,
     scripts: Mutex<VecDeque<Script>>,
     default_script: Mutex<Script>,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -336,7 +389,11 @@ impl FakeLlm {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             files: Mutex::new(Vec::new()),
-            fail_file_deletes: std::sync::atomic::AtomicBool::new(false),
+            fail_file_deletes: AtomicBool::new(false),
+            fail_file_uploads: Mutex::new(None),
+            vector_stores: Mutex::new(Vec::new()),
+            index_polls: AtomicU32::new(2),
+            fail_indexing: AtomicBool::new(false),
             scripts: Mutex::new(VecDeque::new()),
             default_script: Mutex::new(Script::default()),
             requests: Mutex::new(Vec::new()),
@@ -358,6 +415,24 @@ impl FakeLlm {
                 .route("/v1/files", web::post().to(upload_file))
                 .route("/v1/files/{id}", web::get().to(get_file))
                 .route("/v1/files/{id}", web::delete().to(delete_file))
+                .route("/v1/vector_stores", web::post().to(create_vector_store))
+                .route("/v1/vector_stores/{id}", web::get().to(get_vector_store))
+                .route(
+                    "/v1/vector_stores/{id}",
+                    web::delete().to(delete_vector_store),
+                )
+                .route(
+                    "/v1/vector_stores/{id}/files",
+                    web::post().to(attach_vector_store_file),
+                )
+                .route(
+                    "/v1/vector_stores/{id}/files/{file_id}",
+                    web::get().to(get_vector_store_file),
+                )
+                .route(
+                    "/v1/vector_stores/{id}/files/{file_id}",
+                    web::delete().to(detach_vector_store_file),
+                )
                 .default_service(web::to(unknown_path))
         })
         // Streams are timers and small writes: one worker serves hundreds of them.
@@ -383,6 +458,44 @@ impl FakeLlm {
     /// Makes `DELETE /v1/files/{id}` fail with 500 (or work again).
     pub fn fail_file_deletes(&self, fail: bool) {
         self.state.fail_file_deletes.store(fail, Ordering::Relaxed);
+    }
+
+    /// Makes `POST /v1/files` answer this status (e.g. 413) with an OpenAI error body, after
+    /// reading the whole upload; `None` makes uploads work again.
+    pub fn fail_file_uploads(&self, status: Option<u16>) {
+        *lock(&self.state.fail_file_uploads) = status;
+    }
+
+    /// The vector stores created so far (deleted ones marked), each with its files' status.
+    pub fn vector_stores(&self) -> Vec<FakeVectorStore> {
+        lock(&self.state.vector_stores)
+            .iter()
+            .map(|store| FakeVectorStore {
+                id: store.id.clone(),
+                name: store.name.clone(),
+                deleted: store.deleted,
+                files: store
+                    .files
+                    .iter()
+                    .map(|file| FakeVectorStoreFile {
+                        file_id: file.file_id.clone(),
+                        status: file.status().to_owned(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// How many `GET /v1/vector_stores/{id}/files/{file_id}` polls a file attached from now on
+    /// answers `in_progress` before its final status (2 by default; 0 indexes it at once).
+    pub fn set_index_polls(&self, polls: u32) {
+        self.state.index_polls.store(polls, Ordering::Relaxed);
+    }
+
+    /// Makes files attached from now on end `failed` with `last_error.code` `unsupported_file`
+    /// instead of `completed` (or, with `false`, succeed again).
+    pub fn fail_indexing(&self, fail: bool) {
+        self.state.fail_indexing.store(fail, Ordering::Relaxed);
     }
 
     /// The base URL a client is configured with, e.g. `http://127.0.0.1:PORT/v1`.
@@ -458,18 +571,24 @@ impl Drop for FakeLlm {
 /// Record the request and pick its script.
 fn receive(state: &State, request: &HttpRequest, body: &Bytes) -> (Value, Script) {
     let json = record(state, request, body);
+    let script = next_script(state, &json);
+    (json, script)
+}
+
+/// The next queued script, or the default; with the echo marker applied to `json`.
+fn next_script(state: &State, json: &Value) -> Script {
     let mut script = lock(&state.scripts)
         .pop_front()
         .unwrap_or_else(|| lock(&state.default_script).clone());
     let echoed = script.echo_marker.as_deref().and_then(|marker| {
-        last_user_text(&json)?
+        last_user_text(json)?
             .strip_prefix(marker)
             .map(|rest| split_into_tokens(rest.trim_start()))
     });
     if let Some(tokens) = echoed {
         script.tokens = tokens;
     }
-    (json, script)
+    script
 }
 
 /// The text of the last user message: Chat Completions `messages`, or Responses `input` (a
@@ -535,12 +654,20 @@ async fn create_response(
     request: HttpRequest,
     body: Bytes,
 ) -> HttpResponse {
-    let (json, script) = receive(&state, &request, &body);
+    let json = record(&state, &request, &body);
+    // OpenAI refuses an unknown vector store before it generates anything; such a refusal uses
+    // no script, so a queued one still answers the next request.
+    let search = match file_search(&state, &json) {
+        Ok(search) => search,
+        Err(refusal) => return HttpResponse::BadRequest().json(refusal),
+    };
+    let script = next_script(&state, &json);
     if let Some(failure) = &script.fail {
         return failure_response(failure);
     }
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let answer = Answer::new(id, &json, &script, input_words_responses(&json));
+    let mut answer = Answer::new(id, &json, &script, input_words_responses(&json));
+    answer.search = search;
     if json.get("stream").and_then(Value::as_bool) == Some(true) {
         sse_response(responses_plan(&answer, &script), Arc::clone(&state))
     } else {
@@ -603,11 +730,18 @@ fn file_object(file: &FakeFile) -> Value {
 async fn upload_file(
     state: web::Data<State>,
     request: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
 ) -> HttpResponse {
     use futures_util::StreamExt;
     use sha2::Digest;
     // Files are recorded in `files()`, not among the chat requests tests count and index.
+    let refusal = *lock(&state.fail_file_uploads);
+    if let Some(status) = refusal {
+        // Read the upload to its end first: answering while the client still sends can reach it
+        // as a reset connection instead of the status the test asked for.
+        while let Some(Ok(_)) = payload.next().await {}
+        return upload_refusal(status);
+    }
     let mut form = actix_multipart::Multipart::new(request.headers(), payload);
     let (mut purpose, mut received) = (None, None);
     while let Some(Ok(mut field)) = form.next().await {
@@ -654,6 +788,24 @@ async fn upload_file(
     HttpResponse::Ok().json(object)
 }
 
+/// The answer to an upload while `fail_file_uploads` is set: 413 as OpenAI words it, any other
+/// status with the body `Script::status` gives it.
+fn upload_refusal(status: u16) -> HttpResponse {
+    let script = if status == 413 {
+        Script::fail(
+            413,
+            json!({"error": {"message": "File too large. The maximum file size is 512 MB.",
+                             "type": "invalid_request_error", "param": "file", "code": null}}),
+        )
+    } else {
+        Script::status(status)
+    };
+    match &script.fail {
+        Some(failure) => failure_response(failure),
+        None => HttpResponse::InternalServerError().finish(),
+    }
+}
+
 async fn get_file(
     state: web::Data<State>,
     request: HttpRequest,
@@ -682,12 +834,324 @@ async fn delete_file(state: web::Data<State>, id: web::Path<String>) -> HttpResp
     match files.iter_mut().find(|f| f.id == *id && !f.deleted) {
         Some(file) => {
             file.deleted = true;
+            // OpenAI removes a deleted file from every vector store too (§4.2).
+            for store in lock(&state.vector_stores).iter_mut() {
+                store.files.retain(|attached| attached.file_id != file.id);
+            }
             HttpResponse::Ok().json(json!({"id": file.id, "object": "file", "deleted": true}))
         }
         None => HttpResponse::NotFound().json(json!({"error": {
             "message": format!("No such File object: {id}"), "type": "invalid_request_error",
             "param": "id", "code": null}})),
     }
+}
+
+/// An OpenAI error body of type `invalid_request_error` (docs/llm-wire.md §1.3).
+fn request_error(message: &str, param: Option<&str>) -> Value {
+    json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": null}})
+}
+
+fn not_found(message: &str) -> HttpResponse {
+    HttpResponse::NotFound().json(request_error(message, None))
+}
+
+fn no_vector_store(id: &str) -> HttpResponse {
+    not_found(&format!("No vector store found with id '{id}'."))
+}
+
+/// A JSON object body; an empty body counts as `{}`. The error is the body of a 400.
+fn json_object(body: &Bytes) -> Result<Value, Value> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) if value.is_object() => Ok(value),
+        _ => Err(request_error(
+            "We could not parse the JSON body of your request.",
+            None,
+        )),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+impl State {
+    /// A Files API file as it is attached to a store: the indexing switches are read now, so a
+    /// test can attach one file that fails and one that does not.
+    fn attach(&self, file: &FakeFile) -> StoreFile {
+        StoreFile {
+            file_id: file.id.clone(),
+            created_at: now(),
+            bytes: file.bytes,
+            polls: 0,
+            polls_needed: self.index_polls.load(Ordering::Relaxed),
+            fails: self.fail_indexing.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A store that exists and was not deleted.
+fn live_store<'a>(stores: &'a mut [VectorStore], id: &str) -> Option<&'a mut VectorStore> {
+    stores
+        .iter_mut()
+        .find(|store| store.id == id && !store.deleted)
+}
+
+impl StoreFile {
+    fn status(&self) -> &'static str {
+        if self.polls < self.polls_needed {
+            "in_progress"
+        } else if self.fails {
+            "failed"
+        } else {
+            "completed"
+        }
+    }
+
+    /// The `vector_store.file` object (docs/llm-wire.md §4.4).
+    fn object(&self, store_id: &str) -> Value {
+        let status = self.status();
+        let last_error = if status == "failed" {
+            json!({"code": "unsupported_file", "message": INDEXING_FAILED_MESSAGE})
+        } else {
+            Value::Null
+        };
+        let usage_bytes = if status == "completed" { self.bytes } else { 0 };
+        json!({"id": self.file_id, "object": "vector_store.file", "created_at": self.created_at,
+               "usage_bytes": usage_bytes, "vector_store_id": store_id, "status": status,
+               "last_error": last_error})
+    }
+}
+
+impl VectorStore {
+    /// The `vector_store` object (docs/llm-wire.md §4.4), counted from its files' status now.
+    fn object(&self) -> Value {
+        let count = |status: &str| {
+            self.files
+                .iter()
+                .filter(|file| file.status() == status)
+                .count()
+        };
+        let in_progress = count("in_progress");
+        let usage_bytes: u64 = self
+            .files
+            .iter()
+            .filter(|file| file.status() == "completed")
+            .map(|file| file.bytes)
+            .sum();
+        json!({"id": self.id, "object": "vector_store", "created_at": self.created_at,
+               "name": self.name, "usage_bytes": usage_bytes,
+               "status": if in_progress > 0 { "in_progress" } else { "completed" },
+               "last_active_at": self.created_at, "metadata": self.metadata,
+               "file_counts": {"in_progress": in_progress, "completed": count("completed"),
+                               "failed": count("failed"), "cancelled": 0,
+                               "total": self.files.len()}})
+    }
+}
+
+// The vector-store routes are observable through `vector_stores()` and, like uploads, are kept
+// out of `requests()`, which tests count and index as chat requests.
+
+/// `POST /v1/vector_stores` (§4.4): `name`, `metadata`, and `file_ids` attached at once.
+async fn create_vector_store(state: web::Data<State>, body: Bytes) -> HttpResponse {
+    let request = match json_object(&body) {
+        Ok(request) => request,
+        Err(refusal) => return HttpResponse::BadRequest().json(refusal),
+    };
+    let file_ids = request
+        .get("file_ids")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    let files = lock(&state.files);
+    let mut store = VectorStore {
+        id: format!("vs_{}", state.next_id.fetch_add(1, Ordering::Relaxed)),
+        name: request
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        metadata: request
+            .get("metadata")
+            .filter(|metadata| metadata.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        created_at: now(),
+        deleted: false,
+        files: Vec::new(),
+    };
+    for file_id in file_ids {
+        let Some(file) = files
+            .iter()
+            .find(|file| file.id == file_id && !file.deleted)
+        else {
+            return not_found(&format!("No file found with id '{file_id}'."));
+        };
+        if !store
+            .files
+            .iter()
+            .any(|attached| attached.file_id == file_id)
+        {
+            store.files.push(state.attach(file));
+        }
+    }
+    let object = store.object();
+    lock(&state.vector_stores).push(store);
+    HttpResponse::Ok().json(object)
+}
+
+async fn get_vector_store(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    match live_store(&mut lock(&state.vector_stores), &id) {
+        Some(store) => HttpResponse::Ok().json(store.object()),
+        None => no_vector_store(&id),
+    }
+}
+
+async fn delete_vector_store(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    match live_store(&mut lock(&state.vector_stores), &id) {
+        Some(store) => {
+            store.deleted = true;
+            HttpResponse::Ok()
+                .json(json!({"id": store.id, "object": "vector_store.deleted", "deleted": true}))
+        }
+        None => no_vector_store(&id),
+    }
+}
+
+/// `POST /v1/vector_stores/{id}/files` (§4.4): attach a Files API file; attaching it again
+/// answers the entry it already has.
+async fn attach_vector_store_file(
+    state: web::Data<State>,
+    id: web::Path<String>,
+    body: Bytes,
+) -> HttpResponse {
+    let request = match json_object(&body) {
+        Ok(request) => request,
+        Err(refusal) => return HttpResponse::BadRequest().json(refusal),
+    };
+    let Some(file_id) = request.get("file_id").and_then(Value::as_str) else {
+        return HttpResponse::BadRequest().json(request_error(
+            "Missing required parameter: 'file_id'.",
+            Some("file_id"),
+        ));
+    };
+    let files = lock(&state.files);
+    let mut stores = lock(&state.vector_stores);
+    let Some(store) = live_store(&mut stores, &id) else {
+        return no_vector_store(&id);
+    };
+    if let Some(attached) = store.files.iter().find(|file| file.file_id == file_id) {
+        return HttpResponse::Ok().json(attached.object(&store.id));
+    }
+    let Some(file) = files
+        .iter()
+        .find(|file| file.id == file_id && !file.deleted)
+    else {
+        return not_found(&format!("No file found with id '{file_id}'."));
+    };
+    let attached = state.attach(file);
+    let object = attached.object(&store.id);
+    store.files.push(attached);
+    HttpResponse::Ok().json(object)
+}
+
+/// `GET /v1/vector_stores/{id}/files/{file_id}`: one poll of the file's indexing.
+async fn get_vector_store_file(
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (id, file_id) = path.into_inner();
+    let mut stores = lock(&state.vector_stores);
+    let Some(store) = live_store(&mut stores, &id) else {
+        return no_vector_store(&id);
+    };
+    let Some(file) = store.files.iter_mut().find(|file| file.file_id == file_id) else {
+        return not_found(&format!(
+            "No file found with id '{file_id}' in vector store '{id}'."
+        ));
+    };
+    let object = file.object(&id);
+    file.polls = file.polls.saturating_add(1);
+    HttpResponse::Ok().json(object)
+}
+
+/// `DELETE /v1/vector_stores/{id}/files/{file_id}`: detaches the file; the Files API keeps it.
+async fn detach_vector_store_file(
+    state: web::Data<State>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (id, file_id) = path.into_inner();
+    let mut stores = lock(&state.vector_stores);
+    let Some(store) = live_store(&mut stores, &id) else {
+        return no_vector_store(&id);
+    };
+    let attached = store.files.len();
+    store.files.retain(|file| file.file_id != file_id);
+    if store.files.len() == attached {
+        return not_found(&format!(
+            "No file found with id '{file_id}' in vector store '{id}'."
+        ));
+    }
+    HttpResponse::Ok()
+        .json(json!({"id": file_id, "object": "vector_store.file.deleted", "deleted": true}))
+}
+
+/// What the `file_search` tools of a Responses request (§2.4) make of the answer.
+struct FileSearch {
+    /// The query the fake "searched": the last user message.
+    query: Option<String>,
+    /// `(file_id, filename)` of each cited file.
+    citations: Vec<(String, String)>,
+}
+
+/// `None` without a `file_search` tool. An error (the body of OpenAI's 400) when a named vector
+/// store is unknown or deleted. Otherwise one citation for each `completed` file of the named
+/// stores, once each, in the order the stores are named and the files were attached.
+fn file_search(state: &State, request: &Value) -> Result<Option<FileSearch>, Value> {
+    let tools: Vec<&Value> = request
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|tool| tool.get("type").and_then(Value::as_str) == Some("file_search"))
+        .collect();
+    if tools.is_empty() {
+        return Ok(None);
+    }
+    let files = lock(&state.files);
+    let mut stores = lock(&state.vector_stores);
+    let mut citations: Vec<(String, String)> = Vec::new();
+    let store_ids = tools
+        .iter()
+        .filter_map(|tool| tool.get("vector_store_ids").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str);
+    for store_id in store_ids {
+        let Some(store) = live_store(&mut stores, store_id) else {
+            return Err(request_error(
+                &format!("Vector store with id '{store_id}' not found."),
+                Some("tools"),
+            ));
+        };
+        for attached in &store.files {
+            if attached.status() != "completed"
+                || citations.iter().any(|(id, _)| *id == attached.file_id)
+            {
+                continue;
+            }
+            if let Some(file) = files.iter().find(|file| file.id == attached.file_id) {
+                citations.push((file.id.clone(), file.filename.clone()));
+            }
+        }
+    }
+    Ok(Some(FileSearch {
+        query: last_user_text(request),
+        citations,
+    }))
 }
 
 async fn unknown_path(state: web::Data<State>, request: HttpRequest, body: Bytes) -> HttpResponse {
@@ -707,6 +1171,9 @@ struct Answer {
     tokens: Vec<String>,
     incomplete: Option<String>,
     usage: (u32, u32),
+    /// Set when the request had a `file_search` tool: a `file_search_call` item then comes
+    /// before the message, and the answer cites the files found.
+    search: Option<FileSearch>,
 }
 
 impl Answer {
@@ -716,9 +1183,7 @@ impl Answer {
             .map_or(script.tokens.len(), |(k, _)| k.min(script.tokens.len()));
         Answer {
             id,
-            created: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_secs()),
+            created: now(),
             model: request
                 .get("model")
                 .and_then(Value::as_str)
@@ -731,6 +1196,7 @@ impl Answer {
             usage: script
                 .usage
                 .unwrap_or((input_words.max(1) as u32, output_tokens as u32)),
+            search: None,
         }
     }
 
@@ -744,6 +1210,39 @@ impl Answer {
 
     fn message_id(&self) -> String {
         format!("msg_fake{:08}", self.id)
+    }
+
+    fn search_id(&self) -> String {
+        format!("fs_fake{:08}", self.id)
+    }
+
+    /// The message's `output_index`: 1 after a `file_search_call` item, else 0.
+    fn message_index(&self) -> usize {
+        usize::from(self.search.is_some())
+    }
+
+    /// The `file_citation` annotations of the answer, each placed at the end of the text.
+    fn annotations(&self) -> Vec<Value> {
+        let index = self.text().chars().count();
+        self.search
+            .iter()
+            .flat_map(|search| &search.citations)
+            .map(|(file_id, filename)| {
+                json!({"type": "file_citation", "index": index, "file_id": file_id, "filename": filename})
+            })
+            .collect()
+    }
+
+    /// The `file_search_call` item (§2.4); its queries are filled once it completed.
+    fn search_item(&self, status: &str) -> Value {
+        let queries: Vec<&str> = match &self.search {
+            Some(FileSearch {
+                query: Some(query), ..
+            }) if status == "completed" => vec![query],
+            _ => Vec::new(),
+        };
+        json!({"id": self.search_id(), "type": "file_search_call", "status": status,
+               "queries": queries, "results": null})
     }
 
     fn chat_id(&self) -> String {
@@ -767,7 +1266,7 @@ impl Answer {
     }
 
     fn output_text_part(&self) -> Value {
-        json!({"type": "output_text", "annotations": [], "logprobs": [], "text": self.text()})
+        json!({"type": "output_text", "annotations": self.annotations(), "logprobs": [], "text": self.text()})
     }
 
     fn message_item(&self, status: &str, with_content: bool) -> Value {
@@ -786,11 +1285,18 @@ impl Answer {
             (Some(reason), true) => json!({"reason": reason}),
             _ => Value::Null,
         };
+        let mut items = Vec::new();
+        if finished {
+            if self.search.is_some() {
+                items.push(self.search_item("completed"));
+            }
+            items.push(self.message_item("completed", true));
+        }
         json!({
             "id": self.response_id(), "object": "response", "created_at": self.created, "status": status,
             "error": null, "incomplete_details": incomplete_details, "instructions": self.instructions,
             "model": self.model,
-            "output": if finished { json!([self.message_item("completed", true)]) } else { json!([]) },
+            "output": items,
             "store": false, "temperature": self.temperature, "metadata": {},
             "usage": if finished {
                 json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": 0},
@@ -892,6 +1398,7 @@ fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
         sequence: 0,
     };
     let item_id = answer.message_id();
+    let output_index = answer.message_index();
     out.event(
         "response.created",
         json!({"response": answer.response_object("in_progress", false)}),
@@ -900,13 +1407,16 @@ fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
         "response.in_progress",
         json!({"response": answer.response_object("in_progress", false)}),
     );
+    if answer.search.is_some() {
+        search_events(&mut out, answer);
+    }
     out.event(
         "response.output_item.added",
-        json!({"output_index": 0, "item": answer.message_item("in_progress", false)}),
+        json!({"output_index": output_index, "item": answer.message_item("in_progress", false)}),
     );
     out.event(
         "response.content_part.added",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0,
+        json!({"item_id": item_id, "output_index": output_index, "content_index": 0,
                "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}),
     );
     for (index, pause) in thinking_pauses(script).into_iter().enumerate() {
@@ -930,24 +1440,31 @@ fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
         }
         out.event(
             "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0, "delta": token, "logprobs": []}),
+            json!({"item_id": item_id, "output_index": output_index, "content_index": 0, "delta": token, "logprobs": []}),
         );
     }
     if let Some((_, interrupt)) = script.interrupt {
         responses_interrupt(&mut out, answer, interrupt);
         return out.steps;
     }
+    for (annotation_index, annotation) in answer.annotations().into_iter().enumerate() {
+        out.event(
+            "response.output_text.annotation.added",
+            json!({"item_id": item_id, "output_index": output_index, "content_index": 0,
+                   "annotation_index": annotation_index, "annotation": annotation}),
+        );
+    }
     out.event(
         "response.output_text.done",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0, "text": answer.text(), "logprobs": []}),
+        json!({"item_id": item_id, "output_index": output_index, "content_index": 0, "text": answer.text(), "logprobs": []}),
     );
     out.event(
         "response.content_part.done",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": answer.output_text_part()}),
+        json!({"item_id": item_id, "output_index": output_index, "content_index": 0, "part": answer.output_text_part()}),
     );
     out.event(
         "response.output_item.done",
-        json!({"output_index": 0, "item": answer.message_item("completed", true)}),
+        json!({"output_index": output_index, "item": answer.message_item("completed", true)}),
     );
     match &answer.incomplete {
         None => out.event(
@@ -960,6 +1477,26 @@ fn responses_plan(answer: &Answer, script: &Script) -> Vec<Step> {
         ),
     }
     out.steps
+}
+
+/// The `file_search_call` item at `output_index` 0, searched and done before the message starts
+/// (docs/llm-wire.md §2.4).
+fn search_events(out: &mut ResponsesWriter, answer: &Answer) {
+    let item_id = answer.search_id();
+    out.event(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": answer.search_item("in_progress")}),
+    );
+    for stage in ["in_progress", "searching", "completed"] {
+        out.event(
+            &format!("response.file_search_call.{stage}"),
+            json!({"output_index": 0, "item_id": item_id}),
+        );
+    }
+    out.event(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": answer.search_item("completed")}),
+    );
 }
 
 fn responses_interrupt(out: &mut ResponsesWriter, answer: &Answer, interrupt: Interrupt) {
