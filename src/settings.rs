@@ -126,6 +126,9 @@ pub struct FilesSettings {
     /// The `purpose` files are uploaded to a provider's Files API with: `user_data` (for
     /// `input_file`) or `assistants`.
     pub provider_purpose: String,
+    /// File name endings refused at upload (programs and scripts nobody needs an agent to
+    /// read); programs are also refused by their first bytes, whatever their name.
+    pub refused_extensions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +190,7 @@ answers_per_minute_per_user = 30
 [files]
 max_upload_bytes = 536870912
 provider_purpose = "user_data"
+refused_extensions = ["exe", "dll", "msi", "scr", "com", "bat", "cmd", "ps1", "vbs", "jar", "apk", "dmg", "so", "dylib"]
 
 [auth]
 token_ttl_hours = 168

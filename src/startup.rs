@@ -179,6 +179,12 @@ impl Application {
             ),
             Err(error) => tracing::warn!(%error, "could not check for interrupted answers"),
         }
+        // Files left being indexed at a provider by an earlier run are picked up again.
+        state.generations.spawn(files::knowledge::poll_forever(
+            state.pool.clone(),
+            state.generations.shared_router(),
+            Arc::clone(&state.indexing),
+        ));
         let server = serve(listener, state.clone()).map_err(|e| e.to_string())?;
         tracing::info!(
             "confab listening on http://{}:{port}",

@@ -21,6 +21,8 @@ pub struct AppState {
     pub dummy_password_hash: String,
     /// Answers being generated, and the provider router they use.
     pub generations: Generations,
+    /// Woken when files start being indexed at a provider, so their progress is polled.
+    pub indexing: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -44,6 +46,7 @@ impl AppState {
                     settings.chat.answers_per_minute_per_user,
                 ),
             ),
+            indexing: Default::default(),
             pool,
             settings,
         }

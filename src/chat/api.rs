@@ -35,6 +35,10 @@ pub async fn attachments(
     crate::files::service::attachable(
         &state.pool,
         &crate::files::api::store(state),
+        (
+            state.generations.router(),
+            &state.settings.files.provider_purpose,
+        ),
         user,
         ids,
         state.settings.chat.history_budget_chars / 2,

@@ -8,13 +8,13 @@ use crate::conversations::model::{Conversation, Extras, Message, Status};
 use crate::db;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
-use crate::files::model::Passage;
+use crate::files::model::{Passage, StoredFile};
 use crate::files::service::Attached;
 use crate::generation::Generations;
 use crate::generation::allowance::Slot;
 use crate::generation::registry::Subscription;
 use crate::generation::{Job, Origin};
-use crate::llm::{ChatRequest, Turn};
+use crate::llm::{ChatRequest, FileSearch, Turn};
 use crate::prompts::model::Prompt;
 use crate::prompts::service::SystemMessage;
 use crate::session::CurrentUser;
@@ -248,8 +248,38 @@ fn knowledge(passages: &[Passage]) -> (String, serde_json::Value) {
     (block, serde_json::Value::Array(citations))
 }
 
-/// The request's instructions (the system message, then the passages of the project's files for
-/// `text` when the project answers from them) and the citations the answer keeps.
+/// What grounds an answer in the project's files: the request's instructions (the system
+/// message, then the passages of the project's files for the message when the project answers
+/// from them), the citations the answer keeps, and the project's vector store when its provider
+/// searches the files itself (that provider gets the system message alone).
+struct Grounding {
+    instructions: String,
+    citations: serde_json::Value,
+    file_search: Option<FileSearch>,
+}
+
+fn grounding(
+    conn: &mut diesel::PgConnection,
+    agent: &Agent,
+    system: &SystemMessage,
+    text: &str,
+) -> AppResult<Grounding> {
+    let (instructions, citations) = instructions_for(conn, agent, system, text)?;
+    let file_search =
+        StoredFile::searchable_store(conn, agent.project_id)?.map(|(provider, vector_store_id)| {
+            FileSearch {
+                provider,
+                vector_store_id,
+                instructions: (!system.text.is_empty()).then(|| system.text.clone()),
+            }
+        });
+    Ok(Grounding {
+        instructions,
+        citations,
+        file_search,
+    })
+}
+
 fn instructions_for(
     conn: &mut diesel::PgConnection,
     agent: &Agent,
@@ -296,7 +326,7 @@ pub async fn send(
         settings.history_budget_chars,
         settings.max_messages_per_conversation,
     );
-    let (agent, conversation, new_conversation, user_message, answer, history, instructions, slot) =
+    let (agent, conversation, new_conversation, user_message, answer, history, grounding, slot) =
         db::transaction(pool, move |conn| {
             let (agent, conversation, new_conversation) = match to {
                 To::Conversation(id) => {
@@ -374,7 +404,7 @@ pub async fn send(
             )?);
             let (attachments, context) = attaching(&attached);
             // Project knowledge: the best passages of its files for this message, if it is on.
-            let (instructions, citations) = instructions_for(conn, &agent, &system, &text)?;
+            let grounding = grounding(conn, &agent, &system, &text)?;
             let (user_message, answer) = Message::insert_turn(
                 conn,
                 conversation.id,
@@ -382,7 +412,7 @@ pub async fn send(
                 Extras {
                     attachments,
                     context: &context,
-                    citations,
+                    citations: grounding.citations.clone(),
                 },
                 versions_json(&system),
             )?;
@@ -399,7 +429,7 @@ pub async fn send(
                 user_message,
                 answer,
                 history,
-                instructions,
+                grounding,
                 slot,
             ))
         })
@@ -412,8 +442,9 @@ pub async fn send(
         &answer,
         &history,
         Ask {
-            instructions,
+            instructions: grounding.instructions,
             attachments,
+            file_search: grounding.file_search,
         },
     );
     Ok(Sent {
@@ -426,10 +457,12 @@ pub async fn send(
     })
 }
 
-/// What a request asks besides the conversation: its instructions and the new message's files.
+/// What a request asks besides the conversation: its instructions, the new message's files,
+/// and the vector store its provider may search.
 struct Ask {
     instructions: String,
     attachments: Option<crate::llm::Attachments>,
+    file_search: Option<FileSearch>,
 }
 
 fn start(
@@ -449,6 +482,8 @@ fn start(
         max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
         attachments: ask.attachments,
         input_files: Vec::new(),
+        file_search: ask.file_search,
+        vector_store_ids: Vec::new(),
     };
     generations.start(
         Job {
@@ -477,7 +512,7 @@ pub async fn retry(
     let allowance = generations.allowance();
     let owner = user.id;
     let budget = settings.history_budget_chars;
-    let (agent, conversation, answer, history, instructions, slot) =
+    let (agent, conversation, answer, history, grounding, slot) =
         db::transaction(pool, move |conn| {
             let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
             let claim = allowance.claim(conversation.id)?;
@@ -507,7 +542,7 @@ pub async fn retry(
                 .find(|m| !m.is_assistant())
                 .map(|m| m.content.clone())
                 .unwrap_or_default();
-            let (instructions, citations) = instructions_for(conn, &agent, &system, &question)?;
+            let grounding = grounding(conn, &agent, &system, &question)?;
             // Two retries racing: the second finds the row gone and must not add a second answer.
             if Message::delete(conn, failed.id)? != 1 {
                 return Err(AppError::Conflict(
@@ -518,10 +553,10 @@ pub async fn retry(
                 conn,
                 conversation.id,
                 versions_json(&system),
-                citations,
+                grounding.citations.clone(),
             )?;
             Conversation::touch(conn, conversation.id)?;
-            Ok((agent, conversation, answer, history, instructions, slot))
+            Ok((agent, conversation, answer, history, grounding, slot))
         })
         .await?;
     let reader = start(
@@ -532,8 +567,9 @@ pub async fn retry(
         &answer,
         &history,
         Ask {
-            instructions,
+            instructions: grounding.instructions,
             attachments: None,
+            file_search: grounding.file_search,
         },
     );
     Ok((conversation, answer, reader))

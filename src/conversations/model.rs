@@ -489,11 +489,69 @@ impl Message {
         Ok(written.into_iter().map(|w| w.id).collect())
     }
 
-    pub fn finish(conn: &mut PgConnection, id: Uuid, outcome: &Outcome) -> QueryResult<Message> {
+    /// Writes how the answer ended. `searched`: the provider searched the project's files
+    /// itself, and these are the files it cited (its file id, the name it gave), which replace
+    /// the passages confab had found.
+    pub fn finish(
+        conn: &mut PgConnection,
+        id: Uuid,
+        outcome: &Outcome,
+        searched: Option<&[(String, String)]>,
+    ) -> QueryResult<Message> {
+        let Some(cited) = searched else {
+            return diesel::update(messages::table.find(id))
+                .set(outcome)
+                .returning(Message::as_returning())
+                .get_result(conn);
+        };
+        let citations = Message::searched_citations(conn, id, cited)?;
         diesel::update(messages::table.find(id))
-            .set(outcome)
+            .set((outcome, messages::citations.eq(citations)))
             .returning(Message::as_returning())
             .get_result(conn)
+    }
+
+    /// The citations of a provider's search as the answer keeps them: each cited file of the
+    /// answer's project by its provider id, numbered, with confab's id and name when it has it.
+    fn searched_citations(
+        conn: &mut PgConnection,
+        id: Uuid,
+        cited: &[(String, String)],
+    ) -> QueryResult<serde_json::Value> {
+        #[derive(QueryableByName)]
+        struct Known {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+            #[diesel(sql_type = Text)]
+            provider_file_id: String,
+            #[diesel(sql_type = Text)]
+            filename: String,
+        }
+        let remote: Vec<&str> = cited.iter().map(|(file_id, _)| file_id.as_str()).collect();
+        let known: Vec<Known> = diesel::sql_query(
+            "SELECT f.id, f.provider_file_id, f.filename FROM files f \
+             JOIN agents a ON a.project_id = f.project_id \
+             JOIN conversations c ON c.agent_id = a.id \
+             JOIN messages m ON m.conversation_id = c.id \
+             WHERE m.id = $1 AND f.provider_file_id = ANY($2)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .bind::<diesel::sql_types::Array<Text>, _>(remote)
+        .load(conn)?;
+        let list = cited
+            .iter()
+            .enumerate()
+            .map(|(index, (file_id, filename))| {
+                let local = known.iter().find(|k| k.provider_file_id == *file_id);
+                serde_json::json!({
+                    "n": index + 1,
+                    "file_id": local.map(|k| k.id),
+                    "filename": local.map_or(filename.as_str(), |k| k.filename.as_str()),
+                    "excerpt": "",
+                })
+            })
+            .collect();
+        Ok(serde_json::Value::Array(list))
     }
 
     /// At start-up: answers a crash left `streaming` can never finish; say so instead of

@@ -49,6 +49,9 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamptz,
         provider -> Nullable<Text>,
+        index_status -> Nullable<Text>,
+        index_error -> Nullable<Text>,
+        passages -> Int4,
     }
 }
 
@@ -85,6 +88,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         knowledge -> Bool,
+        vector_store_provider -> Nullable<Text>,
+        vector_store_id -> Nullable<Text>,
     }
 }
 

@@ -50,6 +50,7 @@ pub(crate) async fn keep(
     state: &AppState,
     project: OwnedProject,
     field: Field,
+    purpose: Option<&str>,
 ) -> AppResult<(StoredFile, bool)> {
     let incoming = Incoming {
         filename: field
@@ -62,7 +63,7 @@ pub(crate) async fn keep(
     let (file, created) = service::upload(
         &state.pool,
         &store,
-        state.settings.files.max_upload_bytes,
+        &state.settings.files,
         project,
         incoming,
         field,
@@ -75,11 +76,33 @@ pub(crate) async fn keep(
         &state.pool,
         &store,
         state.generations.router(),
-        &state.settings.files.provider_purpose,
+        purpose.unwrap_or(&state.settings.files.provider_purpose),
         file,
     )
     .await?;
+    // Into the project's vector store, when its agents search their files at the provider.
+    crate::files::knowledge::start_sync(state, project.id(), false);
     Ok((file, true))
+}
+
+/// The purposes a file may be sent to a provider's Files API with (docs/llm-wire.md §4.1):
+/// `user_data` for `input_file`, `assistants` as older clients ask.
+const PURPOSES: &[&str] = &["user_data", "assistants"];
+
+/// A `purpose` field, which must come before the file.
+async fn purpose_field(field: &mut Field) -> AppResult<String> {
+    let refused = || {
+        AppError::invalid(
+            "purpose",
+            "The purpose is user_data or assistants (sent before the file).",
+        )
+    };
+    let purpose = short_field(field, 32, refused).await?;
+    if PURPOSES.contains(&purpose.as_str()) {
+        Ok(purpose)
+    } else {
+        Err(refused())
+    }
 }
 
 fn no_file_field() -> AppError {
@@ -110,10 +133,15 @@ pub async fn upload(
     // Someone else's project is a 404 whatever was sent, so look before reading the form.
     let project = service::check_project(&state.pool, &user, *project_id).await?;
     let mut form = Multipart::new(req.headers(), body);
-    while let Some(field) = next_field(&mut form).await? {
-        if field.name() == Some("file") {
-            let (file, created) = keep(&state, project, field).await?;
-            return Ok(kept(created).json(file));
+    let mut purpose = None;
+    while let Some(mut field) = next_field(&mut form).await? {
+        match field.name() {
+            Some("purpose") => purpose = Some(purpose_field(&mut field).await?),
+            Some("file") => {
+                let (file, created) = keep(&state, project, field, purpose.as_deref()).await?;
+                return Ok(kept(created).json(file));
+            }
+            _ => {}
         }
     }
     Err(no_file_field())
@@ -138,9 +166,10 @@ pub async fn upload_with_project_field(
     body: web::Payload,
 ) -> AppResult<HttpResponse> {
     let mut form = Multipart::new(req.headers(), body);
-    let mut project = None;
+    let (mut project, mut purpose) = (None, None);
     while let Some(mut field) = next_field(&mut form).await? {
         match field.name() {
+            Some("purpose") => purpose = Some(purpose_field(&mut field).await?),
             Some("project_id") => {
                 let not_an_id = || AppError::invalid("project_id", "Not a project id.");
                 let raw = short_field(&mut field, 64, not_an_id).await?;
@@ -154,7 +183,7 @@ pub async fn upload_with_project_field(
                         "Send the field project_id before the file.",
                     ));
                 };
-                let (file, created) = keep(&state, project, field).await?;
+                let (file, created) = keep(&state, project, field, purpose.as_deref()).await?;
                 let file_id = file.provider_file_id.clone();
                 return Ok(kept(created).json(WithFileId { file, file_id }));
             }

@@ -21,6 +21,29 @@ pub struct StoredFile {
     pub created_at: DateTime<Utc>,
     /// The provider that holds `provider_file_id`.
     pub provider: Option<String>,
+    /// In the project's vector store at its provider: `indexing`, `indexed`, `index_failed`
+    /// (with the reason in `index_error`); null when it is in none.
+    pub index_status: Option<String>,
+    pub index_error: Option<String>,
+    /// Passages confab's own search has of it (0: no text it reads, or too big to search).
+    pub passages: i32,
+}
+
+/// A file being indexed in its project's vector store, with what polling it needs.
+#[derive(Debug, Clone, Queryable)]
+pub struct Indexing {
+    pub file_id: Uuid,
+    pub provider: String,
+    pub vector_store_id: String,
+    pub provider_file_id: String,
+}
+
+/// What deciding on a project's vector store needs: whether knowledge is on, the provider of
+/// its default agent, and its vector store (provider, id) if it has one.
+pub struct KnowledgeSetup {
+    pub knowledge: bool,
+    pub default_provider: Option<String>,
+    pub vector_store: Option<(String, String)>,
 }
 
 #[derive(Insertable)]
@@ -94,6 +117,128 @@ impl StoredFile {
             .find(project_id)
             .select(projects::knowledge)
             .first(conn)
+    }
+
+    pub fn knowledge_setup(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+    ) -> QueryResult<KnowledgeSetup> {
+        let (knowledge, provider, id): (bool, Option<String>, Option<String>) = projects::table
+            .find(project_id)
+            .select((
+                projects::knowledge,
+                projects::vector_store_provider,
+                projects::vector_store_id,
+            ))
+            .first(conn)?;
+        Ok(KnowledgeSetup {
+            knowledge,
+            default_provider: StoredFile::default_provider_of(conn, project_id)?,
+            vector_store: provider.zip(id),
+        })
+    }
+
+    /// Records the project's new vector store, unless it got one meanwhile: `false` then (and
+    /// the caller deletes the one it made).
+    pub fn claim_vector_store(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+        provider: &str,
+        id: &str,
+    ) -> QueryResult<bool> {
+        let claimed = diesel::update(
+            projects::table
+                .find(project_id)
+                .filter(projects::vector_store_id.is_null()),
+        )
+        .set((
+            projects::vector_store_provider.eq(provider),
+            projects::vector_store_id.eq(id),
+        ))
+        .execute(conn)?;
+        Ok(claimed == 1)
+    }
+
+    /// The project's vector store (provider, id), if its agents search it now: knowledge is on
+    /// and at least one file is indexed in it.
+    pub fn searchable_store(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+    ) -> QueryResult<Option<(String, String)>> {
+        let store: Option<(Option<String>, Option<String>)> = projects::table
+            .find(project_id)
+            .filter(projects::knowledge)
+            .filter(diesel::dsl::exists(
+                files::table
+                    .filter(files::project_id.eq(project_id))
+                    .filter(files::index_status.eq("indexed")),
+            ))
+            .select((projects::vector_store_provider, projects::vector_store_id))
+            .first(conn)
+            .optional()?;
+        Ok(store.and_then(|(provider, id)| provider.zip(id)))
+    }
+
+    /// The project's files not in its vector store yet (failed ones again, when `retry`).
+    pub fn not_indexed(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+        retry: bool,
+    ) -> QueryResult<Vec<StoredFile>> {
+        let mut query = files::table
+            .filter(files::project_id.eq(project_id))
+            .select(StoredFile::as_select())
+            .order(files::id.asc())
+            .into_boxed();
+        query = if retry {
+            query.filter(
+                files::index_status
+                    .is_null()
+                    .or(files::index_status.eq("index_failed")),
+            )
+        } else {
+            query.filter(files::index_status.is_null())
+        };
+        query.load(conn)
+    }
+
+    /// Records how the file stands in its project's vector store.
+    pub fn set_index(
+        conn: &mut PgConnection,
+        id: Uuid,
+        status: &str,
+        error: Option<&str>,
+    ) -> QueryResult<()> {
+        diesel::update(files::table.find(id))
+            .set((files::index_status.eq(status), files::index_error.eq(error)))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Files being indexed in their project's vector store, oldest first, at most `limit`.
+    pub fn being_indexed(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<Indexing>> {
+        files::table
+            .inner_join(projects::table)
+            .filter(files::index_status.eq("indexing"))
+            .filter(projects::vector_store_id.is_not_null())
+            .filter(files::provider_file_id.is_not_null())
+            .select((
+                files::id,
+                projects::vector_store_provider.assume_not_null(),
+                projects::vector_store_id.assume_not_null(),
+                files::provider_file_id.assume_not_null(),
+            ))
+            .order(files::id.asc())
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// How many passages confab's own search has of the file.
+    pub fn set_passages(conn: &mut PgConnection, id: Uuid, passages: i32) -> QueryResult<()> {
+        diesel::update(files::table.find(id))
+            .set(files::passages.eq(passages))
+            .execute(conn)?;
+        Ok(())
     }
 
     /// The project's files, newest first.

@@ -11,6 +11,7 @@ use crate::files::store::Store;
 use crate::llm::Router;
 use crate::llm::files::Upload;
 use crate::session::CurrentUser;
+use crate::settings::FilesSettings;
 
 /// What an upload says about its file besides the bytes.
 pub struct Incoming {
@@ -94,7 +95,7 @@ pub async fn check_project(
 pub async fn upload<S, E>(
     pool: &PgPool,
     store: &Store,
-    limit: u64,
+    settings: &FilesSettings,
     project: OwnedProject,
     incoming: Incoming,
     body: S,
@@ -104,8 +105,20 @@ where
     E: std::fmt::Display,
 {
     let project_id = project.id();
-    let received = store.receive(body, limit).await?;
     let filename = clean_filename(incoming.filename.as_deref().unwrap_or_default());
+    // Refused by its name before a byte is read (and by its first bytes in `receive`).
+    if let Some((_, extension)) = filename.rsplit_once('.')
+        && settings
+            .refused_extensions
+            .iter()
+            .any(|refused| refused.eq_ignore_ascii_case(extension))
+    {
+        return Err(AppError::invalid(
+            "file",
+            format!("Files ending in .{extension} cannot be uploaded here."),
+        ));
+    }
+    let received = store.receive(body, settings.max_upload_bytes).await?;
     let content_type = clean_content_type(incoming.content_type.as_deref());
     let sha256 = received.sha256.clone();
     let received_sha = sha256.clone();
@@ -137,17 +150,23 @@ where
         })
     })
     .await;
-    match &recorded {
-        Err(_) => forget_bytes(pool, store, received_sha).await,
-        Ok((file, true)) => {
-            // The file is kept either way; without passages it is only not found as knowledge.
-            if let Err(error) = index(pool, store, file).await {
-                tracing::warn!(%error, file_id = %file.id, "could not index a file's text");
-            }
+    match recorded {
+        Err(error) => {
+            forget_bytes(pool, store, received_sha).await;
+            Err(error)
         }
-        Ok((_, false)) => {}
+        Ok((mut file, true)) => {
+            // The file is kept either way; without passages it is only not found as knowledge.
+            match index(pool, store, &file).await {
+                Ok(passages) => file.passages = passages,
+                Err(error) => {
+                    tracing::warn!(%error, file_id = %file.id, "could not index a file's text");
+                }
+            }
+            Ok((file, true))
+        }
+        Ok(existing) => Ok(existing),
     }
-    recorded
 }
 
 /// Sends a newly kept file on to the Files API of the provider its project uses (its default
@@ -165,12 +184,24 @@ pub async fn send_to_provider(
         Ok(StoredFile::default_provider_of(conn, project_id)?)
     })
     .await?;
-    let Some(provider) = provider_name
+    match provider_name
         .as_deref()
         .and_then(|name| router.files_api(name))
-    else {
-        return Ok(file);
-    };
+    {
+        Some(provider) => upload_to(pool, store, router, purpose, provider, file).await,
+        None => Ok(file),
+    }
+}
+
+/// Streams a kept file to `provider`'s Files API and records its id there (or the failure).
+pub async fn upload_to(
+    pool: &PgPool,
+    store: &Store,
+    router: &Router,
+    purpose: &str,
+    provider: &crate::llm::ProviderConfig,
+    file: StoredFile,
+) -> AppResult<StoredFile> {
     let Some(path) = store.path_of(&file.sha256) else {
         return Ok(file);
     };
@@ -205,18 +236,19 @@ pub async fn send_to_provider(
 pub const MAX_INDEXED_BYTES: i64 = 10 << 20;
 
 /// Cuts a new file's text into passages for project knowledge; a file without text has none.
-async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<()> {
+/// Returns how many it has.
+async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<i32> {
     if file.bytes > MAX_INDEXED_BYTES {
-        return Ok(());
+        return Ok(0);
     }
     let Some(path) = store.path_of(&file.sha256) else {
-        return Ok(());
+        return Ok(0);
     };
     let bytes = tokio::fs::read(path)
         .await
         .map_err(|error| AppError::Internal(Box::new(error)))?;
-    let Some(text) = crate::files::text::readable(bytes) else {
-        return Ok(());
+    let Some(text) = crate::files::text::extract(bytes).await else {
+        return Ok(0);
     };
     let (file_id, project_id) = (file.id, file.project_id);
     // All of a file's passages or none.
@@ -233,7 +265,9 @@ async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<()>
             })
             .collect();
         Passage::insert_all(conn, &rows)?;
-        Ok(())
+        let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+        StoredFile::set_passages(conn, file_id, count)?;
+        Ok(count)
     })
     .await
 }
@@ -296,6 +330,7 @@ pub const MAX_ATTACHMENTS: usize = 10;
 pub async fn attachable(
     pool: &PgPool,
     store: &Store,
+    (router, purpose): (&Router, &str),
     user: &CurrentUser,
     ids: &[Uuid],
     budget_chars: usize,
@@ -333,8 +368,12 @@ pub async fn attachable(
                 ),
             )
         };
-        // A character is at most 4 bytes: a file over that cannot fit, whatever it holds.
-        if usize::try_from(file.bytes).unwrap_or(usize::MAX) > room.saturating_mul(4) {
+        // A character is at most 4 bytes: a text file over that cannot fit, whatever it holds.
+        // A PDF's text is far smaller than the file; it is only bounded, as for searching.
+        let bytes = usize::try_from(file.bytes).unwrap_or(usize::MAX);
+        let pdf = file.content_type == "application/pdf"
+            || file.filename.to_ascii_lowercase().ends_with(".pdf");
+        if (!pdf && bytes > room.saturating_mul(4)) || file.bytes > MAX_INDEXED_BYTES {
             return Err(too_long());
         }
         let path = store.path_of(&file.sha256).ok_or(AppError::NotFound)?;
@@ -342,11 +381,11 @@ pub async fn attachable(
             tracing::error!(%error, file_id = %file.id, "a file's bytes are missing");
             AppError::NotFound
         })?;
-        let Some(text) = crate::files::text::readable(bytes) else {
+        let Some(text) = crate::files::text::extract(bytes).await else {
             return Err(AppError::invalid(
                 "file_ids",
                 format!(
-                    "\u{201c}{}\u{201d} has no text confab can read (plain text, Markdown, CSV, JSON and code can be attached).",
+                    "\u{201c}{}\u{201d} has no text confab can read (plain text, Markdown, CSV, JSON, code and PDFs with a text layer can be attached).",
                     file.filename
                 ),
             ));
@@ -356,6 +395,12 @@ pub async fn attachable(
             return Err(too_long());
         }
         room -= chars;
+        // A file its project's provider does not hold yet is uploaded to it now (on demand).
+        let file = if file.provider_file_id.is_none() && file.status != "delete_failed" {
+            send_to_provider(pool, store, router, purpose, file).await?
+        } else {
+            file
+        };
         let remote = match (file.provider, file.provider_file_id) {
             (Some(provider), Some(id)) if file.status == "uploaded" => Some((provider, id)),
             _ => None,
@@ -424,6 +469,7 @@ pub async fn delete(
     id: Uuid,
 ) -> AppResult<StoredFile> {
     let file = get(pool, user, id).await?;
+    crate::files::knowledge::leave_vector_store(pool, router, &file).await;
     if let (Some(name), Some(remote)) = (&file.provider, &file.provider_file_id)
         && let Some(provider) = router.provider(name)
         && let Err(error) = router.delete_file(provider, remote).await

@@ -57,6 +57,32 @@ impl Drop for Temporary {
     }
 }
 
+/// How many first bytes tell a program.
+const PROGRAM_MAGIC_BYTES: usize = 4;
+
+/// A native program, by its first bytes: ELF (Linux), PE (Windows, `MZ`), Mach-O (macOS).
+fn is_program(head: &[u8]) -> bool {
+    // `MZ` alone starts words too; a program's next bytes are binary (`MZ\x90\0`).
+    let pe = head.starts_with(b"MZ") && head[2..].iter().any(|&b| b == 0 || b >= 0x80);
+    head.starts_with(b"\x7fELF")
+        || pe
+        || [
+            [0xfe, 0xed, 0xfa, 0xce],
+            [0xfe, 0xed, 0xfa, 0xcf],
+            [0xce, 0xfa, 0xed, 0xfe],
+            [0xcf, 0xfa, 0xed, 0xfe],
+        ]
+        .iter()
+        .any(|magic| head.starts_with(magic))
+}
+
+fn refused_program() -> AppError {
+    AppError::invalid(
+        "file",
+        "Programs cannot be uploaded: an agent cannot read them.",
+    )
+}
+
 fn internal(error: std::io::Error) -> AppError {
     AppError::Internal(Box::new(error))
 }
@@ -89,6 +115,7 @@ impl Store {
         let mut file = tokio::fs::File::create(&tmp_path).await.map_err(internal)?;
         let mut hasher = Sha256::new();
         let mut bytes: u64 = 0;
+        let mut head = Vec::with_capacity(PROGRAM_MAGIC_BYTES);
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|error| {
                 AppError::BadRequest(format!("The upload was cut off: {error}"))
@@ -97,11 +124,21 @@ impl Store {
             if bytes > limit {
                 return Err(AppError::FileTooLarge(limit));
             }
+            if head.len() < PROGRAM_MAGIC_BYTES {
+                let wanted = (PROGRAM_MAGIC_BYTES - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..wanted]);
+                if head.len() == PROGRAM_MAGIC_BYTES && is_program(&head) {
+                    return Err(refused_program());
+                }
+            }
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(internal)?;
         }
         if bytes == 0 {
             return Err(AppError::invalid("file", "The file is empty."));
+        }
+        if is_program(&head) {
+            return Err(refused_program());
         }
         file.sync_all().await.map_err(internal)?;
         drop(file);
@@ -125,5 +162,20 @@ impl Store {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_program;
+
+    #[test]
+    fn programs_are_told_by_their_first_bytes_and_words_are_not() {
+        assert!(is_program(b"\x7fELF"));
+        assert!(is_program(b"MZ\x90\x00"));
+        assert!(is_program(&[0xcf, 0xfa, 0xed, 0xfe]));
+        assert!(!is_program(b"MZ, "), "a CSV row");
+        assert!(!is_program(b"M"));
+        assert!(!is_program(b"%PDF"));
     }
 }

@@ -6,11 +6,47 @@
 pub const PASSAGE_CHARS: usize = 800;
 
 /// The file's text, when it has one confab can read: UTF-8 without NUL (plain text, Markdown,
-/// CSV, JSON, code).
+/// CSV, JSON, code), or the text layer of a PDF. Run on the blocking pool: a PDF's text takes
+/// real work to get.
+pub async fn extract(bytes: Vec<u8>) -> Option<String> {
+    tokio::task::spawn_blocking(move || readable(bytes))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// [`extract`], on the calling thread.
 pub fn readable(bytes: Vec<u8>) -> Option<String> {
+    if bytes.starts_with(b"%PDF-") {
+        return pdf_text(&bytes);
+    }
     String::from_utf8(bytes)
         .ok()
         .filter(|text| !text.contains('\0'))
+}
+
+/// A PDF's text layer; `None` for a scan without one, or a file the parser cannot read (it
+/// panics on some broken files, which must not take a worker thread with it).
+fn pdf_text(bytes: &[u8]) -> Option<String> {
+    let text = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes))
+        .ok()?
+        .ok()?;
+    // Page breaks and the layout's runs of blank lines say nothing to a search or a model.
+    let mut tidy = String::with_capacity(text.len());
+    let mut blank_lines = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            blank_lines += 1;
+            continue;
+        }
+        if !tidy.is_empty() {
+            tidy.push_str(if blank_lines > 0 { "\n\n" } else { "\n" });
+        }
+        blank_lines = 0;
+        tidy.push_str(line);
+    }
+    (!tidy.trim().is_empty()).then_some(tidy)
 }
 
 /// The text cut into passages, in order, none empty.
@@ -50,6 +86,17 @@ pub fn passages(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_pdfs_have_no_text_and_take_nothing_down() {
+        assert_eq!(readable(b"%PDF-1.4\n garbage".to_vec()), None);
+        assert_eq!(readable(b"%PDF-".to_vec()), None);
+        assert_eq!(
+            readable(b"plain words".to_vec()).as_deref(),
+            Some("plain words")
+        );
+        assert_eq!(readable(vec![0xff, 0xfe, 0]), None);
+    }
 
     #[test]
     fn short_texts_are_one_passage() {

@@ -26,6 +26,9 @@ pub struct FileRow {
     pub uploaded: String,
     pub uploaded_iso: String,
     pub status: String,
+    /// How project knowledge finds it: by confab's passages, or in the provider's index.
+    pub knowledge: String,
+    pub indexing: bool,
 }
 
 /// "512 B", "3.4 KB", "12.0 MB".
@@ -57,8 +60,36 @@ impl FileRow {
                 }
                 _ => "kept".into(),
             },
+            knowledge: knowledge_of(&file),
+            indexing: file.index_status.as_deref() == Some("indexing"),
             filename: file.filename,
             content_type: file.content_type,
+        }
+    }
+}
+
+/// "Searchable (12 passages)", "Indexing at openai…", "Indexing at openai failed: …".
+fn knowledge_of(file: &StoredFile) -> String {
+    let here = match file.passages {
+        0 if file.bytes > service::MAX_INDEXED_BYTES => "too big for confab's search".to_string(),
+        0 => "no text for confab's search".to_string(),
+        1 => "searchable (1 passage)".to_string(),
+        n => format!("searchable ({n} passages)"),
+    };
+    let provider = file.provider.as_deref().unwrap_or("the provider");
+    match file.index_status.as_deref() {
+        Some("indexing") => format!("Indexing at {provider}…; {here}"),
+        Some("indexed") => format!("Indexed at {provider}; {here}"),
+        Some(_) => format!(
+            "Indexing at {provider} failed ({}); {here}",
+            file.index_error.as_deref().unwrap_or("no reason given")
+        ),
+        None => {
+            let mut text = here;
+            if let Some(first) = text.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            text
         }
     }
 }
@@ -73,6 +104,8 @@ pub struct FilesSection {
     max_mb: u64,
     /// The project's agents answer from these files.
     knowledge: bool,
+    /// Some file is being indexed at the provider: the list refreshes itself.
+    indexing: bool,
 }
 
 impl FilesSection {
@@ -85,11 +118,13 @@ impl FilesSection {
     ) -> AppResult<FilesSection> {
         let (files, knowledge) =
             service::list_with_knowledge(&state.pool, user, project_id).await?;
+        let files: Vec<FileRow> = files.into_iter().map(FileRow::of).collect();
         Ok(FilesSection {
             csrf: csrf.0.clone(),
             project_id,
             knowledge,
-            files: files.into_iter().map(FileRow::of).collect(),
+            indexing: files.iter().any(|f| f.indexing),
+            files,
             error,
             max_mb: state.settings.files.max_upload_bytes >> 20,
         })
@@ -114,7 +149,7 @@ pub async fn receive_all(
             csrf::check_field(req, &sent)?;
             token_checked = true;
         } else if field.name() == Some("file") {
-            keep(state, project, field).await?;
+            keep(state, project, field, None).await?;
             stored += 1;
         }
     }

@@ -10,6 +10,7 @@ pub mod registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::{FutureExt, StreamExt};
@@ -92,6 +93,22 @@ impl Generations {
 
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The router, to keep in a task of its own.
+    pub fn shared_router(&self) -> Arc<Router> {
+        Arc::clone(&self.router)
+    }
+
+    /// Runs provider work that outlives a request (e.g. indexing files) on the generation
+    /// runtime, which is shut down with the answers.
+    pub fn spawn<F>(&self, work: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(runtime) = self.runtime.0.as_ref() {
+            runtime.spawn(work);
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -248,6 +265,8 @@ struct Progress {
     model: Option<String>,
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
+    /// Files the provider's own search cited: (its file id, the name it gave), each once.
+    cited: Vec<(String, String)>,
 }
 
 async fn generate(
@@ -266,6 +285,7 @@ async fn generate(
         model: None,
         input_tokens: None,
         output_tokens: None,
+        cited: Vec::new(),
     };
     let (status, (error, error_detail)) = tokio::select! {
         biased;
@@ -300,7 +320,14 @@ async fn generate(
         duration,
         progress.output_tokens,
     );
-    let message = save_outcome(&pool, &live, job.message_id, outcome).await;
+    // The provider that searched the project's files itself: its citations are the answer's.
+    let searched = job
+        .request
+        .file_search
+        .as_ref()
+        .is_some_and(|search| progress.provider.as_ref() == Some(&search.provider))
+        .then_some(progress.cited);
+    let message = save_outcome(&pool, &live, job.message_id, outcome, searched).await;
     live.finish(Arc::new(message));
     registry.remove(job.message_id);
     m::live_streams(-1.0);
@@ -323,7 +350,7 @@ async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uu
         duration_ms: None,
         finished_at: Some(chrono::Utc::now()),
     };
-    let message = save_outcome(pool, live, id, outcome).await;
+    let message = save_outcome(pool, live, id, outcome, None).await;
     live.finish(Arc::new(message));
     registry.remove(id);
     m::live_streams(-1.0);
@@ -353,6 +380,11 @@ async fn relay(
                             Status::Complete,
                             (Some(format!("The answer was cut at {} MB.", MAX_ANSWER_BYTES >> 20)), None),
                         );
+                    }
+                }
+                Some(Ok(StreamEvent::Cited { file_id, filename })) => {
+                    if !progress.cited.iter().any(|(id, _)| *id == file_id) {
+                        progress.cited.push((file_id, filename));
                     }
                 }
                 Some(Ok(StreamEvent::Done { usage, finish })) => {
@@ -491,15 +523,27 @@ const SAVE_PATIENCE: Duration = Duration::from_secs(300);
 /// Writes how the answer ended, waiting for the database if it is away. Readers are told the
 /// status only once it is stored; if it cannot be (the patience ran out, or confab is shutting
 /// down), they are told that instead of a status the database does not hold.
-async fn save_outcome(pool: &PgPool, live: &Live, id: Uuid, outcome: Outcome) -> Message {
+async fn save_outcome(
+    pool: &PgPool,
+    live: &Live,
+    id: Uuid,
+    outcome: Outcome,
+    searched: Option<Vec<(String, String)>>,
+) -> Message {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let attempt_outcome = outcome.clone();
+        let attempt_searched = searched.clone();
         let error = match db::run(pool, move |conn| {
-            Ok(Message::finish(conn, id, &attempt_outcome)?)
+            Ok(Message::finish(
+                conn,
+                id,
+                &attempt_outcome,
+                attempt_searched.as_deref(),
+            )?)
         })
         .await
         {

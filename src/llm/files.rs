@@ -1,9 +1,10 @@
-//! A provider's Files API (docs/llm-wire.md §4.1–4.2): a file confab keeps is streamed from its
-//! store to `POST {base}/files` and deleted with `DELETE {base}/files/{id}`.
+//! A provider's Files API and vector stores (docs/llm-wire.md §4): a file confab keeps is
+//! streamed from its store to `POST {base}/files` and deleted with `DELETE {base}/files/{id}`; a
+//! project's files are put in a vector store for the `file_search` tool.
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::llm::http::{authorized, send_checked};
 use crate::llm::{LlmError, ProviderConfig, Router};
@@ -64,6 +65,147 @@ impl Router {
         match send_checked(request, provider).await {
             Ok(_) | Err(LlmError::Http { status: 404, .. }) => Ok(()),
             Err(error) => Err(error),
+        }
+    }
+}
+
+/// How a file stands in a vector store (docs/llm-wire.md §4.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Indexing {
+    InProgress,
+    Completed,
+    /// `failed` or `cancelled`, with the provider's reason.
+    Failed(String),
+}
+
+impl Router {
+    /// A vector-store call: JSON in and out, with the header OpenAI's SDK sends on them.
+    async fn vector_call(
+        &self,
+        provider: &ProviderConfig,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, LlmError> {
+        let mut request = authorized(self.client().request(method, provider.url(path)), provider)
+            .header("OpenAI-Beta", "assistants=v2");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = send_checked(request, provider).await?;
+        response.json().await.map_err(|e| {
+            LlmError::Stream(format!("the vector store API answered something else: {e}"))
+        })
+    }
+
+    /// Makes a vector store; returns its id.
+    pub async fn create_vector_store(
+        &self,
+        provider: &ProviderConfig,
+        name: &str,
+    ) -> Result<String, LlmError> {
+        let store = self
+            .vector_call(
+                provider,
+                reqwest::Method::POST,
+                "vector_stores",
+                Some(json!({"name": name})),
+            )
+            .await?;
+        store["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| LlmError::Stream("the vector store was made without an id".into()))
+    }
+
+    /// Deletes a vector store; one already gone counts as deleted.
+    pub async fn delete_vector_store(
+        &self,
+        provider: &ProviderConfig,
+        store: &str,
+    ) -> Result<(), LlmError> {
+        let path = format!("vector_stores/{}", urlencoding_path(store));
+        match self
+            .vector_call(provider, reqwest::Method::DELETE, &path, None)
+            .await
+        {
+            Ok(_) | Err(LlmError::Http { status: 404, .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Puts a provider's file in a vector store; it is searchable once [`Self::indexing`] says
+    /// `Completed`.
+    pub async fn add_to_vector_store(
+        &self,
+        provider: &ProviderConfig,
+        store: &str,
+        file_id: &str,
+    ) -> Result<Indexing, LlmError> {
+        let path = format!("vector_stores/{}/files", urlencoding_path(store));
+        let file = self
+            .vector_call(
+                provider,
+                reqwest::Method::POST,
+                &path,
+                Some(json!({"file_id": file_id})),
+            )
+            .await?;
+        Ok(indexing_of(&file))
+    }
+
+    /// How far the provider is with indexing the file.
+    pub async fn indexing(
+        &self,
+        provider: &ProviderConfig,
+        store: &str,
+        file_id: &str,
+    ) -> Result<Indexing, LlmError> {
+        let path = format!(
+            "vector_stores/{}/files/{}",
+            urlencoding_path(store),
+            urlencoding_path(file_id)
+        );
+        let file = self
+            .vector_call(provider, reqwest::Method::GET, &path, None)
+            .await?;
+        Ok(indexing_of(&file))
+    }
+
+    /// Takes a file out of a vector store; one not in it counts as taken out.
+    pub async fn remove_from_vector_store(
+        &self,
+        provider: &ProviderConfig,
+        store: &str,
+        file_id: &str,
+    ) -> Result<(), LlmError> {
+        let path = format!(
+            "vector_stores/{}/files/{}",
+            urlencoding_path(store),
+            urlencoding_path(file_id)
+        );
+        match self
+            .vector_call(provider, reqwest::Method::DELETE, &path, None)
+            .await
+        {
+            Ok(_) | Err(LlmError::Http { status: 404, .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// A `vector_store.file` object's status.
+fn indexing_of(file: &Value) -> Indexing {
+    match file["status"].as_str() {
+        Some("completed") => Indexing::Completed,
+        Some("in_progress") | None => Indexing::InProgress,
+        Some(other) => {
+            let reason = file
+                .pointer("/last_error/message")
+                .or_else(|| file.pointer("/last_error/code"))
+                .and_then(Value::as_str)
+                .unwrap_or(other);
+            Indexing::Failed(reason.to_string())
         }
     }
 }

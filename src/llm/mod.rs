@@ -10,7 +10,7 @@ pub mod router;
 
 pub use http::{build_client, decode_body};
 pub use provider::{
-    Api, Attachments, ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role,
+    Api, Attachments, ChatRequest, EventStream, FileSearch, Finish, LlmError, ProviderConfig, Role,
     StreamEvent, Turn, Usage,
 };
 pub use router::{Failure, RetryPolicy, Router, Started, open};

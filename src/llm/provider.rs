@@ -61,6 +61,21 @@ pub struct ChatRequest {
     /// Set by the router for the provider that holds the attachments: their ids, sent as
     /// `input_file` parts of the last turn (Responses API).
     pub input_files: Vec<String>,
+    /// The project's files as a vector store at one provider: that provider searches them
+    /// itself (the `file_search` tool) instead of getting confab's passages.
+    pub file_search: Option<FileSearch>,
+    /// Set by the router for the provider of `file_search`: the vector stores the `file_search`
+    /// tool searches.
+    pub vector_store_ids: Vec<String>,
+}
+
+/// A project's vector store, and the instructions without confab's own passages (which the
+/// provider's search replaces).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSearch {
+    pub provider: String,
+    pub vector_store_id: String,
+    pub instructions: Option<String>,
 }
 
 /// The new message's attached files as a provider may receive them.
@@ -74,11 +89,31 @@ pub struct Attachments {
 }
 
 impl ChatRequest {
-    /// This request as sent to `provider`: when it speaks the Responses API and holds every
-    /// attached file, the files go as `input_file` parts and the last turn loses their text.
+    /// This request as sent to `provider`, when it differs: a Responses provider that holds
+    /// every attached file gets them as `input_file` parts (and the last turn loses their
+    /// text); the provider of the project's vector store searches it with `file_search`.
     pub fn for_provider(&self, provider: &ProviderConfig) -> Option<ChatRequest> {
+        if provider.api != Api::Responses {
+            return None;
+        }
+        let with_files = self.with_input_files(provider);
+        let search = self
+            .file_search
+            .as_ref()
+            .filter(|search| search.provider == provider.name);
+        let Some(search) = search else {
+            return with_files;
+        };
+        let mut request = with_files.unwrap_or_else(|| self.clone());
+        request.instructions.clone_from(&search.instructions);
+        request.vector_store_ids = vec![search.vector_store_id.clone()];
+        Some(request)
+    }
+
+    /// The attachments as files of `provider`, when it holds every one of them.
+    fn with_input_files(&self, provider: &ProviderConfig) -> Option<ChatRequest> {
         let attachments = self.attachments.as_ref()?;
-        if provider.api != Api::Responses || attachments.remote.is_empty() {
+        if attachments.remote.is_empty() {
             return None;
         }
         let ids: Option<Vec<String>> = attachments
@@ -118,6 +153,11 @@ pub enum Finish {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
     Delta(String),
+    /// The answer cites a file the provider searched (a `file_citation` annotation).
+    Cited {
+        file_id: String,
+        filename: String,
+    },
     /// The provider's terminal event; nothing follows it.
     Done {
         usage: Option<Usage>,

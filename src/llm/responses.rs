@@ -62,6 +62,13 @@ pub fn request_body(request: &ChatRequest) -> Value {
         body.insert("instructions".into(), json!(instructions));
     }
     body.insert("input".into(), Value::Array(input));
+    if !request.vector_store_ids.is_empty() {
+        // The provider searches the project's files itself (docs/llm-wire.md §2.4).
+        body.insert(
+            "tools".into(),
+            json!([{"type": "file_search", "vector_store_ids": request.vector_store_ids}]),
+        );
+    }
     body.insert("stream".into(), json!(true));
     body.insert("store".into(), json!(false));
     // Sampling settings only when the agent sets them: reasoning models refuse `temperature`.
@@ -103,6 +110,26 @@ impl Decoder for ResponsesDecoder {
                 match json.get("delta").and_then(Value::as_str) {
                     Some(delta) if !delta.is_empty() => {
                         Ok(Decoded::Event(StreamEvent::Delta(delta.to_owned())))
+                    }
+                    _ => Ok(Decoded::Skip),
+                }
+            }
+            // A citation of a searched file (docs/llm-wire.md §2.4).
+            "response.output_text.annotation.added" => {
+                let annotation = json.get("annotation").unwrap_or(&Value::Null);
+                match (
+                    annotation.get("type").and_then(Value::as_str),
+                    annotation.get("file_id").and_then(Value::as_str),
+                ) {
+                    (Some("file_citation"), Some(file_id)) => {
+                        Ok(Decoded::Event(StreamEvent::Cited {
+                            file_id: file_id.to_owned(),
+                            filename: annotation
+                                .get("filename")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_owned(),
+                        }))
                     }
                     _ => Ok(Decoded::Skip),
                 }

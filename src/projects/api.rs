@@ -76,5 +76,9 @@ pub async fn set_knowledge(
     body: web::Json<KnowledgeBody>,
 ) -> AppResult<HttpResponse> {
     let project = service::set_knowledge(&state.pool, &user, *id, body.enabled).await?;
+    // Its files go in the provider's vector store (when it has one), failed ones again.
+    if project.knowledge {
+        crate::files::knowledge::start_sync(&state, project.id, true);
+    }
     Ok(HttpResponse::Ok().json(project))
 }

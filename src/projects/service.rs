@@ -163,14 +163,17 @@ pub async fn delete(
         // Owner first (someone else's project is not found and nothing is touched), then its
         // files' rows, returning exactly the bytes they named, then the project.
         Project::find_owned(conn, owner, id)?;
+        let vector_store = StoredFile::knowledge_setup(conn, id)?.vector_store;
         let removed = StoredFile::delete_for_project(conn, id)?;
         Project::delete_owned(conn, owner, id)?;
-        Ok(removed)
+        Ok((removed, vector_store))
     })
     .await?;
+    let (removed, vector_store) = removed;
     // Its answers' rows are gone with it; their tasks stop rather than bill for nothing.
     generations.stop_project(id);
     // Its files go too: the providers' copies and the bytes no other project has.
+    crate::files::knowledge::forget_vector_store(generations.router(), vector_store).await;
     crate::files::service::forget_all(pool, store, generations.router(), removed).await;
     Ok(())
 }

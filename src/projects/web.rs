@@ -359,6 +359,9 @@ pub async fn set_knowledge(
 ) -> AppResult<HttpResponse> {
     let project =
         service::set_knowledge(&state.pool, &user, *id, form.enabled.trim() == "true").await?;
+    if project.knowledge {
+        crate::files::knowledge::start_sync(&state, project.id, true);
+    }
     Ok(see_other(
         &req,
         &format!("{}#files-heading", urls::project(project.id)),

@@ -1,6 +1,7 @@
 //! A project's files over the JSON API: streamed into confab's store, listed, downloaded
 //! byte-identical, deduplicated, deleted with their bytes; limits; another person's are 404.
 
+use std::future::Future;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -186,6 +187,49 @@ async fn empty_and_oversized_files_are_refused_and_leave_nothing() {
         .await;
     assert_eq!(list.as_array().unwrap().len(), 1, "only the one that fits");
     assert_eq!(stored_files(&app).len(), 1, "{:?}", stored_files(&app));
+
+    // Programs: by name before a byte is read, and by their first bytes whatever the name.
+    let (status, body) = upload(&app, &token, &project, "setup.EXE", b"hello".to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(".EXE"),
+        "{body}"
+    );
+    let mut elf = b"\x7fELF\x02\x01\x01".to_vec();
+    elf.extend(bytes_of(4096, 3));
+    let (status, body) = upload(&app, &token, &project, "notes.txt", elf).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Programs"),
+        "{body}"
+    );
+    let (status, body) = upload(&app, &token, &project, "mz.csv", b"MZ, 12\n".to_vec()).await;
+    assert_eq!(
+        status, 201,
+        "a CSV that starts like a program is not one: {body}"
+    );
+    assert_eq!(stored_files(&app).len(), 2, "{:?}", stored_files(&app));
+
+    // A purpose other than the two the Files API takes.
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "fine-tune")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
+        );
+    let r = app
+        .api
+        .post(app.url(&format!("/api/projects/{project}/files")))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(stored_files(&app).len(), 2);
 
     // No file field at all.
     let form = reqwest::multipart::Form::new().text("purpose", "assistants");
@@ -558,8 +602,24 @@ async fn project_knowledge_answers_from_the_files_and_cites_them() {
     use crate::support::sse::Events;
     let fake = FakeLlm::start().await;
     fake.set_default(Script::answer("The code is 7781 [1]."));
-    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    // A Responses provider without a Files API: confab's own search is all there is.
+    let plain_url = fake.base_url();
+    let app = TestApp::with_llm(&fake.base_url(), move |s| {
+        let mut plain = crate::support::app::compatible_provider("plain", &plain_url);
+        plain.api = confab::llm::Api::Responses;
+        s.llm.providers.push(plain);
+    })
+    .await;
     let (token, project, agent) = app.chat_setup("knowledge@example.com").await;
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("/api/agents/{agent}"),
+            serde_json::json!({"provider": "plain"}),
+        )
+        .await;
+    assert_eq!(status, 200);
     let manual = format!(
         "{}\n\nRocket launches need the launch code, which is 7781, entered twice.\n\n{}",
         "Safety first. ".repeat(80),
@@ -623,7 +683,9 @@ async fn project_knowledge_answers_from_the_files_and_cites_them() {
     assert_eq!(citations[0]["filename"], "manual.md", "{citations}");
     assert_eq!(citations[0]["n"], 1);
 
-    // A failed answer retried is given the same passages and keeps the sources.
+    // A failed answer retried is given the same passages and keeps the sources (both
+    // providers refuse: the agent's, then the fallback).
+    fake.push(Script::status(400));
     fake.push(Script::status(400));
     let (_, failed) = Events::of(ask("Which code launches the rocket?").await.unwrap())
         .collect_json()
@@ -731,6 +793,63 @@ async fn files_go_on_to_the_providers_files_api_and_are_deleted_there_too() {
     assert!(fake.files()[0].deleted);
     assert!(stored_files(&app).is_empty());
 
+    // Seed 001 asks for purpose=assistants.
+    let r = app
+        .api
+        .post(app.url("/api/files/upload"))
+        .bearer_auth(&token)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("project_id", project.clone())
+                .text("purpose", "assistants")
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"for assistants".to_vec()).file_name("a.txt"),
+                ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let assistants: Value = r.json().await.unwrap();
+    let at_provider = fake.files();
+    let sent = at_provider.last().unwrap();
+    assert_eq!(sent.purpose, "assistants");
+    assert_eq!(assistants["file_id"], sent.id.as_str());
+
+    // The provider refuses a file (its own limit): kept here, marked; attached later, it is
+    // uploaded then, on demand, and goes as a file.
+    fake.fail_file_uploads(Some(413));
+    let (status, refused) = upload(&app, &token, &project, "later.txt", b"later".to_vec()).await;
+    assert_eq!(status, 201, "{refused}");
+    assert_eq!(refused["status"], "upload_failed");
+    assert_eq!(refused["provider_file_id"], Value::Null);
+    fake.fail_file_uploads(None);
+    let agents = app
+        .get_json(&token, &format!("/api/projects/{project}/agents"))
+        .await
+        .1;
+    let agent = agents[0]["id"].as_str().unwrap();
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"message": "Read it", "file_ids": [refused["id"]]}))
+        .send()
+        .await
+        .unwrap();
+    crate::support::sse::Events::of(r).collect_json().await;
+    let (_, now) = app
+        .get_json(
+            &token,
+            &format!("/api/files/{}", refused["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(now["status"], "uploaded", "{now}");
+    let last = fake.requests().last().unwrap().body["input"][0]["content"][1].clone();
+    assert_eq!(last["type"], "input_file");
+    assert_eq!(last["file_id"], now["provider_file_id"]);
+
     // Deleting a project deletes its files' copies at the provider.
     let (_, second) = upload(&app, &token, &project, "second.txt", b"second".to_vec()).await;
     assert_eq!(second["status"], "uploaded");
@@ -794,4 +913,221 @@ async fn a_provider_without_the_file_gets_its_text_instead() {
         fallback.contains("The launch code is 7781.") && !fallback.contains("input_file"),
         "the fallback, which does not hold the file, gets its text: {fallback}"
     );
+}
+
+/// Asks `check` until it gives a value, for up to 20 s: for work confab does in the background
+/// (a provider indexing files), which no request waits for.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_the_responses_api_the_provider_searches_the_files_and_its_citations_are_shown() {
+    use crate::support::fake_llm::{FakeLlm, Script};
+    use crate::support::sse::Events;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Notice is ninety days."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, agent) = app.chat_setup("vector@example.com").await;
+    let (_, contract) = upload(
+        &app,
+        &token,
+        &project,
+        "contract.md",
+        b"The notice period is ninety days.".to_vec(),
+    )
+    .await;
+    assert_eq!(contract["status"], "uploaded");
+    assert_eq!(contract["passages"], 1, "confab's own search has it too");
+    assert!(fake.vector_stores().is_empty(), "knowledge is off");
+    let contract_id = contract["id"].as_str().unwrap().to_string();
+    let remote = contract["provider_file_id"].as_str().unwrap().to_string();
+
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/api/projects/{project}/knowledge"),
+            serde_json::json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The provider indexes it in a vector store of the project's; confab polls until it is done.
+    let indexed = eventually("the file is indexed", || async {
+        let (_, file) = app
+            .get_json(&token, &format!("/api/files/{contract_id}"))
+            .await;
+        (file["index_status"] == "indexed").then_some(file)
+    })
+    .await;
+    assert_eq!(indexed["index_error"], Value::Null);
+    let stores: Vec<_> = fake
+        .vector_stores()
+        .into_iter()
+        .filter(|s| !s.deleted)
+        .collect();
+    assert_eq!(stores.len(), 1, "{stores:?}");
+    assert_eq!(stores[0].files[0].file_id, remote);
+    assert_eq!(stores[0].files[0].status, "completed");
+    let page = app.get_page(&token, &format!("/projects/{project}")).await;
+    assert!(page.contains("Indexed at openai"), "{page}");
+
+    let chats_before = fake.request_count();
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"message": "What is the notice period?"}))
+        .send()
+        .await
+        .unwrap();
+    let (_, done) = Events::of(r).collect_json().await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let sent = &fake.requests()[chats_before].body;
+    assert_eq!(
+        sent["tools"],
+        serde_json::json!([{"type": "file_search", "vector_store_ids": [stores[0].id]}])
+    );
+    assert!(
+        !sent
+            .to_string()
+            .contains("Passages from this project's files"),
+        "the provider searches; confab's passages stay out: {sent}"
+    );
+    let conversation = done["conversation_id"].as_str().unwrap();
+    let (_, stored) = app
+        .get_json(&token, &format!("/api/conversations/{conversation}"))
+        .await;
+    let citations = &stored["messages"][1]["citations"];
+    assert_eq!(citations[0]["filename"], "contract.md", "{citations}");
+    assert_eq!(citations[0]["file_id"], contract_id.as_str());
+    let page = app
+        .get_page(&token, &format!("/conversations/{conversation}"))
+        .await;
+    assert!(
+        page.contains("Sources from the project's files") && page.contains("contract.md"),
+        "{page}"
+    );
+
+    // Indexing that fails is shown with the provider's reason.
+    fake.fail_indexing(true);
+    let (_, scan) = upload(&app, &token, &project, "scan.txt", b"unreadable".to_vec()).await;
+    let scan_id = scan["id"].as_str().unwrap().to_string();
+    let failed = eventually("indexing the scan fails", || async {
+        let (_, file) = app.get_json(&token, &format!("/api/files/{scan_id}")).await;
+        (file["index_status"] == "index_failed").then_some(file)
+    })
+    .await;
+    assert!(!failed["index_error"].as_str().unwrap().is_empty());
+    let page = app.get_page(&token, &format!("/projects/{project}")).await;
+    assert!(page.contains("Indexing at openai failed"), "{page}");
+
+    // A deleted file leaves the store; a deleted project takes its store with it.
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/files/{contract_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let store = |id: &str| {
+        fake.vector_stores()
+            .into_iter()
+            .find(|s| s.id == id)
+            .unwrap()
+    };
+    assert!(
+        store(&stores[0].id)
+            .files
+            .iter()
+            .all(|f| f.file_id != remote),
+        "{:?}",
+        fake.vector_stores()
+    );
+    let r = app
+        .api
+        .delete(app.url(&format!("/api/projects/{project}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(store(&stores[0].id).deleted);
+}
+
+#[tokio::test]
+async fn a_pdfs_text_layer_is_attached_and_searched() {
+    use crate::support::fake_llm::{FakeLlm, Script};
+    use crate::support::sse::Events;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Read it."));
+    // A Chat Completions provider without a Files API: it can only get the text.
+    let local_url = fake.base_url();
+    let app = TestApp::spawn_with(move |s| {
+        s.llm
+            .providers
+            .push(crate::support::app::compatible_provider(
+                "local", &local_url,
+            ));
+    })
+    .await;
+    let (token, project, agent) = app.chat_setup("pdf@example.com").await;
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::PATCH,
+            &format!("/api/agents/{agent}"),
+            serde_json::json!({"provider": "local"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let pdf = crate::support::pdf::with_text(&[
+        "Quarterly report",
+        "The warehouse in Tromso holds 4410 pallets.",
+    ]);
+    let part = reqwest::multipart::Part::bytes(pdf)
+        .file_name("report.pdf")
+        .mime_str("application/pdf")
+        .unwrap();
+    let r = app
+        .api
+        .post(app.url(&format!("/api/projects/{project}/files")))
+        .bearer_auth(&token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["content_type"], "application/pdf");
+    assert_eq!(report["passages"], 1, "its text is searchable: {report}");
+
+    let r = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"message": "How many pallets?", "file_ids": [report["id"]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    Events::of(r).collect_json().await;
+    let sent = fake.requests()[0].body.to_string();
+    assert!(
+        sent.contains("The warehouse in Tromso holds 4410 pallets."),
+        "the PDF's text goes with the message: {sent}"
+    );
+    assert!(!sent.contains("%PDF"), "not its bytes");
 }

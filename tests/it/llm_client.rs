@@ -84,6 +84,7 @@ async fn collect(mut stream: EventStream) -> (String, End) {
     let end = loop {
         match within(stream.next()).await {
             Some(Ok(StreamEvent::Delta(delta))) => text.push_str(&delta),
+            Some(Ok(StreamEvent::Cited { .. })) => {}
             Some(Ok(StreamEvent::Done { usage, finish })) => break End::Done { usage, finish },
             Some(Err(error)) => break End::Failed(error),
             None => panic!("the stream ended without Done or an error"),

@@ -282,6 +282,20 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A page as the holder of `token` sees it (pages take the bearer token too).
+    #[allow(dead_code)]
+    pub async fn get_page(&self, token: &str, path: &str) -> String {
+        let r = self
+            .api
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.text().await.unwrap()
+    }
+
     pub async fn send_json(
         &self,
         token: &str,

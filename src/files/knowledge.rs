@@ -1,0 +1,261 @@
+//! Project knowledge at a provider: when a project answers from its files and its default
+//! agent's provider speaks the Responses API with a Files API, the files go in a vector store of
+//! the project's there (docs/llm-wire.md §4.4), are polled until indexed, and the provider
+//! searches them itself (`file_search`). Every other provider gets confab's own passages
+//! (`chat::service`), so knowledge works with any provider and with none of this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::db::{self, PgPool};
+use crate::error::{AppError, AppResult};
+use crate::files::model::{Indexing, StoredFile};
+use crate::files::service::upload_to;
+use crate::files::store::Store;
+use crate::llm::files::Indexing as Progress;
+use crate::llm::{Api, ProviderConfig, Router};
+use crate::state::AppState;
+
+/// How often files being indexed are asked about.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+/// At most this many files are asked about per round.
+const POLL_BATCH: i64 = 100;
+
+static SYNCS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Brings the project's vector store up to date in the background (a request does not wait
+/// for the provider): `retry` also tries the files whose indexing failed.
+pub fn start_sync(state: &AppState, project_id: Uuid, retry: bool) {
+    let pool = state.pool.clone();
+    let store = crate::files::api::store(state);
+    let router = state.generations.shared_router();
+    let purpose = state.settings.files.provider_purpose.clone();
+    let wake = Arc::clone(&state.indexing);
+    state.generations.spawn(async move {
+        // One at a time in this process, so two syncs of a project (an upload's and turning
+        // knowledge on) do not both make a store; across processes the claim decides.
+        let _one_at_a_time = SYNCS.lock().await;
+        let synced = sync(&pool, &store, &router, &purpose, project_id, retry).await;
+        if let Err(error) = synced {
+            tracing::warn!(%error, %project_id, "could not bring a project's vector store up to date");
+        }
+        wake.notify_one();
+    });
+}
+
+/// The provider that keeps the project's vector store: its default agent's, when it has a
+/// Files API and speaks the Responses API (the only API with `file_search`).
+fn searching_provider<'r>(router: &'r Router, default: Option<&str>) -> Option<&'r ProviderConfig> {
+    default
+        .and_then(|name| router.files_api(name))
+        .filter(|provider| provider.api == Api::Responses)
+}
+
+async fn sync(
+    pool: &PgPool,
+    store: &Store,
+    router: &Router,
+    purpose: &str,
+    project_id: Uuid,
+    retry: bool,
+) -> AppResult<()> {
+    let setup = db::run(pool, move |conn| {
+        Ok(StoredFile::knowledge_setup(conn, project_id)?)
+    })
+    .await?;
+    if !setup.knowledge {
+        return Ok(());
+    }
+    let Some(provider) = searching_provider(router, setup.default_provider.as_deref()) else {
+        return Ok(());
+    };
+    let vector_store = match setup.vector_store {
+        Some((name, id)) if name == provider.name => id,
+        // Made when the project used another provider: that one keeps searching it, and
+        // agents on this provider get confab's passages.
+        Some(_) => return Ok(()),
+        None => vector_store_for(pool, router, provider, project_id).await?,
+    };
+    let files = db::run(pool, move |conn| {
+        Ok(StoredFile::not_indexed(conn, project_id, retry)?)
+    })
+    .await?;
+    for file in files {
+        if file.status == "delete_failed" {
+            continue;
+        }
+        // A file the provider does not hold yet is uploaded to it now.
+        let held = file.provider.as_deref() == Some(provider.name.as_str())
+            && file.status == "uploaded"
+            && file.provider_file_id.is_some();
+        let file = if held {
+            file
+        } else {
+            upload_to(pool, store, router, purpose, provider, file).await?
+        };
+        let (status, error) = match file.provider_file_id.as_deref() {
+            None => (
+                "index_failed",
+                Some(format!("it could not be uploaded to {}", provider.name)),
+            ),
+            Some(remote) => match router
+                .add_to_vector_store(provider, &vector_store, remote)
+                .await
+            {
+                Ok(Progress::Completed) => ("indexed", None),
+                Ok(Progress::InProgress) => ("indexing", None),
+                Ok(Progress::Failed(reason)) => ("index_failed", Some(reason)),
+                Err(error) => {
+                    tracing::warn!(%error, file_id = %file.id, "could not add a file to its project's vector store");
+                    ("index_failed", Some(error.to_string()))
+                }
+            },
+        };
+        let file_id = file.id;
+        db::run(pool, move |conn| {
+            Ok(StoredFile::set_index(
+                conn,
+                file_id,
+                status,
+                error.as_deref(),
+            )?)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes the project's vector store; when another sync made one meanwhile, that one is kept
+/// and ours deleted.
+async fn vector_store_for(
+    pool: &PgPool,
+    router: &Router,
+    provider: &ProviderConfig,
+    project_id: Uuid,
+) -> AppResult<String> {
+    let made = router
+        .create_vector_store(provider, &format!("confab project {project_id}"))
+        .await
+        .map_err(|error| AppError::Upstream(error.to_string()))?;
+    let (name, id) = (provider.name.clone(), made.clone());
+    let claimed = db::run(pool, move |conn| {
+        Ok(StoredFile::claim_vector_store(
+            conn, project_id, &name, &id,
+        )?)
+    })
+    .await?;
+    if claimed {
+        return Ok(made);
+    }
+    if let Err(error) = router.delete_vector_store(provider, &made).await {
+        tracing::warn!(%error, vector_store_id = %made, "could not delete a vector store made twice");
+    }
+    let setup = db::run(pool, move |conn| {
+        Ok(StoredFile::knowledge_setup(conn, project_id)?)
+    })
+    .await?;
+    setup
+        .vector_store
+        .map(|(_, id)| id)
+        .ok_or(AppError::NotFound)
+}
+
+/// Asks the providers how far indexing is, once a second while any file is being indexed, and
+/// sleeps until woken otherwise. Files left `indexing` by an earlier run are picked up at start.
+pub async fn poll_forever(pool: PgPool, router: Arc<Router>, wake: Arc<Notify>) {
+    loop {
+        let pending = db::run(&pool, |conn| {
+            Ok(StoredFile::being_indexed(conn, POLL_BATCH)?)
+        })
+        .await;
+        match pending {
+            Ok(pending) if pending.is_empty() => wake.notified().await,
+            Ok(pending) => {
+                for file in pending {
+                    poll(&pool, &router, file).await;
+                }
+                tokio::time::sleep(POLL_EVERY).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not read the files being indexed");
+                tokio::time::sleep(POLL_EVERY * 5).await;
+            }
+        }
+    }
+}
+
+async fn poll(pool: &PgPool, router: &Router, file: Indexing) {
+    let outcome = match router.provider(&file.provider) {
+        None => Some((
+            "index_failed",
+            Some(format!("the provider {} is not configured", file.provider)),
+        )),
+        Some(provider) => match router
+            .indexing(provider, &file.vector_store_id, &file.provider_file_id)
+            .await
+        {
+            Ok(Progress::InProgress) => None,
+            Ok(Progress::Completed) => Some(("indexed", None)),
+            Ok(Progress::Failed(reason)) => Some(("index_failed", Some(reason))),
+            // Asked again next round.
+            Err(error) => {
+                tracing::warn!(%error, file_id = %file.file_id, "could not ask how far indexing is");
+                None
+            }
+        },
+    };
+    let Some((status, error)) = outcome else {
+        return;
+    };
+    let file_id = file.file_id;
+    let recorded = db::run(pool, move |conn| {
+        Ok(StoredFile::set_index(
+            conn,
+            file_id,
+            status,
+            error.as_deref(),
+        )?)
+    })
+    .await;
+    if let Err(error) = recorded {
+        tracing::warn!(%error, %file_id, "could not record a file's indexing");
+    }
+}
+
+/// Before a file is deleted: takes it out of its project's vector store (a failure is logged;
+/// deleting the provider's copy of the file, next, ends its use there anyway).
+pub async fn leave_vector_store(pool: &PgPool, router: &Router, file: &StoredFile) {
+    let (Some(_), Some(remote)) = (&file.index_status, &file.provider_file_id) else {
+        return;
+    };
+    let project_id = file.project_id;
+    let Ok(setup) = db::run(pool, move |conn| {
+        Ok(StoredFile::knowledge_setup(conn, project_id)?)
+    })
+    .await
+    else {
+        return;
+    };
+    if let Some((name, store)) = setup.vector_store
+        && let Some(provider) = router.provider(&name)
+        && let Err(error) = router
+            .remove_from_vector_store(provider, &store, remote)
+            .await
+    {
+        tracing::warn!(%error, file_id = %file.id, vector_store_id = %store, "could not take a file out of its vector store");
+    }
+}
+
+/// After a project was deleted: its vector store goes too (a failure is logged with its id, to
+/// delete by hand).
+pub async fn forget_vector_store(router: &Router, vector_store: Option<(String, String)>) {
+    if let Some((name, id)) = vector_store
+        && let Some(provider) = router.provider(&name)
+        && let Err(error) = router.delete_vector_store(provider, &id).await
+    {
+        tracing::error!(%error, provider = %name, vector_store_id = %id, "could not delete a deleted project's vector store");
+    }
+}
