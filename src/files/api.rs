@@ -44,8 +44,8 @@ pub(crate) async fn short_field(
     Ok(String::from_utf8_lossy(&raw).trim().to_string())
 }
 
-/// Keeps a `file` field in the (checked) project, and sends a new file on to the project's
-/// provider. `(file, true)` for a new file, `(file, false)` for bytes the project had.
+/// Keeps a `file` field in the (checked) project, and sends it on to the project's provider in
+/// the same pass. `(file, true)` for a new file, `(file, false)` for bytes the project had.
 pub(crate) async fn keep(
     state: &AppState,
     project: OwnedProject,
@@ -60,6 +60,14 @@ pub(crate) async fn keep(
         content_type: field.content_type().map(ToString::to_string),
     };
     let store = store(state);
+    // The provider gets the bytes as they come in, in the same pass as confab's store.
+    let forward = service::forward_for(
+        &state.pool,
+        state.generations.shared_router(),
+        project,
+        purpose.unwrap_or(&state.settings.files.provider_purpose),
+    )
+    .await?;
     let (file, created) = service::upload(
         &state.pool,
         &store,
@@ -67,22 +75,14 @@ pub(crate) async fn keep(
         project,
         incoming,
         field,
+        forward,
     )
     .await?;
-    if !created {
-        return Ok((file, false));
+    if created {
+        // Into the project's vector store, when its agents search their files at the provider.
+        crate::files::knowledge::start_sync(state, project.id(), false);
     }
-    let file = service::send_to_provider(
-        &state.pool,
-        &store,
-        state.generations.router(),
-        purpose.unwrap_or(&state.settings.files.provider_purpose),
-        file,
-    )
-    .await?;
-    // Into the project's vector store, when its agents search their files at the provider.
-    crate::files::knowledge::start_sync(state, project.id(), false);
-    Ok((file, true))
+    Ok((file, created))
 }
 
 /// The purposes a file may be sent to a provider's Files API with (docs/llm-wire.md §4.1):

@@ -1,15 +1,18 @@
 //! File rules: who may add, see and delete a project's files; names; one copy of the same bytes
 //! per project; the bytes go when the last row naming them does.
 
-use futures_util::Stream;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 
 use crate::db::{self, PgPool};
 use crate::error::{AppError, AppResult};
 use crate::files::model::{NewFile, NewPassage, Passage, StoredFile};
-use crate::files::store::Store;
-use crate::llm::Router;
+use crate::files::store::{Received, Store};
 use crate::llm::files::Upload;
+use crate::llm::{LlmError, ProviderConfig, Router};
 use crate::session::CurrentUser;
 use crate::settings::FilesSettings;
 
@@ -90,8 +93,102 @@ pub async fn check_project(
     }
 }
 
-/// Keeps the body and records the file in the (checked) project. `Ok((file, true))` for a new
-/// file, `(file, false)` when the project already had these bytes (under the name it had then).
+/// Where a new file goes on to while it comes in: a provider's Files API.
+pub struct Forward {
+    pub router: Arc<Router>,
+    pub provider: ProviderConfig,
+    pub purpose: String,
+}
+
+/// Where the (checked) project's new files go on to: its default agent's provider, when that
+/// has a Files API.
+pub async fn forward_for(
+    pool: &PgPool,
+    router: Arc<Router>,
+    project: OwnedProject,
+    purpose: &str,
+) -> AppResult<Option<Forward>> {
+    let project_id = project.id();
+    let name = db::run(pool, move |conn| {
+        Ok(StoredFile::default_provider_of(conn, project_id)?)
+    })
+    .await?;
+    let Some(provider) = name
+        .as_deref()
+        .and_then(|name| router.files_api(name))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Forward {
+        router,
+        provider,
+        purpose: purpose.to_string(),
+    }))
+}
+
+/// How many chunks may wait for the provider while the upload comes in: the provider's pace
+/// slows the upload rather than filling memory.
+const FORWARD_CHUNKS: usize = 8;
+
+/// Keeps the body and sends it on to the provider in the same pass (never whole in memory,
+/// never read twice). A refusal half-way (too big, a program, cut off) aborts the provider's
+/// request, so it keeps nothing either. The provider's failure only loses its copy.
+async fn receive_and_forward<S, E>(
+    store: &Store,
+    limit: u64,
+    body: S,
+    forward: &Forward,
+    (filename, content_type): (&str, &str),
+) -> AppResult<(Received, Result<String, LlmError>)>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(FORWARD_CHUNKS);
+    let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let sending = tokio::spawn({
+        let router = Arc::clone(&forward.router);
+        let provider = forward.provider.clone();
+        let (filename, content_type) = (filename.to_string(), content_type.to_string());
+        let purpose = forward.purpose.clone();
+        async move {
+            router
+                .upload_stream(&provider, outgoing, &filename, &content_type, &purpose)
+                .await
+        }
+    });
+    let teed = body.then({
+        let sender = sender.clone();
+        move |chunk| {
+            let sender = sender.clone();
+            async move {
+                if let Ok(bytes) = &chunk {
+                    // A provider that gave up has dropped its end: confab keeps the file anyway.
+                    let _ = sender.send(Ok(bytes.clone())).await;
+                }
+                chunk
+            }
+        }
+    });
+    let received = store.receive(Box::pin(teed), limit).await;
+    if received.is_err() {
+        let _ = sender
+            .send(Err(std::io::Error::other("confab refused the upload")))
+            .await;
+    }
+    drop(sender);
+    let remote = sending
+        .await
+        .unwrap_or_else(|error| Err(LlmError::Config(error.to_string())));
+    Ok((received?, remote))
+}
+
+/// Keeps the body and records the file in the (checked) project; with `forward`, the provider
+/// gets the bytes in the same pass. `Ok((file, true))` for a new file, `(file, false)` when the
+/// project already had these bytes (under the name it had then).
 pub async fn upload<S, E>(
     pool: &PgPool,
     store: &Store,
@@ -99,13 +196,15 @@ pub async fn upload<S, E>(
     project: OwnedProject,
     incoming: Incoming,
     body: S,
+    forward: Option<Forward>,
 ) -> AppResult<(StoredFile, bool)>
 where
-    S: Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let project_id = project.id();
     let filename = clean_filename(incoming.filename.as_deref().unwrap_or_default());
+    let content_type = clean_content_type(incoming.content_type.as_deref());
     // Refused by its name before a byte is read (and by its first bytes in `receive`).
     if let Some((_, extension)) = filename.rsplit_once('.')
         && settings
@@ -118,8 +217,16 @@ where
             format!("Files ending in .{extension} cannot be uploaded here."),
         ));
     }
-    let received = store.receive(body, settings.max_upload_bytes).await?;
-    let content_type = clean_content_type(incoming.content_type.as_deref());
+    let limit = settings.max_upload_bytes;
+    let (received, remote) = match &forward {
+        None => (store.receive(body, limit).await?, None),
+        Some(forward) => {
+            let (received, remote) =
+                receive_and_forward(store, limit, body, forward, (&filename, &content_type))
+                    .await?;
+            (received, Some(remote))
+        }
+    };
     let sha256 = received.sha256.clone();
     let received_sha = sha256.clone();
     let bytes = i64::try_from(received.bytes).unwrap_or(i64::MAX);
@@ -150,23 +257,69 @@ where
         })
     })
     .await;
-    match recorded {
+    let (mut file, created) = match recorded {
+        Ok(recorded) => recorded,
         Err(error) => {
             forget_bytes(pool, store, received_sha).await;
-            Err(error)
-        }
-        Ok((mut file, true)) => {
-            // The file is kept either way; without passages it is only not found as knowledge.
-            match index(pool, store, &file).await {
-                Ok(passages) => file.passages = passages,
-                Err(error) => {
-                    tracing::warn!(%error, file_id = %file.id, "could not index a file's text");
-                }
+            if let (Some(forward), Some(Ok(id))) = (&forward, &remote) {
+                forget_remote(forward, id).await;
             }
-            Ok((file, true))
+            return Err(error);
         }
-        Ok(existing) => Ok(existing),
+    };
+    if let (Some(forward), Some(remote)) = (&forward, remote) {
+        if created {
+            file = record_remote(pool, file, &forward.provider, remote).await?;
+        } else if let Ok(id) = remote {
+            // The project had these bytes (known only at their end): one copy there is enough.
+            forget_remote(forward, &id).await;
+        }
     }
+    if created {
+        // The file is kept either way; without passages it is only not found as knowledge.
+        match index(pool, store, &file).await {
+            Ok(passages) => file.passages = passages,
+            Err(error) => {
+                tracing::warn!(%error, file_id = %file.id, "could not index a file's text");
+            }
+        }
+    }
+    Ok((file, created))
+}
+
+/// Deletes a provider's copy nobody will name (a failure is logged with its id).
+async fn forget_remote(forward: &Forward, id: &str) {
+    if let Err(error) = forward.router.delete_file(&forward.provider, id).await {
+        tracing::warn!(%error, provider = %forward.provider.name, provider_file_id = %id, "could not delete a provider's unneeded copy of a file");
+    }
+}
+
+/// Records where the provider keeps the file, or that sending it failed (logged; the file stays
+/// kept by confab and usable).
+async fn record_remote(
+    pool: &PgPool,
+    file: StoredFile,
+    provider: &ProviderConfig,
+    remote: Result<String, LlmError>,
+) -> AppResult<StoredFile> {
+    let (remote_id, status) = match remote {
+        Ok(id) => (Some(id), "uploaded"),
+        Err(error) => {
+            tracing::warn!(%error, file_id = %file.id, provider = %provider.name, "could not upload a file to the provider");
+            (None, "upload_failed")
+        }
+    };
+    let (id, name) = (file.id, provider.name.clone());
+    db::run(pool, move |conn| {
+        Ok(StoredFile::set_remote(
+            conn,
+            id,
+            Some(&name),
+            remote_id.as_deref(),
+            status,
+        )?)
+    })
+    .await
 }
 
 /// Sends a newly kept file on to the Files API of the provider its project uses (its default
@@ -199,7 +352,7 @@ pub async fn upload_to(
     store: &Store,
     router: &Router,
     purpose: &str,
-    provider: &crate::llm::ProviderConfig,
+    provider: &ProviderConfig,
     file: StoredFile,
 ) -> AppResult<StoredFile> {
     let Some(path) = store.path_of(&file.sha256) else {
@@ -212,24 +365,8 @@ pub async fn upload_to(
         bytes: u64::try_from(file.bytes).unwrap_or_default(),
         purpose,
     };
-    let (remote_id, status) = match router.upload_file(provider, upload).await {
-        Ok(id) => (Some(id), "uploaded"),
-        Err(error) => {
-            tracing::warn!(%error, file_id = %file.id, provider = %provider.name, "could not upload a file to the provider");
-            (None, "upload_failed")
-        }
-    };
-    let (id, name) = (file.id, provider.name.clone());
-    db::run(pool, move |conn| {
-        Ok(StoredFile::set_remote(
-            conn,
-            id,
-            Some(&name),
-            remote_id.as_deref(),
-            status,
-        )?)
-    })
-    .await
+    let remote = router.upload_file(provider, upload).await;
+    record_remote(pool, file, provider, remote).await
 }
 
 /// Files larger than this are kept and attachable as files, but not searched as knowledge.

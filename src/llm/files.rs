@@ -25,7 +25,7 @@ impl Router {
         self.provider(name).filter(|p| p.files_api)
     }
 
-    /// Streams the file to the provider (never whole in memory); returns the provider's id.
+    /// Streams a kept file to the provider (never whole in memory); returns the provider's id.
     pub async fn upload_file(
         &self,
         provider: &ProviderConfig,
@@ -35,12 +35,50 @@ impl Router {
             .await
             .map_err(|e| LlmError::Config(format!("the stored file cannot be read: {e}")))?;
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let part = reqwest::multipart::Part::stream_with_length(body, upload.bytes)
-            .file_name(upload.filename.to_string())
-            .mime_str(upload.content_type)
+        let part = reqwest::multipart::Part::stream_with_length(body, upload.bytes);
+        self.send_file(
+            provider,
+            part,
+            upload.filename,
+            upload.content_type,
+            upload.purpose,
+        )
+        .await
+    }
+
+    /// Streams bytes as they arrive (a file still being uploaded to confab) to the provider;
+    /// returns the provider's id. An `Err` item aborts the request, so the provider keeps
+    /// nothing of a file confab refused half-way.
+    pub async fn upload_stream<S>(
+        &self,
+        provider: &ProviderConfig,
+        bytes: S,
+        filename: &str,
+        content_type: &str,
+        purpose: &str,
+    ) -> Result<String, LlmError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(bytes));
+        self.send_file(provider, part, filename, content_type, purpose)
+            .await
+    }
+
+    async fn send_file(
+        &self,
+        provider: &ProviderConfig,
+        part: reqwest::multipart::Part,
+        filename: &str,
+        content_type: &str,
+        purpose: &str,
+    ) -> Result<String, LlmError> {
+        let part = part
+            .file_name(filename.to_string())
+            .mime_str(content_type)
             .map_err(|e| LlmError::Config(e.to_string()))?;
         let form = reqwest::multipart::Form::new()
-            .text("purpose", upload.purpose.to_string())
+            .text("purpose", purpose.to_string())
             .part("file", part);
         let request =
             authorized(self.client().post(provider.url("files")), provider).multipart(form);

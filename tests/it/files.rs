@@ -157,7 +157,9 @@ async fn a_file_is_kept_listed_downloaded_whole_deduplicated_and_deleted() {
 
 #[tokio::test]
 async fn empty_and_oversized_files_are_refused_and_leave_nothing() {
-    let app = TestApp::spawn_with(|s| s.files.max_upload_bytes = 1024 * 1024).await;
+    // With a provider: what confab refuses half-way, the provider does not keep either.
+    let fake = crate::support::fake_llm::FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.files.max_upload_bytes = 1024 * 1024).await;
     let token = app.user_token("limits@example.com").await;
     let project = app.project(&token, "Limits").await;
 
@@ -242,12 +244,24 @@ async fn empty_and_oversized_files_are_refused_and_leave_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    let kept: Vec<String> = fake
+        .files()
+        .into_iter()
+        .filter(|f| !f.deleted)
+        .map(|f| f.filename)
+        .collect();
+    assert_eq!(
+        kept,
+        ["fits.bin", "mz.csv"],
+        "the provider has only what confab kept"
+    );
 }
 
 #[tokio::test]
 async fn an_upload_cut_off_half_way_leaves_nothing_behind() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn().await;
+    let fake = crate::support::fake_llm::FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let token = app.user_token("cut@example.com").await;
     let project = app.project(&token, "Cut").await;
 
@@ -286,6 +300,12 @@ async fn an_upload_cut_off_half_way_leaves_nothing_behind() {
         .get_json(&token, &format!("/api/projects/{project}/files"))
         .await;
     assert_eq!(list.as_array().unwrap().len(), 0);
+    // The provider's copy was aborted, not ended early: a whole file after it is the only one.
+    let (status, whole) = upload(&app, &token, &project, "whole.bin", bytes_of(1000, 4)).await;
+    assert_eq!(status, 201, "{whole}");
+    let at_provider = fake.files();
+    assert_eq!(at_provider.len(), 1, "{at_provider:?}");
+    assert_eq!(at_provider[0].filename, "whole.bin");
 }
 
 #[tokio::test]
@@ -1130,4 +1150,71 @@ async fn a_pdfs_text_layer_is_attached_and_searched() {
         "the PDF's text goes with the message: {sent}"
     );
     assert!(!sent.contains("%PDF"), "not its bytes");
+}
+
+#[tokio::test]
+async fn a_50_mb_upload_streams_through_to_the_provider_byte_identical_and_once() {
+    use crate::support::fake_llm::FakeLlm;
+    const CHUNK: usize = 256 * 1024;
+    const CHUNKS: usize = 200;
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, _) = app.chat_setup("fifty@example.com").await;
+    // Generated as it is sent, so the test holds no 50 MB either.
+    let chunk = |i: usize| bytes_of(CHUNK, (i % 251) as u8);
+    let mut hasher = Sha256::new();
+    for i in 0..CHUNKS {
+        hasher.update(chunk(i));
+    }
+    let sha = hex::encode(hasher.finalize());
+    let send = || {
+        let body =
+            futures_util::stream::iter((0..CHUNKS).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
+        let part = reqwest::multipart::Part::stream_with_length(
+            reqwest::Body::wrap_stream(body),
+            (CHUNK * CHUNKS) as u64,
+        )
+        .file_name("fifty.bin");
+        app.api
+            .post(app.url(&format!("/api/projects/{project}/files")))
+            .bearer_auth(&token)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+    };
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let file: Value = r.json().await.unwrap();
+    assert_eq!(file["bytes"], CHUNK * CHUNKS);
+    assert_eq!(file["sha256"], sha.as_str());
+    assert_eq!(file["status"], "uploaded");
+    let at_provider = fake.files();
+    assert_eq!(at_provider.len(), 1);
+    assert_eq!(at_provider[0].sha256, sha, "byte-identical at the provider");
+    assert_eq!(at_provider[0].bytes, (CHUNK * CHUNKS) as u64);
+    assert_eq!(file["provider_file_id"], at_provider[0].id.as_str());
+
+    // The download gives the same bytes back.
+    let r = app
+        .api
+        .get(app.url(&format!(
+            "/api/files/{}/content",
+            file["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let mut downloaded = Sha256::new();
+    let mut body = r.bytes_stream();
+    while let Some(piece) = futures_util::StreamExt::next(&mut body).await {
+        downloaded.update(piece.unwrap());
+    }
+    assert_eq!(hex::encode(downloaded.finalize()), sha);
+
+    // The same bytes again: the project keeps one file, and the provider one live copy.
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let live: Vec<_> = fake.files().into_iter().filter(|f| !f.deleted).collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].id, at_provider[0].id);
 }
