@@ -16,7 +16,7 @@ use crate::files::model::{Indexing, StoredFile};
 use crate::files::service::upload_to;
 use crate::files::store::Store;
 use crate::llm::files::Indexing as Progress;
-use crate::llm::{Api, ProviderConfig, Router};
+use crate::llm::{Api, LlmError, ProviderConfig, Router};
 use crate::state::AppState;
 
 /// How often files being indexed are asked about.
@@ -200,6 +200,14 @@ async fn poll(pool: &PgPool, router: &Router, file: Indexing) {
             Ok(Progress::InProgress) => None,
             Ok(Progress::Completed) => Some(("indexed", None)),
             Ok(Progress::Failed(reason)) => Some(("index_failed", Some(reason))),
+            // The store or the file is gone there, or the key is refused: asking again will
+            // not change it. Turning knowledge on again retries.
+            Err(LlmError::Http {
+                status, message, ..
+            }) if (400..500).contains(&status) && status != 429 => {
+                Some(("index_failed", Some(message)))
+            }
+            Err(error @ LlmError::Auth { .. }) => Some(("index_failed", Some(error.to_string()))),
             // Asked again next round.
             Err(error) => {
                 tracing::warn!(%error, file_id = %file.file_id, "could not ask how far indexing is");

@@ -145,9 +145,20 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (sender, receiver) = tokio::sync::mpsc::channel(FORWARD_CHUNKS);
-    let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
+    // `Some(chunk)`, then `None` once the whole file is in. A channel closed without that end
+    // (a refusal, a reset connection, a dropped handler) fails the provider's request, so it
+    // never keeps a truncated file.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Option<Bytes>>(FORWARD_CHUNKS);
+    let outgoing = futures_util::stream::unfold(Some(receiver), |state| async move {
+        let mut receiver = state?;
+        match receiver.recv().await {
+            Some(Some(chunk)) => Some((Ok(chunk), Some(receiver))),
+            Some(None) => None,
+            None => Some((
+                Err(std::io::Error::other("the upload to confab did not finish")),
+                None,
+            )),
+        }
     });
     let sending = tokio::spawn({
         let router = Arc::clone(&forward.router);
@@ -167,17 +178,15 @@ where
             async move {
                 if let Ok(bytes) = &chunk {
                     // A provider that gave up has dropped its end: confab keeps the file anyway.
-                    let _ = sender.send(Ok(bytes.clone())).await;
+                    let _ = sender.send(Some(bytes.clone())).await;
                 }
                 chunk
             }
         }
     });
     let received = store.receive(Box::pin(teed), limit).await;
-    if received.is_err() {
-        let _ = sender
-            .send(Err(std::io::Error::other("confab refused the upload")))
-            .await;
+    if received.is_ok() {
+        let _ = sender.send(None).await;
     }
     drop(sender);
     let remote = sending

@@ -81,7 +81,7 @@ impl Router {
             .text("purpose", purpose.to_string())
             .part("file", part);
         let request =
-            authorized(self.client().post(provider.url("files")), provider).multipart(form);
+            authorized(self.files_client().post(provider.url("files")), provider).multipart(form);
         let response = send_checked(request, provider).await?;
         let object: Value = response
             .json()
@@ -96,7 +96,7 @@ impl Router {
     /// Deletes the provider's copy; one that is already gone counts as deleted.
     pub async fn delete_file(&self, provider: &ProviderConfig, id: &str) -> Result<(), LlmError> {
         let request = authorized(
-            self.client()
+            self.files_client()
                 .delete(provider.url(&format!("files/{}", urlencoding_path(id)))),
             provider,
         );
@@ -125,8 +125,11 @@ impl Router {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, LlmError> {
-        let mut request = authorized(self.client().request(method, provider.url(path)), provider)
-            .header("OpenAI-Beta", "assistants=v2");
+        let mut request = authorized(
+            self.files_client().request(method, provider.url(path)),
+            provider,
+        )
+        .header("OpenAI-Beta", "assistants=v2");
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -69,12 +69,18 @@ pub struct Router {
     pub fallback_order: Vec<String>,
     pub retry: RetryPolicy,
     client: reqwest::Client,
+    /// For the Files API: an upload may take far longer than a chat may stay silent, and
+    /// reqwest's read timeout runs from sending the request until the answer's headers.
+    files_client: reqwest::Client,
 }
 
+/// How long one Files API call may take before it is given up (a 512 MB upload at 2 MB/s).
+pub const FILES_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 impl Router {
-    /// The HTTP client every provider call shares (its pool, timeouts, TLS).
-    pub(crate) fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// The HTTP client of the Files API and vector stores.
+    pub(crate) fn files_client(&self) -> &reqwest::Client {
+        &self.files_client
     }
 }
 
@@ -132,6 +138,7 @@ impl Router {
             fallback_order,
             retry,
             client,
+            files_client: build_client(FILES_TIMEOUT),
         }
     }
 

@@ -300,6 +300,14 @@ async fn an_upload_cut_off_half_way_leaves_nothing_behind() {
         .get_json(&token, &format!("/api/projects/{project}/files"))
         .await;
     assert_eq!(list.as_array().unwrap().len(), 0);
+    // Reset instead of closed (RST): the handler is dropped mid-body; the provider's copy must
+    // fail with it, not end early as a shorter file.
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket.write_all(&bytes_of(512 * 1024, 5)).await.unwrap();
+    socket.flush().await.unwrap();
+    socket.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    drop(socket);
     // The provider's copy was aborted, not ended early: a whole file after it is the only one.
     let (status, whole) = upload(&app, &token, &project, "whole.bin", bytes_of(1000, 4)).await;
     assert_eq!(status, 201, "{whole}");
