@@ -158,12 +158,14 @@
 })();
 
 // Files: each chosen or dropped file is uploaded on its own through the API, with a progress bar;
-// when all are done the files section is loaded again. (Without this script the form posts
-// them all at once.)
+// on a project's page, when all are done the files section is loaded again (without this script
+// the form posts them all at once); in the composer, each file becomes a checked chip.
 (function () {
   "use strict";
-  function upload(form, file, done) {
-    var list = form.querySelector(".upload-progress");
+  // Uploads `file` to the API URL in `box`'s data-upload-url, with a progress bar in its
+  // .upload-progress list; then done(ok, the stored file or null, what went wrong, the bar's item).
+  function upload(box, file, done) {
+    var list = box.querySelector(".upload-progress");
     var item = document.createElement("li");
     var label = document.createElement("span");
     label.textContent = file.name + " ";
@@ -177,21 +179,25 @@
     var data = new FormData();
     data.append("file", file, file.name);
     var xhr = new XMLHttpRequest();
-    xhr.open("POST", form.getAttribute("data-upload-url"));
+    xhr.open("POST", box.getAttribute("data-upload-url"));
+    var form = box.closest("form") || box;
     xhr.setRequestHeader("X-CSRF-Token", form.querySelector("input[name=csrf_token]").value);
     xhr.upload.addEventListener("progress", function (event) {
       if (event.lengthComputable) bar.value = Math.round((event.loaded / event.total) * 100);
     });
     xhr.addEventListener("loadend", function () {
       var ok = xhr.status === 200 || xhr.status === 201;
-      var message = ok ? "uploaded" : "failed";
+      var stored = null, message = "uploaded";
+      try { stored = JSON.parse(xhr.responseText); } catch (e) { stored = null; }
       if (!ok) {
-        try { message = JSON.parse(xhr.responseText).error.message; } catch (e) { message = "the upload failed"; }
+        message = stored && stored.error && stored.error.message;
+        if (!message) message = xhr.status === 413 ? "the file is too big" : "the upload failed";
+        stored = null;
       }
       bar.value = ok ? 100 : bar.value;
       item.className = ok ? "ok" : "error";
       label.textContent = file.name + " — " + message + " ";
-      done(ok);
+      done(ok, stored, message, item);
     });
     xhr.send(data);
   }
@@ -232,5 +238,80 @@
     event.preventDefault();
     form.classList.remove("dropping");
     uploadAll(form, event.dataTransfer.files);
+  });
+
+  // The composer's "Add file": a link to the project's files without this script; here a button
+  // that opens the file chooser and uploads into the conversation's project. Each file that goes
+  // up becomes a checked chip (one already there is checked); a refusal says why above the box.
+  function enhance(root) {
+    var links = root.querySelectorAll ? root.querySelectorAll("a[data-attach-add]") : [];
+    for (var i = 0; i < links.length; i++) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = links[i].className;
+      button.setAttribute("data-attach-add", "");
+      button.textContent = links[i].textContent;
+      links[i].replaceWith(button);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+  document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
+  document.addEventListener("click", function (event) {
+    var add = event.target.closest && event.target.closest("button[data-attach-add]");
+    var input = add && add.parentNode.querySelector("input[data-attach-input]");
+    if (input) input.click();
+  });
+  function say(text) {
+    var area = document.getElementById("composer-error");
+    if (!area) return;
+    if (text === null) { area.textContent = ""; return; }
+    var p = document.createElement("p");
+    p.className = "flash error";
+    p.setAttribute("role", "alert");
+    p.textContent = text;
+    area.replaceChildren(p);
+  }
+  function chipFor(box, stored) {
+    var boxes = box.querySelectorAll("input[name=attach]");
+    for (var i = 0; i < boxes.length; i++) if (boxes[i].value === stored.id) return boxes[i];
+    var label = document.createElement("label");
+    label.className = "chip";
+    var check = document.createElement("input");
+    check.type = "checkbox";
+    check.name = "attach";
+    check.value = stored.id;
+    var name = document.createElement("span");
+    name.textContent = stored.filename;
+    label.appendChild(check);
+    label.appendChild(name);
+    var row = box.querySelector(".chips");
+    row.insertBefore(label, row.firstChild);
+    row.scrollLeft = 0;
+    return check;
+  }
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("input[data-attach-input]")) return;
+    var box = input.closest("[data-upload-url]");
+    var files = Array.prototype.slice.call(input.files || []);
+    if (!box || files.length === 0) return;
+    say(null);
+    var failures = [];
+    files.forEach(function (file) {
+      upload(box, file, function (ok, stored, message, item) {
+        item.remove();
+        if (ok) {
+          var check = chipFor(box, stored);
+          // Checked, not marked as checked by default: a sent message's reset clears it.
+          check.checked = true;
+          var more = check.closest("details");
+          if (more) more.open = true;
+        } else {
+          failures.push("“" + file.name + "” was not uploaded: " + message.replace(/\.$/, "") + ".");
+          say(failures.join(" "));
+        }
+      });
+    });
+    input.value = "";
   });
 })();

@@ -197,10 +197,15 @@ struct Composer {
     /// The agents a new chat may go to (a picker when more than one).
     picker: Vec<(Agent, String)>,
     chosen: Option<Uuid>,
-    /// The files of the agent's project that can go with a message: (id, name).
+    /// The agent's project: where "Add file" uploads (none before the first project exists).
+    project: Option<Uuid>,
+    /// The files of the agent's project that can go with a message: (id, name), newest first.
     files: Vec<(Uuid, String)>,
     oob: bool,
 }
+
+/// How many files the composer shows as chips; the others are under "More files".
+const CHIPS_SHOWN: usize = 8;
 
 /// The files a message to this agent's project may carry.
 async fn attachable_files(
@@ -220,10 +225,33 @@ impl Composer {
         self.chosen.as_ref() == Some(id)
     }
 
+    /// The newest files, shown as chips.
+    fn first_files(&self) -> &[(Uuid, String)] {
+        &self.files[..self.files.len().min(CHIPS_SHOWN)]
+    }
+
+    /// Where "Add file" uploads (the API), and where it leads without JavaScript.
+    fn upload_url(&self) -> String {
+        self.project
+            .map(urls::api_project_files)
+            .unwrap_or_default()
+    }
+    fn files_url(&self) -> String {
+        self.project
+            .map(|p| format!("{}#files-heading", urls::project(p)))
+            .unwrap_or_default()
+    }
+
+    /// The rest, folded under "More files".
+    fn more_files(&self) -> &[(Uuid, String)] {
+        &self.files[self.files.len().min(CHIPS_SHOWN)..]
+    }
+
     /// The box under a conversation: posts to it, with whichever agent it has.
     fn reply(
         csrf: &CsrfToken,
         conversation: Uuid,
+        project: Option<Uuid>,
         files: Vec<(Uuid, String)>,
         enabled: bool,
         oob: bool,
@@ -236,6 +264,7 @@ impl Composer {
             enabled,
             picker: Vec::new(),
             chosen: None,
+            project,
             files,
             oob,
         }
@@ -417,14 +446,15 @@ async fn chat_page(
         ),
     };
     let current = conversation.as_ref().map(|c| c.id);
-    let files = match &agent {
-        Some(a) => attachable_files(state, user, a.project_id).await?,
+    let project = agent.as_ref().map(|a| a.project_id);
+    let files = match project {
+        Some(id) => attachable_files(state, user, id).await?,
         None => Vec::new(),
     };
     let composer = match &conversation {
         Some(c) => Composer {
             draft,
-            ..Composer::reply(csrf, c.id, files, providers_configured, false)
+            ..Composer::reply(csrf, c.id, project, files, providers_configured, false)
         },
         None => Composer {
             csrf: csrf.0.clone(),
@@ -437,6 +467,7 @@ async fn chat_page(
             enabled: providers_configured,
             chosen: agent.as_ref().map(|a| a.id),
             picker,
+            project,
             files,
             oob: false,
         },
@@ -470,7 +501,9 @@ async fn chat_page(
 #[derive(Deserialize)]
 pub struct HomeQuery {
     /// Start the new chat with this agent (anything that is not one of the person's agents,
-    /// malformed ids included, falls back to the default).
+    /// malformed ids included, falls back to the default). Also read as `agent_id`, the
+    /// composer's picker, whose change asks this page for the chosen agent's files.
+    #[serde(alias = "agent_id")]
     agent: Option<String>,
     /// Search the sidebar's conversations.
     q: Option<String>,
@@ -582,16 +615,46 @@ pub async fn show_conversation(
     .await
 }
 
-#[derive(Deserialize)]
+/// The composer's fields. `attach` is a checkbox per file, so a plain form repeats it (`attach=…
+/// &attach=…`), which a derived struct refuses as a duplicate field: the fields are read by hand,
+/// every `attach` kept (blank ones, e.g. from an old page's "No file", left out).
+#[derive(Default)]
 pub struct MessageForm {
-    #[serde(default)]
     message: String,
     /// On a new chat: the agent picked (the default one when absent).
-    #[serde(default)]
     agent_id: Option<String>,
-    /// A file of the project to send with the message.
-    #[serde(default)]
-    attach: Option<String>,
+    /// The files of the project to send with the message.
+    attach: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for MessageForm {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = MessageForm;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the composer's fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MessageForm, A::Error> {
+                let mut form = MessageForm::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value: String = map.next_value()?;
+                    match name.as_str() {
+                        "message" => form.message = value,
+                        "agent_id" => form.agent_id = Some(value),
+                        "attach" if !value.trim().is_empty() => form.attach.push(value),
+                        _ => {}
+                    }
+                }
+                Ok(form)
+            }
+        }
+        // As a struct, so `PageForm` knows which fields to keep.
+        deserializer.deserialize_struct("MessageForm", &["message", "agent_id", "attach"], Fields)
+    }
 }
 
 /// A refused message under htmx: the reason goes right above the composer (which keeps the
@@ -617,10 +680,11 @@ async fn send(
     to: To,
     form: MessageForm,
 ) -> AppResult<HttpResponse> {
-    let file_ids = match form.attach.as_deref().map(str::trim) {
-        None | Some("") => Vec::new(),
-        Some(id) => vec![Uuid::parse_str(id).map_err(|_| AppError::NotFound)?],
-    };
+    let file_ids = form
+        .attach
+        .iter()
+        .map(|id| Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound))
+        .collect::<AppResult<Vec<Uuid>>>()?;
     let result = match crate::chat::api::attachments(state, user, &file_ids).await {
         Ok(attached) => {
             service::send(
@@ -698,6 +762,7 @@ async fn send(
             true => Some(Composer::reply(
                 csrf,
                 sent.conversation.id,
+                Some(sent.project_id),
                 attachable_files(state, user, sent.project_id).await?,
                 true,
                 true,

@@ -41,6 +41,14 @@ before(async () => {
   await page.getByRole("heading", { name: "Accessible project", level: 1 }).waitFor();
   site.project = new URL(page.url()).pathname;
   await addPrompt(page, "Project rule", "Be brief.");
+  // Files, so the chat's composer shows its chips (one name too long for a phone).
+  await page.locator("#file-upload input[type=file]").setInputFiles([
+    { name: "notes.md", mimeType: "text/markdown", buffer: Buffer.from("# Notes\n") },
+    { name: "quarterly-report-2024-final-version-with-all-the-appendices.txt", mimeType: "text/plain", buffer: Buffer.from("Q4") },
+  ]);
+  await page.getByRole("button", { name: "Upload" }).click();
+  await page.locator("#files-section table.files").getByRole("link", { name: "notes.md" }).waitFor();
+  await page.locator("#files-section table.files").getByRole("link", { name: /^quarterly-report/ }).waitFor();
 
   await page.locator("#agent-list h3 a").first().click();
   await page.locator("#agent-settings h1").waitFor();

@@ -6,6 +6,7 @@ mod accounts;
 mod architecture;
 mod backup;
 mod chat;
+mod chat_files;
 mod chat_home;
 mod files;
 mod isolation;
