@@ -1167,16 +1167,18 @@ async fn a_50_mb_upload_streams_through_to_the_provider_byte_identical_and_once(
     use crate::support::fake_llm::FakeLlm;
     const CHUNK: usize = 256 * 1024;
     const CHUNKS: usize = 200;
-    let fake = FakeLlm::start().await;
-    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
-    let (token, project, _) = app.chat_setup("fifty@example.com").await;
-    // Generated as it is sent, so the test holds no 50 MB either.
+    // Generated as it is sent, so the test holds no 50 MB either. Hashed first: hashing takes
+    // seconds in a debug build, long enough for the server to close an idle kept-alive
+    // connection that the upload would then be written into.
     let chunk = |i: usize| bytes_of(CHUNK, (i % 251) as u8);
     let mut hasher = Sha256::new();
     for i in 0..CHUNKS {
         hasher.update(chunk(i));
     }
     let sha = hex::encode(hasher.finalize());
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, _) = app.chat_setup("fifty@example.com").await;
     let send = || {
         let body =
             futures_util::stream::iter((0..CHUNKS).map(move |i| Ok::<_, std::io::Error>(chunk(i))));
