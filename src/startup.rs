@@ -407,7 +407,7 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route("/chat/conversations", get().to(chat::web::search_conversations))
         .route("/projects/{id}/files", post().to(projects::web::upload_files))
         .route("/projects/{id}/knowledge", post().to(projects::web::set_knowledge))
-        .route("/files/{id}/download", get().to(files::web::download))
+        .route("/files/{id}/download", get().to(files::api::download))
         .route("/files/{id}/delete", get().to(files::web::confirm_delete))
         .route("/files/{id}/delete", post().to(files::web::delete))
         .route("/agents/{id}/chat", get().to(chat::web::new_chat))

@@ -21,8 +21,33 @@ pub struct AppState {
     pub dummy_password_hash: String,
     /// Answers being generated, and the provider router they use.
     pub generations: Generations,
-    /// Woken when files start being indexed at a provider, so their progress is polled.
-    pub indexing: std::sync::Arc<tokio::sync::Notify>,
+    /// The background indexing of files at a provider.
+    pub indexing: std::sync::Arc<IndexingSignals>,
+}
+
+/// What the background indexing of files listens and answers to.
+pub struct IndexingSignals {
+    /// Woken when files start being indexed, so their progress is polled.
+    pub wake: tokio::sync::Notify,
+    /// Counts the rounds that may have changed files' indexing (a sync, a round of polls), so
+    /// whoever waits for a file's state (a test) waits for the next round instead of sleeping.
+    pub rounds: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for IndexingSignals {
+    fn default() -> Self {
+        IndexingSignals {
+            wake: tokio::sync::Notify::new(),
+            rounds: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl IndexingSignals {
+    /// A round ended.
+    pub fn round_done(&self) {
+        self.rounds.send_modify(|rounds| *rounds += 1);
+    }
 }
 
 impl AppState {

@@ -264,28 +264,14 @@ fn grounding(
     system: &SystemMessage,
     text: &str,
 ) -> AppResult<Grounding> {
-    let (instructions, citations) = instructions_for(conn, agent, system, text)?;
-    let file_search =
-        StoredFile::searchable_store(conn, agent.project_id)?.map(|(provider, vector_store_id)| {
-            FileSearch {
-                provider,
-                vector_store_id,
-                instructions: (!system.text.is_empty()).then(|| system.text.clone()),
-            }
+    // One query when knowledge is off (most projects), a second for the passages when it is on.
+    let Some(searched_store) = StoredFile::knowledge_for_answers(conn, agent.project_id)? else {
+        return Ok(Grounding {
+            instructions: system.text.clone(),
+            citations: serde_json::Value::Array(vec![]),
+            file_search: None,
         });
-    Ok(Grounding {
-        instructions,
-        citations,
-        file_search,
-    })
-}
-
-fn instructions_for(
-    conn: &mut diesel::PgConnection,
-    agent: &Agent,
-    system: &SystemMessage,
-    text: &str,
-) -> AppResult<(String, serde_json::Value)> {
+    };
     let passages = Passage::search(
         conn,
         agent.project_id,
@@ -299,7 +285,16 @@ fn instructions_for(
         .copied()
         .collect::<Vec<_>>()
         .join("\n\n");
-    Ok((instructions, citations))
+    let file_search = searched_store.map(|(provider, vector_store_id)| FileSearch {
+        provider,
+        vector_store_id,
+        instructions: (!system.text.is_empty()).then(|| system.text.clone()),
+    });
+    Ok(Grounding {
+        instructions,
+        citations,
+        file_search,
+    })
 }
 
 /// Stores the user's message (with the files attached to it, which must be in the agent's

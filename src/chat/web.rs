@@ -616,45 +616,15 @@ pub async fn show_conversation(
 }
 
 /// The composer's fields. `attach` is a checkbox per file, so a plain form repeats it (`attach=…
-/// &attach=…`), which a derived struct refuses as a duplicate field: the fields are read by hand,
-/// every `attach` kept (blank ones, e.g. from an old page's "No file", left out).
-#[derive(Default)]
+/// &attach=…`); `PageForm` reads every one into the list.
+#[derive(Default, Deserialize)]
+#[serde(default)]
 pub struct MessageForm {
     message: String,
     /// On a new chat: the agent picked (the default one when absent).
     agent_id: Option<String>,
     /// The files of the project to send with the message.
     attach: Vec<String>,
-}
-
-impl<'de> Deserialize<'de> for MessageForm {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> serde::de::Visitor<'de> for Fields {
-            type Value = MessageForm;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("the composer's fields")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<MessageForm, A::Error> {
-                let mut form = MessageForm::default();
-                while let Some(name) = map.next_key::<String>()? {
-                    let value: String = map.next_value()?;
-                    match name.as_str() {
-                        "message" => form.message = value,
-                        "agent_id" => form.agent_id = Some(value),
-                        "attach" if !value.trim().is_empty() => form.attach.push(value),
-                        _ => {}
-                    }
-                }
-                Ok(form)
-            }
-        }
-        // As a struct, so `PageForm` knows which fields to keep.
-        deserializer.deserialize_struct("MessageForm", &["message", "agent_id", "attach"], Fields)
-    }
 }
 
 /// A refused message under htmx: the reason goes right above the composer (which keeps the
@@ -680,9 +650,11 @@ async fn send(
     to: To,
     form: MessageForm,
 ) -> AppResult<HttpResponse> {
+    // Blank ones (e.g. an old page's "No file") are no file.
     let file_ids = form
         .attach
         .iter()
+        .filter(|id| !id.trim().is_empty())
         .map(|id| Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound))
         .collect::<AppResult<Vec<Uuid>>>()?;
     let result = match crate::chat::api::attachments(state, user, &file_ids).await {

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::db::{self, PgPool};
@@ -17,7 +16,7 @@ use crate::files::service::upload_to;
 use crate::files::store::Store;
 use crate::llm::files::Indexing as Progress;
 use crate::llm::{Api, LlmError, ProviderConfig, Router};
-use crate::state::AppState;
+use crate::state::{AppState, IndexingSignals};
 
 /// How often files being indexed are asked about.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -33,7 +32,7 @@ pub fn start_sync(state: &AppState, project_id: Uuid, retry: bool) {
     let store = crate::files::api::store(state);
     let router = state.generations.shared_router();
     let purpose = state.settings.files.provider_purpose.clone();
-    let wake = Arc::clone(&state.indexing);
+    let signals = Arc::clone(&state.indexing);
     state.generations.spawn(async move {
         // One at a time in this process, so two syncs of a project (an upload's and turning
         // knowledge on) do not both make a store; across processes the claim decides.
@@ -42,7 +41,8 @@ pub fn start_sync(state: &AppState, project_id: Uuid, retry: bool) {
         if let Err(error) = synced {
             tracing::warn!(%error, %project_id, "could not bring a project's vector store up to date");
         }
-        wake.notify_one();
+        signals.round_done();
+        signals.wake.notify_one();
     });
 }
 
@@ -114,18 +114,27 @@ async fn sync(
                 }
             },
         };
-        let file_id = file.id;
-        db::run(pool, move |conn| {
-            Ok(StoredFile::set_index(
-                conn,
-                file_id,
-                status,
-                error.as_deref(),
-            )?)
-        })
-        .await?;
+        record_index(pool, file.id, status, error).await?;
     }
     Ok(())
+}
+
+/// Records how a file stands in its project's vector store.
+async fn record_index(
+    pool: &PgPool,
+    file_id: Uuid,
+    status: &'static str,
+    error: Option<String>,
+) -> AppResult<()> {
+    db::run(pool, move |conn| {
+        Ok(StoredFile::set_index(
+            conn,
+            file_id,
+            status,
+            error.as_deref(),
+        )?)
+    })
+    .await
 }
 
 /// Makes the project's vector store; when another sync made one meanwhile, that one is kept
@@ -153,30 +162,28 @@ async fn vector_store_for(
     if let Err(error) = router.delete_vector_store(provider, &made).await {
         tracing::warn!(%error, vector_store_id = %made, "could not delete a vector store made twice");
     }
-    let setup = db::run(pool, move |conn| {
-        Ok(StoredFile::knowledge_setup(conn, project_id)?)
+    let kept = db::run(pool, move |conn| {
+        Ok(StoredFile::vector_store_of(conn, project_id)?)
     })
     .await?;
-    setup
-        .vector_store
-        .map(|(_, id)| id)
-        .ok_or(AppError::NotFound)
+    kept.map(|(_, id)| id).ok_or(AppError::NotFound)
 }
 
 /// Asks the providers how far indexing is, once a second while any file is being indexed, and
 /// sleeps until woken otherwise. Files left `indexing` by an earlier run are picked up at start.
-pub async fn poll_forever(pool: PgPool, router: Arc<Router>, wake: Arc<Notify>) {
+pub async fn poll_forever(pool: PgPool, router: Arc<Router>, signals: Arc<IndexingSignals>) {
     loop {
         let pending = db::run(&pool, |conn| {
             Ok(StoredFile::being_indexed(conn, POLL_BATCH)?)
         })
         .await;
         match pending {
-            Ok(pending) if pending.is_empty() => wake.notified().await,
+            Ok(pending) if pending.is_empty() => signals.wake.notified().await,
             Ok(pending) => {
                 for file in pending {
                     poll(&pool, &router, file).await;
                 }
+                signals.round_done();
                 tokio::time::sleep(POLL_EVERY).await;
             }
             Err(error) => {
@@ -218,18 +225,8 @@ async fn poll(pool: &PgPool, router: &Router, file: Indexing) {
     let Some((status, error)) = outcome else {
         return;
     };
-    let file_id = file.file_id;
-    let recorded = db::run(pool, move |conn| {
-        Ok(StoredFile::set_index(
-            conn,
-            file_id,
-            status,
-            error.as_deref(),
-        )?)
-    })
-    .await;
-    if let Err(error) = recorded {
-        tracing::warn!(%error, %file_id, "could not record a file's indexing");
+    if let Err(error) = record_index(pool, file.file_id, status, error).await {
+        tracing::warn!(%error, file_id = %file.file_id, "could not record a file's indexing");
     }
 }
 
@@ -240,14 +237,14 @@ pub async fn leave_vector_store(pool: &PgPool, router: &Router, file: &StoredFil
         return;
     };
     let project_id = file.project_id;
-    let Ok(setup) = db::run(pool, move |conn| {
-        Ok(StoredFile::knowledge_setup(conn, project_id)?)
+    let Ok(vector_store) = db::run(pool, move |conn| {
+        Ok(StoredFile::vector_store_of(conn, project_id)?)
     })
     .await
     else {
         return;
     };
-    if let Some((name, store)) = setup.vector_store
+    if let Some((name, store)) = vector_store
         && let Some(provider) = router.provider(&name)
         && let Err(error) = router
             .remove_from_vector_store(provider, &store, remote)

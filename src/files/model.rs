@@ -55,6 +55,10 @@ pub struct NewFile<'a> {
     pub content_type: &'a str,
     pub bytes: i64,
     pub sha256: &'a str,
+    /// The provider that got the bytes as they came in, its id for them, and `status`.
+    pub provider: Option<&'a str>,
+    pub provider_file_id: Option<&'a str>,
+    pub status: &'a str,
 }
 
 impl StoredFile {
@@ -159,24 +163,41 @@ impl StoredFile {
         Ok(claimed == 1)
     }
 
-    /// The project's vector store (provider, id), if its agents search it now: knowledge is on
-    /// and at least one file is indexed in it.
-    pub fn searchable_store(
+    /// How the project's answers use its files: `None` when knowledge is off; else the vector
+    /// store (provider, id) its provider searches, once at least one file is indexed in it. One
+    /// query, made for every message.
+    #[allow(clippy::type_complexity)]
+    pub fn knowledge_for_answers(
+        conn: &mut PgConnection,
+        project_id: Uuid,
+    ) -> QueryResult<Option<Option<(String, String)>>> {
+        let (knowledge, provider, id, indexed): (bool, Option<String>, Option<String>, bool) =
+            projects::table
+                .find(project_id)
+                .select((
+                    projects::knowledge,
+                    projects::vector_store_provider,
+                    projects::vector_store_id,
+                    diesel::dsl::exists(
+                        files::table
+                            .filter(files::project_id.eq(project_id))
+                            .filter(files::index_status.eq("indexed")),
+                    ),
+                ))
+                .first(conn)?;
+        Ok(knowledge.then(|| provider.zip(id).filter(|_| indexed)))
+    }
+
+    /// The project's vector store (provider, id), if it has one.
+    pub fn vector_store_of(
         conn: &mut PgConnection,
         project_id: Uuid,
     ) -> QueryResult<Option<(String, String)>> {
-        let store: Option<(Option<String>, Option<String>)> = projects::table
+        let (provider, id): (Option<String>, Option<String>) = projects::table
             .find(project_id)
-            .filter(projects::knowledge)
-            .filter(diesel::dsl::exists(
-                files::table
-                    .filter(files::project_id.eq(project_id))
-                    .filter(files::index_status.eq("indexed")),
-            ))
             .select((projects::vector_store_provider, projects::vector_store_id))
-            .first(conn)
-            .optional()?;
-        Ok(store.and_then(|(provider, id)| provider.zip(id)))
+            .first(conn)?;
+        Ok(provider.zip(id))
     }
 
     /// The project's files not in its vector store yet (failed ones again, when `retry`).
@@ -376,7 +397,7 @@ impl Passage {
     }
 
     /// The best `limit` passages of the project's files for `words` (any of them, ranked by
-    /// full-text search), if the project answers from its files at all.
+    /// full-text search); asked only when the project answers from its files.
     pub fn search(
         conn: &mut PgConnection,
         project_id: Uuid,
@@ -393,7 +414,6 @@ impl Passage {
             "SELECT c.file_id, f.filename, c.text \
              FROM file_chunks c \
              JOIN files f ON f.id = c.file_id \
-             JOIN projects p ON p.id = c.project_id AND p.knowledge \
              WHERE c.project_id = $1 AND c.tsv @@ to_tsquery('english', $2) \
              ORDER BY ts_rank(c.tsv, to_tsquery('english', $2)) DESC, c.id \
              LIMIT $3",

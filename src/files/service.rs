@@ -100,6 +100,19 @@ pub struct Forward {
     pub purpose: String,
 }
 
+/// The provider a project's files go to: its default agent's, when that has a Files API.
+async fn files_provider_of<'r>(
+    pool: &PgPool,
+    router: &'r Router,
+    project_id: Uuid,
+) -> AppResult<Option<&'r ProviderConfig>> {
+    let name = db::run(pool, move |conn| {
+        Ok(StoredFile::default_provider_of(conn, project_id)?)
+    })
+    .await?;
+    Ok(name.as_deref().and_then(|name| router.files_api(name)))
+}
+
 /// Where the (checked) project's new files go on to: its default agent's provider, when that
 /// has a Files API.
 pub async fn forward_for(
@@ -108,14 +121,8 @@ pub async fn forward_for(
     project: OwnedProject,
     purpose: &str,
 ) -> AppResult<Option<Forward>> {
-    let project_id = project.id();
-    let name = db::run(pool, move |conn| {
-        Ok(StoredFile::default_provider_of(conn, project_id)?)
-    })
-    .await?;
-    let Some(provider) = name
-        .as_deref()
-        .and_then(|name| router.files_api(name))
+    let Some(provider) = files_provider_of(pool, &router, project.id())
+        .await?
         .cloned()
     else {
         return Ok(None);
@@ -227,13 +234,26 @@ where
         ));
     }
     let limit = settings.max_upload_bytes;
-    let (received, remote) = match &forward {
+    let (received, forwarded) = match &forward {
         None => (store.receive(body, limit).await?, None),
         Some(forward) => {
             let (received, remote) =
                 receive_and_forward(store, limit, body, forward, (&filename, &content_type))
                     .await?;
-            (received, Some(remote))
+            (received, Some((forward, remote)))
+        }
+    };
+    // Where the provider keeps it, recorded with the row itself.
+    let (provider, remote_id, status) = match &forwarded {
+        None => (None, None, "stored"),
+        Some((forward, Ok(id))) => (
+            Some(forward.provider.name.clone()),
+            Some(id.clone()),
+            "uploaded",
+        ),
+        Some((forward, Err(error))) => {
+            tracing::warn!(%error, provider = %forward.provider.name, "could not upload a file to the provider");
+            (Some(forward.provider.name.clone()), None, "upload_failed")
         }
     };
     let sha256 = received.sha256.clone();
@@ -253,6 +273,9 @@ where
             content_type: &content_type,
             bytes,
             sha256: &sha256,
+            provider: provider.as_deref(),
+            provider_file_id: remote_id.as_deref(),
+            status,
         };
         Ok(match StoredFile::insert(conn, &new) {
             Ok(Some(file)) => (file, true),
@@ -266,24 +289,20 @@ where
         })
     })
     .await;
+    // The provider's copy nobody names: the project had these bytes (known only at their end:
+    // one copy there is enough), or nothing was recorded.
+    if let Some((forward, Ok(id))) = &forwarded
+        && !matches!(recorded, Ok((_, true)))
+    {
+        forget_remote(forward, id).await;
+    }
     let (mut file, created) = match recorded {
         Ok(recorded) => recorded,
         Err(error) => {
             forget_bytes(pool, store, received_sha).await;
-            if let (Some(forward), Some(Ok(id))) = (&forward, &remote) {
-                forget_remote(forward, id).await;
-            }
             return Err(error);
         }
     };
-    if let (Some(forward), Some(remote)) = (&forward, remote) {
-        if created {
-            file = record_remote(pool, file, &forward.provider, remote).await?;
-        } else if let Ok(id) = remote {
-            // The project had these bytes (known only at their end): one copy there is enough.
-            forget_remote(forward, &id).await;
-        }
-    }
     if created {
         // The file is kept either way; without passages it is only not found as knowledge.
         match index(pool, store, &file).await {
@@ -300,58 +319,6 @@ where
 async fn forget_remote(forward: &Forward, id: &str) {
     if let Err(error) = forward.router.delete_file(&forward.provider, id).await {
         tracing::warn!(%error, provider = %forward.provider.name, provider_file_id = %id, "could not delete a provider's unneeded copy of a file");
-    }
-}
-
-/// Records where the provider keeps the file, or that sending it failed (logged; the file stays
-/// kept by confab and usable).
-async fn record_remote(
-    pool: &PgPool,
-    file: StoredFile,
-    provider: &ProviderConfig,
-    remote: Result<String, LlmError>,
-) -> AppResult<StoredFile> {
-    let (remote_id, status) = match remote {
-        Ok(id) => (Some(id), "uploaded"),
-        Err(error) => {
-            tracing::warn!(%error, file_id = %file.id, provider = %provider.name, "could not upload a file to the provider");
-            (None, "upload_failed")
-        }
-    };
-    let (id, name) = (file.id, provider.name.clone());
-    db::run(pool, move |conn| {
-        Ok(StoredFile::set_remote(
-            conn,
-            id,
-            Some(&name),
-            remote_id.as_deref(),
-            status,
-        )?)
-    })
-    .await
-}
-
-/// Sends a newly kept file on to the Files API of the provider its project uses (its default
-/// agent's), when that provider has one, and records the provider's id. A failure is recorded
-/// (`upload_failed`) and logged; the file stays kept by confab and usable.
-pub async fn send_to_provider(
-    pool: &PgPool,
-    store: &Store,
-    router: &Router,
-    purpose: &str,
-    file: StoredFile,
-) -> AppResult<StoredFile> {
-    let project_id = file.project_id;
-    let provider_name = db::run(pool, move |conn| {
-        Ok(StoredFile::default_provider_of(conn, project_id)?)
-    })
-    .await?;
-    match provider_name
-        .as_deref()
-        .and_then(|name| router.files_api(name))
-    {
-        Some(provider) => upload_to(pool, store, router, purpose, provider, file).await,
-        None => Ok(file),
     }
 }
 
@@ -374,8 +341,25 @@ pub async fn upload_to(
         bytes: u64::try_from(file.bytes).unwrap_or_default(),
         purpose,
     };
-    let remote = router.upload_file(provider, upload).await;
-    record_remote(pool, file, provider, remote).await
+    // A failure is recorded and logged; the file stays kept by confab and usable.
+    let (remote_id, status) = match router.upload_file(provider, upload).await {
+        Ok(id) => (Some(id), "uploaded"),
+        Err(error) => {
+            tracing::warn!(%error, file_id = %file.id, provider = %provider.name, "could not upload a file to the provider");
+            (None, "upload_failed")
+        }
+    };
+    let (id, name) = (file.id, provider.name.clone());
+    db::run(pool, move |conn| {
+        Ok(StoredFile::set_remote(
+            conn,
+            id,
+            Some(&name),
+            remote_id.as_deref(),
+            status,
+        )?)
+    })
+    .await
 }
 
 /// Files larger than this are kept and attachable as files, but not searched as knowledge.
@@ -494,6 +478,7 @@ pub async fn attachable(
     })
     .await?;
     let mut attached = Vec::with_capacity(ids.len());
+    let mut providers: Vec<(Uuid, Option<&ProviderConfig>)> = Vec::new();
     let mut room = budget_chars;
     for id in ids {
         if attached.iter().any(|a: &Attached| a.file_id == *id) {
@@ -541,9 +526,24 @@ pub async fn attachable(
             return Err(too_long());
         }
         room -= chars;
-        // A file its project's provider does not hold yet is uploaded to it now (on demand).
+        // A file its project's provider does not hold yet is uploaded to it now (on demand);
+        // the provider is looked up once per project.
         let file = if file.provider_file_id.is_none() && file.status != "delete_failed" {
-            send_to_provider(pool, store, router, purpose, file).await?
+            let provider = match providers
+                .iter()
+                .find(|(project, _)| *project == file.project_id)
+            {
+                Some((_, provider)) => *provider,
+                None => {
+                    let provider = files_provider_of(pool, router, file.project_id).await?;
+                    providers.push((file.project_id, provider));
+                    provider
+                }
+            };
+            match provider {
+                Some(provider) => upload_to(pool, store, router, purpose, provider, file).await?,
+                None => file,
+            }
         } else {
             file
         };

@@ -68,13 +68,14 @@ impl FileRow {
     }
 }
 
-/// "Searchable (12 passages)", "Indexing at openai…", "Indexing at openai failed: …".
+/// "confab's search: 12 passages", "Indexed at openai; confab's search: 3 passages", "Indexing
+/// at openai failed (…); …".
 fn knowledge_of(file: &StoredFile) -> String {
     let here = match file.passages {
-        0 if file.bytes > service::MAX_INDEXED_BYTES => "too big for confab's search".to_string(),
-        0 => "no text for confab's search".to_string(),
-        1 => "searchable (1 passage)".to_string(),
-        n => format!("searchable ({n} passages)"),
+        0 if file.bytes > service::MAX_INDEXED_BYTES => "confab's search: too big".to_string(),
+        0 => "confab's search: no text".to_string(),
+        1 => "confab's search: 1 passage".to_string(),
+        n => format!("confab's search: {n} passages"),
     };
     let provider = file.provider.as_deref().unwrap_or("the provider");
     match file.index_status.as_deref() {
@@ -84,13 +85,7 @@ fn knowledge_of(file: &StoredFile) -> String {
             "Indexing at {provider} failed ({}); {here}",
             file.index_error.as_deref().unwrap_or("no reason given")
         ),
-        None => {
-            let mut text = here;
-            if let Some(first) = text.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
-            text
-        }
+        None => here,
     }
 }
 
@@ -157,15 +152,6 @@ pub async fn receive_all(
         return Err(AppError::invalid("file", "Choose a file to upload."));
     }
     Ok(stored)
-}
-
-/// `GET /files/{id}/download`.
-pub async fn download(
-    state: web::Data<AppState>,
-    user: CurrentUser,
-    id: web::Path<Uuid>,
-) -> AppResult<HttpResponse> {
-    crate::files::api::download(state, user, id).await
 }
 
 pub async fn confirm_delete(

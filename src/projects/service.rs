@@ -163,7 +163,7 @@ pub async fn delete(
         // Owner first (someone else's project is not found and nothing is touched), then its
         // files' rows, returning exactly the bytes they named, then the project.
         Project::find_owned(conn, owner, id)?;
-        let vector_store = StoredFile::knowledge_setup(conn, id)?.vector_store;
+        let vector_store = StoredFile::vector_store_of(conn, id)?;
         let removed = StoredFile::delete_for_project(conn, id)?;
         Project::delete_owned(conn, owner, id)?;
         Ok((removed, vector_store))

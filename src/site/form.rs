@@ -92,9 +92,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for PageForm<T> {
             fields.retain(|(name, _)| {
                 name != CSRF_FIELD && known.is_none_or(|known| known.contains(&name.as_str()))
             });
-            // Read again through serde_urlencoded, which knows optional and numeric fields.
-            let encoded = serde_urlencoded::to_string(&fields).map_err(AppError::internal)?;
-            serde_urlencoded::from_str(&encoded)
+            // Read again through serde_html_form, which knows optional and numeric fields, and
+            // reads a repeated field (checkboxes of one name) into a `Vec`.
+            let encoded = serde_html_form::to_string(&fields).map_err(AppError::internal)?;
+            serde_html_form::from_str(&encoded)
                 .map(PageForm)
                 .map_err(|e| {
                     AppError::BadRequest(format!(

@@ -120,14 +120,8 @@ async fn a_file_is_kept_listed_downloaded_whole_deduplicated_and_deleted() {
     let other_project = app.project(&token, "Other").await;
     let (status, shared) = upload(&app, &token, &other_project, "same.txt", body).await;
     assert_eq!(status, 201);
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/files/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = app.delete(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 204);
     assert_eq!(
         stored_files(&app).len(),
         1,
@@ -137,14 +131,10 @@ async fn a_file_is_kept_listed_downloaded_whole_deduplicated_and_deleted() {
     assert_eq!(status, 404);
 
     // Deleting that project deletes its file and, now unused, the bytes.
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/projects/{other_project}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = app
+        .delete(&token, &format!("/api/projects/{other_project}"))
+        .await;
+    assert_eq!(status, 204);
     let (status, _) = app
         .get_json(
             &token,
@@ -338,14 +328,8 @@ async fn another_persons_files_are_not_found() {
         let (status, _) = app.get_json(&intruder, &path).await;
         assert_eq!(status, 404, "{path}");
     }
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/files/{id}")))
-        .bearer_auth(&intruder)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let (status, _) = app.delete(&intruder, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 404);
     let (status, _) = app.get_json(&owner, &format!("/api/files/{id}")).await;
     assert_eq!(status, 200, "still there for its owner");
 }
@@ -790,15 +774,8 @@ async fn files_go_on_to_the_providers_files_api_and_are_deleted_there_too() {
     // A provider that will not delete: the file stays, marked, and the person is told.
     fake.fail_file_deletes(true);
     let id = file["id"].as_str().unwrap();
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/files/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = app.delete(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 502);
     assert!(
         body["error"]["message"]
             .as_str()
@@ -812,14 +789,8 @@ async fn files_go_on_to_the_providers_files_api_and_are_deleted_there_too() {
 
     // Again, once the provider works: gone there and here.
     fake.fail_file_deletes(false);
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/files/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = app.delete(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 204);
     assert!(fake.files()[0].deleted);
     assert!(stored_files(&app).is_empty());
 
@@ -883,14 +854,10 @@ async fn files_go_on_to_the_providers_files_api_and_are_deleted_there_too() {
     // Deleting a project deletes its files' copies at the provider.
     let (_, second) = upload(&app, &token, &project, "second.txt", b"second".to_vec()).await;
     assert_eq!(second["status"], "uploaded");
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/projects/{project}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = app
+        .delete(&token, &format!("/api/projects/{project}"))
+        .await;
+    assert_eq!(status, 204);
     assert!(fake.files().iter().all(|f| f.deleted), "{:?}", fake.files());
 }
 
@@ -945,20 +912,23 @@ async fn a_provider_without_the_file_gets_its_text_instead() {
     );
 }
 
-/// Asks `check` until it gives a value, for up to 20 s: for work confab does in the background
-/// (a provider indexing files), which no request waits for.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Asks `check` after each round of confab's background indexing (a sync, a round of polls
+/// at the provider) until it gives a value: no request waits for that work, and a round is what
+/// can change the answer, so no sleeping and guessing.
+async fn eventually<T, F, Fut>(app: &TestApp, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut rounds = app.state.indexing.rounds.subscribe();
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::timeout(std::time::Duration::from_secs(20), rounds.changed())
+            .await
+            .unwrap_or_else(|_| panic!("never: {what}"))
+            .unwrap();
     }
 }
 
@@ -994,7 +964,7 @@ async fn with_the_responses_api_the_provider_searches_the_files_and_its_citation
         .await;
     assert_eq!(status, 200);
     // The provider indexes it in a vector store of the project's; confab polls until it is done.
-    let indexed = eventually("the file is indexed", || async {
+    let indexed = eventually(&app, "the file is indexed", || async {
         let (_, file) = app
             .get_json(&token, &format!("/api/files/{contract_id}"))
             .await;
@@ -1054,7 +1024,7 @@ async fn with_the_responses_api_the_provider_searches_the_files_and_its_citation
     fake.fail_indexing(true);
     let (_, scan) = upload(&app, &token, &project, "scan.txt", b"unreadable".to_vec()).await;
     let scan_id = scan["id"].as_str().unwrap().to_string();
-    let failed = eventually("indexing the scan fails", || async {
+    let failed = eventually(&app, "indexing the scan fails", || async {
         let (_, file) = app.get_json(&token, &format!("/api/files/{scan_id}")).await;
         (file["index_status"] == "index_failed").then_some(file)
     })
@@ -1064,14 +1034,10 @@ async fn with_the_responses_api_the_provider_searches_the_files_and_its_citation
     assert!(page.contains("Indexing at openai failed"), "{page}");
 
     // A deleted file leaves the store; a deleted project takes its store with it.
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/files/{contract_id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = app
+        .delete(&token, &format!("/api/files/{contract_id}"))
+        .await;
+    assert_eq!(status, 204);
     let store = |id: &str| {
         fake.vector_stores()
             .into_iter()
@@ -1086,14 +1052,10 @@ async fn with_the_responses_api_the_provider_searches_the_files_and_its_citation
         "{:?}",
         fake.vector_stores()
     );
-    let r = app
-        .api
-        .delete(app.url(&format!("/api/projects/{project}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = app
+        .delete(&token, &format!("/api/projects/{project}"))
+        .await;
+    assert_eq!(status, 204);
     assert!(store(&stores[0].id).deleted);
 }
 

@@ -771,9 +771,10 @@ async fn upload_file(
         }
     }
     let (Some(purpose), Some((filename, bytes, sha256))) = (purpose, received) else {
-        return HttpResponse::BadRequest().json(json!({"error": {
-            "message": "Missing required parameter: 'purpose' or 'file'.",
-            "type": "invalid_request_error", "param": null, "code": null}}));
+        return HttpResponse::BadRequest().json(request_error(
+            "Missing required parameter: 'purpose' or 'file'.",
+            None,
+        ));
     };
     let file = FakeFile {
         id: format!("file-{}", state.next_id.fetch_add(1, Ordering::Relaxed)),
@@ -794,8 +795,10 @@ fn upload_refusal(status: u16) -> HttpResponse {
     let script = if status == 413 {
         Script::fail(
             413,
-            json!({"error": {"message": "File too large. The maximum file size is 512 MB.",
-                             "type": "invalid_request_error", "param": "file", "code": null}}),
+            request_error(
+                "File too large. The maximum file size is 512 MB.",
+                Some("file"),
+            ),
         )
     } else {
         Script::status(status)
@@ -817,9 +820,10 @@ async fn get_file(
         .find(|f| f.id == *id && !f.deleted)
     {
         Some(file) => HttpResponse::Ok().json(file_object(file)),
-        None => HttpResponse::NotFound().json(json!({"error": {
-            "message": format!("No such File object: {id}"), "type": "invalid_request_error",
-            "param": "id", "code": null}})),
+        None => HttpResponse::NotFound().json(request_error(
+            &format!("No such File object: {id}"),
+            Some("id"),
+        )),
     }
 }
 
@@ -840,9 +844,10 @@ async fn delete_file(state: web::Data<State>, id: web::Path<String>) -> HttpResp
             }
             HttpResponse::Ok().json(json!({"id": file.id, "object": "file", "deleted": true}))
         }
-        None => HttpResponse::NotFound().json(json!({"error": {
-            "message": format!("No such File object: {id}"), "type": "invalid_request_error",
-            "param": "id", "code": null}})),
+        None => HttpResponse::NotFound().json(request_error(
+            &format!("No such File object: {id}"),
+            Some("id"),
+        )),
     }
 }
 
@@ -1156,9 +1161,11 @@ fn file_search(state: &State, request: &Value) -> Result<Option<FileSearch>, Val
 
 async fn unknown_path(state: web::Data<State>, request: HttpRequest, body: Bytes) -> HttpResponse {
     record(&state, &request, &body);
-    HttpResponse::NotFound().json(json!({"error": {
-        "message": format!("Invalid URL ({} {})", request.method(), request.path()),
-        "type": "invalid_request_error", "param": null, "code": null}}))
+    not_found(&format!(
+        "Invalid URL ({} {})",
+        request.method(),
+        request.path()
+    ))
 }
 
 /// What one answer is made of, shared by both formats.

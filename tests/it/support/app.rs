@@ -315,6 +315,20 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `DELETE path` as the holder of `token`: the status and the body (null when empty).
+    #[allow(dead_code)]
+    pub async fn delete(&self, token: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .api
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn post_json(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
         self.send_json(token, reqwest::Method::POST, path, body)
             .await
