@@ -55,10 +55,35 @@ enum Command {
         /// A file written by `confab backup`.
         file: PathBuf,
     },
+    /// Print a PDF's text under a memory and CPU limit (what the server runs, one child per
+    /// PDF, so a crafted PDF costs that child and never the server).
+    #[command(hide = true)]
+    ExtractText {
+        #[arg(long)]
+        max_seconds: u64,
+        #[arg(long)]
+        max_memory_mb: u64,
+        file: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no settings, and must not touch the data dir.
+    if let Some(Command::ExtractText {
+        max_seconds,
+        max_memory_mb,
+        file,
+    }) = &cli.command
+    {
+        return crate::files::text::extract_text_command(
+            file,
+            crate::files::text::Limits {
+                seconds: *max_seconds,
+                memory_mb: *max_memory_mb,
+            },
+        );
+    }
     let overrides = Overrides {
         config_file: cli.config,
         host: cli.host,
@@ -93,6 +118,7 @@ pub fn main() -> ExitCode {
             println!("{}", startup::database_url(&settings));
             Ok(())
         }
+        Command::ExtractText { .. } => unreachable!("handled before the settings are read"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -129,6 +129,15 @@ pub struct FilesSettings {
     /// File name endings refused at upload (programs and scripts nobody needs an agent to
     /// read); programs are also refused by their first bytes, whatever their name.
     pub refused_extensions: Vec<String>,
+    /// The longest one PDF's text may take to read, in its own process; past it the file is
+    /// kept without text.
+    pub pdf_text_seconds: u64,
+    /// The most memory (heap) reading one PDF's text may take; past it the file is kept
+    /// without text.
+    pub pdf_text_memory_mb: u64,
+    /// The program run as `<program> extract-text FILE` to read a PDF's text; default: this
+    /// confab binary.
+    pub pdf_reader: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +200,8 @@ answers_per_minute_per_user = 30
 max_upload_bytes = 536870912
 provider_purpose = "user_data"
 refused_extensions = ["exe", "dll", "msi", "scr", "com", "bat", "cmd", "ps1", "vbs", "jar", "apk", "dmg", "so", "dylib"]
+pdf_text_seconds = 20
+pdf_text_memory_mb = 512
 
 [auth]
 token_ttl_hours = 168

@@ -11,12 +11,16 @@ use crate::error::{AppError, AppResult};
 use crate::files::model::StoredFile;
 use crate::files::service::{self, Incoming, OwnedProject};
 use crate::files::store::Store;
+use crate::files::text::TextReader;
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
 /// confab's file store, under the data directory.
 pub fn store(state: &AppState) -> Store {
-    Store::new(&state.settings.data_dir)
+    Store::new(
+        &state.settings.data_dir,
+        TextReader::new(&state.settings.files),
+    )
 }
 
 /// The next part of a multipart form.

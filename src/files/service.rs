@@ -371,13 +371,7 @@ async fn index(pool: &PgPool, store: &Store, file: &StoredFile) -> AppResult<i32
     if file.bytes > MAX_INDEXED_BYTES {
         return Ok(0);
     }
-    let Some(path) = store.path_of(&file.sha256) else {
-        return Ok(0);
-    };
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|error| AppError::Internal(Box::new(error)))?;
-    let Some(text) = crate::files::text::extract(bytes).await else {
+    let Some(text) = store.text_of(&file.sha256).await else {
         return Ok(0);
     };
     let (file_id, project_id) = (file.id, file.project_id);
@@ -507,12 +501,7 @@ pub async fn attachable(
         if (!pdf && bytes > room.saturating_mul(4)) || file.bytes > MAX_INDEXED_BYTES {
             return Err(too_long());
         }
-        let path = store.path_of(&file.sha256).ok_or(AppError::NotFound)?;
-        let bytes = tokio::fs::read(path).await.map_err(|error| {
-            tracing::error!(%error, file_id = %file.id, "a file's bytes are missing");
-            AppError::NotFound
-        })?;
-        let Some(text) = crate::files::text::extract(bytes).await else {
+        let Some(text) = store.text_of(&file.sha256).await else {
             return Err(AppError::invalid(
                 "file_ids",
                 format!(

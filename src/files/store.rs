@@ -12,10 +12,12 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult};
+use crate::files::text::TextReader;
 
 #[derive(Clone)]
 pub struct Store {
     root: PathBuf,
+    text: TextReader,
 }
 
 /// Bytes that were received whole, waiting in `tmp/` to be [`Received::place`]d under their
@@ -88,10 +90,17 @@ fn internal(error: std::io::Error) -> AppError {
 }
 
 impl Store {
-    pub fn new(data_dir: &Path) -> Store {
+    pub fn new(data_dir: &Path, text: TextReader) -> Store {
         Store {
             root: data_dir.join("files"),
+            text,
         }
+    }
+
+    /// The text of the bytes with this hash, when they have one confab can read (see
+    /// [`TextReader::text_of`]).
+    pub async fn text_of(&self, sha256: &str) -> Option<String> {
+        self.text.text_of(&self.path_of(sha256)?).await
     }
 
     /// Where the bytes with this hash are (a hash that is not 64 hex digits is nowhere).

@@ -1,7 +1,8 @@
 //! The real binary: SIGTERM lets a live answer use the grace period, then saves what it has,
 //! and the process exits cleanly.
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -28,42 +29,16 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
     fake.set_default(Script::answer(&"slowly ".repeat(400)).token_delay(Duration::from_millis(25)));
     let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
-        .args([
-            "--data-dir",
-            data_dir.path().to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-            "serve",
-        ])
-        .env("DATABASE_URL", &db.url)
-        .env("OPENAI_API_KEY", "sk-process-test")
-        .env("OPENAI_BASE_URL", fake.base_url())
-        .env("CONFAB_AUTH__BCRYPT_COST", "4")
-        .env("CONFAB_SERVER__SHUTDOWN_GRACE_SECS", "1")
-        .env("CONFAB_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let (mut child, base) = start_confab(
+        &db,
+        data_dir.path(),
+        &[
+            ("OPENAI_API_KEY", "sk-process-test"),
+            ("OPENAI_BASE_URL", &fake.base_url()),
+        ],
+    )
+    .await;
     let client = reqwest::Client::new();
-    // Readiness: poll /health until the server is up (start-up, not synchronization of the test).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .map_or(true, |r| r.status() != 200)
-    {
-        assert!(Instant::now() < deadline, "confab did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let (token, _, agent) = account_at(&client, &base, "p@example.com").await;
     let response = client
         .post(format!("{base}/api/chat/agents/{agent}"))
@@ -113,4 +88,131 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
         &row.content[..row.content.len().min(40)]
     );
     assert!(row.content.len() < "slowly ".repeat(400).len());
+}
+
+/// The confab binary serving on a free port with `db`, the test's settings and `env`, once it
+/// answers `/health`; (the process, its base URL).
+async fn start_confab(db: &TestDb, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args([
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "serve",
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("CONFAB_AUTH__BCRYPT_COST", "4")
+        .env("CONFAB_SERVER__SHUTDOWN_GRACE_SECS", "1")
+        .env("CONFAB_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    // Readiness: poll /health until the server is up (start-up, not synchronization of the test).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(Instant::now() < deadline, "confab did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
+
+/// The most memory the process has held (VmHWM), in kB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_pdf_bomb_costs_a_child_process_not_the_server() {
+    let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = start_confab(
+        &db,
+        data_dir.path(),
+        &[("CONFAB_FILES__PDF_TEXT_MEMORY_MB", "64")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (token, project, _) = account_at(&client, &base, "bomb@example.com").await;
+    let upload = |name: &'static str, bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes)
+                .file_name(name)
+                .mime_str("application/pdf")
+                .unwrap(),
+        );
+        client
+            .post(format!("{base}/api/projects/{project}/files"))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send()
+    };
+    // A real PDF first, so the server has done everything a PDF costs it but the bomb's part.
+    let fine = upload(
+        "fine.pdf",
+        crate::support::pdf::with_text(&["Quarterly numbers"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fine.status(), 201);
+    let before = peak_rss_kb(child.id());
+
+    // ~100 KB that a parser in the server would turn into 300+ MB and seconds of work.
+    let bomb = crate::support::pdf::bomb(&["Quarterly numbers"], 5_000);
+    assert!(bomb.len() < 200_000);
+    let response = upload("bomb.pdf", bomb).await.unwrap();
+    assert_eq!(response.status(), 201, "the file is kept");
+    let grown_mb = (peak_rss_kb(child.id()) - before) / 1024;
+    assert!(
+        grown_mb < 64,
+        "the server's own memory grew by {grown_mb} MB reading a PDF bomb"
+    );
+
+    // The server goes on; the bomb has no passages, the real PDF has its text.
+    let url = db.url.clone();
+    let passages = tokio::task::spawn_blocking(move || {
+        let mut conn = PgConnection::establish(&url).unwrap();
+        diesel::sql_query("SELECT filename, passages FROM files ORDER BY filename")
+            .load::<Passages>(&mut conn)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let found: Vec<(&str, i32)> = passages
+        .iter()
+        .map(|row| (row.filename.as_str(), row.passages))
+        .collect();
+    assert_eq!(found, [("bomb.pdf", 0), ("fine.pdf", 1)]);
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[derive(diesel::QueryableByName)]
+struct Passages {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    filename: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    passages: i32,
 }

@@ -152,6 +152,8 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     settings.database.pool_size = 4;
     settings.server.workers = Some(1);
     settings.server.shutdown_grace_secs = 1;
+    // The tests run in their own binary, not confab's: PDFs are read by the real one.
+    settings.files.pdf_reader = Some(env!("CARGO_BIN_EXE_confab").into());
     settings
 }
 

@@ -3,6 +3,18 @@
 
 /// One page showing `lines` in Helvetica, one line each.
 pub fn with_text(lines: &[&str]) -> Vec<u8> {
+    page(lines, "4 0 R", None)
+}
+
+/// A decompression-style bomb: one page showing `lines`, whose content is that text followed by
+/// the same 64 KB stream of spaces `repeats` times. About 100 KB on disk for 5,000 repeats, and
+/// over 300 MB (and seconds of work) in a parser that puts the page's content together.
+pub fn bomb(lines: &[&str], repeats: usize) -> Vec<u8> {
+    let contents = format!("[4 0 R{}]", " 6 0 R".repeat(repeats));
+    page(lines, &contents, Some(" ".repeat(64 << 10)))
+}
+
+fn page(lines: &[&str], contents: &str, padding: Option<String>) -> Vec<u8> {
     let mut content = String::from("BT /F1 12 Tf 72 720 Td 14 TL\n");
     for line in lines {
         let escaped = line
@@ -12,19 +24,19 @@ pub fn with_text(lines: &[&str]) -> Vec<u8> {
         content.push_str(&format!("({escaped}) Tj T*\n"));
     }
     content.push_str("ET");
-    let objects = [
+    let stream = |data: &str| format!("<< /Length {} >>\nstream\n{data}\nendstream", data.len());
+    let mut objects = vec![
         "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
-         /Resources << /Font << /F1 5 0 R >> >> >>"
-            .to_string(),
         format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {contents} \
+             /Resources << /Font << /F1 5 0 R >> >> >>"
         ),
+        stream(&content),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
             .to_string(),
     ];
+    objects.extend(padding.as_deref().map(stream));
     let mut pdf = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (index, object) in objects.iter().enumerate() {
