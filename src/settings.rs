@@ -138,6 +138,9 @@ pub struct FilesSettings {
     /// The program run as `<program> extract-text FILE` to read a PDF's text; default: this
     /// confab binary.
     pub pdf_reader: Option<PathBuf>,
+    /// How long indexing at a provider that did not answer waits before trying again (then 4
+    /// times longer, three more times).
+    pub index_retry_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +205,7 @@ provider_purpose = "user_data"
 refused_extensions = ["exe", "dll", "msi", "scr", "com", "bat", "cmd", "ps1", "vbs", "jar", "apk", "dmg", "so", "dylib"]
 pdf_text_seconds = 20
 pdf_text_memory_mb = 512
+index_retry_secs = 30
 
 [auth]
 token_ttl_hours = 168

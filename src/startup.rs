@@ -185,6 +185,8 @@ impl Application {
             state.generations.shared_router(),
             Arc::clone(&state.indexing),
         ));
+        // And files left waiting for a provider that did not answer are tried again.
+        files::knowledge::resume(&state).await;
         let server = serve(listener, state.clone()).map_err(|e| e.to_string())?;
         tracing::info!(
             "confab listening on http://{}:{port}",

@@ -1,7 +1,11 @@
 //! What request handlers share, built once at start-up. A leaf: it knows the parts it holds
 //! (pool, settings, token keys, limits, the answer generator), never the routes or handlers.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+
+use uuid::Uuid;
 
 use crate::auth::password::make_dummy_hash;
 use crate::auth::rate_limit::{LoginLimiter, RegistrationLimiter};
@@ -22,7 +26,7 @@ pub struct AppState {
     /// Answers being generated, and the provider router they use.
     pub generations: Generations,
     /// The background indexing of files at a provider.
-    pub indexing: std::sync::Arc<IndexingSignals>,
+    pub indexing: Arc<IndexingSignals>,
 }
 
 /// What the background indexing of files listens and answers to.
@@ -32,6 +36,8 @@ pub struct IndexingSignals {
     /// Counts the rounds that may have changed files' indexing (a sync, a round of polls), so
     /// whoever waits for a file's state (a test) waits for the next round instead of sleeping.
     pub rounds: tokio::sync::watch::Sender<u64>,
+    /// A lock per project being synced (see [`IndexingSignals::one_sync_of`]).
+    syncing: std::sync::Mutex<HashMap<Uuid, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl Default for IndexingSignals {
@@ -39,6 +45,7 @@ impl Default for IndexingSignals {
         IndexingSignals {
             wake: tokio::sync::Notify::new(),
             rounds: tokio::sync::watch::Sender::new(0),
+            syncing: Default::default(),
         }
     }
 }
@@ -47,6 +54,26 @@ impl IndexingSignals {
     /// A round ended.
     pub fn round_done(&self) {
         self.rounds.send_modify(|rounds| *rounds += 1);
+    }
+
+    /// Waits until no other sync of the project runs in this process, and holds that until the
+    /// guard is dropped. Syncs of different projects do not wait for each other (a slow
+    /// provider of one project holds up nobody else's).
+    pub async fn one_sync_of(&self, project_id: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+            // Locks nobody holds or waits for go, so the map stays as small as the syncs.
+            syncing.retain(|_, lock| lock.strong_count() > 0);
+            match syncing.get(&project_id).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    syncing.insert(project_id, Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
     }
 }
 

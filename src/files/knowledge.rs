@@ -23,7 +23,10 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 /// At most this many files are asked about per round.
 const POLL_BATCH: i64 = 100;
 
-static SYNCS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How many times a sync tries again when the provider does not answer, each time waiting four
+/// times longer (from `files.index_retry_secs`: 30 s, 2 min, 8 min, 32 min by default). Files
+/// still waiting after that are tried at the next start, upload, or turning knowledge on.
+const SYNC_RETRIES: u32 = 4;
 
 /// Brings the project's vector store up to date in the background (a request does not wait
 /// for the provider): `retry` also tries the files whose indexing failed.
@@ -33,17 +36,57 @@ pub fn start_sync(state: &AppState, project_id: Uuid, retry: bool) {
     let router = state.generations.shared_router();
     let purpose = state.settings.files.provider_purpose.clone();
     let signals = Arc::clone(&state.indexing);
+    let mut wait = Duration::from_secs(state.settings.files.index_retry_secs);
     state.generations.spawn(async move {
-        // One at a time in this process, so two syncs of a project (an upload's and turning
-        // knowledge on) do not both make a store; across processes the claim decides.
-        let _one_at_a_time = SYNCS.lock().await;
-        let synced = sync(&pool, &store, &router, &purpose, project_id, retry).await;
-        if let Err(error) = synced {
-            tracing::warn!(%error, %project_id, "could not bring a project's vector store up to date");
+        let mut retry = retry;
+        for attempt in 0..=SYNC_RETRIES {
+            // One sync of a project at a time in this process, so two (an upload's and turning
+            // knowledge on) do not both make a store; across processes the claim decides.
+            let one_at_a_time = signals.one_sync_of(project_id).await;
+            let synced = sync(&pool, &store, &router, &purpose, project_id, retry).await;
+            drop(one_at_a_time);
+            signals.round_done();
+            signals.wake.notify_one();
+            match synced {
+                Ok(Synced::Done) => return,
+                Ok(Synced::ProviderDown) if attempt < SYNC_RETRIES => {
+                    tracing::info!(%project_id, seconds = wait.as_secs(), "a project's provider did not answer; its files are synced again later");
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                    retry = false;
+                }
+                Ok(Synced::ProviderDown) => {
+                    tracing::warn!(%project_id, "a project's provider did not answer again; its files wait for the next start, upload or turning knowledge on");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %project_id, "could not bring a project's vector store up to date");
+                    return;
+                }
+            }
         }
-        signals.round_done();
-        signals.wake.notify_one();
     });
+}
+
+/// After a start: syncs the projects whose files were waiting for their provider.
+pub async fn resume(state: &AppState) {
+    match db::run(&state.pool, |conn| Ok(StoredFile::projects_waiting(conn)?)).await {
+        Ok(projects) => {
+            for project_id in projects {
+                start_sync(state, project_id, false);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read the projects whose files wait to be indexed")
+        }
+    }
+}
+
+/// How a sync ended.
+enum Synced {
+    /// Every file it could add is in the store, indexed, being indexed, or failed for good.
+    Done,
+    /// The provider did not answer (down, overloaded, a network error): try again later.
+    ProviderDown,
 }
 
 /// The provider that keeps the project's vector store: its default agent's, when it has a
@@ -61,23 +104,26 @@ async fn sync(
     purpose: &str,
     project_id: Uuid,
     retry: bool,
-) -> AppResult<()> {
+) -> AppResult<Synced> {
     let setup = db::run(pool, move |conn| {
         Ok(StoredFile::knowledge_setup(conn, project_id)?)
     })
     .await?;
     if !setup.knowledge {
-        return Ok(());
+        return Ok(Synced::Done);
     }
     let Some(provider) = searching_provider(router, setup.default_provider.as_deref()) else {
-        return Ok(());
+        return Ok(Synced::Done);
     };
     let vector_store = match setup.vector_store {
         Some((name, id)) if name == provider.name => id,
         // Made when the project used another provider: that one keeps searching it, and
         // agents on this provider get confab's passages.
-        Some(_) => return Ok(()),
-        None => vector_store_for(pool, router, provider, project_id).await?,
+        Some(_) => return Ok(Synced::Done),
+        None => match vector_store_for(pool, router, provider, project_id).await? {
+            Some(id) => id,
+            None => return Ok(Synced::ProviderDown),
+        },
     };
     let files = db::run(pool, move |conn| {
         Ok(StoredFile::not_indexed(conn, project_id, retry)?)
@@ -91,32 +137,41 @@ async fn sync(
         let held = file.provider.as_deref() == Some(provider.name.as_str())
             && file.status == "uploaded"
             && file.provider_file_id.is_some();
-        let file = if held {
-            file
+        let (file, upload_error) = if held {
+            (file, None)
         } else {
-            upload_to(pool, store, router, purpose, provider, file).await?
+            match upload_to(pool, store, router, purpose, provider, file).await {
+                Ok(uploaded) => (uploaded.file, uploaded.error),
+                // Deleted meanwhile.
+                Err(AppError::NotFound) => continue,
+                Err(error) => return Err(error),
+            }
         };
-        let (status, error) = match file.provider_file_id.as_deref() {
-            None => (
-                "index_failed",
-                Some(format!("it could not be uploaded to {}", provider.name)),
-            ),
-            Some(remote) => match router
+        let added = match (file.provider_file_id.as_deref(), upload_error) {
+            (Some(remote), _) => router
                 .add_to_vector_store(provider, &vector_store, remote)
                 .await
-            {
-                Ok(Progress::Completed) => ("indexed", None),
-                Ok(Progress::InProgress) => ("indexing", None),
-                Ok(Progress::Failed(reason)) => ("index_failed", Some(reason)),
-                Err(error) => {
+                .map_err(|error| {
                     tracing::warn!(%error, file_id = %file.id, "could not add a file to its project's vector store");
-                    ("index_failed", Some(error.to_string()))
-                }
-            },
+                    error
+                }),
+            (None, Some(error)) => Err(error),
+            (None, None) => Err(LlmError::Config("its bytes are missing".into())),
+        };
+        let (status, error) = match added {
+            Ok(Progress::Completed) => ("indexed", None),
+            Ok(Progress::InProgress) => ("indexing", None),
+            Ok(Progress::Failed(reason)) => ("index_failed", Some(reason)),
+            // The provider is down or busy: this file and the rest wait for the next try.
+            Err(error) if error.is_retryable() => {
+                record_index(pool, file.id, "index_waiting", Some(error.to_string())).await?;
+                return Ok(Synced::ProviderDown);
+            }
+            Err(error) => ("index_failed", Some(error.to_string())),
         };
         record_index(pool, file.id, status, error).await?;
     }
-    Ok(())
+    Ok(Synced::Done)
 }
 
 /// Records how a file stands in its project's vector store.
@@ -138,17 +193,24 @@ async fn record_index(
 }
 
 /// Makes the project's vector store; when another sync made one meanwhile, that one is kept
-/// and ours deleted.
+/// and ours deleted. `None` when the provider did not answer (try again later).
 async fn vector_store_for(
     pool: &PgPool,
     router: &Router,
     provider: &ProviderConfig,
     project_id: Uuid,
-) -> AppResult<String> {
-    let made = router
+) -> AppResult<Option<String>> {
+    let made = match router
         .create_vector_store(provider, &format!("confab project {project_id}"))
         .await
-        .map_err(|error| AppError::Upstream(error.to_string()))?;
+    {
+        Ok(made) => made,
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(%error, %project_id, "could not make a project's vector store");
+            return Ok(None);
+        }
+        Err(error) => return Err(AppError::Upstream(error.to_string())),
+    };
     let (name, id) = (provider.name.clone(), made.clone());
     let claimed = db::run(pool, move |conn| {
         Ok(StoredFile::claim_vector_store(
@@ -157,8 +219,9 @@ async fn vector_store_for(
     })
     .await?;
     if claimed {
-        return Ok(made);
+        return Ok(Some(made));
     }
+    // Another sync made one first, or the project was deleted meanwhile: ours is nobody's.
     if let Err(error) = router.delete_vector_store(provider, &made).await {
         tracing::warn!(%error, vector_store_id = %made, "could not delete a vector store made twice");
     }
@@ -166,7 +229,7 @@ async fn vector_store_for(
         Ok(StoredFile::vector_store_of(conn, project_id)?)
     })
     .await?;
-    kept.map(|(_, id)| id).ok_or(AppError::NotFound)
+    kept.map(|(_, id)| Some(id)).ok_or(AppError::NotFound)
 }
 
 /// Asks the providers how far indexing is, once a second while any file is being indexed, and

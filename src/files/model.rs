@@ -22,7 +22,8 @@ pub struct StoredFile {
     /// The provider that holds `provider_file_id`.
     pub provider: Option<String>,
     /// In the project's vector store at its provider: `indexing`, `indexed`, `index_failed`
-    /// (with the reason in `index_error`); null when it is in none.
+    /// or `index_waiting` (for the provider to answer again; tried again on its own), with
+    /// the reason in `index_error`; null when it is in none.
     pub index_status: Option<String>,
     pub index_error: Option<String>,
     /// Passages confab's own search has of it (0: no text it reads, or too big to search).
@@ -96,7 +97,7 @@ impl StoredFile {
         provider: Option<&str>,
         provider_file_id: Option<&str>,
         status: &str,
-    ) -> QueryResult<StoredFile> {
+    ) -> QueryResult<Option<StoredFile>> {
         diesel::update(files::table.find(id))
             .set((
                 files::provider.eq(provider),
@@ -105,6 +106,7 @@ impl StoredFile {
             ))
             .returning(StoredFile::as_returning())
             .get_result(conn)
+            .optional()
     }
 
     /// Marks the file (its provider's copy could not be deleted).
@@ -200,7 +202,19 @@ impl StoredFile {
         Ok(provider.zip(id))
     }
 
-    /// The project's files not in its vector store yet (failed ones again, when `retry`).
+    /// Projects with knowledge on whose files wait for their provider to answer again.
+    pub fn projects_waiting(conn: &mut PgConnection) -> QueryResult<Vec<Uuid>> {
+        files::table
+            .inner_join(projects::table)
+            .filter(files::index_status.eq("index_waiting"))
+            .filter(projects::knowledge.eq(true))
+            .select(files::project_id)
+            .distinct()
+            .load(conn)
+    }
+
+    /// The project's files not in its vector store yet, or waiting for its provider to answer
+    /// again (failed ones too, when `retry`).
     pub fn not_indexed(
         conn: &mut PgConnection,
         project_id: Uuid,
@@ -215,10 +229,14 @@ impl StoredFile {
             query.filter(
                 files::index_status
                     .is_null()
-                    .or(files::index_status.eq("index_failed")),
+                    .or(files::index_status.eq_any(["index_waiting", "index_failed"])),
             )
         } else {
-            query.filter(files::index_status.is_null())
+            query.filter(
+                files::index_status
+                    .is_null()
+                    .or(files::index_status.eq("index_waiting")),
+            )
         };
         query.load(conn)
     }

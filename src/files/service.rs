@@ -322,7 +322,14 @@ async fn forget_remote(forward: &Forward, id: &str) {
     }
 }
 
+/// A kept file after [`upload_to`]: with the provider's id, or the reason it has none.
+pub struct Uploaded {
+    pub file: StoredFile,
+    pub error: Option<LlmError>,
+}
+
 /// Streams a kept file to `provider`'s Files API and records its id there (or the failure).
+/// A file deleted meanwhile is not found, and the provider's copy of it is deleted again.
 pub async fn upload_to(
     pool: &PgPool,
     store: &Store,
@@ -330,9 +337,9 @@ pub async fn upload_to(
     purpose: &str,
     provider: &ProviderConfig,
     file: StoredFile,
-) -> AppResult<StoredFile> {
+) -> AppResult<Uploaded> {
     let Some(path) = store.path_of(&file.sha256) else {
-        return Ok(file);
+        return Ok(Uploaded { file, error: None });
     };
     let upload = Upload {
         path: &path,
@@ -342,24 +349,35 @@ pub async fn upload_to(
         purpose,
     };
     // A failure is recorded and logged; the file stays kept by confab and usable.
-    let (remote_id, status) = match router.upload_file(provider, upload).await {
-        Ok(id) => (Some(id), "uploaded"),
+    let (remote_id, status, error) = match router.upload_file(provider, upload).await {
+        Ok(id) => (Some(id), "uploaded", None),
         Err(error) => {
             tracing::warn!(%error, file_id = %file.id, provider = %provider.name, "could not upload a file to the provider");
-            (None, "upload_failed")
+            (None, "upload_failed", Some(error))
         }
     };
-    let (id, name) = (file.id, provider.name.clone());
-    db::run(pool, move |conn| {
+    let (id, name, remote) = (file.id, provider.name.clone(), remote_id.clone());
+    let recorded = db::run(pool, move |conn| {
         Ok(StoredFile::set_remote(
             conn,
             id,
             Some(&name),
-            remote_id.as_deref(),
+            remote.as_deref(),
             status,
         )?)
     })
-    .await
+    .await?;
+    match (recorded, remote_id) {
+        (Some(file), _) => Ok(Uploaded { file, error }),
+        // Deleted while it was being sent: nobody would ever delete this copy otherwise.
+        (None, Some(remote)) => {
+            if let Err(error) = router.delete_file(provider, &remote).await {
+                tracing::warn!(%error, provider = %provider.name, provider_file_id = %remote, "could not delete the provider's copy of a file deleted while it was sent");
+            }
+            Err(AppError::NotFound)
+        }
+        (None, None) => Err(AppError::NotFound),
+    }
 }
 
 /// Files larger than this are kept and attachable as files, but not searched as knowledge.
@@ -530,7 +548,11 @@ pub async fn attachable(
                 }
             };
             match provider {
-                Some(provider) => upload_to(pool, store, router, purpose, provider, file).await?,
+                Some(provider) => {
+                    upload_to(pool, store, router, purpose, provider, file)
+                        .await?
+                        .file
+                }
                 None => file,
             }
         } else {

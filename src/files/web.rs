@@ -81,6 +81,10 @@ fn knowledge_of(file: &StoredFile) -> String {
     match file.index_status.as_deref() {
         Some("indexing") => format!("Indexing at {provider}…; {here}"),
         Some("indexed") => format!("Indexed at {provider}; {here}"),
+        Some("index_waiting") => format!(
+            "Waiting for {provider} to answer ({}), confab tries again; {here}",
+            file.index_error.as_deref().unwrap_or("no reason given")
+        ),
         Some(_) => format!(
             "Indexing at {provider} failed ({}); {here}",
             file.index_error.as_deref().unwrap_or("no reason given")

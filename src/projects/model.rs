@@ -85,6 +85,17 @@ impl Project {
             .first(conn)
     }
 
+    /// Locks the user's project row until the transaction ends (not found: someone else's).
+    pub fn lock_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> QueryResult<()> {
+        projects::table
+            .filter(projects::id.eq(id))
+            .filter(projects::owner_id.eq(owner))
+            .select(projects::id)
+            .for_update()
+            .first::<Uuid>(conn)
+            .map(|_| ())
+    }
+
     pub fn insert(conn: &mut PgConnection, new: &NewProject) -> QueryResult<Project> {
         diesel::insert_into(projects::table)
             .values(new)

@@ -162,7 +162,10 @@ pub async fn delete(
     let removed = db::transaction(pool, move |conn| {
         // Owner first (someone else's project is not found and nothing is touched), then its
         // files' rows, returning exactly the bytes they named, then the project.
-        Project::find_owned(conn, owner, id)?;
+        // The row stays locked to the end, so a vector store claimed for the project meanwhile
+        // is either read here (and deleted with it) or finds no project (and is deleted by
+        // its sync): never left behind.
+        Project::lock_owned(conn, owner, id)?;
         let vector_store = StoredFile::vector_store_of(conn, id)?;
         let removed = StoredFile::delete_for_project(conn, id)?;
         Project::delete_owned(conn, owner, id)?;

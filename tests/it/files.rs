@@ -1192,3 +1192,112 @@ async fn a_50_mb_upload_streams_through_to_the_provider_byte_identical_and_once(
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(live[0].id, at_provider[0].id);
 }
+
+#[tokio::test]
+async fn indexing_waits_for_a_provider_that_is_down_and_finishes_when_it_is_back() {
+    use crate::support::fake_llm::FakeLlm;
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.files.index_retry_secs = 1).await;
+    let (token, project, _) = app.chat_setup("down@example.com").await;
+    // The provider is down: the upload keeps the file, and indexing it has to wait.
+    fake.fail_file_uploads(Some(503));
+    let (status, _) = app
+        .send_json(
+            &token,
+            reqwest::Method::PUT,
+            &format!("/api/projects/{project}/knowledge"),
+            serde_json::json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, notes) = upload(
+        &app,
+        &token,
+        &project,
+        "notes.md",
+        b"Rollout is on Friday.".to_vec(),
+    )
+    .await;
+    let notes_id = notes["id"].as_str().unwrap().to_string();
+    let waiting = eventually(&app, "the file waits for the provider", || async {
+        let (_, file) = app
+            .get_json(&token, &format!("/api/files/{notes_id}"))
+            .await;
+        (file["index_status"] == "index_waiting").then_some(file)
+    })
+    .await;
+    assert!(!waiting["index_error"].as_str().unwrap().is_empty());
+    let page = app.get_page(&token, &format!("/projects/{project}")).await;
+    assert!(page.contains("Waiting for openai to answer"), "{page}");
+
+    // Back up: the next try uploads and indexes it, with nobody asking again.
+    fake.fail_file_uploads(None);
+    let indexed = eventually(
+        &app,
+        "the file is indexed once the provider is back",
+        || async {
+            let (_, file) = app
+                .get_json(&token, &format!("/api/files/{notes_id}"))
+                .await;
+            (file["index_status"] == "indexed").then_some(file)
+        },
+    )
+    .await;
+    assert_eq!(indexed["status"], "uploaded");
+    let live: Vec<_> = fake.files().into_iter().filter(|f| !f.deleted).collect();
+    assert_eq!(live.len(), 1, "one copy at the provider: {live:?}");
+}
+
+#[tokio::test]
+async fn a_file_deleted_while_it_is_sent_to_the_provider_leaves_no_copy_there() {
+    use crate::support::fake_llm::FakeLlm;
+    use confab::files::model::StoredFile;
+    use diesel::prelude::*;
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, project, _) = app.chat_setup("racer@example.com").await;
+    // The provider refuses it at first: confab keeps the file, the provider has no copy.
+    fake.fail_file_uploads(Some(400));
+    let (_, file) = upload(&app, &token, &project, "late.md", b"late words".to_vec()).await;
+    // Another project holds the same bytes, so they stay on disk when this file goes (as they
+    // do, open, while a deleted file is being sent).
+    let (_, other) = app
+        .post_json(
+            &token,
+            "/api/projects",
+            serde_json::json!({"name": "Other"}),
+        )
+        .await;
+    let other = other["id"].as_str().unwrap();
+    upload(&app, &token, other, "late.md", b"late words".to_vec()).await;
+    fake.fail_file_uploads(None);
+    let id: uuid::Uuid = file["id"].as_str().unwrap().parse().unwrap();
+    let mut conn = app.pool.get().unwrap();
+    let row = confab::db::schema::files::table
+        .find(id)
+        .select(StoredFile::as_select())
+        .first(&mut conn)
+        .unwrap();
+    drop(conn);
+    // The person deletes the file while confab is sending it (the sync read the row first).
+    let (status, _) = app.delete(&token, &format!("/api/files/{id}")).await;
+    assert_eq!(status, 204);
+    let router = app.state.generations.shared_router();
+    let provider = router.provider("openai").unwrap().clone();
+    let sent = confab::files::service::upload_to(
+        &app.pool,
+        &confab::files::api::store(&app.state),
+        &router,
+        "user_data",
+        &provider,
+        row,
+    )
+    .await;
+    assert!(sent.is_err(), "the file is not found any more");
+    let files = fake.files();
+    assert!(!files.is_empty(), "the provider got the bytes");
+    assert!(
+        files.iter().all(|f| f.deleted),
+        "and its copy was deleted again: {files:?}"
+    );
+}
