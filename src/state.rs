@@ -61,7 +61,10 @@ impl IndexingSignals {
     /// provider of one project holds up nobody else's).
     pub async fn one_sync_of(&self, project_id: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
-            let mut syncing = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+            let mut syncing = self
+                .syncing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Locks nobody holds or waits for go, so the map stays as small as the syncs.
             syncing.retain(|_, lock| lock.strong_count() > 0);
             match syncing.get(&project_id).and_then(Weak::upgrade) {

@@ -76,7 +76,7 @@ pub async fn resume(state: &AppState) {
             }
         }
         Err(error) => {
-            tracing::warn!(%error, "could not read the projects whose files wait to be indexed")
+            tracing::warn!(%error, "could not read the projects whose files wait to be indexed");
         }
     }
 }
