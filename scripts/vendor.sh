@@ -11,6 +11,7 @@ set -euo pipefail
 HTMX_VERSION=2.0.11
 HTMX_SSE_VERSION=2.2.4
 PICO_VERSION=2.1.1 # latest 2.x on 2026-11-22
+SWAGGER_UI_VERSION=5.35.0 # the API docs page (/api/docs); latest on 2026-12-01
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$repo/static/vendor"
@@ -38,16 +39,21 @@ fetch() {
 fetch "htmx.org@$HTMX_VERSION" htmx
 fetch "htmx-ext-sse@$HTMX_SSE_VERSION" sse
 fetch "@picocss/pico@$PICO_VERSION" pico
+fetch "swagger-ui-dist@$SWAGGER_UI_VERSION" swagger
 
 mkdir -p "$dest"
 # Drop the copies of other versions so an upgrade does not leave the old files around.
-rm -f "$dest"/htmx-[0-9]*.min.js "$dest"/htmx-ext-sse-[0-9]*.js "$dest"/pico-classless-[0-9]*.min.css
+rm -f "$dest"/htmx-[0-9]*.min.js "$dest"/htmx-ext-sse-[0-9]*.js "$dest"/pico-classless-[0-9]*.min.css \
+    "$dest"/swagger-ui-[0-9]*.js "$dest"/swagger-ui-[0-9]*.css
 
 install -m 0644 "$work/htmx/package/dist/htmx.min.js" "$dest/htmx-$HTMX_VERSION.min.js"
 # dist/sse.js is the browser build that registers itself with the global `htmx` (dist/sse.esm.js is
 # the ES-module build; dist/sse.min.js the same as sse.js minified — this one is 9 KB and readable).
 install -m 0644 "$work/sse/package/dist/sse.js" "$dest/htmx-ext-sse-$HTMX_SSE_VERSION.js"
 install -m 0644 "$work/pico/package/css/pico.classless.min.css" "$dest/pico-classless-$PICO_VERSION.min.css"
+# The self-contained browser bundle (no module loader) and its stylesheet.
+install -m 0644 "$work/swagger/package/swagger-ui-bundle.js" "$dest/swagger-ui-$SWAGGER_UI_VERSION.js"
+install -m 0644 "$work/swagger/package/swagger-ui.css" "$dest/swagger-ui-$SWAGGER_UI_VERSION.css"
 
 # The licenses must stay permissive: stop if a new version changes that.
 check_license() {
@@ -61,6 +67,7 @@ check_license() {
 check_license "$work/htmx/package/LICENSE" "Zero-Clause BSD|BSD Zero Clause"
 check_license "$work/sse/package/LICENSE" "Zero-Clause BSD|BSD Zero Clause"
 check_license "$work/pico/package/LICENSE.md" "^MIT License"
+check_license "$work/swagger/package/LICENSE" "Apache License"
 
 {
     echo "# Licenses of the vendored front-end files"
@@ -90,8 +97,23 @@ check_license "$work/pico/package/LICENSE.md" "^MIT License"
     echo '```text'
     cat "$work/pico/package/LICENSE.md"
     echo '```'
+    echo
+    echo "## Swagger UI $SWAGGER_UI_VERSION — \`swagger-ui-$SWAGGER_UI_VERSION.js\`, \`swagger-ui-$SWAGGER_UI_VERSION.css\`"
+    echo
+    echo "npm \`swagger-ui-dist@$SWAGGER_UI_VERSION\`, files \`swagger-ui-bundle.js\` and \`swagger-ui.css\`. License: Apache-2.0."
+    if [[ -f "$work/swagger/package/NOTICE" ]]; then
+        echo
+        echo '```text'
+        cat "$work/swagger/package/NOTICE"
+        echo '```'
+    fi
+    echo
+    echo '```text'
+    cat "$work/swagger/package/LICENSE"
+    echo '```'
 } > "$dest/LICENSES.md"
 
 echo "vendored into ${dest#"$repo"/}:"
 (cd "$dest" && sha256sum -- htmx-"$HTMX_VERSION".min.js htmx-ext-sse-"$HTMX_SSE_VERSION".js \
-    pico-classless-"$PICO_VERSION".min.css LICENSES.md)
+    pico-classless-"$PICO_VERSION".min.css swagger-ui-"$SWAGGER_UI_VERSION".js \
+    swagger-ui-"$SWAGGER_UI_VERSION".css LICENSES.md)

@@ -186,16 +186,27 @@ impl AppError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// Every error of the JSON API: `{"error": {"code", "message", "fields"?}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub struct Body<'a> {
+    /// Stable and machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `conflict`, `validation_failed`, `rate_limited`, `payload_too_large`,
+    /// `service_unavailable`, `upstream_error`, `internal_error`.
+    #[schema(example = "validation_failed")]
     code: &'a str,
+    /// For people: what happened and what to do.
     message: String,
+    /// With `validation_failed`: a message per field that was refused, by field name.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

@@ -13,6 +13,7 @@ pub mod files;
 pub mod generation;
 pub mod llm;
 pub mod metrics;
+pub mod openapi;
 pub mod projects;
 pub mod prompts;
 pub mod render;

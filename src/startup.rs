@@ -22,7 +22,7 @@ use crate::db::pool::{build_pool, run_migrations};
 use crate::error::{AppError, MAX_REQUEST_BYTES};
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{accounts, agents, chat, files, projects, prompts, session, site};
+use crate::{accounts, agents, chat, files, openapi, projects, prompts, session, site};
 
 /// Name of the database confab creates in its embedded PostgreSQL.
 pub const EMBEDDED_DATABASE: &str = "confab";
@@ -322,6 +322,8 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
     use actix_web::web::{delete, get, patch, post, put};
     cfg.app_data(web::JsonConfig::default().limit(MAX_REQUEST_BYTES).error_handler(AppError::from_json_payload))
         .app_data(web::PathConfig::default().error_handler(|_, _| AppError::NotFound.into()))
+        .route("/openapi.json", get().to(openapi::openapi_json))
+        .route("/docs", get().to(openapi::docs_page))
         .route("/auth/register", post().to(accounts::api::register))
         .route("/auth/login", post().to(accounts::api::login))
         .route("/auth/logout", post().to(accounts::api::logout))

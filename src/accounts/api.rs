@@ -12,6 +12,8 @@ use crate::session::model::Session;
 use crate::session::{self, CurrentUser};
 use crate::state::AppState;
 
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = Registration, security(()),
+    responses((status = 201, description = "The new account (sign in next)", body = UserView)))]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -28,7 +30,7 @@ pub async fn register(
     Ok(HttpResponse::Created().json(UserView::from(&user)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,
@@ -53,6 +55,10 @@ async fn token_response(
     })
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()),
+    request_body(content((Credentials = "application/json"), (Credentials = "application/x-www-form-urlencoded")),
+        description = "`email` (or `username`, as OAuth2 password forms send it) and `password`"),
+    responses((status = 200, description = "A session token for `Authorization: Bearer`", body = TokenResponse)))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -87,11 +93,15 @@ pub async fn login(
     Ok(HttpResponse::Ok().json(token_response(&req, &state, user.id, user.session_epoch).await?))
 }
 
+#[utoipa::path(get, path = "/api/users/me", tag = "accounts",
+    responses((status = 200, description = "Who is signed in", body = UserView)))]
 pub async fn me(state: web::Data<AppState>, user: CurrentUser) -> AppResult<HttpResponse> {
     let user = service::profile(&state.pool, &user).await?;
     Ok(HttpResponse::Ok().json(UserView::from(&user)))
 }
 
+#[utoipa::path(post, path = "/api/auth/logout-everywhere", tag = "accounts",
+    responses((status = 204, description = "Every session of the account has ended, this one too")))]
 pub async fn logout_everywhere(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -103,6 +113,8 @@ pub async fn logout_everywhere(
 }
 
 /// Changes the password and answers with a fresh token: every earlier one is revoked.
+#[utoipa::path(post, path = "/api/auth/password", tag = "accounts", request_body = PasswordChange,
+    responses((status = 200, description = "Changed; every other session has ended, and this is a new token", body = TokenResponse)))]
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -121,6 +133,8 @@ pub async fn change_password(
 }
 
 /// `POST /api/auth/logout`: ends the session of the token (or cookie) it comes with.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
+    responses((status = 204, description = "This session has ended")))]
 pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<HttpResponse> {
     session::service::end(&state.pool, user.id, user.session_id).await?;
     Ok(HttpResponse::NoContent()
@@ -128,7 +142,7 @@ pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<
         .finish())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SessionView {
     #[serde(flatten)]
     session: Session,
@@ -137,6 +151,8 @@ struct SessionView {
 }
 
 /// `GET /api/auth/sessions`: where the user is signed in, most recently used first.
+#[utoipa::path(get, path = "/api/auth/sessions", tag = "accounts",
+    responses((status = 200, description = "The account's live sessions, `current` marking this one", body = [SessionView])))]
 pub async fn list_sessions(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -153,6 +169,8 @@ pub async fn list_sessions(
 }
 
 /// `DELETE /api/auth/sessions/{id}`: signs one session out.
+#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "accounts",
+    responses((status = 204, description = "That session has ended")))]
 pub async fn end_session(
     state: web::Data<AppState>,
     user: CurrentUser,

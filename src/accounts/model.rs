@@ -22,7 +22,7 @@ pub struct User {
 }
 
 /// What the API shows of a user (never the hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub email: String,

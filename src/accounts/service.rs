@@ -17,7 +17,7 @@ use crate::session::model::Session;
 use crate::settings::AuthSettings;
 
 /// A sign-up, from the form or the JSON API.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Registration {
     pub email: String,
     pub password: String,
@@ -26,7 +26,7 @@ pub struct Registration {
 }
 
 /// A sign-in: JSON `{"email"|"username", "password"}`, the form, or an OAuth2-style form.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
     #[serde(alias = "username")]
     pub email: String,
@@ -34,7 +34,7 @@ pub struct Credentials {
 }
 
 /// A password change, from the form or the JSON API.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,

@@ -11,13 +11,15 @@ use crate::session::CurrentUser;
 use crate::state::AppState;
 
 /// An agent and the system message it sends.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AgentDetail {
     #[serde(flatten)]
     agent: Agent,
     system_message: String,
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/agents", tag = "agents",
+    responses((status = 200, description = "The project's agents", body = [Agent])))]
 pub async fn list_agents(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -26,6 +28,8 @@ pub async fn list_agents(
     Ok(HttpResponse::Ok().json(service::list(&state.pool, &user, *project_id).await?))
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/agents", tag = "agents", request_body = AgentInput,
+    responses((status = 201, description = "The new agent", body = Agent)))]
 pub async fn create_agent(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -42,6 +46,8 @@ pub async fn create_agent(
     Ok(HttpResponse::Created().json(agent))
 }
 
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents",
+    responses((status = 200, description = "The agent and the system message its prompts compose", body = AgentDetail)))]
 pub async fn get_agent(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -55,6 +61,8 @@ pub async fn get_agent(
     }))
 }
 
+#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", request_body = AgentInput,
+    responses((status = 200, description = "The agent as changed", body = Agent)))]
 pub async fn update_agent(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -65,6 +73,8 @@ pub async fn update_agent(
         .json(service::update(&state.pool, &user, *id, body.into_inner().json_types()?).await?))
 }
 
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents",
+    responses((status = 204, description = "Deleted, with its prompts and conversations")))]
 pub async fn delete_agent(
     state: web::Data<AppState>,
     user: CurrentUser,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{agents, projects};
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = agents)]
 pub struct Agent {
     pub id: Uuid,

@@ -20,17 +20,23 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 
 /// An agent as the form or the JSON API sends it. `None` leaves a field alone; for the
 /// optional settings `Some(None)` (JSON `null`, or an empty box in the form) clears it.
-#[derive(Default, Debug, Clone, Deserialize)]
+#[derive(Default, Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentInput {
     pub name: Option<String>,
     pub description: Option<String>,
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// 0–2; `null` clears it (the provider's default).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<f64>, nullable)]
     pub temperature: Option<Option<NumberInput>>,
+    /// 16–1,000,000; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, nullable)]
     pub max_output_tokens: Option<Option<NumberInput>>,
+    /// Makes it the project's default agent.
+    #[schema(value_type = Option<bool>)]
     pub is_default: Option<Flag>,
 }
 

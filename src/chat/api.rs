@@ -13,7 +13,7 @@ use crate::generation::registry::Piece;
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatBody {
     message: String,
@@ -53,6 +53,8 @@ fn json_final(_: &Message) -> String {
 /// `POST /api/chat/agents/{agent_id}`: `text/event-stream`, one `data: {"text", "conversation_id",
 /// "message_id"}` per chunk (with `id:` = byte offset, for `Last-Event-ID`), then a final
 /// `{"done": true, "status", "usage", …}`.
+#[utoipa::path(post, path = "/api/chat/agents/{id}", tag = "chat", request_body = ChatBody,
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`text/event-stream`. Each piece of the answer is an event whose data is a `TextEvent` and whose `id` is the answer's length in bytes so far (send it back as `Last-Event-ID` to `GET /api/messages/{id}/stream` to continue after it); an event named `snapshot` replaces the text the reader has. The last event's data is a `DoneEvent`. The user's message is saved before the provider is asked, and the answer is generated to the end even when the reader goes away.")))]
 pub async fn stream_chat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -96,6 +98,9 @@ pub async fn stream_chat(
 
 /// `GET /api/messages/{id}/stream`: the same events for an answer already under way or done;
 /// send `Last-Event-ID` to continue after what you have.
+#[utoipa::path(get, path = "/api/messages/{id}/stream", tag = "chat",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event you have: the stream continues after it")),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`text/event-stream`. Each piece of the answer is an event whose data is a `TextEvent` and whose `id` is the answer's length in bytes so far (send it back as `Last-Event-ID` to `GET /api/messages/{id}/stream` to continue after it); an event named `snapshot` replaces the text the reader has. The last event's data is a `DoneEvent`. The user's message is saved before the provider is asked, and the answer is generated to the end even when the reader goes away.")))]
 pub async fn resume_stream(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -113,7 +118,7 @@ pub async fn resume_stream(
     Ok(stream::respond(&req, source, Format::Json, params))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectChatBody {
     /// Without a project (and without a conversation), the person's last used or default agent
@@ -125,7 +130,7 @@ pub struct ProjectChatBody {
     file_ids: Vec<Uuid>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Reply {
     reply: String,
     conversation_id: Uuid,
@@ -136,13 +141,15 @@ struct Reply {
     usage: Usage,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Usage {
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
 }
 
 /// `POST /api/chat`: the project's default agent answers; the reply comes whole.
+#[utoipa::path(post, path = "/api/chat", tag = "chat", request_body = ProjectChatBody,
+    responses((status = 200, description = "The whole answer, once it has ended", body = Reply)))]
 pub async fn chat(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -212,6 +219,8 @@ pub async fn chat(
     }))
 }
 
+#[utoipa::path(get, path = "/api/agents/{id}/conversations", tag = "conversations",
+    responses((status = 200, description = "Your conversations with the agent, newest first", body = [Conversation])))]
 pub async fn list_conversations(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -220,14 +229,15 @@ pub async fn list_conversations(
     Ok(HttpResponse::Ok().json(service::list(&state.pool, &user, *agent_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RecentQuery {
     /// Only conversations whose title contains this (any case).
     q: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RecentConversation {
     #[serde(flatten)]
     conversation: Conversation,
@@ -236,6 +246,8 @@ struct RecentConversation {
 
 /// `GET /api/conversations?q=`: the person's most recent conversations across all agents (at
 /// most 50, newest first), each with its agent's name; `q` searches titles.
+#[utoipa::path(get, path = "/api/conversations", tag = "conversations", params(RecentQuery),
+    responses((status = 200, description = "Your 50 most recent conversations across agents", body = [RecentConversation])))]
 pub async fn recent_conversations(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -252,7 +264,7 @@ pub async fn recent_conversations(
     Ok(HttpResponse::Ok().json(list))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ConversationDetail {
     #[serde(flatten)]
     conversation: Conversation,
@@ -262,9 +274,11 @@ struct ConversationDetail {
     has_earlier: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Window {
+    /// Messages before this one (its id), for scrolling back.
     before: Option<Uuid>,
     /// 1–500; 100 unless given.
     limit: Option<usize>,
@@ -272,6 +286,8 @@ pub struct Window {
 
 /// `GET /api/conversations/{id}?before=&limit=`: the conversation and a page of its messages,
 /// so a long conversation is never sent (or held in memory) whole.
+#[utoipa::path(get, path = "/api/conversations/{id}", tag = "conversations", params(Window),
+    responses((status = 200, description = "The conversation and a page of its messages", body = ConversationDetail)))]
 pub async fn get_conversation(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -294,12 +310,14 @@ pub async fn get_conversation(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameBody {
     title: String,
 }
 
+#[utoipa::path(patch, path = "/api/conversations/{id}", tag = "conversations", request_body = RenameBody,
+    responses((status = 200, description = "The conversation, renamed", body = Conversation)))]
 pub async fn update_conversation(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -309,6 +327,8 @@ pub async fn update_conversation(
     Ok(HttpResponse::Ok().json(service::rename(&state.pool, &user, *id, &body.title).await?))
 }
 
+#[utoipa::path(delete, path = "/api/conversations/{id}", tag = "conversations",
+    responses((status = 204, description = "Deleted, with its messages (a live answer stops)")))]
 pub async fn delete_conversation(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -318,14 +338,24 @@ pub async fn delete_conversation(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// The answer to a stop.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Stopped {
+    /// Always true.
+    stopped: bool,
+}
+
 /// `POST /api/messages/{id}/stop`: 202 when a live answer was stopped, 409 when it had ended.
+#[utoipa::path(post, path = "/api/messages/{id}/stop", tag = "chat",
+    responses((status = 202, description = "The live answer was stopped; what it had is kept", body = Stopped),
+        (status = 409, description = "That answer is not being generated", body = crate::error::Envelope)))]
 pub async fn stop_message(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     if service::stop(&state.pool, &state.generations, &user, *id).await? {
-        Ok(HttpResponse::Accepted().json(serde_json::json!({"stopped": true})))
+        Ok(HttpResponse::Accepted().json(Stopped { stopped: true }))
     } else {
         Err(AppError::Conflict(
             "That answer is not being generated.".into(),

@@ -16,7 +16,6 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, Responder};
 use actix_web_lab::sse;
 use futures_util::Stream;
-use serde_json::json;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -134,29 +133,76 @@ fn json_text_event(cursor: &Cursor, text: &str, end: usize, replace: bool) -> ss
     sse::Event::Data(data.id(end.to_string()))
 }
 
+/// An API reader's event for a piece of the answer (written by hand from a prefix made once
+/// per stream, so a token costs one small allocation; this type documents it).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TextEvent {
+    /// The next piece of the answer; with `snapshot`, the whole answer so far.
+    pub text: String,
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    /// Present (true) when `text` replaces what the reader has, sent as event `snapshot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<bool>,
+}
+
+/// The last event of an API stream: how the answer ended.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DoneEvent<'a> {
+    /// Always empty: the answer's text came in the events before.
+    pub text: &'a str,
+    /// Always true.
+    pub done: bool,
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub status: Status,
+    /// Why it failed, for people.
+    pub error: Option<&'a str>,
+    /// What the provider or the connection said.
+    pub error_detail: Option<&'a str>,
+    pub provider: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub usage: DoneUsage,
+    /// Milliseconds to the first token.
+    pub ttft_ms: Option<i32>,
+    pub duration_ms: Option<i32>,
+}
+
+/// Tokens the provider counted.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DoneUsage {
+    pub input_tokens: Option<i32>,
+    pub output_tokens: Option<i32>,
+}
+
 fn done_event(cursor: &Cursor, message: &Message) -> sse::Event {
     match cursor.format {
-        Format::Html => sse::Event::Data(sse::Data::new((cursor.render_final)(message)).event("done")),
-        Format::Json => sse::Event::Data(
-            sse::Data::new(
-                json!({
-                    "text": "",
-                    "done": true,
-                    "conversation_id": cursor.conversation_id,
-                    "message_id": message.id,
-                    "status": message.status,
-                    "error": message.error,
-                    "error_detail": message.error_detail,
-                    "provider": message.provider,
-                    "model": message.model,
-                    "usage": {"input_tokens": message.input_tokens, "output_tokens": message.output_tokens},
-                    "ttft_ms": message.ttft_ms,
-                    "duration_ms": message.duration_ms,
-                })
-                .to_string(),
+        Format::Html => {
+            sse::Event::Data(sse::Data::new((cursor.render_final)(message)).event("done"))
+        }
+        Format::Json => {
+            let done = DoneEvent {
+                text: "",
+                done: true,
+                conversation_id: cursor.conversation_id,
+                message_id: message.id,
+                status: message.status,
+                error: message.error.as_deref(),
+                error_detail: message.error_detail.as_deref(),
+                provider: message.provider.as_deref(),
+                model: message.model.as_deref(),
+                usage: DoneUsage {
+                    input_tokens: message.input_tokens,
+                    output_tokens: message.output_tokens,
+                },
+                ttft_ms: message.ttft_ms,
+                duration_ms: message.duration_ms,
+            };
+            sse::Event::Data(
+                sse::Data::new(serde_json::to_string(&done).expect("an event serializes"))
+                    .id(message.content.len().to_string()),
             )
-            .id(message.content.len().to_string()),
-        ),
+        }
     }
 }
 

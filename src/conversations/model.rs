@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{agents, conversations, messages};
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = conversations)]
 pub struct Conversation {
     pub id: Uuid,
@@ -28,7 +28,9 @@ pub struct Conversation {
 
 /// Where an assistant answer stands. Stored as text (checked by the table); a value this code
 /// does not know is an error when read, never silently mapped to another state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow, utoipa::ToSchema,
+)]
 #[diesel(sql_type = Text)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -66,7 +68,9 @@ impl Status {
 
 /// Who wrote a message, as stored. (`llm::Role` is the same idea on the wire; the LLM client
 /// knows nothing of the database, so each layer has its own.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, AsExpression, FromSqlRow, utoipa::ToSchema,
+)]
 #[diesel(sql_type = Text)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -110,7 +114,9 @@ macro_rules! text_enum_sql {
 text_enum_sql!(Status, "message status");
 text_enum_sql!(Role, "message role");
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable, Serialize)]
+#[derive(
+    Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable, Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = messages)]
 pub struct Message {
     pub id: Uuid,

@@ -127,6 +127,11 @@ fn kept(created: bool) -> actix_web::HttpResponseBuilder {
 
 /// `POST /api/projects/{id}/files`: multipart with the bytes in the field `file` → 201 with the
 /// file (200 with the existing one when the project already has these bytes).
+#[utoipa::path(post, path = "/api/projects/{id}/files", tag = "files",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "The new file", body = StoredFile),
+        (status = 200, description = "The project already had these bytes: that file", body = StoredFile),
+        (status = 413, description = "Over `files.max_upload_bytes`; nothing is kept", body = crate::error::Envelope)))]
 pub async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -151,8 +156,33 @@ pub async fn upload(
     Err(no_file_field())
 }
 
+/// `POST /api/projects/{id}/files` as a multipart form (documentation: the handler reads the
+/// fields one by one, as they stream in).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    /// `user_data` (the default) or `assistants`: how the file is sent to the provider's Files
+    /// API. Must come before `file`.
+    purpose: Option<String>,
+    /// The bytes, with their file name.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+/// `POST /api/files/upload` as a multipart form (documentation, as [`UploadForm`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadWithProjectForm {
+    /// The project, before `file`.
+    project_id: Uuid,
+    /// As in [`UploadForm`].
+    purpose: Option<String>,
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// The file with the provider's id under the name older clients know it by.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct WithFileId {
     #[serde(flatten)]
     file: StoredFile,
@@ -163,6 +193,11 @@ struct WithFileId {
 /// `POST /api/files/upload`: the same upload with the project in a multipart field
 /// `project_id`, which must come before `file` (the project is checked before any file byte is
 /// read); the answer adds `"file_id"`.
+#[utoipa::path(post, path = "/api/files/upload", tag = "files",
+    request_body(content = UploadWithProjectForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "The new file, with the provider's id as `file_id` too", body = WithFileId),
+        (status = 200, description = "The project already had these bytes: that file", body = WithFileId),
+        (status = 413, description = "Over `files.max_upload_bytes`; nothing is kept", body = crate::error::Envelope)))]
 pub async fn upload_with_project_field(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -198,6 +233,8 @@ pub async fn upload_with_project_field(
 }
 
 /// `GET /api/projects/{id}/files`: newest first.
+#[utoipa::path(get, path = "/api/projects/{id}/files", tag = "files",
+    responses((status = 200, description = "The project's files, newest first", body = [StoredFile])))]
 pub async fn list(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -207,6 +244,8 @@ pub async fn list(
 }
 
 /// `GET /api/files/{id}`.
+#[utoipa::path(get, path = "/api/files/{id}", tag = "files",
+    responses((status = 200, description = "The file", body = StoredFile)))]
 pub async fn get(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -217,6 +256,8 @@ pub async fn get(
 
 /// `GET /api/files/{id}/content` (and the page's download link): the bytes, streamed, always as
 /// an attachment in a sandbox, so an uploaded HTML file is never a page of this site.
+#[utoipa::path(get, path = "/api/files/{id}/content", tag = "files",
+    responses((status = 200, description = "The bytes as uploaded, as an attachment", content_type = "application/octet-stream", body = Vec<u8>)))]
 pub async fn download(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -239,6 +280,9 @@ pub async fn download(
 }
 
 /// `DELETE /api/files/{id}` → 204.
+#[utoipa::path(delete, path = "/api/files/{id}", tag = "files",
+    responses((status = 204, description = "Deleted here and at the provider"),
+        (status = 502, description = "The provider did not delete its copy: the file stays, marked, to delete again", body = crate::error::Envelope)))]
 pub async fn delete(
     state: web::Data<AppState>,
     user: CurrentUser,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::db::schema::{agents, file_chunks, files, projects};
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = files)]
 pub struct StoredFile {
     pub id: Uuid,

@@ -16,7 +16,7 @@ use crate::projects::model::{NewProject, Project, ProjectChanges};
 use crate::session::CurrentUser;
 
 /// A project as the form or the JSON API sends it; `None` leaves a field as it is.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectInput {
     pub name: Option<String>,

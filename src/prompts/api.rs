@@ -11,7 +11,7 @@ use crate::prompts::service::{self, PromptInput};
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PromptView {
     id: Uuid,
     project_id: Option<Uuid>,
@@ -42,7 +42,7 @@ impl From<PromptWithText> for PromptView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct VersionView {
     version: i32,
     title: String,
@@ -70,6 +70,8 @@ async fn create(
     Ok(HttpResponse::Created().json(PromptView::from(prompt)))
 }
 
+#[utoipa::path(get, path = "/api/projects/{id}/prompts", tag = "prompts",
+    responses((status = 200, description = "The project's prompts, in order (every agent of the project sends the enabled ones first)", body = [PromptView])))]
 pub async fn list_project_prompts(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -78,6 +80,8 @@ pub async fn list_project_prompts(
     list(&state, &user, PromptOwner::Project(*id)).await
 }
 
+#[utoipa::path(post, path = "/api/projects/{id}/prompts", tag = "prompts", request_body = PromptInput,
+    responses((status = 201, description = "The new prompt, version 1", body = PromptView)))]
 pub async fn create_project_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -87,6 +91,8 @@ pub async fn create_project_prompt(
     create(&state, &user, PromptOwner::Project(*id), body.into_inner()).await
 }
 
+#[utoipa::path(get, path = "/api/agents/{id}/prompts", tag = "prompts",
+    responses((status = 200, description = "The agent's own prompts, in order", body = [PromptView])))]
 pub async fn list_agent_prompts(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -95,6 +101,8 @@ pub async fn list_agent_prompts(
     list(&state, &user, PromptOwner::Agent(*id)).await
 }
 
+#[utoipa::path(post, path = "/api/agents/{id}/prompts", tag = "prompts", request_body = PromptInput,
+    responses((status = 201, description = "The new prompt, version 1", body = PromptView)))]
 pub async fn create_agent_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -104,6 +112,8 @@ pub async fn create_agent_prompt(
     create(&state, &user, PromptOwner::Agent(*id), body.into_inner()).await
 }
 
+#[utoipa::path(get, path = "/api/prompts/{id}", tag = "prompts",
+    responses((status = 200, description = "The prompt at its current version", body = PromptView)))]
 pub async fn get_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -114,6 +124,8 @@ pub async fn get_prompt(
     )))
 }
 
+#[utoipa::path(method(put, patch), path = "/api/prompts/{id}", tag = "prompts", request_body = PromptInput,
+    responses((status = 200, description = "The prompt; a changed title or content makes a new version", body = PromptView)))]
 pub async fn update_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -125,6 +137,8 @@ pub async fn update_prompt(
     )))
 }
 
+#[utoipa::path(delete, path = "/api/prompts/{id}", tag = "prompts",
+    responses((status = 204, description = "Deleted, with its versions")))]
 pub async fn delete_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -134,6 +148,8 @@ pub async fn delete_prompt(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/prompts/{id}/versions", tag = "prompts",
+    responses((status = 200, description = "Every version, newest first", body = [VersionView])))]
 pub async fn list_prompt_versions(
     state: web::Data<AppState>,
     user: CurrentUser,
@@ -153,6 +169,9 @@ pub async fn list_prompt_versions(
     Ok(HttpResponse::Ok().json(views))
 }
 
+#[utoipa::path(post, path = "/api/prompts/{id}/versions/{version}/restore", tag = "prompts",
+    params(("version" = i32, Path, description = "The version to bring back (it becomes a new version)")),
+    responses((status = 200, description = "The prompt at its new version", body = PromptView)))]
 pub async fn restore_prompt_version(
     state: web::Data<AppState>,
     user: CurrentUser,

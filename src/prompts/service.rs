@@ -11,7 +11,7 @@ use crate::prompts::model::{OwnerSummary, Prompt, PromptOwner, PromptVersion, Pr
 use crate::session::CurrentUser;
 
 /// A prompt as the form or the JSON API sends it; `None` leaves a field as it is.
-#[derive(Default, Debug, Clone, Deserialize)]
+#[derive(Default, Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptInput {
     pub title: Option<String>,

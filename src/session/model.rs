@@ -20,7 +20,7 @@ pub struct SessionUser {
 }
 
 /// One signed-in browser or client.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = sessions)]
 pub struct Session {
     pub id: Uuid,

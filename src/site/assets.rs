@@ -21,12 +21,21 @@ pub struct AssetUrls {
     pub app_js: String,
     pub code_js: String,
     pub favicon: String,
+    /// The API docs page (`/api/docs`) only.
+    pub swagger_ui_js: String,
+    pub swagger_ui_css: String,
+    pub api_docs_js: String,
 }
 
 /// The vendored file whose name starts with `prefix`; vendored names already carry the version.
 fn vendored(prefix: &str) -> String {
+    vendored_ending(prefix, "")
+}
+
+/// The vendored file whose name starts with `prefix` and ends with `suffix`.
+fn vendored_ending(prefix: &str, suffix: &str) -> String {
     let name = Static::iter()
-        .filter(|p| p.starts_with("vendor/") && p[7..].starts_with(prefix))
+        .filter(|p| p.starts_with("vendor/") && p[7..].starts_with(prefix) && p.ends_with(suffix))
         .max()
         .unwrap_or_else(|| panic!("static/vendor/{prefix}* is missing; run scripts/vendor.sh"));
     format!("/static/{name}")
@@ -48,6 +57,9 @@ pub fn urls() -> &'static AssetUrls {
         app_js: hashed("app.js"),
         code_js: hashed("code.js"),
         favicon: hashed("favicon.svg"),
+        swagger_ui_js: vendored_ending("swagger-ui-", ".js"),
+        swagger_ui_css: vendored_ending("swagger-ui-", ".css"),
+        api_docs_js: hashed("api-docs.js"),
     })
 }
 

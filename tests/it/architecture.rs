@@ -115,6 +115,7 @@ const LAYERS: &[&[&str]] = &[
     &["agents"],
     &["projects"],
     &["chat"],
+    &["openapi"],
     &["startup"],
     &["backup"],
     &["cli"],

@@ -7,31 +7,10 @@ use crate::support::app::{TestApp, csrf_of};
 
 /// Every `(method, path)` with a path parameter, from the route tables in startup.rs.
 fn routes_with_ids() -> Vec<(String, String)> {
-    let source = include_str!("../../src/startup.rs");
-    let api_start = source.find("fn api_routes").unwrap();
-    let pages_start = source.find("fn page_routes").unwrap();
-    let mut routes = Vec::new();
-    for (offset, _) in source.match_indices(".route(") {
-        let prefix = if offset > api_start && (offset < pages_start || pages_start < api_start) {
-            "/api"
-        } else {
-            ""
-        };
-        let rest = source[offset + 7..].trim_start();
-        let Some(rest) = rest.strip_prefix('"') else {
-            continue;
-        };
-        let path = &rest[..rest.find('"').unwrap()];
-        let after = rest[path.len() + 1..]
-            .trim_start()
-            .trim_start_matches(',')
-            .trim_start();
-        let method = &after[..after.find('(').unwrap()];
-        if path.contains("{id}") {
-            routes.push((method.to_uppercase(), format!("{prefix}{path}")));
-        }
-    }
-    routes
+    crate::support::routes::route_table()
+        .into_iter()
+        .filter(|(_, path)| path.contains("{id}"))
+        .collect()
 }
 
 struct Owned {

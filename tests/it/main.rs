@@ -11,6 +11,7 @@ mod chat_home;
 mod files;
 mod isolation;
 mod llm_client;
+mod openapi;
 mod pages;
 mod platform;
 mod process;

@@ -4,4 +4,5 @@ pub mod app;
 pub use confab_fake_llm as fake_llm;
 pub mod pdf;
 pub mod remote;
+pub mod routes;
 pub mod sse;
