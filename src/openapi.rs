@@ -24,7 +24,7 @@ use crate::site::assets;
         description = "Projects, agents, versioned prompts, streamed chat and files. Sign in with \
             `POST /api/auth/login` and send the token as `Authorization: Bearer <token>`. Errors \
             are `{\"error\": {\"code\", \"message\", \"fields\"?}}` with the status that fits.",
-        license(name = "AGPL-3.0-or-later")
+        license(name = "MIT")
     ),
     paths(
         crate::accounts::api::register,
