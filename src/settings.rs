@@ -59,6 +59,9 @@ pub struct ServerSettings {
     /// `GET /metrics` needs `Authorization: Bearer <this>`. Unset: only clients connecting from
     /// this machine (loopback) may read it.
     pub metrics_token: Option<Secret>,
+    /// Web origins (`https://app.example.com`) whose pages may call the API and the
+    /// OpenAI-compatible routes with `fetch` (CORS). None by default; never `*`.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +180,7 @@ log = "info"
 host = "127.0.0.1"
 port = 8080
 shutdown_grace_secs = 20
+cors_origins = []
 
 [database]
 pool_size = 16
@@ -253,6 +257,9 @@ impl Settings {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                // Lists from the environment are comma-separated.
+                .list_separator(",")
+                .with_list_parse_key("server.cors_origins")
                 .source(Some(confab_vars)),
         );
         for (name, key) in [
@@ -296,7 +303,29 @@ impl Settings {
             settings.auth.jwt_secret = None;
         }
         settings.check_ranges()?;
+        settings.check_origins()?;
         Ok(settings)
+    }
+
+    /// Each CORS origin is a scheme and a host (and port), as browsers send `Origin`: a path, a
+    /// wildcard or `null` would match something other than what the operator meant.
+    fn check_origins(&self) -> Result<(), SettingsError> {
+        for origin in &self.server.cors_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let valid = rest.is_some_and(|host| {
+                !host.is_empty()
+                    && !host.contains(['/', '*', ' ', '?', '#', '@'])
+                    && host.is_ascii()
+            });
+            if !valid {
+                return Err(SettingsError::Invalid(format!(
+                    "server.cors_origins: {origin:?} is not an origin such as https://app.example.com (scheme and host, no path, no wildcard)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Values that would make confab panic or misbehave later are refused at start, by name.

@@ -453,6 +453,8 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
                 web::scope("/api")
                     .wrap(from_fn(session::extract::renew_session))
                     .wrap(from_fn(session::csrf::protect))
+                    // Outermost: a preflight is answered before anything asks who is calling.
+                    .wrap(site::cors::for_api(&state.settings.server.cors_origins))
                     .configure(api_routes),
             )
             .service(

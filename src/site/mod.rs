@@ -1,5 +1,6 @@
 //! Site-wide HTTP plumbing: page chrome, static assets, security headers, error pages, health.
 pub mod assets;
+pub mod cors;
 pub mod errors;
 pub mod form;
 pub mod health;

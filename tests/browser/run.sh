@@ -13,6 +13,9 @@ data="$(mktemp -d)"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 llm_port="$(free_port)"
+# A page on this other origin may call confab's API (CORS); cors.test.mjs serves it.
+cors_port="$(free_port)"
+export CORS_ALLOWED_PORT="$cors_port"
 # Slow enough that a person (or the test) can watch, stop and reload mid-answer.
 FAKE_LLM_TOKEN_DELAY_MS=60 FAKE_LLM_FIRST_TOKEN_DELAY_MS=200 "$fake" --port "$llm_port" >"$data/fake_llm.log" 2>&1 &
 fake_pid=$!
@@ -20,6 +23,7 @@ export JOURNEY_PASSWORD="journey pass $RANDOM 1"
 # Debug logging, so the check below sees everything confab could ever log. Every journey signs
 # up from 127.0.0.1: more than the default 10 sign-ups per hour per address.
 OPENAI_BASE_URL="http://127.0.0.1:$llm_port/v1" OPENAI_API_KEY="sk-browser-test" \
+CONFAB_SERVER__CORS_ORIGINS="http://127.0.0.1:$cors_port" \
 RUST_LOG=debug CONFAB_AUTH__BCRYPT_COST=4 CONFAB_AUTH__REGISTRATIONS_PER_HOUR_PER_ADDRESS=1000 "$bin" --data-dir "$data" --port "$port" >"$data/confab.log" 2>&1 &
 pid=$!
 stop() {

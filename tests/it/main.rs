@@ -8,6 +8,7 @@ mod backup;
 mod chat;
 mod chat_files;
 mod chat_home;
+mod cors;
 mod files;
 mod isolation;
 mod llm_client;
