@@ -134,7 +134,7 @@ impl Modify for Shared {
             utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
             utoipa::openapi::security::SecurityRequirement::new("cookie", Vec::<String>::new()),
         ];
-        for (path, item) in openapi.paths.paths.iter_mut() {
+        for (path, item) in &mut openapi.paths.paths {
             let operations = [
                 &mut item.get,
                 &mut item.put,
