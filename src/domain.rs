@@ -310,6 +310,23 @@ pub fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// The first ~`max` characters of a text as plain words (its Markdown dropped), cut at a word
+/// when possible: a conversation's title from its first message, a prompt's from its content.
+pub fn title_from(text: &str, max: usize) -> String {
+    // Titles are plain text: a first message's Markdown would show as raw ``` and ** otherwise.
+    let plain = crate::render::markdown::plain_text(text);
+    let line = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut: String = line.chars().take(max).collect();
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > max / 2 => &cut[..space],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,13 @@ pub fn document() -> &'static Document {
 /// What every operation shares (see the module's comment).
 struct Shared;
 
+/// Routes that answer as another does, under the path other clients of this API use:
+/// (alias, the documented route).
+pub const ALIASES: &[(&str, &str)] = &[
+    ("/api/users/register", "/api/auth/register"),
+    ("/api/users/login", "/api/auth/login"),
+];
+
 /// The error answers any operation can give, by status.
 const COMMON_ERRORS: &[(&str, &str)] = &[
     ("429", "Too many requests: wait `Retry-After` seconds"),
@@ -134,6 +141,21 @@ impl Modify for Shared {
             utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
             utoipa::openapi::security::SecurityRequirement::new("cookie", Vec::<String>::new()),
         ];
+        for (alias, of) in ALIASES {
+            let Some(mut item) = openapi.paths.paths.get(*of).cloned() else {
+                continue;
+            };
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                operation.operation_id = operation
+                    .operation_id
+                    .as_ref()
+                    .map(|id| format!("{id}_alias"));
+                operation.description = Some(format!(
+                    "The same as `{of}`, at the path other clients use."
+                ));
+            }
+            openapi.paths.paths.insert((*alias).to_string(), item);
+        }
         for (path, item) in &mut openapi.paths.paths {
             let operations = [
                 &mut item.get,

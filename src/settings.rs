@@ -103,6 +103,9 @@ pub struct LlmSettings {
     /// Enables the `openrouter` provider (Chat Completions).
     pub openrouter_api_key: Option<Secret>,
     pub openrouter_base_url: Option<String>,
+    /// Enables the `groq` provider (Chat Completions; `GROQ_API_KEY`, as seeds use it).
+    pub groq_api_key: Option<Secret>,
+    pub groq_base_url: Option<String>,
     /// Any number of OpenAI-compatible servers: `[[llm.providers]]` with `name`, `base_url`,
     /// optional `api_key`, `api = "responses" | "chat_completions"`, `extra_headers`, `fallback_model`.
     #[serde(default)]
@@ -161,6 +164,8 @@ pub struct ChatSettings {
     pub max_live_answers_per_user: u32,
     /// Answers one person may start per minute.
     pub answers_per_minute_per_user: u32,
+    /// The system message of an agent that has no enabled prompts (empty: none).
+    pub default_system_prompt: String,
 }
 
 /// Values from the command line; they win over everything else.
@@ -202,6 +207,7 @@ title_chars = 60
 max_messages_per_conversation = 2000
 max_live_answers_per_user = 4
 answers_per_minute_per_user = 30
+default_system_prompt = ""
 
 [files]
 max_upload_bytes = 536870912
@@ -265,11 +271,16 @@ impl Settings {
         for (name, key) in [
             ("DATABASE_URL", "database.url"),
             ("PORT", "server.port"),
+            // Seeds call it SECRET_KEY; JWT_SECRET, later here, wins when both are set.
+            ("SECRET_KEY", "auth.jwt_secret"),
             ("JWT_SECRET", "auth.jwt_secret"),
             ("OPENAI_API_KEY", "llm.openai_api_key"),
             ("OPENAI_BASE_URL", "llm.openai_base_url"),
             ("OPENROUTER_API_KEY", "llm.openrouter_api_key"),
             ("OPENROUTER_BASE_URL", "llm.openrouter_base_url"),
+            ("GROQ_API_KEY", "llm.groq_api_key"),
+            ("GROQ_BASE_URL", "llm.groq_base_url"),
+            ("DEFAULT_SYSTEM_PROMPT", "chat.default_system_prompt"),
         ] {
             if let Some(value) = env.get(name).filter(|v| !v.is_empty()) {
                 builder = builder.set_override(key, value.as_str())?;

@@ -326,6 +326,9 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/docs", get().to(openapi::docs_page))
         .route("/auth/register", post().to(accounts::api::register))
         .route("/auth/login", post().to(accounts::api::login))
+        // The paths other clients of this API know (openapi::ALIASES documents them).
+        .route("/users/register", post().to(accounts::api::register))
+        .route("/users/login", post().to(accounts::api::login))
         .route("/auth/logout", post().to(accounts::api::logout))
         .route("/auth/logout-everywhere", post().to(accounts::api::logout_everywhere))
         .route("/auth/sessions", get().to(accounts::api::list_sessions))

@@ -21,7 +21,8 @@ use crate::settings::AuthSettings;
 pub struct Registration {
     pub email: String,
     pub password: String,
-    #[serde(default)]
+    /// Also read as `name`.
+    #[serde(default, alias = "name")]
     pub display_name: String,
 }
 

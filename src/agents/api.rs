@@ -54,7 +54,13 @@ pub async fn get_agent(
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
     let agent = service::get(&state.pool, &user, *id).await?;
-    let system_message = service::system_message(&state.pool, &agent).await?.text;
+    let system_message = service::system_message(
+        &state.pool,
+        &agent,
+        &state.settings.chat.default_system_prompt,
+    )
+    .await?
+    .text;
     Ok(HttpResponse::Ok().json(AgentDetail {
         agent,
         system_message,

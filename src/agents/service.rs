@@ -10,6 +10,7 @@ use crate::domain::{self, Checks, Flag, NumberInput, double_option};
 use crate::error::{AppError, AppResult, FieldError};
 use crate::generation::Generations;
 use crate::prompts;
+use crate::prompts::model::{Prompt, PromptOwner};
 use crate::prompts::service::SystemMessage;
 use crate::session::CurrentUser;
 
@@ -25,8 +26,16 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 pub struct AgentInput {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Also read as `model_provider`.
+    #[serde(alias = "model_provider")]
     pub provider: Option<String>,
+    /// Also read as `model_name`.
+    #[serde(alias = "model_name")]
     pub model: Option<String>,
+    /// The agent's first prompt (titled "System prompt"), as clients that keep one system
+    /// prompt per agent send it: made with a new agent; on a change, the first prompt's new
+    /// version (or a new first prompt).
+    pub system_prompt: Option<String>,
     /// 0–2; `null` clears it (the provider's default).
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<f64>, nullable)]
@@ -117,6 +126,20 @@ impl TryFrom<AgentInput> for AgentChanges {
     }
 }
 
+/// The title of the prompt `system_prompt` makes.
+const SYSTEM_PROMPT_TITLE: &str = "System prompt";
+
+/// A `system_prompt` checked as a prompt's content is.
+fn checked_system_prompt(raw: Option<&str>) -> AppResult<Option<String>> {
+    raw.map(|content| {
+        domain::prompt_content(content).map_err(|mut error| {
+            error.field = "system_prompt";
+            AppError::Validation(vec![error])
+        })
+    })
+    .transpose()
+}
+
 pub async fn list(pool: &PgPool, user: &CurrentUser, project_id: Uuid) -> AppResult<Vec<Agent>> {
     let owner = user.id;
     db::run(pool, move |conn| {
@@ -133,6 +156,7 @@ pub async fn create(
     input: AgentInput,
 ) -> AppResult<Agent> {
     let is_default = input.makes_default()?.unwrap_or(false);
+    let system_prompt = checked_system_prompt(input.system_prompt.as_deref())?;
     // A new agent needs a name: a missing one is an empty one.
     let mut changes = AgentChanges::try_from(AgentInput {
         name: Some(input.name.clone().unwrap_or_default()),
@@ -159,6 +183,15 @@ pub async fn create(
                 is_default: false,
             },
         )?;
+        if let Some(content) = &system_prompt {
+            Prompt::create(
+                conn,
+                PromptOwner::Agent(agent.id),
+                SYSTEM_PROMPT_TITLE,
+                content,
+                true,
+            )?;
+        }
         // The first agent of a project (or one asked for) becomes the default.
         let has_default = Agent::find_default(conn, project_id)?.is_some_and(|a| a.is_default);
         if is_default || !has_default {
@@ -197,6 +230,7 @@ pub async fn update(
     input: AgentInput,
 ) -> AppResult<Agent> {
     let make_default = input.makes_default()?;
+    let system_prompt = checked_system_prompt(input.system_prompt.as_deref())?;
     let changes = AgentChanges::try_from(input)?;
     let owner = user.id;
     if make_default == Some(false) {
@@ -218,6 +252,18 @@ pub async fn update(
         } else {
             Agent::update(conn, agent.id, &changes)?
         };
+        if let Some(content) = &system_prompt {
+            let owner = PromptOwner::Agent(agent.id);
+            match Prompt::list_with_text(conn, owner)?.into_iter().next() {
+                Some(first) if first.current.content == *content => {}
+                Some(first) => {
+                    Prompt::add_version(conn, &first.prompt, &first.current.title, content)?;
+                }
+                None => {
+                    Prompt::create(conn, owner, SYSTEM_PROMPT_TITLE, content, true)?;
+                }
+            }
+        }
         if make_default == Some(true) {
             Agent::lock_project_agents(conn, agent.project_id)?;
             Agent::make_default(conn, &agent)?;
@@ -249,6 +295,15 @@ pub async fn delete(
     Ok(agent)
 }
 
-pub async fn system_message(pool: &PgPool, agent: &Agent) -> AppResult<SystemMessage> {
-    prompts::service::system_message(pool, agent.project_id, agent.id).await
+/// The system message the agent sends: its prompts', or `default` when they say nothing.
+pub async fn system_message(
+    pool: &PgPool,
+    agent: &Agent,
+    default: &str,
+) -> AppResult<SystemMessage> {
+    Ok(
+        prompts::service::system_message(pool, agent.project_id, agent.id)
+            .await?
+            .or_default(default),
+    )
 }

@@ -150,7 +150,12 @@ async fn agent_page(
     parts: AgentPageParts,
 ) -> AppResult<HttpResponse> {
     let (agent, project) = service::get_with_project(&state.pool, user, agent_id).await?;
-    let system = service::system_message(&state.pool, &agent).await?;
+    let system = service::system_message(
+        &state.pool,
+        &agent,
+        &state.settings.chat.default_system_prompt,
+    )
+    .await?;
     let prompts = match parts.prompts {
         Some(section) => section,
         None => PromptsSection::load(state, user, csrf, PromptOwner::Agent(agent.id)).await?,

@@ -122,7 +122,9 @@ pub async fn resume_stream(
 #[serde(deny_unknown_fields)]
 pub struct ProjectChatBody {
     /// Without a project (and without a conversation), the person's last used or default agent
-    /// answers, as on the chat home; a person with no agent gets a first project.
+    /// answers, as on the chat home; a person with no agent gets a first project. Also read as
+    /// `projectId`.
+    #[serde(alias = "projectId")]
     project_id: Option<Uuid>,
     message: String,
     conversation_id: Option<Uuid>,

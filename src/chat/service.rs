@@ -32,22 +32,6 @@ pub struct Sent {
     pub new_conversation: bool,
 }
 
-/// The first ~`max` characters of the first message, cut at a word when possible.
-pub fn title_from(text: &str, max: usize) -> String {
-    // Titles are plain text: a first message's Markdown would show as raw ``` and ** otherwise.
-    let plain = crate::render::markdown::plain_text(text);
-    let line = plain.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= max {
-        return line;
-    }
-    let cut: String = line.chars().take(max).collect();
-    let cut = match cut.rfind(' ') {
-        Some(space) if space > max / 2 => &cut[..space],
-        _ => cut.as_str(),
-    };
-    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
-}
-
 /// Newest turns first until the budget is spent; the newest (the message just sent) always goes.
 pub fn trim_history(messages: &[Message], budget_chars: usize) -> Vec<Turn> {
     let mut used = 0;
@@ -316,11 +300,12 @@ pub async fn send(
     });
     let allowance = generations.allowance();
     let owner = user.id;
-    let title = title_from(&text, settings.title_chars);
+    let title = crate::domain::title_from(&text, settings.title_chars);
     let (budget, max_messages) = (
         settings.history_budget_chars,
         settings.max_messages_per_conversation,
     );
+    let default_system_prompt = settings.default_system_prompt.clone();
     let (agent, conversation, new_conversation, user_message, answer, history, grounding, slot) =
         db::transaction(pool, move |conn| {
             let (agent, conversation, new_conversation) = match to {
@@ -396,7 +381,8 @@ pub async fn send(
                 conn,
                 agent.project_id,
                 agent.id,
-            )?);
+            )?)
+            .or_default(&default_system_prompt);
             let (attachments, context) = attaching(&attached);
             // Project knowledge: the best passages of its files for this message, if it is on.
             let grounding = grounding(conn, &agent, &system, &text)?;
@@ -507,6 +493,7 @@ pub async fn retry(
     let allowance = generations.allowance();
     let owner = user.id;
     let budget = settings.history_budget_chars;
+    let default_system_prompt = settings.default_system_prompt.clone();
     let (agent, conversation, answer, history, grounding, slot) =
         db::transaction(pool, move |conn| {
             let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
@@ -527,7 +514,8 @@ pub async fn retry(
                 conn,
                 agent.project_id,
                 agent.id,
-            )?);
+            )?)
+            .or_default(&default_system_prompt);
             // The turns before the failed answer are the ones before the new one.
             let history = Message::history(conn, conversation.id, failed.id, budget)?;
             // The same passages the first attempt had, found again for the message it answers.
@@ -724,16 +712,19 @@ mod tests {
 
     #[test]
     fn titles_are_short_and_cut_at_words() {
-        assert_eq!(title_from("  Hello\n there  ", 60), "Hello there");
         assert_eq!(
-            title_from(
+            crate::domain::title_from("  Hello\n there  ", 60),
+            "Hello there"
+        );
+        assert_eq!(
+            crate::domain::title_from(
                 "Here is **code**:\n```js\nconst x = 1;\n```\nand <b>html</b>",
                 60
             ),
             "Here is code: const x = 1; and html"
         );
         let long = "How do I configure a reverse proxy in front of confab with TLS and websockets?";
-        let title = title_from(long, 60);
+        let title = crate::domain::title_from(long, 60);
         assert!(title.chars().count() <= 61, "{title}");
         assert!(title.ends_with('…'));
         assert!(title.starts_with("How do I configure a reverse proxy"));

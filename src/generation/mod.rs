@@ -606,7 +606,7 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
     }
 }
 
-/// Builds the provider router from settings: `openai` and `openrouter` when their keys are set,
+/// Builds the provider router from settings: `openai`, `openrouter` and `groq` when their keys are set,
 /// plus every `[[llm.providers]]` entry, and the fallback order.
 pub fn router_from_settings(settings: &crate::settings::Settings) -> Router {
     use crate::llm::{ProviderConfig, RetryPolicy};
@@ -629,6 +629,12 @@ pub fn router_from_settings(settings: &crate::settings::Settings) -> Router {
             llm.openrouter_base_url.clone(),
             &app_url,
             "confab",
+        ));
+    }
+    if let Some(key) = &llm.groq_api_key {
+        providers.push(ProviderConfig::groq(
+            key.expose(),
+            llm.groq_base_url.clone(),
         ));
     }
     let mut named = llm.providers.clone();

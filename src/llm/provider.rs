@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer};
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 /// Default base URL of the `openrouter` provider (OPENROUTER_BASE_URL overrides it).
 pub const OPENROUTER_BASE_URL: &str = "https://openrouter.ai/api/v1";
+/// Default base URL of the `groq` provider (GROQ_BASE_URL overrides it).
+pub const GROQ_BASE_URL: &str = "https://api.groq.com/openai/v1";
 
 /// Who said a turn of the conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +352,19 @@ impl ProviderConfig {
                 ("HTTP-Referer".into(), app_url.into()),
                 ("X-OpenRouter-Title".into(), app_title.into()),
             ],
+            fallback_model: None,
+            files_api: false,
+        }
+    }
+
+    /// Groq's OpenAI-compatible Chat Completions endpoint.
+    pub fn groq(api_key: impl Into<String>, base_url: Option<String>) -> Self {
+        ProviderConfig {
+            name: "groq".into(),
+            base_url: base_url.unwrap_or_else(|| GROQ_BASE_URL.into()),
+            api_key: Some(api_key.into()),
+            api: Api::ChatCompletions,
+            extra_headers: Vec::new(),
             fallback_model: None,
             files_api: false,
         }

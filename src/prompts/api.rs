@@ -11,6 +11,31 @@ use crate::prompts::service::{self, PromptInput};
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
+/// A prompt as the JSON API takes it; `None` leaves a field as it is.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptBody {
+    /// Also read as `name`, as other clients send it. A new prompt without one takes its
+    /// content's first line.
+    #[serde(alias = "name")]
+    title: Option<String>,
+    content: Option<String>,
+    enabled: Option<bool>,
+    /// 0-based place among its siblings.
+    position: Option<i64>,
+}
+
+impl From<PromptBody> for PromptInput {
+    fn from(body: PromptBody) -> PromptInput {
+        PromptInput {
+            title: body.title,
+            content: body.content,
+            enabled: body.enabled,
+            position: body.position,
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PromptView {
     id: Uuid,
@@ -80,15 +105,21 @@ pub async fn list_project_prompts(
     list(&state, &user, PromptOwner::Project(*id)).await
 }
 
-#[utoipa::path(post, path = "/api/projects/{id}/prompts", tag = "prompts", request_body = PromptInput,
+#[utoipa::path(post, path = "/api/projects/{id}/prompts", tag = "prompts", request_body = PromptBody,
     responses((status = 201, description = "The new prompt, version 1", body = PromptView)))]
 pub async fn create_project_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<PromptInput>,
+    body: web::Json<PromptBody>,
 ) -> AppResult<HttpResponse> {
-    create(&state, &user, PromptOwner::Project(*id), body.into_inner()).await
+    create(
+        &state,
+        &user,
+        PromptOwner::Project(*id),
+        body.into_inner().into(),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/agents/{id}/prompts", tag = "prompts",
@@ -101,15 +132,21 @@ pub async fn list_agent_prompts(
     list(&state, &user, PromptOwner::Agent(*id)).await
 }
 
-#[utoipa::path(post, path = "/api/agents/{id}/prompts", tag = "prompts", request_body = PromptInput,
+#[utoipa::path(post, path = "/api/agents/{id}/prompts", tag = "prompts", request_body = PromptBody,
     responses((status = 201, description = "The new prompt, version 1", body = PromptView)))]
 pub async fn create_agent_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<PromptInput>,
+    body: web::Json<PromptBody>,
 ) -> AppResult<HttpResponse> {
-    create(&state, &user, PromptOwner::Agent(*id), body.into_inner()).await
+    create(
+        &state,
+        &user,
+        PromptOwner::Agent(*id),
+        body.into_inner().into(),
+    )
+    .await
 }
 
 #[utoipa::path(get, path = "/api/prompts/{id}", tag = "prompts",
@@ -124,16 +161,16 @@ pub async fn get_prompt(
     )))
 }
 
-#[utoipa::path(method(put, patch), path = "/api/prompts/{id}", tag = "prompts", request_body = PromptInput,
+#[utoipa::path(method(put, patch), path = "/api/prompts/{id}", tag = "prompts", request_body = PromptBody,
     responses((status = 200, description = "The prompt; a changed title or content makes a new version", body = PromptView)))]
 pub async fn update_prompt(
     state: web::Data<AppState>,
     user: CurrentUser,
     id: web::Path<Uuid>,
-    body: web::Json<PromptInput>,
+    body: web::Json<PromptBody>,
 ) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(PromptView::from(
-        service::update(&state.pool, &user, *id, body.into_inner()).await?,
+        service::update(&state.pool, &user, *id, body.into_inner().into()).await?,
     )))
 }
 

@@ -11,9 +11,10 @@ use crate::prompts::model::{OwnerSummary, Prompt, PromptOwner, PromptVersion, Pr
 use crate::session::CurrentUser;
 
 /// A prompt as the form or the JSON API sends it; `None` leaves a field as it is.
-#[derive(Default, Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Default, Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptInput {
+    /// A new prompt without one takes its content's first line.
     pub title: Option<String>,
     pub content: Option<String>,
     pub enabled: Option<bool>,
@@ -75,6 +76,18 @@ impl SystemMessage {
             .join("\n\n");
         SystemMessage { text, parts }
     }
+
+    /// `default` (`chat.default_system_prompt`) when no prompt says anything.
+    pub fn or_default(self, default: &str) -> SystemMessage {
+        if self.text.trim().is_empty() && !default.trim().is_empty() {
+            SystemMessage {
+                text: default.to_string(),
+                parts: self.parts,
+            }
+        } else {
+            self
+        }
+    }
 }
 
 /// The system message of an agent (of `project_id`): its project's enabled prompts, then its own.
@@ -113,15 +126,27 @@ pub async fn list(
     .await
 }
 
+/// How long a title taken from a prompt's first line may be.
+const TITLE_FROM_CONTENT_CHARS: usize = 80;
+
 pub async fn create(
     pool: &PgPool,
     user: &CurrentUser,
     owner: PromptOwner,
     input: PromptInput,
 ) -> AppResult<PromptWithText> {
-    // A new prompt needs a title and a text: missing ones are empty ones.
+    // A new prompt needs a title and a text: a missing title is the text's first line (as
+    // clients that only send `content` expect), a missing text an empty one.
+    let title = input.title.clone().unwrap_or_else(|| {
+        let first_line = input
+            .content
+            .as_deref()
+            .and_then(|c| c.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or_default();
+        domain::title_from(first_line, TITLE_FROM_CONTENT_CHARS)
+    });
     let changes = PromptChanges::try_from(PromptInput {
-        title: Some(input.title.unwrap_or_default()),
+        title: Some(title),
         content: Some(input.content.unwrap_or_default()),
         ..input
     })?;

@@ -17,6 +17,7 @@ mod pages;
 mod platform;
 mod process;
 mod projects;
+mod seeds;
 mod soak;
 mod supervision;
 mod support;
