@@ -22,7 +22,7 @@ use crate::db::pool::{build_pool, run_migrations};
 use crate::error::{AppError, MAX_REQUEST_BYTES};
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{accounts, agents, chat, files, projects, prompts, session, site};
+use crate::{accounts, agents, api_keys, chat, files, projects, prompts, session, site};
 
 /// Name of the database confab creates in its embedded PostgreSQL.
 pub const EMBEDDED_DATABASE: &str = "confab";
@@ -330,6 +330,9 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/sessions/{id}", delete().to(accounts::api::end_session))
         .route("/auth/password", post().to(accounts::api::change_password))
         .route("/users/me", get().to(accounts::api::me))
+        .route("/keys", get().to(api_keys::api::list_keys))
+        .route("/keys", post().to(api_keys::api::create_key))
+        .route("/keys/{id}", delete().to(api_keys::api::revoke_key))
         .route("/projects", get().to(projects::api::list_projects))
         .route("/projects", post().to(projects::api::create_project))
         .route("/projects/{id}", get().to(projects::api::get_project))
@@ -384,6 +387,8 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route("/account/password", post().to(accounts::web::change_password))
         .route("/account/logout-everywhere", post().to(accounts::web::logout_everywhere))
         .route("/account/sessions/{id}/end", post().to(accounts::web::end_session))
+        .route("/account/keys", post().to(accounts::web::create_key))
+        .route("/account/keys/{id}/revoke", post().to(accounts::web::revoke_key))
         .route("/projects", get().to(projects::web::list_projects))
         .route("/projects", post().to(projects::web::create_project))
         .route("/projects/{id}", get().to(projects::web::show_project))

@@ -120,9 +120,17 @@ pub async fn change_password(
     Ok(HttpResponse::Ok().json(token_response(&req, &state, user.id, epoch).await?))
 }
 
-/// `POST /api/auth/logout`: ends the session of the token (or cookie) it comes with.
+/// `POST /api/auth/logout`: ends the session of the token (or cookie) it comes with. An API key
+/// has no session to end: it is revoked with `DELETE /api/keys/{id}`.
 pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<HttpResponse> {
-    session::service::end(&state.pool, user.id, user.session_id).await?;
+    let Some(session_id) = user.session_id() else {
+        return Err(AppError::BadRequest(
+            "This request is signed with an API key, which has no session to sign out of; \
+             revoke the key instead (DELETE /api/keys/{id})."
+                .into(),
+        ));
+    };
+    session::service::end(&state.pool, user.id, session_id).await?;
     Ok(HttpResponse::NoContent()
         .cookie(session::cleared_session_cookie(&state))
         .finish())
@@ -132,7 +140,7 @@ pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<
 struct SessionView {
     #[serde(flatten)]
     session: Session,
-    /// The session of this request's token.
+    /// The session of this request's token (never, for a request signed with an API key).
     current: bool,
 }
 
@@ -145,7 +153,7 @@ pub async fn list_sessions(
         .await?
         .into_iter()
         .map(|session| SessionView {
-            current: session.id == user.session_id,
+            current: Some(session.id) == user.session_id(),
             session,
         })
         .collect();
@@ -158,6 +166,7 @@ pub async fn end_session(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
+    user.require_session()?;
     session::service::end(&state.pool, user.id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,7 +7,7 @@ pub mod service;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 
-pub use extract::CurrentUser;
+pub use extract::{Credential, CurrentUser};
 
 use crate::state::AppState;
 
