@@ -456,6 +456,9 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
                 web::scope("/api")
                     .wrap(from_fn(session::extract::renew_session))
                     .wrap(from_fn(session::csrf::protect))
+                    // Outermost in the scope: a request over its limit costs nothing more. Wrap
+                    // any other API scope (a future `/v1`) the same way.
+                    .wrap(from_fn(session::limit::limit_requests))
                     .configure(api_routes),
             )
             .service(

@@ -21,7 +21,7 @@ pub async fn register(
         &state.pool,
         &state.settings.auth,
         &state.registration_limiter,
-        req.peer_addr().map(|a| a.ip()),
+        session::client_ip(&req),
         body.into_inner(),
     )
     .await?;
@@ -75,7 +75,7 @@ pub async fn login(
             format!("send {{\"email\", \"password\"}}: {}", bounded(&e)),
         )
     })?;
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = session::client_ip(&req);
     let user = service::authenticate(
         &state.pool,
         &state.login_limiter,

@@ -203,7 +203,7 @@ pub async fn login(
     let LoginForm { credentials, next } = form;
     let next = safe_next(next.as_deref()).to_string();
     let email = credentials.email.clone();
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = session::client_ip(&req);
     let result = service::authenticate(
         &state.pool,
         &state.login_limiter,
@@ -273,7 +273,7 @@ pub async fn register(
         &state.pool,
         &state.settings.auth,
         &state.registration_limiter,
-        req.peer_addr().map(|a| a.ip()),
+        session::client_ip(&req),
         registration,
     )
     .await;

@@ -16,6 +16,7 @@ mod pages;
 mod platform;
 mod process;
 mod projects;
+mod rate_limits;
 mod soak;
 mod supervision;
 mod support;
