@@ -445,7 +445,7 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
             .wrap(from_fn(site::security::head_as_get))
             .wrap(from_fn(site::errors::html_errors))
             .wrap(site::security::headers())
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<session::client::RequestSpan>::new())
             .wrap(from_fn(crate::metrics::count_requests))
             .wrap(from_fn(site::security::refuse_odd_requests))
             // Resources answer 405 to other methods; no session or CSRF check applies to them.

@@ -148,12 +148,17 @@ async fn start_confab(
 }
 
 #[tokio::test]
-async fn api_keys_never_reach_the_log_even_at_debug() {
+async fn api_keys_never_reach_the_log_and_it_names_the_real_client() {
     let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let log = data_dir.path().join("confab.log");
-    let (mut child, base) =
-        start_confab(&db, data_dir.path(), &[("CONFAB_LOG", "debug")], Some(&log)).await;
+    let (mut child, base) = start_confab(
+        &db,
+        data_dir.path(),
+        &[("CONFAB_LOG", "debug"), ("NO_COLOR", "1")],
+        Some(&log),
+    )
+    .await;
     let client = reqwest::Client::new();
     let (token, _, _) = account_at(&client, &base, "logs@example.com").await;
     let created: Value = client
@@ -192,6 +197,14 @@ async fn api_keys_never_reach_the_log_even_at_debug() {
         .unwrap();
     assert_eq!(revoked.status(), 204);
     assert_eq!(me(key.clone()).await.unwrap().status(), 401);
+    // A client naming another address (no proxy is trusted) is logged as what it is.
+    let spoofed = client
+        .get(format!("{base}/api/users/me"))
+        .header("X-Forwarded-For", "198.51.100.77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 401);
 
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -207,6 +220,15 @@ async fn api_keys_never_reach_the_log_even_at_debug() {
         text.contains("/api/keys") && text.contains("/api/users/me"),
         "the requests were logged: {} lines",
         text.lines().count()
+    );
+    assert!(
+        text.contains("http.client_ip=127.0.0.1") && !text.contains("198.51.100.77"),
+        "the log names the real client, not the one it claimed to be: {}",
+        text.lines()
+            .filter(|l| l.contains("client_ip") || l.contains("198.51"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let secret = &key["cfk_".len()..];
     assert!(
