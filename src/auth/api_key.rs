@@ -50,9 +50,16 @@ pub fn hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
-/// Whether a bearer value is an API key (rather than a session token).
+/// Whether a bearer value is meant as an API key (rather than a session token).
 pub fn is_api_key(bearer: &str) -> bool {
     bearer.starts_with(KEY_PREFIX)
+}
+
+/// Whether a value could be a key confab made: the prefix and 64 hex digits. Anything else is
+/// refused without a database lookup.
+pub fn is_well_formed(key: &str) -> bool {
+    key.strip_prefix(KEY_PREFIX)
+        .is_some_and(|secret| secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// What a key may do.
@@ -111,7 +118,9 @@ mod tests {
         let one = generate();
         let two = generate();
         let key = one.key.expose();
-        assert!(is_api_key(key));
+        assert!(is_api_key(key) && is_well_formed(key));
+        assert!(!is_well_formed(&key[..key.len() - 1]));
+        assert!(!is_well_formed(&format!("{}g", &key[..key.len() - 1])));
         assert_eq!(key.len(), KEY_PREFIX.len() + 64);
         assert!(
             key[KEY_PREFIX.len()..]

@@ -119,7 +119,14 @@ pub(crate) async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppEr
         .ok_or_else(|| AppError::Internal("app state missing".into()))?;
     let bearer = bearer_token(req.headers());
     let current = match bearer {
-        Some(key) if is_api_key(key) => by_api_key(&state, api_key::hash(key)).await?,
+        Some(key) if is_api_key(key) => {
+            if !api_key::is_well_formed(key) {
+                return Err(AppError::Unauthorized(
+                    "this is not an API key confab made; copy the whole key".into(),
+                ));
+            }
+            by_api_key(&state, api_key::hash(key)).await?
+        }
         _ => {
             let token = bearer
                 .map(str::to_string)

@@ -92,6 +92,8 @@ async fn a_key_signs_requests_until_it_is_revoked() {
         (401, Some("unauthorized"))
     );
     assert_eq!(app.get_json(&session, "/api/keys").await.1, json!([]));
+    // Half a key is no key (refused before any lookup).
+    assert_eq!(app.get_json(&key[..40], "/api/users/me").await.0, 401);
     // Revoked is gone: a second revoke finds nothing.
     assert_eq!(
         app.delete(&session, &format!("/api/keys/{id}")).await.0,
