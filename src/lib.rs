@@ -1,6 +1,7 @@
 //! confab: a self-hosted chatbot platform in one binary.
 pub mod accounts;
 pub mod agents;
+pub mod api_keys;
 pub mod auth;
 pub mod backup;
 pub mod chat;

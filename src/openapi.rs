@@ -35,6 +35,9 @@ use crate::site::assets;
         crate::accounts::api::end_session,
         crate::accounts::api::change_password,
         crate::accounts::api::me,
+        crate::api_keys::api::create_key,
+        crate::api_keys::api::list_keys,
+        crate::api_keys::api::revoke_key,
         crate::projects::api::list_projects,
         crate::projects::api::create_project,
         crate::projects::api::get_project,
@@ -77,6 +80,7 @@ use crate::site::assets;
     modifiers(&Shared),
     tags(
         (name = "accounts", description = "Sign up, sign in, sessions, password"),
+        (name = "keys", description = "API keys for scripts: full or read-only; managed with a signed-in session, never with a key"),
         (name = "projects", description = "Projects hold agents, prompts and files"),
         (name = "agents", description = "A model, its settings and its prompts"),
         (name = "prompts", description = "Versioned instructions of a project or an agent"),
@@ -124,7 +128,7 @@ impl Modify for Shared {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT or API key")
                     .description(Some(
-                        "The `access_token` of `POST /api/auth/login`, or an API key.",
+                        "The `access_token` of `POST /api/auth/login`, or an API key (`cfk_…`).",
                     ))
                     .build(),
             ),

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use config::{Config, Environment, File, FileFormat};
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// A string that never shows up in logs or `Debug` output.
@@ -62,6 +63,56 @@ pub struct ServerSettings {
     /// Web origins (`https://app.example.com`) whose pages may call the API and the
     /// OpenAI-compatible routes with `fetch` (CORS). None by default; never `*`.
     pub cors_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs such as `10.0.0.0/8`, or single
+    /// addresses); from any other peer the header is ignored. A list in TOML, comma-separated
+    /// in the environment.
+    #[serde(deserialize_with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Requests per minute to the API (`/api`), per who is asking. Each is a GCRA limit: requests
+/// may come all at once up to `burst`, and the allowance refills evenly over the minute.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Per person, whatever signs their requests (sessions and keys together).
+    pub requests_per_minute: u32,
+    /// Per API key (on top of its owner's limit).
+    pub requests_per_minute_per_key: u32,
+    /// Per client address, for requests that are not signed (sign-in, sign-up, bad tokens).
+    pub requests_per_minute_per_address: u32,
+    /// The most requests at once; unset: each limit's requests per minute.
+    pub burst: Option<u32>,
+}
+
+/// CIDRs or single addresses, from a TOML list or a comma-separated string (the environment).
+fn networks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Listed {
+        List(Vec<String>),
+        Text(String),
+    }
+    let entries = match Listed::deserialize(deserializer)? {
+        Listed::List(list) => list,
+        Listed::Text(text) => text.split(',').map(str::to_string).collect(),
+    };
+    entries
+        .iter()
+        .map(|entry| entry.trim())
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{entry:?} is not a network (10.0.0.0/8) or an address (192.0.2.1)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +237,12 @@ host = "127.0.0.1"
 port = 8080
 shutdown_grace_secs = 20
 cors_origins = []
+trusted_proxies = []
+
+[server.rate_limit]
+requests_per_minute = 600
+requests_per_minute_per_key = 600
+requests_per_minute_per_address = 300
 
 [database]
 pool_size = 16
@@ -341,7 +398,32 @@ impl Settings {
 
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
-        let ranges: [(&str, u64, u64, u64); 12] = [
+        let limits = &self.server.rate_limit;
+        let ranges: [(&str, u64, u64, u64); 16] = [
+            (
+                "server.rate_limit.requests_per_minute",
+                limits.requests_per_minute.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "server.rate_limit.requests_per_minute_per_key",
+                limits.requests_per_minute_per_key.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "server.rate_limit.requests_per_minute_per_address",
+                limits.requests_per_minute_per_address.into(),
+                1,
+                1_000_000,
+            ),
+            (
+                "server.rate_limit.burst",
+                limits.burst.unwrap_or(1).into(),
+                1,
+                1_000_000,
+            ),
             (
                 "database.pool_size",
                 self.database.pool_size.into(),
@@ -554,6 +636,73 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses_from_toml_or_the_environment() {
+        let s = Settings::load_from(&Overrides::default(), env_of(&[])).unwrap();
+        assert!(s.server.trusted_proxies.is_empty(), "none by default");
+        assert_eq!(s.server.rate_limit.requests_per_minute, 600);
+        let s = Settings::load_from(
+            &Overrides::default(),
+            env_of(&[(
+                "CONFAB_SERVER__TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+            )]),
+        )
+        .unwrap();
+        let nets: Vec<String> = s
+            .server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("confab.toml");
+        std::fs::write(
+            &file,
+            "[server]\ntrusted_proxies = [\"127.0.0.1\"]\n[server.rate_limit]\nrequests_per_minute = 60\nburst = 10\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            &Overrides {
+                config_file: Some(file),
+                ..Default::default()
+            },
+            env_of(&[(
+                "CONFAB_SERVER__RATE_LIMIT__REQUESTS_PER_MINUTE_PER_KEY",
+                "30",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(s.server.trusted_proxies[0].to_string(), "127.0.0.1/32");
+        let limits = &s.server.rate_limit;
+        assert_eq!(
+            (
+                limits.requests_per_minute,
+                limits.requests_per_minute_per_key,
+                limits.burst
+            ),
+            (60, 30, Some(10))
+        );
+
+        let error = Settings::load_from(
+            &Overrides::default(),
+            env_of(&[("CONFAB_SERVER__TRUSTED_PROXIES", "10.0.0.0/33")]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("10.0.0.0/33"), "{error}");
+        let error = Settings::load_from(
+            &Overrides::default(),
+            env_of(&[("CONFAB_SERVER__RATE_LIMIT__BURST", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("server.rate_limit.burst"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::db::pool::{build_pool, run_migrations};
 use crate::error::{AppError, MAX_REQUEST_BYTES};
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{accounts, agents, chat, files, openapi, projects, prompts, session, site};
+use crate::{accounts, agents, api_keys, chat, files, openapi, projects, prompts, session, site};
 
 /// Name of the database confab creates in its embedded PostgreSQL.
 pub const EMBEDDED_DATABASE: &str = "confab";
@@ -335,6 +335,9 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/sessions/{id}", delete().to(accounts::api::end_session))
         .route("/auth/password", post().to(accounts::api::change_password))
         .route("/users/me", get().to(accounts::api::me))
+        .route("/keys", get().to(api_keys::api::list_keys))
+        .route("/keys", post().to(api_keys::api::create_key))
+        .route("/keys/{id}", delete().to(api_keys::api::revoke_key))
         .route("/projects", get().to(projects::api::list_projects))
         .route("/projects", post().to(projects::api::create_project))
         .route("/projects/{id}", get().to(projects::api::get_project))
@@ -389,6 +392,8 @@ fn page_routes(cfg: &mut web::ServiceConfig) {
         .route("/account/password", post().to(accounts::web::change_password))
         .route("/account/logout-everywhere", post().to(accounts::web::logout_everywhere))
         .route("/account/sessions/{id}/end", post().to(accounts::web::end_session))
+        .route("/account/keys", post().to(accounts::web::create_key))
+        .route("/account/keys/{id}/revoke", post().to(accounts::web::revoke_key))
         .route("/projects", get().to(projects::web::list_projects))
         .route("/projects", post().to(projects::web::create_project))
         .route("/projects/{id}", get().to(projects::web::show_project))
@@ -445,7 +450,7 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
             .wrap(from_fn(site::security::head_as_get))
             .wrap(from_fn(site::errors::html_errors))
             .wrap(site::security::headers())
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<session::client::RequestSpan>::new())
             .wrap(from_fn(crate::metrics::count_requests))
             .wrap(from_fn(site::security::refuse_odd_requests))
             // Resources answer 405 to other methods; no session or CSRF check applies to them.
@@ -456,6 +461,9 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
                 web::scope("/api")
                     .wrap(from_fn(session::extract::renew_session))
                     .wrap(from_fn(session::csrf::protect))
+                    // Outermost in the scope: a request over its limit costs nothing more. Wrap
+                    // any other API scope (a future `/v1`) the same way.
+                    .wrap(from_fn(session::limit::limit_requests))
                     // Outermost: a preflight is answered before anything asks who is calling.
                     .wrap(site::cors::for_api(&state.settings.server.cors_origins))
                     .configure(api_routes),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::auth::password::make_dummy_hash;
-use crate::auth::rate_limit::{LoginLimiter, RegistrationLimiter};
+use crate::auth::rate_limit::{LoginLimiter, RegistrationLimiter, RequestLimiter};
 use crate::auth::token::TokenKeys;
 use crate::db::PgPool;
 use crate::generation::allowance::Allowance;
@@ -21,6 +21,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub login_limiter: LoginLimiter,
     pub registration_limiter: RegistrationLimiter,
+    /// The whole API's rate limits (`session::limit`).
+    pub request_limiter: RequestLimiter,
     /// Checked against when an email is unknown, so sign-in takes equally long either way.
     pub dummy_password_hash: String,
     /// Answers being generated, and the provider router they use.
@@ -89,6 +91,12 @@ impl AppState {
             login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
             registration_limiter: RegistrationLimiter::per_hour(
                 settings.auth.registrations_per_hour_per_address,
+            ),
+            request_limiter: RequestLimiter::new(
+                settings.server.rate_limit.requests_per_minute,
+                settings.server.rate_limit.requests_per_minute_per_key,
+                settings.server.rate_limit.requests_per_minute_per_address,
+                settings.server.rate_limit.burst,
             ),
             dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
             generations: Generations::new(

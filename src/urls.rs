@@ -121,3 +121,8 @@ pub fn file_delete(id: impl Borrow<Uuid>) -> String {
 pub fn project_knowledge(id: impl Borrow<Uuid>) -> String {
     format!("/projects/{}/knowledge", id.borrow())
 }
+
+/// Revokes one of the signed-in user's API keys (POST).
+pub fn api_key_revoke(id: impl Borrow<Uuid>) -> String {
+    format!("/account/keys/{}/revoke", id.borrow())
+}

@@ -140,6 +140,12 @@ pub async fn confab_phase(
         .env("CONFAB_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "100000")
         // The load is many streams from one machine: the per-person allowances would refuse it.
         .env("CONFAB_AUTH__REGISTRATIONS_PER_HOUR_PER_ADDRESS", "100000")
+        // Every account signs up from this one address, and each streams as fast as it can.
+        .env(
+            "CONFAB_SERVER__RATE_LIMIT__REQUESTS_PER_MINUTE_PER_ADDRESS",
+            "1000000",
+        )
+        .env("CONFAB_SERVER__RATE_LIMIT__REQUESTS_PER_MINUTE", "1000000")
         .env("CONFAB_CHAT__MAX_LIVE_ANSWERS_PER_USER", "100000")
         .env("CONFAB_CHAT__ANSWERS_PER_MINUTE_PER_USER", "1000000")
         .env(

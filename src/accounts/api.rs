@@ -23,7 +23,7 @@ pub async fn register(
         &state.pool,
         &state.settings.auth,
         &state.registration_limiter,
-        req.peer_addr().map(|a| a.ip()),
+        session::client_ip(&req),
         body.into_inner(),
     )
     .await?;
@@ -81,7 +81,7 @@ pub async fn login(
             format!("send {{\"email\", \"password\"}}: {}", bounded(&e)),
         )
     })?;
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = session::client_ip(&req);
     let user = service::authenticate(
         &state.pool,
         &state.login_limiter,
@@ -132,11 +132,19 @@ pub async fn change_password(
     Ok(HttpResponse::Ok().json(token_response(&req, &state, user.id, epoch).await?))
 }
 
-/// `POST /api/auth/logout`: ends the session of the token (or cookie) it comes with.
+/// `POST /api/auth/logout`: ends the session of the token (or cookie) it comes with. An API key
+/// has no session to end: it is revoked with `DELETE /api/keys/{id}`.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
     responses((status = 204, description = "This session has ended")))]
 pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<HttpResponse> {
-    session::service::end(&state.pool, user.id, user.session_id).await?;
+    let Some(session_id) = user.session_id() else {
+        return Err(AppError::BadRequest(
+            "This request is signed with an API key, which has no session to sign out of; \
+             revoke the key instead (DELETE /api/keys/{id})."
+                .into(),
+        ));
+    };
+    session::service::end(&state.pool, user.id, session_id).await?;
     Ok(HttpResponse::NoContent()
         .cookie(session::cleared_session_cookie(&state))
         .finish())
@@ -146,7 +154,7 @@ pub async fn logout(state: web::Data<AppState>, user: CurrentUser) -> AppResult<
 struct SessionView {
     #[serde(flatten)]
     session: Session,
-    /// The session of this request's token.
+    /// The session of this request's token (never, for a request signed with an API key).
     current: bool,
 }
 
@@ -161,7 +169,7 @@ pub async fn list_sessions(
         .await?
         .into_iter()
         .map(|session| SessionView {
-            current: session.id == user.session_id,
+            current: Some(session.id) == user.session_id(),
             session,
         })
         .collect();
@@ -176,6 +184,7 @@ pub async fn end_session(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
+    user.require_session()?;
     session::service::end(&state.pool, user.id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

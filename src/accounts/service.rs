@@ -131,6 +131,8 @@ pub async fn change_password(
         current_password: current,
         new_password: new,
     } = change;
+    // A key that could change the password could lock its owner out.
+    user.require_session()?;
     let new = Password::parse("new_password", new)?;
     let id = user.id;
     let stored = db::run(pool, move |conn| Ok(User::find(conn, id)?)).await?;
@@ -157,6 +159,7 @@ pub async fn profile(pool: &PgPool, user: &CurrentUser) -> AppResult<User> {
 }
 
 pub async fn log_out_everywhere(pool: &PgPool, user: &CurrentUser) -> AppResult<i32> {
+    user.require_session()?;
     let id = user.id;
     db::transaction(pool, move |conn| {
         let epoch = User::bump_session_epoch(conn, id)?;

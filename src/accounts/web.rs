@@ -9,10 +9,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::accounts::service::{self, Credentials, PasswordChange, Registration};
+use crate::api_keys;
+use crate::api_keys::model::ApiKey;
+use crate::api_keys::service::KeyInput;
+use crate::auth::api_key::KeyScope;
 use crate::error::{AppError, AppResult};
 use crate::session::csrf::{CsrfToken, rotated_cookie};
 use crate::session::model::Session;
-use crate::session::{self, CurrentUser};
+use crate::session::{self, Credential, CurrentUser};
 use crate::site::errors::safe_next;
 use crate::site::{Chrome, FormErrors, PageForm, Refusal, html, refused, see_other};
 use crate::state::AppState;
@@ -43,6 +47,44 @@ struct AccountPage {
     notice: Option<&'static str>,
     errors: FormErrors,
     sessions: Vec<SessionRow>,
+    /// `None` when the page is seen with an API key, which may not see the other keys.
+    keys: Option<Vec<KeyRow>>,
+    /// The new-key form: what was typed, and its messages.
+    key_form: KeyInput,
+    key_errors: FormErrors,
+    /// A key just made, shown this once.
+    new_key: Option<String>,
+}
+
+/// An API key as the account page lists it.
+struct KeyRow {
+    id: Uuid,
+    name: String,
+    prefix: String,
+    scope: &'static str,
+    created: String,
+    last_used: String,
+    expires: String,
+    expired: bool,
+}
+
+impl KeyRow {
+    fn of(key: ApiKey) -> KeyRow {
+        let when = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+        KeyRow {
+            id: key.id,
+            name: key.name,
+            prefix: key.prefix,
+            scope: match key.scope {
+                KeyScope::Full => "Full",
+                KeyScope::ReadOnly => "Read-only",
+            },
+            created: when(key.created_at),
+            last_used: key.last_used_at.map_or_else(|| "Never".into(), when),
+            expires: key.expires_at.map_or_else(|| "Never".into(), when),
+            expired: key.expires_at.is_some_and(|at| at <= chrono::Utc::now()),
+        }
+    }
 }
 
 /// A signed-in device as the account page lists it.
@@ -55,7 +97,7 @@ struct SessionRow {
 }
 
 impl SessionRow {
-    fn of(session: Session, current: Uuid) -> SessionRow {
+    fn of(session: Session, current: Option<Uuid>) -> SessionRow {
         SessionRow {
             id: session.id,
             device: device_name(&session.user_agent),
@@ -64,7 +106,7 @@ impl SessionRow {
                 .format("%Y-%m-%d %H:%M UTC")
                 .to_string(),
             signed_in: session.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            current: session.id == current,
+            current: Some(session.id) == current,
         }
     }
 }
@@ -161,7 +203,7 @@ pub async fn login(
     let LoginForm { credentials, next } = form;
     let next = safe_next(next.as_deref()).to_string();
     let email = credentials.email.clone();
-    let ip = req.peer_addr().map(|a| a.ip());
+    let ip = session::client_ip(&req);
     let result = service::authenticate(
         &state.pool,
         &state.login_limiter,
@@ -231,7 +273,7 @@ pub async fn register(
         &state.pool,
         &state.settings.auth,
         &state.registration_limiter,
-        req.peer_addr().map(|a| a.ip()),
+        session::client_ip(&req),
         registration,
     )
     .await;
@@ -270,8 +312,8 @@ pub async fn logout(
     state: web::Data<AppState>,
     user: Option<CurrentUser>,
 ) -> AppResult<HttpResponse> {
-    if let Some(user) = user {
-        match session::service::end(&state.pool, user.id, user.session_id).await {
+    if let Some((user_id, session_id)) = user.and_then(|u| Some((u.id, u.session_id()?))) {
+        match session::service::end(&state.pool, user_id, session_id).await {
             Ok(()) | Err(AppError::NotFound) => {}
             Err(other) => return Err(other),
         }
@@ -290,15 +332,70 @@ async fn account(
     errors: FormErrors,
 ) -> AppResult<AccountPage> {
     let sessions = session::service::list(&state.pool, user.id).await?;
+    let keys = match user.session_id() {
+        Some(_) => Some(
+            api_keys::service::list(&state.pool, user)
+                .await?
+                .into_iter()
+                .map(KeyRow::of)
+                .collect(),
+        ),
+        None => None,
+    };
     Ok(AccountPage {
         chrome: Chrome::new(Some(user), csrf),
         notice,
         errors,
         sessions: sessions
             .into_iter()
-            .map(|s| SessionRow::of(s, user.session_id))
+            .map(|s| SessionRow::of(s, user.session_id()))
             .collect(),
+        keys,
+        key_form: KeyInput::default(),
+        key_errors: FormErrors::default(),
+        new_key: None,
     })
+}
+
+/// `POST /account/keys`: makes a key and shows it on the page, once. The page is the answer
+/// itself (no redirect: the key must not be kept anywhere to show it again), and not cached.
+pub async fn create_key(
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    csrf: CsrfToken,
+    PageForm(input): PageForm<KeyInput>,
+) -> AppResult<HttpResponse> {
+    let result = api_keys::service::create(&state.pool, &user, input.clone()).await;
+    let (status, new_key, key_form, key_errors) = match refused(result, "form")? {
+        Ok(created) => (
+            StatusCode::OK,
+            Some(created.key.expose().to_string()),
+            KeyInput::default(),
+            FormErrors::default(),
+        ),
+        Err(Refusal { status, errors }) => (status, None, input, errors),
+    };
+    let page = AccountPage {
+        new_key,
+        key_form,
+        key_errors,
+        ..account(&state, &user, &csrf, None, FormErrors::default()).await?
+    };
+    Ok(HttpResponse::build(status)
+        .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
+        .content_type("text/html; charset=utf-8")
+        .body(page.render()?))
+}
+
+/// `POST /account/keys/{id}/revoke`: the key stops working at once.
+pub async fn revoke_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: CurrentUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    api_keys::service::revoke(&state.pool, &user, *id).await?;
+    Ok(see_other(&req, "/account"))
 }
 
 pub async fn account_page(
@@ -317,8 +414,9 @@ pub async fn end_session(
     user: CurrentUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
+    let current = user.require_session()?;
     session::service::end(&state.pool, user.id, *id).await?;
-    if *id == user.session_id {
+    if *id == current {
         return Ok(HttpResponse::SeeOther()
             .cookie(session::cleared_session_cookie(&state))
             .insert_header((header::LOCATION, "/login"))
@@ -356,7 +454,10 @@ pub async fn change_password(
             let token = began.token;
             let user = CurrentUser {
                 session_epoch: epoch,
-                session_id: began.id,
+                credential: Credential::Session {
+                    id: began.id,
+                    token_age_secs: 0,
+                },
                 ..user
             };
             let notice = Some("Password changed. Every other session has been signed out.");

@@ -1,3 +1,6 @@
+//! Rate limits, with no knowledge of requests: [`RequestLimiter`] for the whole API (per person,
+//! per API key, per client address), and the sign-in and sign-up limits below.
+//!
 //! Sign-in attempts are limited so guessing is slow, without letting anyone lock the owner out
 //! (governor's keyed GCRA limiters):
 //! - per client address, and per address and email together: over the quota, attempts are
@@ -10,8 +13,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use std::hash::Hash;
+
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use uuid::Uuid;
 
 use crate::error::AppError;
 
@@ -102,6 +110,167 @@ impl RegistrationLimiter {
     }
 }
 
+/// Who an API request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requester {
+    /// A signed request: its person, and the API key that signed it, if one did.
+    User { id: Uuid, key: Option<Uuid> },
+    /// A request that is not signed: its client address.
+    Address(IpAddr),
+}
+
+type StatefulLimiter<K> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// One limit of the API, named as the `RateLimit` headers name it.
+struct Policy<K: Hash + Eq + Clone> {
+    name: &'static str,
+    per_minute: u32,
+    limiter: StatefulLimiter<K>,
+}
+
+/// The most keys one limit remembers before forgetting those whose allowance has refilled.
+const REMEMBERED_KEYS: usize = 10_000;
+
+impl<K: Hash + Eq + Clone> Policy<K> {
+    fn new(name: &'static str, per_minute: u32, burst: Option<u32>) -> Policy<K> {
+        let per_minute = per_minute.max(1);
+        let burst = burst.unwrap_or(per_minute).max(1);
+        let quota = Quota::per_minute(NonZeroU32::new(per_minute).expect("max(1) is non-zero"))
+            .allow_burst(NonZeroU32::new(burst).expect("max(1) is non-zero"));
+        Policy {
+            name,
+            per_minute,
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+        }
+    }
+
+    fn count(&self, key: &K) -> Standing {
+        let standing = match self.limiter.check_key(key) {
+            Ok(snapshot) => {
+                let quota = snapshot.quota();
+                let remaining = snapshot.remaining_burst_capacity();
+                // Until every used request has refilled.
+                let used = quota.burst_size().get().saturating_sub(remaining);
+                Standing {
+                    policy: self.name,
+                    per_minute: self.per_minute,
+                    remaining,
+                    reset_secs: whole_seconds(quota.replenish_interval() * used),
+                    refused: false,
+                }
+            }
+            Err(not_until) => Standing {
+                policy: self.name,
+                per_minute: self.per_minute,
+                remaining: 0,
+                reset_secs: whole_seconds(not_until.wait_time_from(DefaultClock::default().now())),
+                refused: true,
+            },
+        };
+        if self.limiter.len() > REMEMBERED_KEYS {
+            self.limiter.retain_recent();
+        }
+        standing
+    }
+}
+
+/// Seconds, rounded up (a client told 0 would ask again at once), at least 1.
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// Where a request left one limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub policy: &'static str,
+    pub per_minute: u32,
+    /// Requests left right now.
+    pub remaining: u32,
+    /// Seconds until the whole allowance is back (when refused: until the next request may go).
+    pub reset_secs: u64,
+    pub refused: bool,
+}
+
+/// What counting one request found.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    pub standings: Vec<Standing>,
+    /// Set when the request is over a limit: the seconds to wait.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Counted {
+    /// `RateLimit-Policy`: each limit that applies, as a structured-field list, e.g.
+    /// `"user";q=600;w=60, "key";q=600;w=60`.
+    pub fn policy_header(&self) -> String {
+        self.standings
+            .iter()
+            .map(|s| format!("\"{}\";q={};w=60", s.policy, s.per_minute))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `RateLimit`: where the request left each limit, e.g. `"user";r=599;t=1`.
+    pub fn ratelimit_header(&self) -> String {
+        self.standings
+            .iter()
+            .map(|s| format!("\"{}\";r={};t={}", s.policy, s.remaining, s.reset_secs))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The API's rate limits: per person, per API key, and per client address for requests that
+/// are not signed. Memory stays bounded: each limit forgets keys whose allowance has refilled
+/// once it remembers more than [`REMEMBERED_KEYS`].
+pub struct RequestLimiter {
+    by_user: Policy<Uuid>,
+    by_key: Policy<Uuid>,
+    by_address: Policy<IpAddr>,
+}
+
+impl RequestLimiter {
+    pub fn new(
+        per_user: u32,
+        per_key: u32,
+        per_address: u32,
+        burst: Option<u32>,
+    ) -> RequestLimiter {
+        RequestLimiter {
+            by_user: Policy::new("user", per_user, burst),
+            by_key: Policy::new("key", per_key, burst),
+            by_address: Policy::new("address", per_address, burst),
+        }
+    }
+
+    /// Counts one request against every limit that applies to it. A key's own limit is counted
+    /// first, so a key over its limit does not use up its owner's allowance.
+    pub fn count(&self, requester: &Requester) -> Counted {
+        let mut standings = Vec::with_capacity(2);
+        match requester {
+            Requester::User { id, key } => {
+                if let Some(key) = key {
+                    standings.push(self.by_key.count(key));
+                }
+                if !standings.iter().any(|s| s.refused) {
+                    standings.push(self.by_user.count(id));
+                }
+            }
+            Requester::Address(ip) => standings.push(self.by_address.count(ip)),
+        }
+        let retry_after_secs = standings
+            .iter()
+            .filter(|s| s.refused)
+            .map(|s| s.reset_secs)
+            .max();
+        Counted {
+            standings,
+            retry_after_secs,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +289,39 @@ mod tests {
             delay > Duration::ZERO && delay <= MAX_EMAIL_DELAY,
             "{delay:?}"
         );
+    }
+
+    #[test]
+    fn a_key_counts_against_itself_and_its_owner_and_reports_both() {
+        let limiter = RequestLimiter::new(3, 2, 5, None);
+        let (owner, key) = (Uuid::now_v7(), Uuid::now_v7());
+        let by_key = Requester::User {
+            id: owner,
+            key: Some(key),
+        };
+        let first = limiter.count(&by_key);
+        assert_eq!(first.retry_after_secs, None);
+        assert_eq!(first.policy_header(), "\"key\";q=2;w=60, \"user\";q=3;w=60");
+        assert_eq!(
+            first.ratelimit_header(),
+            "\"key\";r=1;t=30, \"user\";r=2;t=20"
+        );
+        assert_eq!(limiter.count(&by_key).retry_after_secs, None);
+        let refused = limiter.count(&by_key);
+        assert_eq!(refused.retry_after_secs, Some(30));
+        assert_eq!(refused.ratelimit_header(), "\"key\";r=0;t=30");
+        // The key's refusal did not use the owner's last request.
+        let by_session = Requester::User {
+            id: owner,
+            key: None,
+        };
+        assert_eq!(limiter.count(&by_session).retry_after_secs, None);
+        assert!(limiter.count(&by_session).retry_after_secs.is_some());
+        // Someone else is not affected.
+        let other = Requester::User {
+            id: Uuid::now_v7(),
+            key: None,
+        };
+        assert_eq!(limiter.count(&other).retry_after_secs, None);
     }
 }

@@ -17,6 +17,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Bytea,
+        scope -> Text,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     conversations (id) {
         id -> Uuid,
         agent_id -> Uuid,
@@ -144,6 +158,7 @@ diesel::table! {
 }
 
 diesel::joinable!(agents -> projects (project_id));
+diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(conversations -> agents (agent_id));
 diesel::joinable!(conversations -> users (user_id));
 diesel::joinable!(file_chunks -> files (file_id));
@@ -157,6 +172,7 @@ diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     agents,
+    api_keys,
     conversations,
     file_chunks,
     files,

@@ -1,15 +1,17 @@
-//! `CurrentUser`: the signed-in user, from `Authorization: Bearer` or the session cookie.
+//! `CurrentUser`: the signed-in user, from `Authorization: Bearer` (a session token or an API
+//! key) or the session cookie.
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
+use crate::auth::api_key::{self, KeyScope, is_api_key};
 use crate::db;
 use crate::error::AppError;
 use crate::session::SESSION_COOKIE;
-use crate::session::model::{Session, SessionUser};
+use crate::session::model::{KeyGrant, Session, SessionUser};
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -19,10 +21,60 @@ pub struct CurrentUser {
     pub display_name: String,
     pub is_admin: bool,
     pub session_epoch: i32,
-    /// The server-side session this request belongs to.
-    pub session_id: Uuid,
-    /// Seconds since the token was issued; used to renew cookies past half their life.
-    pub token_age_secs: i64,
+    /// What signed this request: a session (cookie or its bearer token) or an API key.
+    pub credential: Credential,
+}
+
+/// What a request was signed with, so handlers and middleware can tell a person at their
+/// browser from a script holding a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session {
+        /// The server-side session this request belongs to.
+        id: Uuid,
+        /// Seconds since the token was issued; used to renew cookies past half their life.
+        token_age_secs: i64,
+    },
+    ApiKey {
+        id: Uuid,
+        scope: KeyScope,
+    },
+}
+
+impl CurrentUser {
+    /// The session of this request; `None` for an API key.
+    pub fn session_id(&self) -> Option<Uuid> {
+        match self.credential {
+            Credential::Session { id, .. } => Some(id),
+            Credential::ApiKey { .. } => None,
+        }
+    }
+
+    /// The session of this request, or 403 for an API key: managing keys, sessions and the
+    /// password needs the person, so a leaked key cannot mint more keys, lock its owner out,
+    /// or outlive its revocation.
+    pub fn require_session(&self) -> Result<Uuid, AppError> {
+        self.session_id().ok_or_else(|| {
+            AppError::Forbidden(
+                "API keys cannot manage keys, sessions or the password; sign in to do that.".into(),
+            )
+        })
+    }
+
+    /// A read-only key may read (GET, HEAD, OPTIONS) and nothing else.
+    fn may(&self, method: &Method) -> Result<(), AppError> {
+        match self.credential {
+            Credential::ApiKey {
+                scope: KeyScope::ReadOnly,
+                ..
+            } if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) => {
+                Err(AppError::Forbidden(
+                    "This API key is read-only: it can read but not change anything.".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The token of `Authorization: Bearer <token>`. The CSRF check uses the same reading to decide
@@ -34,65 +86,127 @@ pub(crate) fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// A write per request would be wasteful; minutes are precise enough for "last used".
+fn is_stale(last_used_at: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    last_used_at.is_none_or(|at| chrono::Utc::now() - at > chrono::Duration::minutes(5))
+}
+
 impl FromRequest for CurrentUser {
     type Error = AppError;
     type Future = LocalBoxFuture<'static, Result<CurrentUser, AppError>>;
 
+    /// Who is asking, and whether their credential allows this request's method.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        // Several extractors in one request share one lookup.
-        if let Some(user) = req.extensions().get::<CurrentUser>() {
-            let user = user.clone();
-            return Box::pin(async move { Ok(user) });
-        }
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| AppError::Internal("app state missing".into()))?;
-            let token = bearer_token(req.headers())
+            let user = authenticate(&req).await?;
+            user.may(req.method())?;
+            Ok(user)
+        })
+    }
+}
+
+/// Who signed the request (a session token, its cookie, or an API key), looked up once per
+/// request and kept in its extensions: the rate limit and the handler's extractors share it.
+/// Says nothing about what the credential allows; the extractor checks that.
+pub(crate) async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, AppError> {
+    if let Some(user) = req.extensions().get::<CurrentUser>() {
+        return Ok(user.clone());
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal("app state missing".into()))?;
+    let bearer = bearer_token(req.headers());
+    let current = match bearer {
+        Some(key) if is_api_key(key) => {
+            if !api_key::is_well_formed(key) {
+                return Err(AppError::Unauthorized(
+                    "this is not an API key confab made; copy the whole key".into(),
+                ));
+            }
+            by_api_key(&state, api_key::hash(key)).await?
+        }
+        _ => {
+            let token = bearer
                 .map(str::to_string)
                 .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
                 .ok_or_else(AppError::unauthorized)?;
-            let claims = state.tokens.verify(&token).ok_or_else(|| {
-                AppError::Unauthorized(
-                    "your session is invalid or has expired; sign in again".into(),
-                )
-            })?;
-            let (sub, sid) = (claims.sub, claims.sid);
-            let user = db::run(&state.pool, move |conn| {
-                let (user, session) = SessionUser::find_signed_in(conn, sub, sid)?;
-                // A write per request would be wasteful; minutes are precise enough.
-                if chrono::Utc::now() - session.last_used_at > chrono::Duration::minutes(5) {
-                    Session::touch(conn, session.id)?;
-                }
-                Ok(user)
-            })
-            .await
-            .map_err(|e| match e {
-                AppError::NotFound => {
-                    AppError::Unauthorized("your session has ended; sign in again".into())
-                }
-                other => other,
-            })?;
-            if user.session_epoch != claims.epoch || user.disabled_at.is_some() {
-                return Err(AppError::Unauthorized(
-                    "your session has ended; sign in again".into(),
-                ));
-            }
-            let current = CurrentUser {
-                id: user.id,
-                email: user.email,
-                display_name: user.display_name,
-                is_admin: user.is_admin,
-                session_epoch: user.session_epoch,
-                session_id: claims.sid,
-                token_age_secs: chrono::Utc::now().timestamp() - claims.iat,
-            };
-            req.extensions_mut().insert(current.clone());
-            Ok(current)
-        })
+            by_session_token(&state, &token).await?
+        }
+    };
+    req.extensions_mut().insert(current.clone());
+    Ok(current)
+}
+
+async fn by_session_token(state: &AppState, token: &str) -> Result<CurrentUser, AppError> {
+    let claims = state.tokens.verify(token).ok_or_else(|| {
+        AppError::Unauthorized("your session is invalid or has expired; sign in again".into())
+    })?;
+    let (sub, sid) = (claims.sub, claims.sid);
+    let user = db::run(&state.pool, move |conn| {
+        let (user, session) = SessionUser::find_signed_in(conn, sub, sid)?;
+        if is_stale(Some(session.last_used_at)) {
+            Session::touch(conn, session.id)?;
+        }
+        Ok(user)
+    })
+    .await
+    .map_err(|e| match e {
+        AppError::NotFound => {
+            AppError::Unauthorized("your session has ended; sign in again".into())
+        }
+        other => other,
+    })?;
+    if user.session_epoch != claims.epoch || user.disabled_at.is_some() {
+        return Err(AppError::Unauthorized(
+            "your session has ended; sign in again".into(),
+        ));
     }
+    Ok(CurrentUser {
+        id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        is_admin: user.is_admin,
+        session_epoch: user.session_epoch,
+        credential: Credential::Session {
+            id: claims.sid,
+            token_age_secs: chrono::Utc::now().timestamp() - claims.iat,
+        },
+    })
+}
+
+/// Every request looks the key up (no cache), so a revoked or expired key is refused at once.
+async fn by_api_key(state: &AppState, key_hash: Vec<u8>) -> Result<CurrentUser, AppError> {
+    let refused = || {
+        AppError::Unauthorized("this API key is not valid: it was revoked or has expired".into())
+    };
+    let (user, key) = db::run(&state.pool, move |conn| {
+        let (user, key) = SessionUser::find_by_api_key(conn, &key_hash)?;
+        if is_stale(key.last_used_at) && user.disabled_at.is_none() {
+            KeyGrant::touch(conn, key.id)?;
+        }
+        Ok((user, key))
+    })
+    .await
+    .map_err(|e| match e {
+        AppError::NotFound => refused(),
+        other => other,
+    })?;
+    if user.disabled_at.is_some() {
+        return Err(refused());
+    }
+    Ok(CurrentUser {
+        id: user.id,
+        email: user.email,
+        display_name: user.display_name,
+        is_admin: user.is_admin,
+        session_epoch: user.session_epoch,
+        credential: Credential::ApiKey {
+            id: key.id,
+            scope: key.scope,
+        },
+    })
 }
 
 /// Re-issues the session cookie once its token has lived past half its life, so people who use
@@ -122,15 +236,17 @@ pub async fn renew_session(
         .request()
         .extensions()
         .get::<CurrentUser>()
-        .filter(|user| user.token_age_secs > state.tokens.ttl_secs() / 2)
-        .cloned();
-    if let Some(user) = stale {
-        let cookie = crate::session::session_cookie(
-            &state,
-            state
-                .tokens
-                .issue(user.id, user.session_id, user.session_epoch),
-        );
+        .and_then(|user| match user.credential {
+            Credential::Session {
+                id, token_age_secs, ..
+            } if token_age_secs > state.tokens.ttl_secs() / 2 => {
+                Some((user.id, id, user.session_epoch))
+            }
+            _ => None,
+        });
+    if let Some((user_id, session_id, epoch)) = stale {
+        let cookie =
+            crate::session::session_cookie(&state, state.tokens.issue(user_id, session_id, epoch));
         response.response_mut().add_cookie(&cookie)?;
     }
     Ok(response)

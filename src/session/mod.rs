@@ -1,13 +1,17 @@
 //! Who is asking: the signed-in user of a request (from `Authorization: Bearer` or the session
-//! cookie), the session cookie itself, and CSRF protection for cookie-authenticated requests.
+//! cookie), the client's address, the session cookie itself, CSRF protection for
+//! cookie-authenticated requests, and the API's rate limit.
+pub mod client;
 pub mod csrf;
 pub mod extract;
+pub mod limit;
 pub mod model;
 pub mod service;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 
-pub use extract::CurrentUser;
+pub use client::client_ip;
+pub use extract::{Credential, CurrentUser};
 
 use crate::state::AppState;
 

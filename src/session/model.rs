@@ -1,12 +1,14 @@
-//! The `sessions` table, and the part of a `users` row a request needs to know who is asking —
-//! never the password hash.
+//! The `sessions` table, and what a request needs to know who is asking: the part of a `users`
+//! row (never the password hash), and the part of an `api_keys` row a key is checked with (the
+//! keys themselves are managed in `api_keys`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::{sessions, users};
+use crate::auth::api_key::KeyScope;
+use crate::db::schema::{api_keys, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -31,7 +33,34 @@ pub struct Session {
     pub last_used_at: DateTime<Utc>,
 }
 
+/// What a request signed with an API key learns of the key.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct KeyGrant {
+    pub id: Uuid,
+    pub scope: KeyScope,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
 impl SessionUser {
+    /// The owner of a live (unexpired) key, with the key: one query per request. A revoked key
+    /// has no row, so it is refused at once.
+    pub fn find_by_api_key(
+        conn: &mut PgConnection,
+        key_hash: &[u8],
+    ) -> QueryResult<(SessionUser, KeyGrant)> {
+        api_keys::table
+            .inner_join(users::table)
+            .filter(api_keys::key_hash.eq(key_hash))
+            .filter(
+                api_keys::expires_at
+                    .is_null()
+                    .or(api_keys::expires_at.gt(diesel::dsl::now)),
+            )
+            .select((SessionUser::as_select(), KeyGrant::as_select()))
+            .first(conn)
+    }
+
     /// The user of a live session, with the session: one query per request.
     pub fn find_signed_in(
         conn: &mut PgConnection,
@@ -44,6 +73,15 @@ impl SessionUser {
             .filter(sessions::user_id.eq(user_id))
             .select((SessionUser::as_select(), Session::as_select()))
             .first(conn)
+    }
+}
+
+impl KeyGrant {
+    pub fn touch(conn: &mut PgConnection, id: Uuid) -> QueryResult<()> {
+        diesel::update(api_keys::table.find(id))
+            .set(api_keys::last_used_at.eq(diesel::dsl::now))
+            .execute(conn)?;
+        Ok(())
     }
 }
 

@@ -31,13 +31,15 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Metrics tell how busy confab is and which providers fail: with `server.metrics_token` set,
-/// only that bearer token reads them; without, only a client on this machine (the TCP peer, not a
-/// forwarded header). Anyone else gets the same 404 as an unknown path.
+/// only that bearer token reads them; without, only a client on this machine. That is the client
+/// address (`session::client_ip`): the TCP peer, or — behind a proxy in `server.trusted_proxies`,
+/// which is often on this machine too — the client the proxy names, so the proxy does not make
+/// every visitor look local. Anyone else gets the same 404 as an unknown path.
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let allowed = match &state.settings.server.metrics_token {
         Some(token) => crate::session::extract::bearer_token(req.headers())
             .is_some_and(|sent| constant_time_eq(sent.as_bytes(), token.expose().as_bytes())),
-        None => req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()),
+        None => crate::session::client_ip(&req).is_some_and(|ip| ip.is_loopback()),
     };
     if !allowed {
         return HttpResponse::NotFound().finish();

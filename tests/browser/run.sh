@@ -49,9 +49,9 @@ if [ -z "$ready" ]; then
 fi
 CONFAB_URL="http://127.0.0.1:$port" node --test --test-concurrency=1 --test-reporter=spec ${TESTS:-*.test.mjs}
 
-# Passwords, tokens and secrets never appear in logs.
+# Passwords, tokens, API keys and secrets never appear in logs.
 leaks=0
-for secret in "$JOURNEY_PASSWORD" "sk-browser-test" "$(cat "$data/jwt_secret")" "eyJ0eXAi" "eyJhbGci" "confab_session=" "confab_csrf="; do
+for secret in "$JOURNEY_PASSWORD" "sk-browser-test" "$(cat "$data/jwt_secret")" "eyJ0eXAi" "eyJhbGci" "confab_session=" "confab_csrf=" "cfk_"; do
   if grep -qF -- "$secret" "$data/confab.log"; then
     echo "the log contains a secret (${secret:0:8}…):" >&2
     grep -F -- "$secret" "$data/confab.log" | head -3 >&2

@@ -111,6 +111,7 @@ const LAYERS: &[&[&str]] = &[
     &["state"],
     &["session"],
     &["site"],
+    &["api_keys"],
     &["accounts", "files", "prompts"],
     &["agents"],
     &["projects"],

@@ -21,10 +21,13 @@ struct Owned {
     message: String,
     session: String,
     file: String,
+    key: String,
 }
 
 fn fill(path: &str, owned: &Owned) -> String {
-    let id = if path.contains("/sessions/") {
+    let id = if path.contains("/keys/") {
+        &owned.key
+    } else if path.contains("/sessions/") {
         &owned.session
     } else if path.contains("/files/{id}") {
         &owned.file
@@ -102,7 +105,11 @@ async fn another_users_things_are_not_found_on_every_route() {
         .json()
         .await
         .unwrap();
+    let (_, key) = app
+        .post_json(&owner, "/api/keys", json!({"name": "mine"}))
+        .await;
     let owned = Owned {
+        key: key["id"].as_str().unwrap().to_string(),
         file: file["id"].as_str().unwrap().to_string(),
         project,
         agent,
@@ -177,9 +184,17 @@ async fn another_users_things_are_not_found_on_every_route() {
         "no message was added or removed"
     );
     assert_eq!(conversation["title"], "mine");
+    let (_, keys) = app.get_json(&owner, "/api/keys").await;
+    assert_eq!(
+        keys.as_array().unwrap().len(),
+        1,
+        "the owner's key was not revoked"
+    );
     // Lists never show another user's things.
     let (_, list) = app.get_json(&intruder, "/api/projects").await;
     assert!(list.as_array().unwrap().is_empty());
+    let (_, list) = app.get_json(&intruder, "/api/keys").await;
+    assert_eq!(list, json!([]));
     let (status, _) = app
         .get_json(
             &intruder,

@@ -3,6 +3,7 @@
 // Test and benchmark tooling: a failed unwrap is a failed run, with its line.
 #![allow(clippy::unwrap_used)]
 mod accounts;
+mod api_keys;
 mod architecture;
 mod backup;
 mod chat;
@@ -17,6 +18,7 @@ mod pages;
 mod platform;
 mod process;
 mod projects;
+mod rate_limits;
 mod seeds;
 mod soak;
 mod supervision;

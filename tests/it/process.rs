@@ -36,6 +36,7 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
             ("OPENAI_API_KEY", "sk-process-test"),
             ("OPENAI_BASE_URL", &fake.base_url()),
         ],
+        None,
     )
     .await;
     let client = reqwest::Client::new();
@@ -91,8 +92,23 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
 }
 
 /// The confab binary serving on a free port with `db`, the test's settings and `env`, once it
-/// answers `/health`; (the process, its base URL).
-async fn start_confab(db: &TestDb, data_dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
+/// answers `/health`; (the process, its base URL). Its output goes to `log`, or nowhere.
+async fn start_confab(
+    db: &TestDb,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> (Child, String) {
+    let output = || match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => Stdio::null(),
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -111,8 +127,8 @@ async fn start_confab(db: &TestDb, data_dir: &Path, env: &[(&str, &str)]) -> (Ch
         .env("CONFAB_SERVER__SHUTDOWN_GRACE_SECS", "1")
         .env("CONFAB_LOG", "warn")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -129,6 +145,99 @@ async fn start_confab(db: &TestDb, data_dir: &Path, env: &[(&str, &str)]) -> (Ch
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (child, base)
+}
+
+#[tokio::test]
+async fn api_keys_never_reach_the_log_and_it_names_the_real_client() {
+    let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let log = data_dir.path().join("confab.log");
+    let (mut child, base) = start_confab(
+        &db,
+        data_dir.path(),
+        &[("CONFAB_LOG", "debug"), ("NO_COLOR", "1")],
+        Some(&log),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let (token, _, _) = account_at(&client, &base, "logs@example.com").await;
+    let created: Value = client
+        .post(format!("{base}/api/keys"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "logged?", "scope": "read_only"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let id = created["id"].as_str().unwrap();
+    // Used, refused (read-only), revoked, refused again: every path a key takes.
+    let me = |key: String| {
+        client
+            .get(format!("{base}/api/users/me"))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(me(key.clone()).await.unwrap().status(), 200);
+    let refused = client
+        .post(format!("{base}/api/projects"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let revoked = client
+        .delete(format!("{base}/api/keys/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(me(key.clone()).await.unwrap().status(), 401);
+    // A client naming another address (no proxy is trusted) is logged as what it is.
+    let spoofed = client
+        .get(format!("{base}/api/users/me"))
+        .header("X-Forwarded-For", "198.51.100.77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 401);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("/api/keys") && text.contains("/api/users/me"),
+        "the requests were logged: {} lines",
+        text.lines().count()
+    );
+    assert!(
+        text.contains("http.client_ip=127.0.0.1") && !text.contains("198.51.100.77"),
+        "the log names the real client, not the one it claimed to be: {}",
+        text.lines()
+            .filter(|l| l.contains("client_ip") || l.contains("198.51"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let secret = &key["cfk_".len()..];
+    assert!(
+        !text.contains(&secret[..16]),
+        "the log holds the key: {}",
+        text.lines()
+            .find(|line| line.contains(&secret[..16]))
+            .unwrap_or_default()
+    );
 }
 
 /// The most memory the process has held (VmHWM), in kB.
@@ -149,6 +258,7 @@ async fn a_pdf_bomb_costs_a_child_process_not_the_server() {
         &db,
         data_dir.path(),
         &[("CONFAB_FILES__PDF_TEXT_MEMORY_MB", "64")],
+        None,
     )
     .await;
     let client = reqwest::Client::new();
