@@ -115,6 +115,8 @@ const LAYERS: &[&[&str]] = &[
     &["agents"],
     &["projects"],
     &["chat"],
+    // The OpenAI-compatible API: a translation over chat's pipeline.
+    &["compat"],
     &["startup"],
     &["backup"],
     &["cli"],

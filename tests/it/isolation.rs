@@ -8,15 +8,19 @@ use crate::support::app::{TestApp, csrf_of};
 /// Every `(method, path)` with a path parameter, from the route tables in startup.rs.
 fn routes_with_ids() -> Vec<(String, String)> {
     let source = include_str!("../../src/startup.rs");
-    let api_start = source.find("fn api_routes").unwrap();
-    let pages_start = source.find("fn page_routes").unwrap();
+    // Each table's scope: the `fn …_routes` a route follows.
+    let tables = [
+        (source.find("fn api_routes").unwrap(), "/api"),
+        (source.find("fn openai_routes").unwrap(), "/v1"),
+        (source.find("fn page_routes").unwrap(), ""),
+    ];
     let mut routes = Vec::new();
     for (offset, _) in source.match_indices(".route(") {
-        let prefix = if offset > api_start && (offset < pages_start || pages_start < api_start) {
-            "/api"
-        } else {
-            ""
-        };
+        let prefix = tables
+            .iter()
+            .filter(|(start, _)| *start < offset)
+            .max_by_key(|(start, _)| *start)
+            .map_or("", |(_, prefix)| *prefix);
         let rest = source[offset + 7..].trim_start();
         let Some(rest) = rest.strip_prefix('"') else {
             continue;
@@ -27,7 +31,16 @@ fn routes_with_ids() -> Vec<(String, String)> {
             .trim_start_matches(',')
             .trim_start();
         let method = &after[..after.find('(').unwrap()];
-        if path.contains("{id}") {
+        // `{id}`, or `{id:.+}` (a model id may hold a `/`).
+        if path.contains("{id") {
+            let path = match path.find("{id:") {
+                Some(start) => format!(
+                    "{}{{id}}{}",
+                    &path[..start],
+                    &path[start + path[start..].find('}').unwrap() + 1..]
+                ),
+                None => path.to_string(),
+            };
             routes.push((method.to_uppercase(), format!("{prefix}{path}")));
         }
     }
@@ -55,7 +68,7 @@ fn fill(path: &str, owned: &Owned) -> String {
         &owned.conversation
     } else if path.contains("/messages/") {
         &owned.message
-    } else if path.contains("/agents/") {
+    } else if path.contains("/agents/") || path.starts_with("/v1/models/") {
         &owned.agent
     } else {
         &owned.prompt
@@ -142,10 +155,14 @@ async fn another_users_things_are_not_found_on_every_route() {
 
     let routes = routes_with_ids();
     assert!(routes.len() >= 30, "route table parsed: {routes:?}");
+    assert!(
+        routes.iter().any(|(_, path)| path == "/v1/models/{id}"),
+        "the OpenAI-compatible routes are read too: {routes:?}"
+    );
     for (method, pattern) in &routes {
         let path = fill(pattern, &owned);
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let status = if pattern.starts_with("/api/") {
+        let status = if pattern.starts_with("/api/") || pattern.starts_with("/v1/") {
             let mut request = app
                 .api
                 .request(method.clone(), app.url(&path))

@@ -11,6 +11,7 @@ mod chat_home;
 mod files;
 mod isolation;
 mod llm_client;
+mod openai_compat;
 mod pages;
 mod platform;
 mod process;
