@@ -5,20 +5,31 @@ PORT ?= 8080
 TARGET = $(or $(CARGO_TARGET_DIR),target)
 TEST_CLUSTER = $(TARGET)/tmp/confab-test-pg
 
-.PHONY: run test deps test-deps build release lint unit browser-test screenshots fake-llm bench soak fuzz vendor clean
+.PHONY: run test deps test-deps venv build release lint unit browser-test screenshots fake-llm bench soak fuzz vendor clean
 
 ## Build and start confab on http://127.0.0.1:$(PORT) with its own PostgreSQL under ./data.
 run: deps
 	$(CARGO) run --release --bin confab -- serve --port $(PORT)
 
-## Everything CI checks: formatting, lints, unit + integration tests, the browser journey.
-test: test-deps lint unit browser-test
+## Everything CI checks: formatting, lints, unit + integration tests (with the official openai
+## Python SDK against /v1, from the venv), the browser journey.
+test: test-deps lint venv unit browser-test
 
 deps:
 	@scripts/install-deps.sh
 
 test-deps:
 	@scripts/install-deps.sh --test
+
+## .venv/: the Python packages the tests use (the official `openai` SDK), at the versions
+## tests/sdk/requirements.txt pins. Made once; made again when the requirements change.
+VENV = .venv
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: tests/sdk/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+	touch $@
 
 build:
 	$(CARGO) build --bin confab
@@ -76,4 +87,4 @@ vendor:
 
 clean:
 	$(CARGO) clean
-	rm -rf tests/browser/node_modules
+	rm -rf tests/browser/node_modules $(VENV)
