@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::support::app::TestApp;
-use crate::support::fake_llm::{FakeLlm, Script};
+use crate::support::fake_llm::{FakeLlm, Interrupt, Script};
 
 const ANSWER: &str = "Compatible answers stream token by token.";
 
@@ -264,8 +264,7 @@ async fn a_conversation_is_continued_by_its_header_without_repeating_messages() 
 
     // A conversation that is not the caller's (or not this model's) is refused.
     let other = app.user_token("other@example.com").await;
-    let project = app.project(&other, "Chat").await;
-    let _ = project;
+    app.project(&other, "Chat").await;
     let refused = app
         .api
         .post(app.url("/v1/chat/completions"))
@@ -560,4 +559,100 @@ async fn the_official_openai_python_sdk_works_against_confab() {
     );
     assert!(output.status.success(), "the SDK script failed:\n{report}");
     assert!(report.contains("all passed"), "{report}");
+}
+
+#[tokio::test]
+async fn a_failure_mid_stream_ends_the_stream_with_openais_error() {
+    let fake = FakeLlm::start().await;
+    let (app, token, _) = setup(&fake).await;
+    fake.push(Script::answer(ANSWER).interrupt_after(2, Interrupt::Failed));
+    let events = stream_of(
+        post(
+            &app,
+            &token,
+            "/v1/chat/completions",
+            json!({"model": "chat/assistant", "stream": true, "messages": [{"role": "user", "content": "Break"}]}),
+        )
+        .await,
+    )
+    .await;
+    let last: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+    assert_eq!(last["error"]["type"], "api_error", "{last}");
+    assert!(
+        events.iter().all(|(_, data)| data != "[DONE]"),
+        "no [DONE] after a failure"
+    );
+
+    fake.push(Script::answer(ANSWER).interrupt_after(2, Interrupt::Failed));
+    let events = stream_of(
+        post(
+            &app,
+            &token,
+            "/v1/responses",
+            json!({"model": "chat/assistant", "stream": true, "input": "Break"}),
+        )
+        .await,
+    )
+    .await;
+    let (name, data) = events.last().unwrap();
+    let failed: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(name, "response.failed");
+    assert_eq!(failed["response"]["status"], "failed");
+    assert!(failed["response"]["error"]["message"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn an_answer_whose_client_went_away_is_still_generated_and_stored() {
+    let fake = FakeLlm::start().await;
+    let (app, token, _) = setup(&fake).await;
+    fake.push(Script::answer(ANSWER).token_delay(std::time::Duration::from_millis(30)));
+    let response = post(
+        &app,
+        &token,
+        "/v1/chat/completions",
+        json!({"model": "chat/assistant", "stream": true, "messages": [{"role": "user", "content": "Leave"}]}),
+    )
+    .await;
+    let conversation = conversation_header(&response);
+    let mut events = crate::support::sse::Events::of(response);
+    events.next().await.unwrap();
+    drop(events);
+    // Follow the stored answer through confab's own API until it ends.
+    let (_, stored) = app
+        .get_json(&token, &format!("/api/conversations/{conversation}"))
+        .await;
+    let answer = stored["messages"][1]["id"].as_str().unwrap();
+    let response = app
+        .api
+        .get(app.url(&format!("/api/messages/{answer}/stream")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let (_, done) = crate::support::sse::Events::of(response)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "complete");
+    let (_, stored) = app
+        .get_json(&token, &format!("/api/conversations/{conversation}"))
+        .await;
+    assert_eq!(stored["messages"][1]["content"], ANSWER);
+}
+
+#[tokio::test]
+async fn over_the_allowance_is_429_with_retry_after() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(ANSWER));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.chat.answers_per_minute_per_user = 1).await;
+    let (token, _, _) = app.chat_setup("allowance@example.com").await;
+    let body = json!({"model": "chat/assistant", "messages": [{"role": "user", "content": "Hi"}]});
+    let (status, _) = app
+        .post_json(&token, "/v1/chat/completions", body.clone())
+        .await;
+    assert_eq!(status, 200);
+    let response = post(&app, &token, "/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 }
