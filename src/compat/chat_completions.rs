@@ -174,11 +174,15 @@ pub async fn create(
     let (text, mut client) = incoming.into_turn("messages", conversation_id.is_some())?;
     client.temperature = temperature;
     client.max_output_tokens = max_output_tokens;
+    let continuing = conversation_id.map(|conversation_id| api::Continuing {
+        conversation_id,
+        named_by: api::CONVERSATION_HEADER,
+    });
     let mut sent = api::start_turn(
         &state,
         &user,
         &agent,
-        conversation_id,
+        continuing,
         (text, client),
         "messages",
     )

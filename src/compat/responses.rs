@@ -260,7 +260,7 @@ pub async fn create(
     }
     // A previous response names its conversation, and `input` is all new; the header alone is
     // a client that resends its history, of which only the last message is new.
-    let (conversation_id, all_new) = match &body.previous_response_id {
+    let (continuing, all_new) = match &body.previous_response_id {
         Some(previous) => {
             let not_found = || {
                 OpenAiError::invalid(
@@ -279,24 +279,28 @@ pub async fn create(
                     crate::error::AppError::NotFound => not_found(),
                     other => other.into(),
                 })?;
-            (Some(conversation.id), true)
+            let continuing = api::Continuing {
+                conversation_id: conversation.id,
+                named_by: "previous_response_id",
+            };
+            (Some(continuing), true)
         }
-        None => (api::conversation_header(&req)?, false),
+        None => {
+            let continuing =
+                api::conversation_header(&req)?.map(|conversation_id| api::Continuing {
+                    conversation_id,
+                    named_by: api::CONVERSATION_HEADER,
+                });
+            (continuing, false)
+        }
     };
     let agent = api::agent(&state, &user, &body.model).await?;
-    let continuing_with_history = conversation_id.is_some() && !all_new;
+    let continuing_with_history = continuing.is_some() && !all_new;
     let (text, mut client) = incoming.into_turn("input", continuing_with_history)?;
     client.temperature = temperature;
     client.max_output_tokens = max_output_tokens;
-    let mut sent = api::start_turn(
-        &state,
-        &user,
-        &agent,
-        conversation_id,
-        (text, client),
-        "input",
-    )
-    .await?;
+    let mut sent =
+        api::start_turn(&state, &user, &agent, continuing, (text, client), "input").await?;
     let reply = Reply {
         id: response_id(sent.answer.id),
         message_id: format!("msg_{}", sent.answer.id.simple()),

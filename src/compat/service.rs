@@ -149,6 +149,14 @@ impl Incoming {
             Some(content) => content.text(&format!("{param}.content"))?,
             None => String::new(),
         };
+        // Earlier turns are stored as they come, and PostgreSQL text cannot hold NUL: refused
+        // here, in the client's terms, rather than failing the insert.
+        if text.contains('\0') {
+            return Err(OpenAiError::invalid(
+                format!("{param}.content"),
+                "The content contains a NUL character, which cannot be stored.",
+            ));
+        }
         match role {
             "system" | "developer" => self.instructions.push(text),
             "user" => self.turns.push((Role::User, text)),
@@ -294,6 +302,14 @@ mod tests {
                 .param
                 .as_deref(),
             Some("messages")
+        );
+        assert_eq!(
+            Incoming::default()
+                .push("m[0]", "assistant", Some(&text("a\0b")))
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("m[0].content")
         );
         let image = Content::Parts(vec![ContentPart {
             kind: "image_url".into(),

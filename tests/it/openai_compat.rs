@@ -376,6 +376,17 @@ async fn responses_answer_whole_and_streamed_and_continue_by_previous_response_i
         (status, &body["error"]["code"]),
         (400, &json!("previous_response_not_found"))
     );
+    // A response of another agent cannot be continued by this one.
+    app.project(&token, "Other").await;
+    let (status, body) = app
+        .post_json(
+            &token,
+            "/v1/responses",
+            json!({"model": "other/assistant", "input": "x", "previous_response_id": id}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "previous_response_id");
 }
 
 #[tokio::test]
