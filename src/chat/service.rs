@@ -323,15 +323,20 @@ pub async fn send(
     raw: &str,
     attached: Vec<Attached>,
 ) -> AppResult<Sent> {
-    send_with(
-        pool,
-        generations,
-        settings,
-        user,
-        to,
-        (raw, attached, ClientTurn::default()),
-    )
-    .await
+    let outgoing = Outgoing {
+        text: raw,
+        attached,
+        client: ClientTurn::default(),
+    };
+    send_with(pool, generations, settings, user, to, outgoing).await
+}
+
+/// A message as it is sent: its text, the files attached to it, and what a client that keeps
+/// its own conversation adds.
+pub struct Outgoing<'a> {
+    pub text: &'a str,
+    pub attached: Vec<Attached>,
+    pub client: ClientTurn,
 }
 
 /// [`send`], with what an OpenAI-compatible client adds to the message.
@@ -341,8 +346,13 @@ pub async fn send_with(
     settings: &ChatSettings,
     user: &CurrentUser,
     to: To,
-    (raw, attached, client): (&str, Vec<Attached>, ClientTurn),
+    outgoing: Outgoing<'_>,
 ) -> AppResult<Sent> {
+    let Outgoing {
+        text: raw,
+        attached,
+        client,
+    } = outgoing;
     let text = crate::domain::message(raw)?;
     let ClientTurn {
         earlier,

@@ -163,7 +163,11 @@ pub async fn start_turn(
         &state.settings.chat,
         user,
         to,
-        (&text, Vec::new(), client),
+        chat::Outgoing {
+            text: &text,
+            attached: Vec::new(),
+            client,
+        },
     )
     .await
     .map_err(|error| match error {
