@@ -5,20 +5,31 @@ PORT ?= 8080
 TARGET = $(or $(CARGO_TARGET_DIR),target)
 TEST_CLUSTER = $(TARGET)/tmp/confab-test-pg
 
-.PHONY: run test deps test-deps build release lint unit browser-test api-fuzz api-fuzz-short screenshots fake-llm bench soak fuzz vendor clean
+.PHONY: run test deps test-deps venv build release lint unit browser-test api-fuzz api-fuzz-short screenshots fake-llm bench soak fuzz vendor clean
 
 ## Build and start confab on http://127.0.0.1:$(PORT) with its own PostgreSQL under ./data.
 run: deps
 	$(CARGO) run --release --bin confab -- serve --port $(PORT)
 
-## Everything CI checks: formatting, lints, unit + integration tests, the browser journey.
-test: test-deps lint unit browser-test api-fuzz-short
+## Everything CI checks: formatting, lints, unit + integration tests (with the official openai
+## Python SDK against /v1, from the venv), the browser journeys, a short schema-driven fuzz.
+test: test-deps lint venv unit browser-test api-fuzz-short
 
 deps:
 	@scripts/install-deps.sh
 
 test-deps:
 	@scripts/install-deps.sh --test
+
+## .venv/: the Python packages the tests use (the official `openai` SDK, schemathesis), at the
+## versions tests/requirements.txt pins. Made once; made again when the requirements change.
+VENV = .venv
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
 
 build:
 	$(CARGO) build --bin confab
@@ -42,21 +53,14 @@ browser-test:
 	$(CARGO) build --bin confab --example fake_llm
 	tests/browser/run.sh $(TARGET)/debug/confab $(TARGET)/debug/examples/fake_llm
 
-## Python tools of the tests (schemathesis), pinned, in a venv made here: `.venv/`.
-VENV = .venv
-$(VENV)/.ready: tests/api/requirements.txt
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/api/requirements.txt
-	touch $@
-
 ## Schema-driven fuzzing of the JSON API (schemathesis against /api/openapi.json, signed in):
 ## 200 cases per operation; no input may get a 5xx, every answer must match the document.
-api-fuzz: $(VENV)/.ready
+api-fuzz: venv
 	$(CARGO) build --bin confab --example fake_llm
 	API_FUZZ_EXAMPLES=200 tests/api/fuzz.sh $(TARGET)/debug/confab $(TARGET)/debug/examples/fake_llm $(VENV)/bin/schemathesis
 
 ## The same, 10 cases per operation (part of `make test`).
-api-fuzz-short: $(VENV)/.ready
+api-fuzz-short: venv
 	$(CARGO) build --bin confab --example fake_llm
 	API_FUZZ_EXAMPLES=10 tests/api/fuzz.sh $(TARGET)/debug/confab $(TARGET)/debug/examples/fake_llm $(VENV)/bin/schemathesis
 
@@ -94,4 +98,4 @@ vendor:
 
 clean:
 	$(CARGO) clean
-	rm -rf tests/browser/node_modules
+	rm -rf tests/browser/node_modules $(VENV)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what confab needs to build and run on Debian/Ubuntu, only when it is missing.
 #   scripts/install-deps.sh          build + run: C toolchain, libpq, PostgreSQL server binaries
-#   scripts/install-deps.sh --test   also what `make test` needs: Node.js + npm, Chromium
+#   scripts/install-deps.sh --test   also what `make test` needs: Node.js + npm, Chromium, Python venv
 set -euo pipefail
 
 want_test=false
@@ -19,6 +19,9 @@ if $want_test; then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # make venv: the official openai SDK the tests run against /v1.
+  command -v python3 >/dev/null || missing+=(python3)
+  python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

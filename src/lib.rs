@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backup;
 pub mod chat;
 pub mod cli;
+pub mod compat;
 pub mod conversations;
 pub mod db;
 pub mod domain;

@@ -73,6 +73,10 @@ use crate::site::assets;
         crate::files::api::get,
         crate::files::api::download,
         crate::files::api::delete,
+        crate::compat::api::list_models,
+        crate::compat::api::get_model,
+        crate::compat::chat_completions::create,
+        crate::compat::responses::create,
         openapi_json,
         docs_page,
     ),
@@ -87,6 +91,7 @@ use crate::site::assets;
         (name = "chat", description = "Ask an agent; answers stream as server-sent events"),
         (name = "conversations", description = "What was said, by agent"),
         (name = "files", description = "A project's files and the knowledge its agents answer from"),
+        (name = "openai", description = "Each agent as a model of an OpenAI-compatible API, for any OpenAI SDK"),
         (name = "docs", description = "This document"),
     )
 )]
@@ -168,6 +173,10 @@ impl Modify for Shared {
                 &mut item.delete,
                 &mut item.patch,
             ];
+            // `/v1` speaks OpenAI's API, errors included: its handlers describe themselves.
+            if path.starts_with("/v1/") {
+                continue;
+            }
             for operation in operations.into_iter().flatten() {
                 add_path_ids(path, operation);
                 // `security(())` on a handler marks it public; everything else needs a sign-in.

@@ -22,7 +22,9 @@ use crate::db::pool::{build_pool, run_migrations};
 use crate::error::{AppError, MAX_REQUEST_BYTES};
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::{accounts, agents, api_keys, chat, files, openapi, projects, prompts, session, site};
+use crate::{
+    accounts, agents, api_keys, chat, compat, files, openapi, projects, prompts, session, site,
+};
 
 /// Name of the database confab creates in its embedded PostgreSQL.
 pub const EMBEDDED_DATABASE: &str = "confab";
@@ -377,6 +379,19 @@ fn api_routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
+/// The OpenAI-compatible API (under `/v1`): OpenAI's paths, bodies and error shapes.
+#[rustfmt::skip]
+fn openai_routes(cfg: &mut web::ServiceConfig) {
+    use actix_web::web::{get, post};
+    cfg.app_data(web::JsonConfig::default().limit(MAX_REQUEST_BYTES).error_handler(compat::error::from_json_payload))
+        .route("/models", get().to(compat::api::list_models))
+        // A readable model id holds a `/` (`project/agent`).
+        .route("/models/{id:.+}", get().to(compat::api::get_model))
+        .route("/chat/completions", post().to(compat::chat_completions::create))
+        .route("/responses", post().to(compat::responses::create))
+        .default_service(web::to(compat::api::not_found));
+}
+
 #[rustfmt::skip]
 fn page_routes(cfg: &mut web::ServiceConfig) {
     use actix_web::web::{get, post};
@@ -461,12 +476,19 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
                 web::scope("/api")
                     .wrap(from_fn(session::extract::renew_session))
                     .wrap(from_fn(session::csrf::protect))
-                    // Outermost in the scope: a request over its limit costs nothing more. Wrap
-                    // any other API scope (a future `/v1`) the same way.
+                    // A request over its limit costs nothing more (`/v1` is limited the same way).
                     .wrap(from_fn(session::limit::limit_requests))
                     // Outermost: a preflight is answered before anything asks who is calling.
                     .wrap(site::cors::for_api(&state.settings.server.cors_origins))
                     .configure(api_routes),
+            )
+            // Bearer tokens only (no cookie, so no CSRF check), errors in OpenAI's shape.
+            .service(
+                web::scope("/v1")
+                    .wrap(from_fn(session::limit::limit_requests))
+                    .wrap(from_fn(compat::error::openai_errors))
+                    .wrap(site::cors::for_api(&state.settings.server.cors_origins))
+                    .configure(openai_routes),
             )
             .service(
                 web::scope("")

@@ -9,7 +9,6 @@ use crate::chat::stream::{self, Format, Params, Source};
 use crate::conversations::model::{Conversation, Message, Status};
 use crate::error::{AppError, AppResult};
 use crate::files::service::Attached;
-use crate::generation::registry::Piece;
 use crate::session::CurrentUser;
 use crate::state::AppState;
 
@@ -184,28 +183,9 @@ pub async fn chat(
         attached,
     )
     .await?;
-    let finished = loop {
-        match sent.reader.next().await {
-            Some(Piece::Done(message)) => break message,
-            Some(Piece::Text { .. }) => continue,
-            // The generator is gone without a word (it always finishes; this is a safety net).
-            None => return Err(AppError::Upstream("the answer was lost".into())),
-        }
-    };
-    if finished.status == Status::Failed && state.generations.router().providers.is_empty() {
-        return Err(AppError::NotAvailable(
-            finished.error.clone().unwrap_or_default(),
-        ));
-    }
-    if finished.status == Status::Failed {
-        let plain = finished
-            .error
-            .clone()
-            .unwrap_or_else(|| "The model failed to answer.".into());
-        return Err(AppError::Upstream(match &finished.error_detail {
-            Some(detail) => format!("{plain} ({detail})"),
-            None => plain,
-        }));
+    let finished = service::finished(&mut sent.reader).await?;
+    if let Some(error) = service::failure(&state.generations, &finished) {
+        return Err(error);
     }
     Ok(HttpResponse::Ok().json(Reply {
         reply: finished.content.clone(),

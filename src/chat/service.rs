@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::agents::model::Agent;
 use crate::chat::stream::Source;
-use crate::conversations::model::{Conversation, Extras, Message, Status};
+use crate::conversations::model::{Conversation, Extras, Message, Role, Status, StoredTurn};
 use crate::db;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
@@ -12,7 +12,7 @@ use crate::files::model::{Passage, StoredFile};
 use crate::files::service::Attached;
 use crate::generation::Generations;
 use crate::generation::allowance::Slot;
-use crate::generation::registry::Subscription;
+use crate::generation::registry::{Piece, Subscription};
 use crate::generation::{Job, Origin};
 use crate::llm::{ChatRequest, FileSearch, Turn};
 use crate::prompts::model::Prompt;
@@ -281,6 +281,21 @@ fn grounding(
     })
 }
 
+/// What a client that keeps its own conversation (the OpenAI-compatible API) sends with a
+/// message besides its text. Nothing of it is needed by confab's own pages.
+#[derive(Debug, Default)]
+pub struct ClientTurn {
+    /// Turns before the message, oldest first, stored before it as complete messages (the
+    /// caller passes them only for a new conversation: a continued one has its own history).
+    pub earlier: Vec<(Role, String)>,
+    /// Added after the agent's system message, for this answer only (not stored).
+    pub instructions: Option<String>,
+    /// Instead of the agent's temperature, for this answer only.
+    pub temperature: Option<f32>,
+    /// Instead of the agent's max output tokens, for this answer only.
+    pub max_output_tokens: Option<u32>,
+}
+
 /// Stores the user's message (with the files attached to it, which must be in the agent's
 /// project) and an empty answer in one transaction, then starts generating.
 pub async fn send(
@@ -292,7 +307,43 @@ pub async fn send(
     raw: &str,
     attached: Vec<Attached>,
 ) -> AppResult<Sent> {
+    let outgoing = Outgoing {
+        text: raw,
+        attached,
+        client: ClientTurn::default(),
+    };
+    send_with(pool, generations, settings, user, to, outgoing).await
+}
+
+/// A message as it is sent: its text, the files attached to it, and what a client that keeps
+/// its own conversation adds.
+pub struct Outgoing<'a> {
+    pub text: &'a str,
+    pub attached: Vec<Attached>,
+    pub client: ClientTurn,
+}
+
+/// [`send`], with what an OpenAI-compatible client adds to the message.
+pub async fn send_with(
+    pool: &PgPool,
+    generations: &Generations,
+    settings: &ChatSettings,
+    user: &CurrentUser,
+    to: To,
+    outgoing: Outgoing<'_>,
+) -> AppResult<Sent> {
+    let Outgoing {
+        text: raw,
+        attached,
+        client,
+    } = outgoing;
     let text = crate::domain::message(raw)?;
+    let ClientTurn {
+        earlier,
+        instructions: client_instructions,
+        temperature,
+        max_output_tokens,
+    } = client;
     ensure_accepting(generations)?;
     let attachments = (!attached.is_empty()).then(|| crate::llm::Attachments {
         message: text.clone(),
@@ -300,7 +351,13 @@ pub async fn send(
     });
     let allowance = generations.allowance();
     let owner = user.id;
-    let title = crate::domain::title_from(&text, settings.title_chars);
+    // A conversation that arrives with its history is titled by its first message.
+    let first = earlier
+        .iter()
+        .find(|(role, _)| *role == Role::User)
+        .map_or(text.as_str(), |(_, first)| first.as_str());
+    let title = crate::domain::title_from(first, settings.title_chars);
+    let stored_before = earlier.len() as i64;
     let (budget, max_messages) = (
         settings.history_budget_chars,
         settings.max_messages_per_conversation,
@@ -356,16 +413,21 @@ pub async fn send(
             // person's allowance. Refused, the transaction stores nothing.
             let claim = allowance.claim(conversation.id)?;
             let slot = allowance.take(owner)?.holding(claim);
+            // Bounded, so no conversation grows until reading it is a burden.
+            let stored = if new_conversation {
+                0
+            } else {
+                Message::count(conn, conversation.id)?
+            };
+            if stored + stored_before + 2 > i64::from(max_messages) {
+                return Err(AppError::invalid(
+                    "message",
+                    format!(
+                        "This conversation has reached {max_messages} messages; start a new one to go on."
+                    ),
+                ));
+            }
             if !new_conversation {
-                // Bounded, so no conversation grows until reading it is a burden.
-                if Message::count(conn, conversation.id)? + 2 > i64::from(max_messages) {
-                    return Err(AppError::invalid(
-                        "message",
-                        format!(
-                            "This conversation has reached {max_messages} messages; start a new one to go on."
-                        ),
-                    ));
-                }
                 Conversation::touch(conn, conversation.id)?;
             }
             if let Some(stranger) = attached.iter().find(|a| a.project_id != agent.project_id) {
@@ -386,7 +448,11 @@ pub async fn send(
             let (attachments, context) = attaching(&attached);
             // Project knowledge: the best passages of its files for this message, if it is on.
             let grounding = grounding(conn, &agent, &system, &text)?;
-            let (user_message, answer) = Message::insert_turn(
+            let StoredTurn {
+                earlier,
+                user: user_message,
+                answer,
+            } = Message::insert_turn(
                 conn,
                 conversation.id,
                 &text,
@@ -394,12 +460,15 @@ pub async fn send(
                     attachments,
                     context: &context,
                     citations: grounding.citations.clone(),
+                    earlier: &earlier,
                 },
                 versions_json(&system),
             )?;
-            // A new conversation's history is just this message: no need to read it back.
+            // A new conversation's history is what was just stored: no need to read it back.
             let history = if new_conversation {
-                vec![user_message.clone()]
+                let mut history = earlier;
+                history.push(user_message.clone());
+                history
             } else {
                 Message::history(conn, conversation.id, answer.id, budget)?
             };
@@ -423,9 +492,10 @@ pub async fn send(
         &answer,
         &history,
         Ask {
-            instructions: grounding.instructions,
             attachments,
-            file_search: grounding.file_search,
+            temperature,
+            max_output_tokens,
+            ..Ask::grounded(grounding, client_instructions)
         },
     );
     Ok(Sent {
@@ -438,12 +508,79 @@ pub async fn send(
     })
 }
 
+/// Follows an answer to its end (its task always ends it) and returns it as stored.
+pub async fn finished(reader: &mut Subscription) -> AppResult<std::sync::Arc<Message>> {
+    loop {
+        match reader.next().await {
+            Some(Piece::Done(message)) => return Ok(message),
+            Some(Piece::Text { .. }) => {}
+            // The generator is gone without a word (it always finishes; this is a safety net).
+            None => return Err(AppError::Upstream("the answer was lost".into())),
+        }
+    }
+}
+
+/// A failed answer as the error of an API that answers whole (or before its first word): 503
+/// when no provider is configured, else 502 with the plain words and the provider's own.
+pub fn failure(generations: &Generations, answer: &Message) -> Option<AppError> {
+    if answer.status != Status::Failed {
+        return None;
+    }
+    if generations.router().providers.is_empty() {
+        return Some(AppError::NotAvailable(
+            answer.error.clone().unwrap_or_default(),
+        ));
+    }
+    let plain = answer
+        .error
+        .clone()
+        .unwrap_or_else(|| "The model failed to answer.".into());
+    Some(AppError::Upstream(match &answer.error_detail {
+        Some(detail) => format!("{plain} ({detail})"),
+        None => plain,
+    }))
+}
+
 /// What a request asks besides the conversation: its instructions, the new message's files,
 /// and the vector store its provider may search.
 struct Ask {
     instructions: String,
     attachments: Option<crate::llm::Attachments>,
     file_search: Option<FileSearch>,
+    /// A client's own settings for this answer, over the agent's.
+    temperature: Option<f32>,
+    max_output_tokens: Option<u32>,
+}
+
+impl Ask {
+    /// The grounded instructions, with a client's own after the agent's (the agent's system
+    /// message comes first, so a client adds to an agent and cannot silently replace it).
+    fn grounded(grounding: Grounding, client_instructions: Option<String>) -> Ask {
+        let Grounding {
+            mut instructions,
+            mut file_search,
+            ..
+        } = grounding;
+        if let Some(extra) = client_instructions.filter(|text| !text.trim().is_empty()) {
+            for text in std::iter::once(&mut instructions).chain(
+                file_search
+                    .as_mut()
+                    .map(|search| search.instructions.get_or_insert_with(String::new)),
+            ) {
+                if !text.is_empty() {
+                    text.push_str("\n\n");
+                }
+                text.push_str(&extra);
+            }
+        }
+        Ask {
+            instructions,
+            attachments: None,
+            file_search,
+            temperature: None,
+            max_output_tokens: None,
+        }
+    }
 }
 
 fn start(
@@ -459,8 +596,10 @@ fn start(
         model: agent.model.clone(),
         instructions: (!ask.instructions.is_empty()).then_some(ask.instructions),
         history: trim_history(history, settings.history_budget_chars),
-        temperature: agent.temperature,
-        max_output_tokens: agent.max_output_tokens.map(|n| n as u32),
+        temperature: ask.temperature.or(agent.temperature),
+        max_output_tokens: ask
+            .max_output_tokens
+            .or(agent.max_output_tokens.map(|n| n as u32)),
         attachments: ask.attachments,
         input_files: Vec::new(),
         file_search: ask.file_search,
@@ -549,11 +688,7 @@ pub async fn retry(
         &agent,
         &answer,
         &history,
-        Ask {
-            instructions: grounding.instructions,
-            attachments: None,
-            file_search: grounding.file_search,
-        },
+        Ask::grounded(grounding, None),
     );
     Ok((conversation, answer, reader))
 }

@@ -327,9 +327,31 @@ fn events(
 
 /// The `text/event-stream` response. Proxies are told not to buffer it.
 pub fn respond(req: &HttpRequest, source: Source, format: Format, params: Params) -> HttpResponse {
-    sse::Sse::from_stream(events(source, format, params))
-        .with_keep_alive(HEARTBEAT)
-        .with_retry_duration(Duration::from_secs(1))
+    unbuffered(
+        req,
+        sse::Sse::from_stream(events(source, format, params))
+            .with_keep_alive(HEARTBEAT)
+            .with_retry_duration(Duration::from_secs(1)),
+    )
+}
+
+/// Any stream of events as a `text/event-stream` response, with the same heartbeat and headers
+/// (the OpenAI-compatible API's streams; no `retry:`, which OpenAI's streams do not have).
+pub fn event_stream<S>(req: &HttpRequest, events: S) -> HttpResponse
+where
+    S: Stream<Item = Result<sse::Event, Infallible>> + 'static,
+{
+    unbuffered(
+        req,
+        sse::Sse::from_stream(events).with_keep_alive(HEARTBEAT),
+    )
+}
+
+fn unbuffered<S>(req: &HttpRequest, stream: sse::Sse<S>) -> HttpResponse
+where
+    sse::Sse<S>: Responder,
+{
+    stream
         .customize()
         .insert_header(("X-Accel-Buffering", "no"))
         .insert_header(("Cache-Control", "no-cache"))

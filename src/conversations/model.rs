@@ -181,6 +181,17 @@ pub struct Extras<'a> {
     pub attachments: serde_json::Value,
     pub context: &'a str,
     pub citations: serde_json::Value,
+    /// Turns stored before the message, oldest first, as complete messages: the history a client
+    /// that keeps its own conversation (the OpenAI-compatible API) starts a new one with.
+    pub earlier: &'a [(Role, String)],
+}
+
+/// The rows one message stores: the earlier turns it came with (if any), the user's message and
+/// the answer that streams into.
+pub struct StoredTurn {
+    pub earlier: Vec<Message>,
+    pub user: Message,
+    pub answer: Message,
 }
 
 /// How an answer ended, as written when it ends.
@@ -381,40 +392,59 @@ impl Message {
         text: &str,
         extras: Extras,
         prompt_versions: serde_json::Value,
-    ) -> QueryResult<(Message, Message)> {
-        let rows = [
-            NewMessage {
+    ) -> QueryResult<StoredTurn> {
+        // Ids are UUIDv7, made here in order: they order the rows (history reads by id).
+        let mut rows: Vec<NewMessage> = extras
+            .earlier
+            .iter()
+            .map(|(role, content)| NewMessage {
                 id: Uuid::now_v7(),
                 conversation_id,
-                role: Role::User,
-                content: text,
+                role: *role,
+                content,
                 status: Status::Complete,
                 prompt_versions: serde_json::Value::Array(vec![]),
-                attachments: extras.attachments,
-                context: extras.context,
-                citations: serde_json::Value::Array(vec![]),
-            },
-            NewMessage {
-                id: Uuid::now_v7(),
-                conversation_id,
-                role: Role::Assistant,
-                content: "",
-                status: Status::Streaming,
-                prompt_versions,
                 attachments: serde_json::Value::Array(vec![]),
                 context: "",
-                citations: extras.citations,
-            },
-        ];
+                citations: serde_json::Value::Array(vec![]),
+            })
+            .collect();
+        rows.push(NewMessage {
+            id: Uuid::now_v7(),
+            conversation_id,
+            role: Role::User,
+            content: text,
+            status: Status::Complete,
+            prompt_versions: serde_json::Value::Array(vec![]),
+            attachments: extras.attachments,
+            context: extras.context,
+            citations: serde_json::Value::Array(vec![]),
+        });
+        rows.push(NewMessage {
+            id: Uuid::now_v7(),
+            conversation_id,
+            role: Role::Assistant,
+            content: "",
+            status: Status::Streaming,
+            prompt_versions,
+            attachments: serde_json::Value::Array(vec![]),
+            context: "",
+            citations: extras.citations,
+        });
+        // One statement however many earlier turns there are.
         let mut inserted: Vec<Message> = diesel::insert_into(messages::table)
             .values(&rows[..])
             .returning(Message::as_returning())
             .get_results(conn)?;
-        // UUIDv7 ids order the two rows; RETURNING's order is not promised.
+        // RETURNING's order is not promised.
         inserted.sort_by_key(|m| m.id);
         let answer = inserted.pop().ok_or(diesel::result::Error::NotFound)?;
         let user = inserted.pop().ok_or(diesel::result::Error::NotFound)?;
-        Ok((user, answer))
+        Ok(StoredTurn {
+            earlier: inserted,
+            user,
+            answer,
+        })
     }
 
     /// The row an answer streams into.

@@ -10,7 +10,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpResponse, web};
 
 use crate::auth::rate_limit::{Counted, Requester};
 use crate::error::AppError;
@@ -46,11 +46,12 @@ pub async fn limit_requests(
     };
     let counted = state.request_limiter.count(&requester);
     if let Some(wait) = counted.retry_after_secs {
-        let mut response = AppError::RateLimited {
+        // Built from the error, which stays on the response: a scope that answers errors in
+        // its own shape (`/v1`, OpenAI's) can still tell what this one was.
+        let mut response = HttpResponse::from_error(AppError::RateLimited {
             message: format!("Too many requests. Try again in {wait} seconds."),
             retry_after_secs: wait,
-        }
-        .error_response();
+        });
         add_headers(response.headers_mut(), &counted);
         return Ok(req.into_response(response).map_into_right_body());
     }

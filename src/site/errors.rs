@@ -68,7 +68,9 @@ pub async fn html_errors(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static, BoxBody>>, actix_web::Error> {
     let path = req.path();
     let is_api = path.starts_with("/api/") || path == "/api";
-    let is_page = !(is_api || path == "/health" || path.starts_with("/static/"));
+    // `/v1` (the OpenAI-compatible API) renders its own errors in OpenAI's shape.
+    let is_openai = path.starts_with("/v1/") || path == "/v1";
+    let is_page = !(is_api || is_openai || path == "/health" || path.starts_with("/static/"));
     // The request must not be cloned across `next.call`: routing needs it uniquely owned.
     let response = next.call(req).await?;
     let replacement = match response.response().error() {

@@ -116,6 +116,8 @@ const LAYERS: &[&[&str]] = &[
     &["agents"],
     &["projects"],
     &["chat"],
+    // The OpenAI-compatible API: a translation over chat's pipeline.
+    &["compat"],
     &["openapi"],
     &["startup"],
     &["backup"],

@@ -8,8 +8,12 @@ use crate::support::app::TestApp;
 const ALLOWED: &str = "https://app.example.com";
 
 async fn preflight(app: &TestApp, origin: &str, method: &str) -> reqwest::Response {
+    preflight_to(app, "/api/projects", origin, method).await
+}
+
+async fn preflight_to(app: &TestApp, path: &str, origin: &str, method: &str) -> reqwest::Response {
     app.api
-        .request(Method::OPTIONS, app.url("/api/projects"))
+        .request(Method::OPTIONS, app.url(path))
         .header("Origin", origin)
         .header("Access-Control-Request-Method", method)
         .header(
@@ -48,6 +52,12 @@ async fn an_allowed_origin_gets_a_preflight_and_readable_answers() {
     );
     assert_eq!(header(&response, "access-control-max-age"), Some("7200"));
     assert_eq!(header(&response, "access-control-allow-credentials"), None);
+    // The OpenAI-compatible routes too.
+    let response = preflight_to(&app, "/v1/chat/completions", ALLOWED, "POST").await;
+    assert_eq!(
+        header(&response, "access-control-allow-origin"),
+        Some(ALLOWED)
+    );
 
     // The answer itself: readable by that origin, with the headers a client needs exposed.
     let (token, _, _) = app.chat_setup("cors@example.com").await;

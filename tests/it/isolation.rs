@@ -37,7 +37,7 @@ fn fill(path: &str, owned: &Owned) -> String {
         &owned.conversation
     } else if path.contains("/messages/") {
         &owned.message
-    } else if path.contains("/agents/") {
+    } else if path.contains("/agents/") || path.starts_with("/v1/models/") {
         &owned.agent
     } else {
         &owned.prompt
@@ -128,10 +128,14 @@ async fn another_users_things_are_not_found_on_every_route() {
 
     let routes = routes_with_ids();
     assert!(routes.len() >= 30, "route table parsed: {routes:?}");
+    assert!(
+        routes.iter().any(|(_, path)| path == "/v1/models/{id}"),
+        "the OpenAI-compatible routes are read too: {routes:?}"
+    );
     for (method, pattern) in &routes {
         let path = fill(pattern, &owned);
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let status = if pattern.starts_with("/api/") {
+        let status = if pattern.starts_with("/api/") || pattern.starts_with("/v1/") {
             let mut request = app
                 .api
                 .request(method.clone(), app.url(&path))

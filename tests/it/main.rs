@@ -13,6 +13,7 @@ mod cors;
 mod files;
 mod isolation;
 mod llm_client;
+mod openai_compat;
 mod openapi;
 mod pages;
 mod platform;
