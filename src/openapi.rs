@@ -15,6 +15,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
+use crate::session::csrf::CsrfToken;
 use crate::site::assets;
 
 #[derive(OpenApi)]
@@ -80,7 +81,11 @@ use crate::site::assets;
         openapi_json,
         docs_page,
     ),
-    components(schemas(crate::chat::stream::TextEvent, crate::chat::stream::DoneEvent)),
+    components(schemas(
+        crate::chat::stream::TextEvent,
+        crate::chat::stream::DoneEvent,
+        crate::compat::error::Envelope,
+    )),
     modifiers(&Shared),
     tags(
         (name = "accounts", description = "Sign up, sign in, sessions, password"),
@@ -165,6 +170,7 @@ impl Modify for Shared {
             }
             openapi.paths.paths.insert((*alias).to_string(), item);
         }
+        unique_operation_ids(openapi);
         for (path, item) in &mut openapi.paths.paths {
             let operations = [
                 &mut item.get,
@@ -173,8 +179,11 @@ impl Modify for Shared {
                 &mut item.delete,
                 &mut item.patch,
             ];
-            // `/v1` speaks OpenAI's API, errors included: its handlers describe themselves.
+            // `/v1` speaks OpenAI's API, errors included, and takes a Bearer token only.
             if path.starts_with("/v1/") {
+                for operation in operations.into_iter().flatten() {
+                    add_openai_errors(operation);
+                }
                 continue;
             }
             for operation in operations.into_iter().flatten() {
@@ -185,6 +194,32 @@ impl Modify for Shared {
                     operation.security = Some(signed_in.clone());
                 }
                 add_errors(operation, path, public);
+            }
+        }
+    }
+}
+
+/// Operation ids are unique in a document: a handler that serves two methods (PUT and PATCH) or
+/// a path and its alias gets the method after its id on the second.
+fn unique_operation_ids(openapi: &mut Document) {
+    let mut seen = std::collections::HashSet::new();
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let Some(id) = operation.operation_id.clone() else {
+                continue;
+            };
+            if !seen.insert(id.clone()) {
+                let unique = format!("{id}_{method}");
+                seen.insert(unique.clone());
+                operation.operation_id = Some(unique);
             }
         }
     }
@@ -221,21 +256,61 @@ fn add_path_ids(path: &str, operation: &mut Operation) {
     }
 }
 
+/// An error answer of `schema`.
+fn error_response(description: &str, schema: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(schema)))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// The error answers of the OpenAI-compatible routes, in OpenAI's shape and statuses.
+fn add_openai_errors(operation: &mut Operation) {
+    let errors = [
+        (
+            "400",
+            "`invalid_request_error`, with the request field in `param`",
+        ),
+        (
+            "401",
+            "`invalid_api_key`: no valid `Authorization: Bearer` (cookies are not taken)",
+        ),
+        ("403", "A read-only API key asking for an answer"),
+        ("404", "`model_not_found`: not one of your agents"),
+        (
+            "409",
+            "An answer is still being written in that conversation",
+        ),
+        ("413", "The body is too large"),
+        ("429", "Too many requests (`Retry-After`)"),
+        (
+            "502",
+            "`api_error`: the provider failed, after retries and fallback",
+        ),
+        (
+            "503",
+            "`api_error`: no provider is configured, or the database is unreachable",
+        ),
+    ];
+    for (status, description) in errors {
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| error_response(description, "OpenAiError"));
+    }
+}
+
 /// The error answers an operation can give besides its own.
 fn add_errors(operation: &mut Operation, path: &str, public: bool) {
-    let error = |description: &str| {
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("Error")))
-                        .build(),
-                )
-                .build(),
-        )
-    };
+    let error = |description: &str| error_response(description, "Error");
     let mut errors: Vec<(&str, &str)> = COMMON_ERRORS.to_vec();
     if !public {
         errors.push(("401", "Not signed in, or the session or key has ended"));
@@ -286,19 +361,21 @@ form-action 'self'; frame-ancestors 'none'";
 /// `GET /api/docs`: the document, to read and try (Swagger UI).
 #[utoipa::path(get, path = "/api/docs", tag = "docs", security(()),
     responses((status = 200, description = "The API's docs page", content_type = "text/html", body = String)))]
-pub async fn docs_page() -> HttpResponse {
+pub async fn docs_page(csrf: CsrfToken) -> HttpResponse {
     let urls = assets::urls();
     let page = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>confab API</title>\n<link rel=\"icon\" href=\"{favicon}\">\n\
          <link rel=\"stylesheet\" href=\"{css}\">\n</head>\n<body>\n\
-         <div id=\"swagger-ui\" data-spec-url=\"/api/openapi.json\"></div>\n\
+         <div id=\"swagger-ui\" data-spec-url=\"/api/openapi.json\" data-csrf=\"{csrf}\"></div>\n\
          <script src=\"{js}\"></script>\n<script src=\"{start}\"></script>\n</body>\n</html>\n",
         favicon = urls.favicon,
         css = urls.swagger_ui_css,
         js = urls.swagger_ui_js,
         start = urls.api_docs_js,
+        // Hex, so nothing in it needs escaping in an attribute.
+        csrf = csrf.0,
     );
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

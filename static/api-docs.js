@@ -7,8 +7,13 @@ window.addEventListener("DOMContentLoaded", function () {
     url: root.dataset.specUrl,
     domNode: root,
     deepLinking: true,
-    // "Try it out" sends the browser's own cookie; a Bearer token can be set under Authorize.
+    // "Try it out" sends the browser's own cookie (a Bearer token can be set under Authorize
+    // instead); a cookie's requests that change something need the page's CSRF token.
     withCredentials: true,
     persistAuthorization: false,
+    requestInterceptor: function (request) {
+      request.headers["X-CSRF-Token"] = root.dataset.csrf;
+      return request;
+    },
   });
 });

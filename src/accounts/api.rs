@@ -13,7 +13,9 @@ use crate::session::{self, CurrentUser};
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = Registration, security(()),
-    responses((status = 201, description = "The new account (sign in next)", body = UserView)))]
+    responses((status = 201, description = "The new account (sign in next)", body = UserView),
+        (status = 409, description = "That email has an account", body = crate::error::Envelope),
+        (status = 403, description = "Registration is closed", body = crate::error::Envelope)))]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -58,7 +60,8 @@ async fn token_response(
 #[utoipa::path(post, path = "/api/auth/login", tag = "accounts", security(()),
     request_body(content((Credentials = "application/json"), (Credentials = "application/x-www-form-urlencoded")),
         description = "`email` (or `username`, as OAuth2 password forms send it) and `password`"),
-    responses((status = 200, description = "A session token for `Authorization: Bearer`", body = TokenResponse)))]
+    responses((status = 200, description = "A session token for `Authorization: Bearer`", body = TokenResponse),
+        (status = 401, description = "Wrong email or password", body = crate::error::Envelope)))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -21,7 +21,8 @@ pub struct CreatedKeyView {
 
 /// `POST /api/keys` → 201 with the key.
 #[utoipa::path(post, path = "/api/keys", tag = "keys", request_body = KeyInput,
-    responses((status = 201, description = "The key, shown this once", body = CreatedKeyView)))]
+    responses((status = 201, description = "The key, shown this once", body = CreatedKeyView),
+        (status = 409, description = "You have as many keys as one person may: revoke one first", body = crate::error::Envelope)))]
 pub async fn create_key(
     state: web::Data<AppState>,
     user: CurrentUser,

@@ -53,7 +53,8 @@ fn json_final(_: &Message) -> String {
 /// "message_id"}` per chunk (with `id:` = byte offset, for `Last-Event-ID`), then a final
 /// `{"done": true, "status", "usage", …}`.
 #[utoipa::path(post, path = "/api/chat/agents/{id}", tag = "chat", request_body = ChatBody,
-    responses((status = 200, content_type = "text/event-stream", body = String, description = "`text/event-stream`. Each piece of the answer is an event whose data is a `TextEvent` and whose `id` is the answer's length in bytes so far (send it back as `Last-Event-ID` to `GET /api/messages/{id}/stream` to continue after it); an event named `snapshot` replaces the text the reader has. The last event's data is a `DoneEvent`. The user's message is saved before the provider is asked, and the answer is generated to the end even when the reader goes away.")))]
+    responses((status = 409, description = "An answer is still being written in that conversation", body = crate::error::Envelope),
+        (status = 200, content_type = "text/event-stream", body = String, description = "`text/event-stream`. Each piece of the answer is an event whose data is a `TextEvent` and whose `id` is the answer's length in bytes so far (send it back as `Last-Event-ID` to `GET /api/messages/{id}/stream` to continue after it); an event named `snapshot` replaces the text the reader has. The last event's data is a `DoneEvent`. The user's message is saved before the provider is asked, and the answer is generated to the end even when the reader goes away.")))]
 pub async fn stream_chat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -150,7 +151,9 @@ struct Usage {
 
 /// `POST /api/chat`: the project's default agent answers; the reply comes whole.
 #[utoipa::path(post, path = "/api/chat", tag = "chat", request_body = ProjectChatBody,
-    responses((status = 200, description = "The whole answer, once it has ended", body = Reply)))]
+    responses((status = 200, description = "The whole answer, once it has ended", body = Reply),
+        (status = 409, description = "An answer is still being written in that conversation", body = crate::error::Envelope),
+        (status = 502, description = "The provider failed (after retries and fallback)", body = crate::error::Envelope)))]
 pub async fn chat(
     state: web::Data<AppState>,
     user: CurrentUser,

@@ -171,14 +171,20 @@ impl From<AppError> for OpenAiError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// Every error under `/v1`, as OpenAI writes them: `{"error": {"message", "type", "param",
+/// "code"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiError)]
+pub struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// What went wrong, in OpenAI's words.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OpenAiErrorBody)]
+pub struct Body<'a> {
     message: &'a str,
+    /// `invalid_request_error`, `api_error`, `requests`, …
     #[serde(rename = "type")]
     kind: &'a str,
     param: Option<&'a str>,

@@ -222,10 +222,11 @@ impl Encoder for Events {
 }
 
 /// `POST /v1/responses`.
-#[utoipa::path(post, path = "/v1/responses", tag = "openai", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/responses", tag = "openai", security(("bearer" = [])), operation_id = "create_response",
+    params(("X-Confab-Conversation-Id" = Option<String>, Header, description = "Continue this conversation (the id an earlier answer carried): only your last message is stored, and the agent gets the conversation's own history")),
     request_body(content = Object, description = "OpenAI's Responses request: `model` (an agent), `input`, `instructions`, `stream`, `previous_response_id`, `max_output_tokens`, `temperature`; other fields are ignored"),
     description = "The agent answers as an OpenAI model: a `response`, or with `stream` the Responses events (`response.created` … `response.completed`). Errors have OpenAI's shape, `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`: 401 `invalid_api_key`, 400 `invalid_request_error` with `param`, 404 `model_not_found`, 409 an answer still being written in that conversation, 429 with `Retry-After`, 502/503 `api_error`.",
-    responses((status = 200, description = "A `response`, or its events as `text/event-stream`", body = Object)))]
+    responses((status = 200, description = "A `response`, or its events as `text/event-stream`", body = Object, headers(("X-Confab-Conversation-Id" = String, description = "The conversation this call is stored in: send it back to continue")))))]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -38,25 +38,21 @@ pub fn slug(name: &str) -> String {
 }
 
 /// Every agent of the person as a model, projects oldest first. The readable id follows
-/// renames; the UUID never changes, and is accepted too.
+/// renames; the UUID never changes, and is accepted too. When two agents would share a readable
+/// id, the first listed (the older project's) keeps it and the other is known by its UUID, so
+/// a new project never takes an id a client already uses.
 pub fn agent_models(agents: Vec<(Agent, String)>) -> Vec<AgentModel> {
-    let readable: Vec<String> = agents
-        .iter()
-        .map(|(agent, project)| format!("{}/{}", slug(project), slug(&agent.name)))
-        .collect();
+    let mut taken = std::collections::HashSet::new();
     agents
         .into_iter()
-        .zip(&readable)
-        .map(|((agent, _), id)| {
-            let shared = readable.iter().filter(|other| *other == id).count() > 1;
-            AgentModel {
-                id: if shared {
-                    agent.id.to_string()
-                } else {
-                    id.clone()
-                },
-                agent,
-            }
+        .map(|(agent, project)| {
+            let readable = format!("{}/{}", slug(&project), slug(&agent.name));
+            let id = if taken.insert(readable.clone()) {
+                readable
+            } else {
+                agent.id.to_string()
+            };
+            AgentModel { id, agent }
         })
         .collect()
 }

@@ -217,6 +217,10 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// reqwest's top-level message ("error sending request") hides the cause; append the chain.
 pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
+    // People read this (an answer's error): the provider's address is the operator's business.
+    if let Some(url) = error.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
+    }
     let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
@@ -451,6 +455,22 @@ mod tests {
             error_fields(&json!({"detail": "Not Found"})),
             (None, Some("Not Found".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_error_does_not_name_the_providers_address() {
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let error = reqwest::Client::new()
+            .post("http://127.0.0.1:1/secret-path/v1/responses")
+            .send()
+            .await
+            .unwrap_err();
+        let text = describe(&error);
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("secret-path"),
+            "{text}"
+        );
+        assert!(text.contains("error sending request"), "{text}");
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub async fn limit_requests(
             retry_after_secs: wait,
         });
         add_headers(response.headers_mut(), &counted);
-        return Ok(req.into_response(response).map_into_right_body());
+        // `ServiceResponse::new` keeps the error on the response (`into_response` would drop it).
+        let (request, _) = req.into_parts();
+        return Ok(ServiceResponse::new(request, response).map_into_right_body());
     }
     let mut response = next.call(req).await?;
     add_headers(response.headers_mut(), &counted);

@@ -2,7 +2,7 @@
 // desktop width, under the page's own CSP, with no console error, and "Try it out" works.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { base, launch, openPage } from "./browser.mjs";
+import { base, launch, openPage, register } from "./browser.mjs";
 
 for (const [label, width, height] of [["phone", 390, 844], ["desktop", 1280, 900]]) {
   test(`the API docs page shows every operation: ${label}`, async () => {
@@ -32,3 +32,21 @@ for (const [label, width, height] of [["phone", 390, 844], ["desktop", 1280, 900
     }
   });
 }
+
+test("signed in to the site, Try it out changes things with the browser's own session", async () => {
+  const browser = await launch();
+  const problems = [];
+  try {
+    const page = await openPage(browser, problems);
+    await register(page, `docs-${Date.now()}@example.com`, process.env.JOURNEY_PASSWORD);
+    await page.goto(`${base}/api/docs`);
+    const create = page.locator(".opblock-post", { hasText: "/api/projects" }).filter({ hasNotText: "{id}" }).first();
+    await create.locator(".opblock-summary").click();
+    await create.getByRole("button", { name: "Try it out" }).click();
+    await create.getByRole("button", { name: "Execute" }).click();
+    await create.locator(".live-responses-table .response-col_status", { hasText: "201" }).first().waitFor();
+    assert.deepEqual(problems, []);
+  } finally {
+    await browser.close();
+  }
+});

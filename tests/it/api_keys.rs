@@ -335,6 +335,10 @@ async fn the_account_page_makes_shows_once_and_revokes_keys_without_javascript()
     let key = page[start..start + page[start..].find('<').unwrap()].to_string();
     assert!(key.starts_with("cfk_"), "{key}");
     assert!(page.contains("Read-only"));
+    // Shown once in the page, and nowhere a browser keeps (the title goes to its history).
+    assert_eq!(page.matches(key.as_str()).count(), 1, "{page}");
+    let title = &page[page.find("<title>").unwrap()..page.find("</title>").unwrap()];
+    assert_eq!(title, "<title>Account · confab", "{title}");
 
     // It works, read-only, and the page never shows it again.
     assert_eq!(app.get_json(&key, "/api/users/me").await.0, 200);

@@ -64,8 +64,13 @@ async fn models_are_the_callers_agents_and_nobody_elses() {
         );
     }
 
-    // Two agents that would share a readable id are listed by their UUIDs.
-    app.project(&token, "Chat").await;
+    // A newer agent whose readable id is taken is known by its UUID: the id a client already
+    // uses keeps naming the same agent.
+    let newer = app.project(&token, "Chat!").await;
+    let (_, newer_agents) = app
+        .get_json(&token, &format!("/api/projects/{newer}/agents"))
+        .await;
+    let newer_agent = newer_agents[0]["id"].as_str().unwrap();
     let (_, list) = app.get_json(&token, "/v1/models").await;
     let ids: Vec<&str> = list["data"]
         .as_array()
@@ -73,8 +78,12 @@ async fn models_are_the_callers_agents_and_nobody_elses() {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 2);
-    assert!(ids.contains(&agent.as_str()), "{ids:?}");
+    assert_eq!(ids, ["chat/assistant", newer_agent]);
+    let (status, model) = app.get_json(&token, "/v1/models/chat/assistant").await;
+    assert_eq!(
+        (status, model["id"].as_str()),
+        (200, Some("chat/assistant"))
+    );
 
     let stranger = app.user_token("stranger@example.com").await;
     let (_, list) = app.get_json(&stranger, "/v1/models").await;

@@ -73,6 +73,15 @@ async fn every_api_route_is_in_the_openapi_document_and_nothing_else() {
             assert_eq!(id["in"], "path");
         }
     }
+    // Operation ids are unique (a viewer links and opens operations by them).
+    let mut ids = BTreeSet::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            if let Some(id) = operation["operationId"].as_str() {
+                assert!(ids.insert(id.to_string()), "operationId {id} twice");
+            }
+        }
+    }
     // The error envelope and the stream's events are described.
     let schemas = &document["components"]["schemas"];
     for name in [
@@ -99,6 +108,10 @@ async fn the_docs_page_loads_its_viewer_under_its_own_policy() {
         .to_string();
     assert!(policy.contains("script-src 'self';"), "{policy}");
     let page = response.text().await.unwrap();
+    // "Try it out" with the browser's own session sends the page's CSRF token.
+    let marker = "data-csrf=\"";
+    let start = page.find(marker).expect("the page carries its CSRF token") + marker.len();
+    assert_eq!(page[start..].find('"'), Some(64), "{page}");
     let assets: Vec<&str> = page
         .split(['"'])
         .filter(|part| part.starts_with("/static/"))

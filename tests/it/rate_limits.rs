@@ -164,3 +164,27 @@ async fn without_trusted_proxies_a_forwarded_header_dodges_nothing() {
         .unwrap();
     assert_eq!(response.status(), 429);
 }
+
+#[tokio::test]
+async fn the_openai_compatible_routes_are_limited_too_and_say_so_in_openais_shape() {
+    let app = TestApp::spawn_with(|s| s.server.rate_limit.requests_per_minute = 2).await;
+    let token = app.user_token("v1-limit@example.com").await;
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            app.api
+                .get(app.url("/v1/models"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = last.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.headers().contains_key("ratelimit"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "requests", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+}
