@@ -133,7 +133,10 @@ fn init_tracing(default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // A request's span closes with its method, route, status and time: one line per request.
+    // Colours only on a terminal: in a file or a log collector they are escape codes.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = tracing_subscriber::fmt()
+        .with_ansi(colours)
         .with_env_filter(filter)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .try_init();

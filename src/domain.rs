@@ -327,6 +327,15 @@ pub fn title_from(text: &str, max: usize) -> String {
     format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
 }
 
+/// "1 second", "30 seconds": a wait, as people read it.
+pub fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,11 +50,14 @@ impl LoginLimiter {
         let refused = |not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>| {
             let wait = not_until.wait_time_from(clock.now()).as_secs() + 1;
             AppError::RateLimited {
-                message: format!("Too many sign-in attempts. Try again in {wait} seconds."),
+                message: format!(
+                    "Too many sign-in attempts. Try again in {}.",
+                    crate::domain::seconds(wait)
+                ),
                 retry_after_secs: wait,
             }
         };
-        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = limited_address(ip);
         let email = crate::domain::email_key(email);
         self.by_ip.check_key(&ip).map_err(refused)?;
         self.by_ip_and_email
@@ -89,7 +92,7 @@ impl RegistrationLimiter {
     }
 
     pub fn check(&self, ip: Option<IpAddr>) -> Result<(), AppError> {
-        let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = limited_address(ip);
         self.by_ip.check_key(&ip).map_err(|not_until| {
             let wait = not_until
                 .wait_time_from(DefaultClock::default().now())
@@ -107,6 +110,22 @@ impl RegistrationLimiter {
             self.by_ip.retain_recent();
         }
         Ok(())
+    }
+}
+
+/// The address a limit counts a client by. An IPv6 client is its /64: one subscriber or host
+/// usually holds a whole /64, and counting each of its 2^64 addresses apart would let it send
+/// as many requests as it likes. (An unknown address counts as one shared "unspecified".)
+pub fn limited_address(ip: Option<IpAddr>) -> IpAddr {
+    match ip {
+        Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(segments))
+        }
+        Some(IpAddr::V6(v6)) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked above")),
+        Some(ip) => ip,
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     }
 }
 
@@ -257,7 +276,9 @@ impl RequestLimiter {
                     standings.push(self.by_user.count(id));
                 }
             }
-            Requester::Address(ip) => standings.push(self.by_address.count(ip)),
+            Requester::Address(ip) => {
+                standings.push(self.by_address.count(&limited_address(Some(*ip))));
+            }
         }
         let retry_after_secs = standings
             .iter()
@@ -274,6 +295,19 @@ impl RequestLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let next: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limited_address(Some(one)), limited_address(Some(other)));
+        assert_ne!(limited_address(Some(one)), limited_address(Some(next)));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(limited_address(Some(v4)), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(limited_address(Some(mapped)), v4);
+    }
 
     #[test]
     fn an_attacker_is_refused_while_the_owner_is_only_slowed() {

@@ -38,15 +38,18 @@ pub enum Format {
     Json,
 }
 
-/// The byte offset a reconnecting reader already has, if it sent a usable one.
+/// The byte offset a reconnecting reader already has. A `Last-Event-ID` that is not one (`abc`,
+/// `-5`, a number past any text) still says the reader has something: it is answered as an
+/// offset beyond the text, which gets the whole text as a snapshot to replace what it has, never
+/// a continuation it would append to it.
 pub fn last_event_id(req: &HttpRequest) -> Option<usize> {
-    req.headers()
-        .get("last-event-id")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let sent = req.headers().get("last-event-id")?;
+    Some(
+        sent.to_str()
+            .ok()
+            .and_then(|id| id.trim().parse().ok())
+            .unwrap_or(usize::MAX),
+    )
 }
 
 /// Where the events come from: a live answer, or the stored row of one that has ended.

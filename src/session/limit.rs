@@ -49,7 +49,10 @@ pub async fn limit_requests(
         // Built from the error, which stays on the response: a scope that answers errors in
         // its own shape (`/v1`, OpenAI's) can still tell what this one was.
         let mut response = HttpResponse::from_error(AppError::RateLimited {
-            message: format!("Too many requests. Try again in {wait} seconds."),
+            message: format!(
+                "Too many requests. Try again in {}.",
+                crate::domain::seconds(wait)
+            ),
             retry_after_secs: wait,
         });
         add_headers(response.headers_mut(), &counted);

@@ -298,7 +298,7 @@ async fn the_account_page_makes_shows_once_and_revokes_keys_without_javascript()
     let app = TestApp::spawn().await;
     let browser = app.browser("page-keys@example.com").await;
     let (_, page) = browser.get("/account").await;
-    assert!(page.contains("API keys") && page.contains("action=\"/account/keys\""));
+    assert!(page.contains("API keys") && page.contains("action=\"/account/keys#api-keys\""));
 
     // A refused form keeps what was typed and says why, next to the field.
     let response = browser

@@ -288,12 +288,21 @@ async fn a_reader_that_reconnects_gets_exactly_the_missing_text() {
 
     // An offset this text cannot have (the reader saw text a crash lost, or a made-up one)
     // gets the whole text as a snapshot to replace its own, never a continuation.
-    for offset in [long.len() + 6, 99_999_999] {
+    // An id that is not an offset at all says the reader has something too.
+    let past_the_end = (long.len() + 6).to_string();
+    for offset in [
+        past_the_end.as_str(),
+        "99999999",
+        "abc",
+        "-5",
+        "1.5",
+        "99999999999999999999",
+    ] {
         let response = app
             .api
             .get(app.url(&format!("/api/messages/{message_id}/stream")))
             .bearer_auth(&token)
-            .header("Last-Event-ID", offset.to_string())
+            .header("Last-Event-ID", offset)
             .send()
             .await
             .unwrap();
