@@ -175,6 +175,27 @@ struct NewMessage<'a> {
     citations: serde_json::Value,
 }
 
+impl NewMessage<'_> {
+    /// The empty row an answer streams into.
+    fn streaming_answer(
+        conversation_id: Uuid,
+        prompt_versions: serde_json::Value,
+        citations: serde_json::Value,
+    ) -> NewMessage<'static> {
+        NewMessage {
+            id: Uuid::now_v7(),
+            conversation_id,
+            role: Role::Assistant,
+            content: "",
+            status: Status::Streaming,
+            prompt_versions,
+            attachments: serde_json::Value::Array(vec![]),
+            context: "",
+            citations,
+        }
+    }
+}
+
 /// What a turn carries besides the message's text: the files attached to the message and their
 /// text, and the sources the answer is given.
 pub struct Extras<'a> {
@@ -420,17 +441,11 @@ impl Message {
             context: extras.context,
             citations: serde_json::Value::Array(vec![]),
         });
-        rows.push(NewMessage {
-            id: Uuid::now_v7(),
+        rows.push(NewMessage::streaming_answer(
             conversation_id,
-            role: Role::Assistant,
-            content: "",
-            status: Status::Streaming,
             prompt_versions,
-            attachments: serde_json::Value::Array(vec![]),
-            context: "",
-            citations: extras.citations,
-        });
+            extras.citations,
+        ));
         // One statement however many earlier turns there are.
         let mut inserted: Vec<Message> = diesel::insert_into(messages::table)
             .values(&rows[..])
@@ -456,17 +471,7 @@ impl Message {
     ) -> QueryResult<Message> {
         Self::insert(
             conn,
-            NewMessage {
-                id: Uuid::now_v7(),
-                conversation_id,
-                role: Role::Assistant,
-                content: "",
-                status: Status::Streaming,
-                prompt_versions,
-                attachments: serde_json::Value::Array(vec![]),
-                context: "",
-                citations,
-            },
+            NewMessage::streaming_answer(conversation_id, prompt_versions, citations),
         )
     }
 
