@@ -65,6 +65,10 @@ pub struct Args {
     /// With `--serve-relay`: the upstream's base URL, e.g. `http://127.0.0.1:8090/v1`.
     #[arg(long, value_name = "URL", requires = "serve_relay")]
     pub upstream: Option<String>,
+    /// With `--serve-relay`: exit when stdin reaches its end. The relay phase passes it with a
+    /// pipe, so a relay never outlives a load generator that was killed.
+    #[arg(long, hide = true, requires = "serve_relay")]
+    pub exit_on_stdin_eof: bool,
     /// Passed by `cargo bench`; without it only a quick check runs (see `main`).
     #[arg(long, hide = true)]
     pub bench: bool,

@@ -14,6 +14,7 @@ use tokio::time::timeout_at;
 
 use crate::Error;
 use crate::cli::{Args, Start};
+use crate::sampling::CpuTimes;
 
 /// The question every chat sends.
 pub const MESSAGE: &str = "hello";
@@ -98,6 +99,9 @@ pub struct PhaseResults {
     pub peak_live: usize,
     /// Burst start: connections the pre-opening held at once (N when it worked).
     pub preconnected: Option<usize>,
+    /// CPU time of the server process `server_pid` from the release (ramp: the first start) to
+    /// the end of the last stream: the pre-opening's requests are not counted.
+    pub server_cpu: Option<CpuTimes>,
     pub wall: Duration,
     /// Latency of ordinary requests made while the streams ran (µs), by name.
     pub probes: Vec<(String, Vec<u32>)>,
@@ -112,6 +116,7 @@ pub struct Probe {
 
 /// Runs `args.streams` streams against `target`, all sent at the same instant (`--start burst`)
 /// or spread over `--ramp-ms`, with `probes` polling beside them; reads every stream to its end.
+/// With `server_pid`, counts that process's CPU time over the streams.
 pub async fn run_streams(
     client: &reqwest::Client,
     target: &Target,
@@ -119,6 +124,7 @@ pub async fn run_streams(
     expected: &str,
     phase_timeout: Duration,
     probes: Option<Vec<Probe>>,
+    server_pid: Option<u32>,
 ) -> PhaseResults {
     let streams = args.streams;
     let burst = args.start == Start::Burst;
@@ -206,6 +212,7 @@ pub async fn run_streams(
     }
     // All N tasks are spawned; once each waits at the barrier, this releases them together.
     let _ = timeout_at(setup_deadline, release.wait()).await;
+    let cpu_before = server_pid.map(CpuTimes::of_pid);
     let start = if burst {
         tokio::time::Instant::from_std(*released_at.get_or_init(Instant::now))
     } else {
@@ -248,6 +255,9 @@ pub async fn run_streams(
         }));
     }
     let wall = start.elapsed();
+    let server_cpu = server_pid
+        .zip(cpu_before)
+        .map(|(pid, before)| CpuTimes::of_pid(pid).since(&before));
     stop_probes.store(true, Ordering::Relaxed);
     let mut probes = Vec::new();
     for task in probe_tasks {
@@ -259,6 +269,7 @@ pub async fn run_streams(
         streams: results,
         peak_live: live.peak.load(Ordering::Relaxed),
         preconnected,
+        server_cpu,
         wall,
         probes,
     }

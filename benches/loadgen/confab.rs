@@ -306,14 +306,23 @@ pub async fn warm_up(
         ramp_ms: 0,
         ..args.clone()
     };
-    let warm_up = run_streams(client, target, &warm_args, expected, phase_timeout, None).await;
+    let warm_up = run_streams(
+        client,
+        target,
+        &warm_args,
+        expected,
+        phase_timeout,
+        None,
+        None,
+    )
+    .await;
     if let Some(error) = warm_up.streams.iter().find_map(|s| s.error.clone()) {
         println!("  warm-up stream failed: {error}");
     }
 }
 
 /// The measured streams against the server process `pid`: its idle RSS first, then its RSS and
-/// threads sampled and its CPU time counted while the streams run.
+/// threads sampled while the streams run, and its CPU time over them.
 pub async fn measured_run(
     client: &reqwest::Client,
     pid: u32,
@@ -328,9 +337,17 @@ pub async fn measured_run(
     let sampler = RssSampler::start(pid);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle_kb = sampler.latest().map_or(0, |s| s.rss_kb);
-    let cpu_before = CpuTimes::of_pid(pid);
-    let results = run_streams(client, target, args, expected, phase_timeout, probes).await;
-    let cpu = CpuTimes::of_pid(pid).since(&cpu_before);
+    let results = run_streams(
+        client,
+        target,
+        args,
+        expected,
+        phase_timeout,
+        probes,
+        Some(pid),
+    )
+    .await;
+    let cpu = results.server_cpu.unwrap_or_default();
     let samples = sampler.stop();
     ServerReport {
         stats: Stats::from_results(results),

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
             .upstream
             .as_deref()
             .unwrap_or("http://127.0.0.1:8090/v1");
-        return match relay::serve(addr, upstream) {
+        return match relay::serve(addr, upstream, args.exit_on_stdin_eof) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("relay: {error}");
@@ -203,7 +203,16 @@ async fn run(args: Args) -> Result<bool, Error> {
         };
         let cpu_before = CpuTimes::of_self();
         let client = http_client(args.streams)?;
-        let results = run_streams(&client, &target, &args, &expected, phase_timeout, None).await;
+        let results = run_streams(
+            &client,
+            &target,
+            &args,
+            &expected,
+            phase_timeout,
+            None,
+            None,
+        )
+        .await;
         drop(client);
         let stats = Stats::from_results(results);
         stats.print_short("fake");

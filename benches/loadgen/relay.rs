@@ -37,9 +37,17 @@ use crate::cli::Args;
 use crate::client::Target;
 use crate::confab::{ServerChild, ServerReport, indent, measured_run, warm_up};
 
-/// Serves the relay on `addr` in front of the upstream base URL `upstream` until SIGTERM/SIGINT.
-/// Prints `relay listening on http://ADDR` once it accepts connections.
-pub fn serve(addr: &str, upstream: &str) -> io::Result<()> {
+/// Serves the relay on `addr` in front of the upstream base URL `upstream` until SIGTERM/SIGINT
+/// (or, with `exit_on_stdin_eof`, until stdin ends). Prints `relay listening on http://ADDR` once
+/// it accepts connections.
+pub fn serve(addr: &str, upstream: &str, exit_on_stdin_eof: bool) -> io::Result<()> {
+    if exit_on_stdin_eof {
+        std::thread::spawn(|| {
+            // Nothing is ever written: this returns when the parent's end closes.
+            let _ = io::Read::read_to_end(&mut io::stdin(), &mut Vec::new());
+            std::process::exit(0);
+        });
+    }
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     // One client for every stream, as confab has: its pool keeps the upstream connections.
@@ -156,7 +164,9 @@ pub async fn start(upstream: &str, log: PathBuf) -> Result<(ServerChild, String)
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)
         .args(["--serve-relay", "127.0.0.1:0", "--upstream", upstream])
-        .stdin(Stdio::null())
+        .arg("--exit-on-stdin-eof")
+        // Held open by `child` (ours ends with this process, however it ends).
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&log)?)
         .spawn()
