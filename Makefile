@@ -74,7 +74,8 @@ screenshots:
 fake-llm:
 	$(CARGO) run --example fake_llm -- --port 8090
 
-## The chat load generator (release build): N = 100 and N = 1000 streams through confab vs the fake alone.
+## The chat load generator (release build): bursts of N = 200 and N = 1000 streams to the fake alone,
+## through a bare relay and through confab, side by side (docs/measurements.md).
 bench:
 	scripts/bench.sh
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds confab (release) and runs the load generator once per stream count.
+# Builds confab (release) and runs the load generator once per stream count: each run sends the
+# same burst of N streams (all started in the same instant; the fake answers 50 tokens, 20 ms
+# apart, the first after 200 ms) to the fake alone, through the bare relay and through confab,
+# and prints them side by side, with confab minus relay.
 #
-#   scripts/bench.sh                 # N = 100, then N = 1000
+#   scripts/bench.sh                 # N = 200, then N = 1000
 #   scripts/bench.sh 5000            # one run with N = 5000
-#   scripts/bench.sh 1000 -- --tokens 100 --token-delay-ms 10 --json
+#   scripts/bench.sh 1000 -- --start ramp --tokens 200 --json
 #
 # Everything after `--` goes to the load generator (`cargo bench --bench loadgen -- --help`).
 # Run it on an otherwise idle machine: the numbers are latencies on shared cores.
@@ -16,9 +19,9 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   shift
 done
 [ "${1:-}" = "--" ] && shift
-[ ${#counts[@]} -gt 0 ] || counts=(100 1000)
+[ ${#counts[@]} -gt 0 ] || counts=(200 1000)
 
-# N streams need about 2N descriptors in the load generator and 2N in confab.
+# N streams need about 2N descriptors in the load generator and 2N in the relay and confab.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cargo build --release --bin confab

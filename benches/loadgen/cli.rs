@@ -4,30 +4,40 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-/// Opens N concurrent streams against the fake LLM alone and through confab; prints TTFT,
-/// inter-token gaps, errors and confab's memory.
+/// Opens N concurrent streams against the fake LLM alone, through a bare relay and through
+/// confab; prints TTFT, inter-token gaps, errors, memory and CPU side by side.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen")]
 pub struct Args {
     /// Concurrent streams (conversations) per phase.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 200)]
     pub streams: usize,
     /// Tokens (deltas) in every answer.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 50)]
     pub tokens: usize,
     /// Pause between two tokens, in ms (the upstream's token rate).
     #[arg(long, default_value_t = 20)]
     pub token_delay_ms: u64,
     /// Pause before the first token, in ms (the upstream "thinking").
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 200)]
     pub first_token_delay_ms: u64,
-    /// Stream starts are spread evenly over this window, in ms. Keep it shorter than one stream
-    /// (first delay + (tokens-1) × token delay) so that all N are live at the same time.
+    /// How the N streams start: `burst` opens N connections first, then sends all N requests at
+    /// the same instant; `ramp` spreads the starts over `--ramp-ms` (connecting as they go).
+    #[arg(long, value_enum, default_value_t = Start::Burst)]
+    pub start: Start,
+    /// With `--start ramp`: stream starts are spread evenly over this window, in ms. Keep it
+    /// shorter than one stream (first delay + (tokens-1) × token delay) so that all N are live at
+    /// the same time.
     #[arg(long, default_value_t = 2000)]
     pub ramp_ms: u64,
-    /// Which phases to run.
-    #[arg(long, value_enum, default_value_t = Phase::Both)]
-    pub phase: Phase,
+    /// Which phases to run, in this order, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fake,relay,confab"
+    )]
+    pub phase: Vec<Phase>,
     /// The confab binary to run (default: `confab` in the target directory this bench was built
     /// in, i.e. target/release/confab; build it first: `cargo build --release --bin confab`).
     #[arg(long)]
@@ -47,14 +57,41 @@ pub struct Args {
     /// Also print the summary as one JSON line (prefixed `loadgen-json: `).
     #[arg(long)]
     pub json: bool,
+    /// Instead of a load run, serve the bare relay on this address (`127.0.0.1:0`: a free port;
+    /// the address is printed on stdout) in front of `--upstream`. The relay phase starts this
+    /// binary that way; by hand it relays to e.g. `make fake-llm`.
+    #[arg(long, value_name = "ADDR")]
+    pub serve_relay: Option<String>,
+    /// With `--serve-relay`: the upstream's base URL, e.g. `http://127.0.0.1:8090/v1`.
+    #[arg(long, value_name = "URL", requires = "serve_relay")]
+    pub upstream: Option<String>,
+    /// With `--serve-relay`: exit when stdin reaches its end. The relay phase passes it with a
+    /// pipe, so a relay never outlives a load generator that was killed.
+    #[arg(long, hide = true, requires = "serve_relay")]
+    pub exit_on_stdin_eof: bool,
     /// Passed by `cargo bench`; without it only a quick check runs (see `main`).
     #[arg(long, hide = true)]
     pub bench: bool,
 }
 
+impl Args {
+    pub fn runs(&self, phase: Phase) -> bool {
+        self.phase.contains(&phase)
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Phase {
-    Both,
+    /// The fake upstream alone.
     Fake,
+    /// The bare relay (actix-web + reqwest, no auth, no database) in front of the fake.
+    Relay,
+    /// confab in front of the fake.
     Confab,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Start {
+    Burst,
+    Ramp,
 }

@@ -9,10 +9,12 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::{Barrier, watch};
 use tokio::time::timeout_at;
 
 use crate::Error;
-use crate::cli::Args;
+use crate::cli::{Args, Start};
+use crate::sampling::CpuTimes;
 
 /// The question every chat sends.
 pub const MESSAGE: &str = "hello";
@@ -36,6 +38,20 @@ pub enum Target {
     Fake { url: String },
     /// `POST /api/chat/agents/{id}` on confab: `data: {"text", …}` events, the end has `done`.
     Confab { users: Vec<Account>, base: String },
+    /// `POST /relay` on the bare relay: events shaped like confab's.
+    Relay { base: String },
+}
+
+impl Target {
+    /// A cheap GET on the same server, used to open connections before a burst: it touches no
+    /// database (confab's `/health` would) and streams nothing.
+    fn preconnect_url(&self) -> String {
+        match self {
+            Target::Fake { url } => url.replace("/responses", "/models"),
+            Target::Confab { base, .. } => format!("{base}/static/favicon.svg"),
+            Target::Relay { base } => format!("{base}/health"),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -55,6 +71,9 @@ pub struct StreamResult {
     pub gaps: Vec<u32>,
     /// confab's own `ttft_ms` from the done event: generation task start → first delta.
     pub server_ttft_ms: Option<u32>,
+    /// Burst start: the release → this stream's request being sent (how simultaneous the burst
+    /// really was on the client's threads).
+    pub send_lag: Option<Duration>,
     pub error: Option<String>,
 }
 
@@ -78,6 +97,11 @@ impl Live {
 pub struct PhaseResults {
     pub streams: Vec<StreamResult>,
     pub peak_live: usize,
+    /// Burst start: connections the pre-opening held at once (N when it worked).
+    pub preconnected: Option<usize>,
+    /// CPU time of the server process `server_pid` from the release (ramp: the first start) to
+    /// the end of the last stream: the pre-opening's requests are not counted.
+    pub server_cpu: Option<CpuTimes>,
     pub wall: Duration,
     /// Latency of ordinary requests made while the streams ran (µs), by name.
     pub probes: Vec<(String, Vec<u32>)>,
@@ -90,6 +114,9 @@ pub struct Probe {
     pub token: String,
 }
 
+/// Runs `args.streams` streams against `target`, all sent at the same instant (`--start burst`)
+/// or spread over `--ramp-ms`, with `probes` polling beside them; reads every stream to its end.
+/// With `server_pid`, counts that process's CPU time over the streams.
 pub async fn run_streams(
     client: &reqwest::Client,
     target: &Target,
@@ -97,10 +124,102 @@ pub async fn run_streams(
     expected: &str,
     phase_timeout: Duration,
     probes: Option<Vec<Probe>>,
+    server_pid: Option<u32>,
 ) -> PhaseResults {
+    let streams = args.streams;
+    let burst = args.start == Start::Burst;
     let live = Arc::new(Live::default());
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let deadline = start + Duration::from_millis(args.ramp_ms) + phase_timeout;
+    // Pre-opening the connections and lining the tasks up get a bound of their own.
+    let setup_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    // A burst measures N requests arriving at once on open connections, not N TCP handshakes
+    // queueing in the accept backlog (which costs every server the same and, past the backlog,
+    // a 1 s SYN retransmit).
+    let preconnected = if burst {
+        Some(preconnect(client, &target.preconnect_url(), streams, setup_deadline).await)
+    } else {
+        None
+    };
+    // Every stream task waits here with the coordinator; the last to arrive releases them all.
+    // With a ramp only the coordinator waits, so it passes at once.
+    let release = Arc::new(Barrier::new(if burst { streams + 1 } else { 1 }));
+    // The instant the first waiter left the barrier: the release, for the send lag.
+    let released_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let ramp = if burst {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(args.ramp_ms)
+    };
+    let ramp_start = tokio::time::Instant::now() + Duration::from_millis(50);
+
+    let expected: Arc<str> = Arc::from(expected);
+    let mut tasks = Vec::with_capacity(streams);
+    for index in 0..streams {
+        let at = ramp_start + ramp.mul_f64(index as f64 / streams as f64);
+        let request = match target {
+            Target::Fake { url } => client
+                .post(url)
+                .header("authorization", "Bearer fake")
+                .header("accept", "text/event-stream")
+                .json(&json!({"model": "gpt-4o-mini", "input": MESSAGE, "stream": true})),
+            Target::Confab { users, base } => {
+                let user = &users[index % users.len()];
+                client
+                    .post(format!("{base}/api/chat/agents/{}", user.agent_id))
+                    .bearer_auth(&user.token)
+                    .header("accept", "text/event-stream")
+                    .json(&json!({"message": MESSAGE}))
+            }
+            Target::Relay { base } => client
+                .post(format!("{base}/relay"))
+                .header("accept", "text/event-stream")
+                .json(&json!({"message": MESSAGE})),
+        };
+        let is_fake = matches!(target, Target::Fake { .. });
+        let live = Arc::clone(&live);
+        let expected = Arc::clone(&expected);
+        let release = Arc::clone(&release);
+        let released_at = Arc::clone(&released_at);
+        let tokens = args.tokens;
+        tasks.push(tokio::spawn(async move {
+            let mut result = StreamResult::default();
+            let deadline = if burst {
+                // Bounded: if the coordinator gave up lining the tasks up, so does this one.
+                if timeout_at(setup_deadline, release.wait()).await.is_err() {
+                    result.error = Some("the burst was never released".into());
+                    return result;
+                }
+                let released = *released_at.get_or_init(Instant::now);
+                result.send_lag = Some(released.elapsed());
+                tokio::time::Instant::from_std(released) + phase_timeout
+            } else {
+                tokio::time::sleep_until(at).await;
+                ramp_start + ramp + phase_timeout
+            };
+            live.enter();
+            let outcome = timeout_at(
+                deadline,
+                one_stream(request, is_fake, tokens, &expected, &mut result),
+            )
+            .await;
+            live.leave();
+            result.error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error),
+                Err(_) => Some("timed out".into()),
+            };
+            result
+        }));
+    }
+    // All N tasks are spawned; once each waits at the barrier, this releases them together.
+    let _ = timeout_at(setup_deadline, release.wait()).await;
+    let cpu_before = server_pid.map(CpuTimes::of_pid);
+    let start = if burst {
+        tokio::time::Instant::from_std(*released_at.get_or_init(Instant::now))
+    } else {
+        ramp_start
+    };
+    let deadline = start + ramp + phase_timeout;
+
     let stop_probes = Arc::new(AtomicBool::new(false));
     let mut probe_tasks = Vec::new();
     for probe in probes.unwrap_or_default() {
@@ -128,56 +247,17 @@ pub async fn run_streams(
         }));
     }
 
-    let expected: Arc<str> = Arc::from(expected);
-    let mut tasks = Vec::with_capacity(args.streams);
-    for index in 0..args.streams {
-        let at =
-            start + Duration::from_micros(args.ramp_ms * 1000 * index as u64 / args.streams as u64);
-        let request = match target {
-            Target::Fake { url } => client
-                .post(url)
-                .header("authorization", "Bearer fake")
-                .header("accept", "text/event-stream")
-                .json(&json!({"model": "gpt-4o-mini", "input": MESSAGE, "stream": true})),
-            Target::Confab { users, base } => {
-                let user = &users[index % users.len()];
-                client
-                    .post(format!("{base}/api/chat/agents/{}", user.agent_id))
-                    .bearer_auth(&user.token)
-                    .header("accept", "text/event-stream")
-                    .json(&json!({"message": MESSAGE}))
-            }
-        };
-        let is_fake = matches!(target, Target::Fake { .. });
-        let live = Arc::clone(&live);
-        let expected = Arc::clone(&expected);
-        let tokens = args.tokens;
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            live.enter();
-            let mut result = StreamResult::default();
-            let outcome = timeout_at(
-                deadline,
-                one_stream(request, is_fake, tokens, &expected, &mut result),
-            )
-            .await;
-            live.leave();
-            result.error = match outcome {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(error),
-                Err(_) => Some("timed out".into()),
-            };
-            result
-        }));
-    }
-    let mut streams = Vec::with_capacity(tasks.len());
+    let mut results = Vec::with_capacity(tasks.len());
     for task in tasks {
-        streams.push(task.await.unwrap_or_else(|error| StreamResult {
+        results.push(task.await.unwrap_or_else(|error| StreamResult {
             error: Some(format!("task failed: {error}")),
             ..StreamResult::default()
         }));
     }
     let wall = start.elapsed();
+    let server_cpu = server_pid
+        .zip(cpu_before)
+        .map(|(pid, before)| CpuTimes::of_pid(pid).since(&before));
     stop_probes.store(true, Ordering::Relaxed);
     let mut probes = Vec::new();
     for task in probe_tasks {
@@ -186,11 +266,54 @@ pub async fn run_streams(
         }
     }
     PhaseResults {
-        streams,
+        streams: results,
         peak_live: live.peak.load(Ordering::Relaxed),
+        preconnected,
+        server_cpu,
         wall,
         probes,
     }
+}
+
+/// Opens `n` connections to `url`'s server at once and leaves them idle in the client's pool:
+/// `n` GETs, each holding its response (and so its connection, which goes back to the pool only
+/// once the body is read) until all `n` have answered. Returns how many were held at once.
+async fn preconnect(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> usize {
+    // How many GETs have answered (or failed: a failure must not keep the others waiting).
+    let answered = Arc::new(watch::Sender::new(0usize));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let request = client.get(url);
+        let answered = Arc::clone(&answered);
+        tasks.push(tokio::spawn(async move {
+            let response = timeout_at(deadline, request.send()).await;
+            let mut all = answered.subscribe();
+            answered.send_modify(|count| *count += 1);
+            // `matches!` drops the borrow of the channel's value at once: holding it would block
+            // the others' `send_modify`.
+            let all_answered = matches!(
+                timeout_at(deadline, all.wait_for(|count| *count >= n)).await,
+                Ok(Ok(_))
+            );
+            let Ok(Ok(response)) = response else {
+                return false;
+            };
+            let read = timeout_at(deadline, response.bytes()).await;
+            all_answered && read.is_ok_and(|body| body.is_ok())
+        }));
+    }
+    let mut held = 0;
+    for task in tasks {
+        if task.await.unwrap_or(false) {
+            held += 1;
+        }
+    }
+    held
 }
 
 /// One streamed request, read to its end; timings go into `result` as they come.

@@ -1,5 +1,6 @@
-//! Phase 2: confab as a child process on a fresh embedded database, its accounts, and the
-//! measurements taken of it while the streams run.
+//! The confab phase: confab as a child process on a fresh embedded database, and its accounts;
+//! and what the relay and confab phases share: a server child process and the measurements taken
+//! of it while the streams run.
 
 use std::fs;
 use std::io;
@@ -39,23 +40,39 @@ pub fn confab_bin(args: &Args) -> PathBuf {
     }
 }
 
-pub struct ConfabReport {
+/// A server phase (relay or confab): the streams' statistics and the server process's cost.
+pub struct ServerReport {
     pub stats: Stats,
     pub rss_idle_kb: u64,
     pub rss_peak_kb: u64,
     pub hwm_kb: u64,
     pub threads_peak: u64,
     pub cpu: CpuTimes,
+    /// Probe latencies before the streams (confab only), to compare with those under load.
     pub probes_idle: Vec<(String, Vec<u32>)>,
 }
 
-/// The child; stopped with SIGTERM (so it stops its PostgreSQL too), then SIGKILL, when dropped.
-pub struct ConfabChild {
+impl ServerReport {
+    /// RSS growth from idle to peak, per stream live at the peak.
+    pub fn kb_per_live_stream(&self) -> f64 {
+        self.rss_peak_kb.saturating_sub(self.rss_idle_kb) as f64
+            / self.stats.peak_live.max(1) as f64
+    }
+
+    /// CPU seconds per stream that ended without error.
+    pub fn cpu_ms_per_stream(&self) -> f64 {
+        1000.0 * self.cpu.total_secs() / (self.stats.streams - self.stats.errors).max(1) as f64
+    }
+}
+
+/// A server child (confab or the relay); stopped with SIGTERM (so confab stops its PostgreSQL
+/// too), then SIGKILL, when dropped.
+pub struct ServerChild {
     pub child: Child,
     pub log: PathBuf,
 }
 
-impl ConfabChild {
+impl ServerChild {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -86,7 +103,7 @@ impl ConfabChild {
     }
 }
 
-impl Drop for ConfabChild {
+impl Drop for ServerChild {
     fn drop(&mut self) {
         self.stop(Duration::from_secs(15));
     }
@@ -102,7 +119,7 @@ pub async fn confab_phase(
     args: &Args,
     expected: &str,
     phase_timeout: Duration,
-) -> Result<ConfabReport, Error> {
+) -> Result<ServerReport, Error> {
     let confab_bin = confab_bin(args);
     if !confab_bin.is_file() {
         return Err(format!(
@@ -157,7 +174,7 @@ pub async fn confab_phase(
         .stderr(fs::File::create(&log)?)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", confab_bin.display()))?;
-    let mut confab = ConfabChild { child, log };
+    let mut confab = ServerChild { child, log };
 
     // Up and healthy.
     let health_deadline = Instant::now() + Duration::from_secs(60);
@@ -200,21 +217,11 @@ pub async fn confab_phase(
         .await
         .map_err(|_| "signing up took more than 60 s")??;
 
-    // A short warm-up stream, so lazily made things (the upstream client, the pool's
-    // connections, allocator arenas) are not counted as per-stream cost.
     let warm = Target::Confab {
         users: users.clone(),
         base: base.clone(),
     };
-    let warm_args = Args {
-        streams: 2.min(args.streams),
-        ramp_ms: 0,
-        ..args.clone()
-    };
-    let warm_up = run_streams(client, &warm, &warm_args, expected, phase_timeout, None).await;
-    if let Some(error) = warm_up.streams.iter().find_map(|s| s.error.clone()) {
-        println!("  warm-up stream failed: {error}");
-    }
+    warm_up(client, &warm, args, expected, phase_timeout).await;
 
     // Idle probes, for comparison with the same probes under load.
     let probes = |users: &[Account]| {
@@ -253,19 +260,14 @@ pub async fn confab_phase(
         probes_idle.push((probe.name, latencies));
     }
 
-    // Let the idle RSS settle, then sample through the run.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let sampler = RssSampler::start(confab.pid());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_idle_kb = sampler.latest().map_or(0, |s| s.rss_kb);
-    let cpu_before = CpuTimes::of_pid(confab.pid());
     let busy_probes = probes(&users);
     let target = Target::Confab {
         users,
         base: base.clone(),
     };
-    let results = run_streams(
+    let mut report = measured_run(
         client,
+        confab.pid(),
         &target,
         args,
         expected,
@@ -273,13 +275,9 @@ pub async fn confab_phase(
         Some(busy_probes),
     )
     .await;
-    let cpu = CpuTimes::of_pid(confab.pid()).since(&cpu_before);
-    let samples = sampler.stop();
-    let rss_peak_kb = samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
-    let hwm_kb = samples.iter().map(|s| s.hwm_kb).max().unwrap_or(0);
-    let threads_peak = samples.iter().map(|s| s.threads).max().unwrap_or(0);
-    let stats = Stats::from_results(results);
-    stats.print_short("confab");
+    report.probes_idle = probes_idle;
+    report.stats.print_short("confab");
+    let stats = &report.stats;
     let ended = tokio::task::spawn_blocking(move || {
         let ended = confab.stop(Duration::from_secs(20));
         let log = confab.log_tail();
@@ -291,15 +289,75 @@ pub async fn confab_phase(
         println!("  confab log (last lines):\n{}", indent(&ended.1));
     }
     drop(temp);
-    Ok(ConfabReport {
-        stats,
+    Ok(report)
+}
+
+/// Two streams before the measured ones, so lazily made things (the upstream client, its pool's
+/// connections, the database pool's, allocator arenas) are not counted as per-stream cost.
+pub async fn warm_up(
+    client: &reqwest::Client,
+    target: &Target,
+    args: &Args,
+    expected: &str,
+    phase_timeout: Duration,
+) {
+    let warm_args = Args {
+        streams: 2.min(args.streams),
+        ramp_ms: 0,
+        ..args.clone()
+    };
+    let warm_up = run_streams(
+        client,
+        target,
+        &warm_args,
+        expected,
+        phase_timeout,
+        None,
+        None,
+    )
+    .await;
+    if let Some(error) = warm_up.streams.iter().find_map(|s| s.error.clone()) {
+        println!("  warm-up stream failed: {error}");
+    }
+}
+
+/// The measured streams against the server process `pid`: its idle RSS first, then its RSS and
+/// threads sampled while the streams run, and its CPU time over them.
+pub async fn measured_run(
+    client: &reqwest::Client,
+    pid: u32,
+    target: &Target,
+    args: &Args,
+    expected: &str,
+    phase_timeout: Duration,
+    probes: Option<Vec<Probe>>,
+) -> ServerReport {
+    // Let the idle RSS settle, then sample through the run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sampler = RssSampler::start(pid);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_idle_kb = sampler.latest().map_or(0, |s| s.rss_kb);
+    let results = run_streams(
+        client,
+        target,
+        args,
+        expected,
+        phase_timeout,
+        probes,
+        Some(pid),
+    )
+    .await;
+    let cpu = results.server_cpu.unwrap_or_default();
+    let samples = sampler.stop();
+    ServerReport {
+        stats: Stats::from_results(results),
         rss_idle_kb,
-        rss_peak_kb,
-        hwm_kb,
-        threads_peak,
+        rss_peak_kb: samples.iter().map(|s| s.rss_kb).max().unwrap_or(0),
+        hwm_kb: samples.iter().map(|s| s.hwm_kb).max().unwrap_or(0),
+        threads_peak: samples.iter().map(|s| s.threads).max().unwrap_or(0),
         cpu,
-        probes_idle,
-    })
+        probes_idle: Vec::new(),
+    }
 }
 
 pub fn indent(text: &str) -> String {

@@ -1,27 +1,39 @@
-//! Load generator: N concurrent streamed chats against confab with the fake OpenAI-compatible
-//! upstream at a fixed token rate, and the same N streams against the fake alone.
+//! Load generator: N concurrent streamed chats, the same client code run in one sitting against
+//! (1) the fake OpenAI-compatible upstream alone, (2) a bare relay in front of it and (3) confab
+//! in front of it, with the numbers side by side.
 //!
 //!     cargo build --release --bin confab
 //!     cargo bench --bench loadgen -- --streams 1000
 //!
-//! (`scripts/bench.sh 1000` does both.) Phase 1 sends N `POST /v1/responses` streams straight to
-//! the fake; phase 2 starts `target/release/confab` on a fresh embedded database, signs up, makes
-//! a project and sends N `POST /api/chat/agents/{id}` streams through it, the fake answering
-//! behind. It prints time-to-first-token and inter-token gaps of both, their difference (what
-//! confab adds), errors, confab's RSS (idle, peak, per live stream) and CPU, and the latency of
-//! ordinary API calls made while the streams run. Exit status 1 when any stream failed, 2 when
-//! the run could not be set up.
+//! (`scripts/bench.sh` does both, for N = 200 and N = 1,000.) By default the fake answers as the
+//! performance issue asks: 50 tokens, 20 ms apart, the first after 200 ms; and the N streams
+//! start in the same instant (`--start burst`): N connections are opened first, then every
+//! request is released together from a barrier. `--start ramp` spreads the starts over
+//! `--ramp-ms` instead, connecting as they go (the earlier behaviour).
 //!
-//! The load generator, the fake and confab (with its PostgreSQL) share the machine's cores: at
-//! 1,000 streams × 50 tokens/s the generator and the fake alone use about one core, mostly kernel
-//! time for the loopback TCP writes and reads of every token. Compare runs made on an idle
-//! machine, and read "confab CPU … per token" and "loadgen process CPU" before the latencies.
+//! - fake: N `POST /v1/responses` streams straight to the fake (in this process).
+//! - relay: `relay.rs`, actix-web + one reqwest client re-emitting each delta, no auth, no
+//!   database: the floor any relay has on this machine. It runs as a child process (this binary
+//!   with `--serve-relay`), measured like confab.
+//! - confab: `target/release/confab` on a fresh embedded database; signs up, makes a project and
+//!   sends N `POST /api/chat/agents/{id}` streams through it.
+//!
+//! The summary prints, for the relay and confab, TTFT and inter-token gaps added to the fake's,
+//! and **confab minus relay**: what confab costs beyond any relay, the number the aims are
+//! about. Then errors, peak live streams, each server's RSS per live stream and CPU per stream,
+//! and the latency of ordinary API calls made while confab's streams run. Exit status 1 when any
+//! stream failed, 2 when the run could not be set up. `--phase fake,confab` etc. runs fewer.
+//!
+//! The load generator, the fake, the relay and confab (with its PostgreSQL) share the machine's
+//! cores: at 1,000 streams × 50 tokens/s the generator and the fake alone use about one core,
+//! mostly kernel time for the loopback TCP writes and reads of every token. Compare runs made on
+//! an idle machine, and read "loadgen process CPU" and the servers' CPU before the latencies.
 //!
 //! `cargo test --all-targets` runs this target too, without `--bench`: then it only checks
-//! quickly that the harness works against the fake.
+//! quickly that the harness works against the fake and the relay (a burst of 20 short streams).
 //!
 //! Everything is bounded: every wait has a deadline and the whole run stops by itself; Ctrl-C
-//! or SIGTERM stops confab (and its PostgreSQL) before exiting.
+//! or SIGTERM stops confab (and its PostgreSQL) and the relay before exiting.
 
 // Test and benchmark tooling: a failed unwrap is a failed run, with its line.
 #![allow(clippy::unwrap_used)]
@@ -29,6 +41,7 @@
 mod cli;
 mod client;
 mod confab;
+mod relay;
 mod report;
 mod sampling;
 
@@ -39,35 +52,51 @@ use std::time::Duration;
 use clap::Parser;
 use confab_fake_llm::{FakeLlm, Script};
 
-use crate::cli::{Args, Phase};
+use crate::cli::{Args, Phase, Start};
 use crate::client::{Target, http_client, run_streams};
 use crate::confab::{confab_bin, confab_phase};
+use crate::relay::relay_phase;
 use crate::report::{Stats, summary};
 use crate::sampling::CpuTimes;
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs bench targets too, without
-    // it (and possibly with test filters): then only check quickly that the harness works.
-    let args = if std::env::args().any(|arg| arg == "--bench") {
+    // it (and possibly with test filters): then only check quickly that the harness works. The
+    // relay phase starts this binary with `--serve-relay`.
+    let args = if std::env::args().any(|arg| arg == "--bench" || arg == "--serve-relay") {
         Args::parse()
     } else {
         println!(
-            "loadgen: not run by `cargo bench` (no --bench): a quick check against the fake only"
+            "loadgen: not run by `cargo bench` (no --bench): a quick check against the fake and \
+             the relay"
         );
         Args::parse_from([
             "loadgen",
             "--phase",
-            "fake",
+            "fake,relay",
             "--streams",
             "20",
             "--tokens",
             "10",
             "--token-delay-ms",
             "1",
-            "--ramp-ms",
-            "20",
+            "--first-token-delay-ms",
+            "0",
         ])
     };
+    if let Some(addr) = &args.serve_relay {
+        let upstream = args
+            .upstream
+            .as_deref()
+            .unwrap_or("http://127.0.0.1:8090/v1");
+        return match relay::serve(addr, upstream, args.exit_on_stdin_eof) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("relay: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if args.streams == 0 || args.tokens == 0 || args.users == 0 {
         eprintln!("--streams, --tokens and --users must be at least 1");
         return ExitCode::from(2);
@@ -117,19 +146,26 @@ async fn run(args: Args) -> Result<bool, Error> {
     let scripted = Duration::from_millis(
         args.first_token_delay_ms + args.token_delay_ms * (args.tokens as u64 - 1),
     );
+    let ramp_ms = match args.start {
+        Start::Burst => 0,
+        Start::Ramp => args.ramp_ms,
+    };
     let phase_timeout = Duration::from_secs(
         args.phase_timeout_secs
-            .unwrap_or(3 * (args.ramp_ms / 1000 + scripted.as_secs() + 1) + 30),
+            .unwrap_or(3 * (ramp_ms / 1000 + scripted.as_secs() + 1) + 30),
     );
     println!(
         "loadgen: {} streams × {} tokens, {} ms apart (first after {} ms): each stream ≈ {:.2} s; \
-         starts spread over {} ms",
+         {}",
         args.streams,
         args.tokens,
         args.token_delay_ms,
         args.first_token_delay_ms,
         scripted.as_secs_f64(),
-        args.ramp_ms
+        match args.start {
+            Start::Burst => "all started in the same instant (burst)".to_owned(),
+            Start::Ramp => format!("starts spread over {ramp_ms} ms (ramp)"),
+        }
     );
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load1: f64 = load
@@ -150,52 +186,81 @@ async fn run(args: Args) -> Result<bool, Error> {
             "loadgen: warning: the machine is busy (load {load1}); latencies will include that"
         );
     }
-    if Duration::from_millis(args.ramp_ms) >= scripted {
+    if Duration::from_millis(ramp_ms) >= scripted {
         println!(
             "loadgen: warning: the ramp is not shorter than one stream, so fewer than N streams \
              are ever live at once (see \"peak live\")"
         );
     }
 
+    // A client per phase: dropping it closes its idle connections, so two phases never hold
+    // N sockets each at the same time.
     let mut fake_stats = None;
-    if args.phase != Phase::Confab {
-        println!(
-            "\n== phase 1: the fake upstream alone ({})",
-            fake.base_url()
-        );
+    if args.runs(Phase::Fake) {
+        println!("\n== the fake upstream alone ({})", fake.base_url());
         let target = Target::Fake {
             url: format!("{}/responses", fake.base_url()),
         };
         let cpu_before = CpuTimes::of_self();
-        // A client per phase: dropping it closes its idle connections, so the two phases never
-        // hold 2N sockets each at the same time.
         let client = http_client(args.streams)?;
-        let results = run_streams(&client, &target, &args, &expected, phase_timeout, None).await;
+        let results = run_streams(
+            &client,
+            &target,
+            &args,
+            &expected,
+            phase_timeout,
+            None,
+            None,
+        )
+        .await;
         drop(client);
-        let cpu = CpuTimes::of_self().since(&cpu_before);
         let stats = Stats::from_results(results);
         stats.print_short("fake");
-        println!(
-            "  loadgen process CPU (client + fake): {:.2} s over {:.2} s wall",
-            cpu.total_secs(),
-            stats.wall.as_secs_f64()
-        );
+        print_own_cpu(&cpu_before, &stats);
         fake_stats = Some(stats);
     }
 
+    let mut relay_report = None;
+    if args.runs(Phase::Relay) {
+        println!("\n== through the bare relay (actix-web + reqwest, no auth, no database)");
+        let cpu_before = CpuTimes::of_self();
+        let client = http_client(args.streams)?;
+        let report = relay_phase(&client, &fake, &args, &expected, phase_timeout).await?;
+        drop(client);
+        print_own_cpu(&cpu_before, &report.stats);
+        relay_report = Some(report);
+    }
+
     let mut confab_report = None;
-    if args.phase != Phase::Fake {
-        println!(
-            "\n== phase 2: through confab ({})",
-            confab_bin(&args).display()
-        );
+    if args.runs(Phase::Confab) {
+        println!("\n== through confab ({})", confab_bin(&args).display());
+        let cpu_before = CpuTimes::of_self();
         let client = http_client(args.streams)?;
         let report = confab_phase(&client, &fake, &args, &expected, phase_timeout).await?;
+        drop(client);
+        print_own_cpu(&cpu_before, &report.stats);
         confab_report = Some(report);
     }
 
-    let ok = summary(&args, fake_stats.as_ref(), confab_report.as_ref());
+    let ok = summary(
+        &args,
+        fake_stats.as_ref(),
+        relay_report.as_ref(),
+        confab_report.as_ref(),
+    );
     Ok(ok)
+}
+
+/// This process's CPU over a phase: the client and the fake, the same work in every phase, so
+/// a phase where it is much higher had a busier machine.
+fn print_own_cpu(before: &CpuTimes, stats: &Stats) {
+    let cpu = CpuTimes::of_self().since(before);
+    println!(
+        "  loadgen process CPU (client + fake), set-up included: {:.2} s; the streams took \
+         {:.2} s wall",
+        cpu.total_secs(),
+        stats.wall.as_secs_f64()
+    );
 }
 
 /// N=1000 needs about 2N descriptors in this process (client sockets plus the fake's server
