@@ -19,7 +19,7 @@ if $want_test; then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
-  # make venv: the official openai SDK the tests run against /v1.
+  # make venv: the official openai SDK (the tests run it against /v1) and schemathesis.
   command -v python3 >/dev/null || missing+=(python3)
   python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 fi
