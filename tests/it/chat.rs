@@ -1002,17 +1002,26 @@ async fn start_up_marks_answers_left_streaming_as_interrupted() {
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
     let (token, _, agent) = app.chat_setup("crash@example.com").await;
     let done = answer_to(&app, &token, &agent, "hi").await;
-    let message_id = done["message_id"].as_str().unwrap().to_string();
-    // What a crash mid-answer leaves behind.
+    // What a crash mid-answer leaves behind: a row still `streaming` that no task will finish.
+    // (A new row, not the finished answer's: that one's last flush may still be on its way.)
     let pool = app.pool.clone();
-    let id = message_id.clone();
-    tokio::task::spawn_blocking(move || {
+    let answered = done["message_id"].as_str().unwrap().to_string();
+    let message_id = tokio::task::spawn_blocking(move || {
+        #[derive(diesel::QueryableByName)]
+        struct Inserted {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: uuid::Uuid,
+        }
         let mut conn = pool.get().unwrap();
         diesel::sql_query(format!(
-            "UPDATE messages SET status = 'streaming', content = 'half' WHERE id = '{id}'"
+            "INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions) \
+             SELECT gen_random_uuid(), conversation_id, 'assistant', 'half', 'streaming', '[]' \
+             FROM messages WHERE id = '{answered}' RETURNING id"
         ))
-        .execute(&mut conn)
-        .unwrap();
+        .get_result::<Inserted>(&mut conn)
+        .unwrap()
+        .id
+        .to_string()
     })
     .await
     .unwrap();
@@ -1056,9 +1065,15 @@ async fn start_up_marks_answers_left_streaming_as_interrupted() {
         .unwrap();
     assert_eq!(marked, 1);
     let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
-    assert_eq!(stored["messages"][1]["status"], "failed");
-    assert_eq!(stored["messages"][1]["error"], "interrupted by restart");
-    assert_eq!(stored["messages"][1]["content"], "half");
+    let interrupted = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == message_id.as_str())
+        .unwrap();
+    assert_eq!(interrupted["status"], "failed");
+    assert_eq!(interrupted["error"], "interrupted by restart");
+    assert_eq!(interrupted["content"], "half");
 }
 
 #[tokio::test]
