@@ -125,7 +125,9 @@ pub async fn protect(
                 Ok(())
             }
             Ok(()) => match (&existing, sent_token(&mut req).await) {
-                (Some(expected), Some(sent))
+                // A body too big to read is refused as that, not as a missing token.
+                (_, Err(too_large)) => Err(too_large),
+                (Some(expected), Ok(Some(sent)))
                     if constant_time_eq(expected.as_bytes(), sent.as_bytes()) =>
                 {
                     Ok(())
@@ -226,9 +228,9 @@ fn origin_of(url: &str) -> String {
 
 /// The token from the header or a urlencoded form body (never the query string: URLs end up in
 /// logs, history and Referer headers). The body is read and put back so the handler still sees it.
-async fn sent_token(req: &mut ServiceRequest) -> Option<String> {
+async fn sent_token(req: &mut ServiceRequest) -> Result<Option<String>, AppError> {
     if let Some(value) = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
-        return Some(value.to_string());
+        return Ok(Some(value.to_string()));
     }
     let is_form = req
         .mime_type()
@@ -236,15 +238,24 @@ async fn sent_token(req: &mut ServiceRequest) -> Option<String> {
         .flatten()
         .is_some_and(|mime| mime.essence_str() == "application/x-www-form-urlencoded");
     if !is_form {
-        return None;
+        return Ok(None);
     }
     // Read up to the request limit (`PayloadConfig`), the same a form handler reads.
-    let body = req.extract::<web::Bytes>().await.ok()?;
-    let found = field_in(std::str::from_utf8(&body).ok()?);
+    let body = match req.extract::<web::Bytes>().await {
+        Ok(body) => body,
+        Err(error)
+            if error.as_response_error().status_code()
+                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            return Err(AppError::PayloadTooLarge);
+        }
+        Err(_) => return Ok(None),
+    };
+    let found = std::str::from_utf8(&body).ok().and_then(field_in);
     let (_, mut payload) = actix_http::h1::Payload::create(true);
     payload.unread_data(body);
     req.set_payload(payload.into());
-    found
+    Ok(found)
 }
 
 fn field_in(encoded: &str) -> Option<String> {

@@ -378,3 +378,17 @@ async fn odd_methods_and_huge_targets_are_refused_before_they_reach_logs_or_metr
         "a method of anyone's choosing is not a label"
     );
 }
+
+#[tokio::test]
+async fn a_form_too_big_to_read_is_refused_as_too_big_not_as_forged() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser("big-form@example.com").await;
+    // The token comes first in the body, as the page's forms send it; the rest is 3 MB.
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let response = browser
+        .post_form("/projects", &[("name", "Big"), ("description", &huge)])
+        .await;
+    assert_eq!(response.status(), 413);
+    let page = response.text().await.unwrap();
+    assert!(!page.contains("expired"), "not the forged-form message");
+}
