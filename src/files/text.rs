@@ -19,7 +19,8 @@ pub const PASSAGE_CHARS: usize = 800;
 /// the server's memory or a blocking thread forever.
 #[derive(Clone, Debug)]
 pub struct TextReader {
-    program: PathBuf,
+    /// `files.pdf_reader`; unset: this program ([`this_program`]).
+    program: Option<PathBuf>,
     limits: Limits,
 }
 
@@ -36,12 +37,8 @@ const MAX_PDF_TEXT_BYTES: u64 = 64 << 20;
 
 impl TextReader {
     pub fn new(settings: &FilesSettings) -> Self {
-        let program = settings
-            .pdf_reader
-            .clone()
-            .unwrap_or_else(|| std::env::current_exe().unwrap_or_else(|_| PathBuf::from("confab")));
         Self {
-            program,
+            program: settings.pdf_reader.clone(),
             limits: Limits {
                 seconds: settings.pdf_text_seconds,
                 memory_mb: settings.pdf_text_memory_mb,
@@ -52,11 +49,15 @@ impl TextReader {
     /// The file's text, when it has one confab can read: UTF-8 without NUL (plain text,
     /// Markdown, CSV, JSON, code), or the text layer of a PDF.
     pub async fn text_of(&self, path: &Path) -> Option<String> {
-        let bytes = tokio::fs::read(path).await.ok()?;
-        if is_pdf(&bytes) {
-            drop(bytes);
+        // A PDF is read by the child alone: only its first bytes are read here.
+        let mut head = [0; PDF_MAGIC.len()];
+        let mut file = tokio::fs::File::open(path).await.ok()?;
+        let got = file.read(&mut head).await.ok()?;
+        if is_pdf(&head[..got]) {
             return self.pdf_text_of(path).await;
         }
+        drop(file);
+        let bytes = tokio::fs::read(path).await.ok()?;
         tokio::task::spawn_blocking(move || utf8_text(bytes))
             .await
             .ok()
@@ -64,7 +65,8 @@ impl TextReader {
     }
 
     async fn pdf_text_of(&self, path: &Path) -> Option<String> {
-        let mut child = tokio::process::Command::new(&self.program)
+        let program = self.program.as_deref().unwrap_or_else(|| this_program());
+        let mut child = tokio::process::Command::new(program)
             .arg("extract-text")
             .arg("--max-seconds")
             .arg(self.limits.seconds.to_string())
@@ -78,7 +80,7 @@ impl TextReader {
             .kill_on_drop(true)
             .spawn()
             .map_err(|error| {
-                tracing::error!(%error, program = %self.program.display(), "could not start the PDF text reader");
+                tracing::error!(%error, program = %program.display(), "could not start the PDF text reader");
             })
             .ok()?;
         let mut stdout = child.stdout.take()?;
@@ -106,8 +108,17 @@ impl TextReader {
     }
 }
 
+/// How every PDF starts.
+const PDF_MAGIC: &[u8] = b"%PDF-";
+
 fn is_pdf(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"%PDF-")
+    bytes.starts_with(PDF_MAGIC)
+}
+
+/// This program's path, looked up once (it is the PDF reader unless `files.pdf_reader` says).
+fn this_program() -> &'static Path {
+    static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| std::env::current_exe().unwrap_or_else(|_| PathBuf::from("confab")))
 }
 
 /// `confab extract-text`: prints the PDF's text, under the limits, or exits 1 when it has none.
@@ -265,7 +276,7 @@ mod tests {
         std::fs::write(&program, format!("#!/bin/sh\n{script}\n")).unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         let reader = TextReader {
-            program,
+            program: Some(program),
             limits: Limits {
                 seconds,
                 memory_mb: 64,

@@ -782,24 +782,7 @@ async fn answers_render_as_sanitized_markdown_in_the_page() {
     let conversation_url = r.headers()["location"].to_str().unwrap().to_string();
     // Follow the answer to its end through the page's own stream.
     let (_, page) = browser.get(&conversation_url).await;
-    let message_id = page
-        .split("sse-connect=\"/messages/")
-        .nth(1)
-        .map(|s| s.split('/').next().unwrap().to_string());
-    if let Some(message_id) = message_id {
-        let response = browser
-            .client
-            .get(app.url(&format!("/messages/{message_id}/stream")))
-            .send()
-            .await
-            .unwrap();
-        let mut events = Events::of(response);
-        while let Some(event) = events.next().await {
-            if event.event == "done" {
-                break;
-            }
-        }
-    }
+    browser.finish_answer(&page).await;
     let (_, page) = browser.get(&conversation_url).await;
     assert!(page.contains("<strong>Bold</strong>"), "markdown rendered");
     assert!(page.contains("rel=\"noopener noreferrer\""));

@@ -5,7 +5,6 @@
 
 use crate::support::app::{Browser, TestApp, csrf_of};
 use crate::support::fake_llm::{FakeLlm, Script};
-use crate::support::sse::Events;
 
 /// Uploads through the project page's plain form (the token first, as the page puts it).
 async fn upload(browser: &Browser, project_url: &str, name: &str, text: &str) {
@@ -36,29 +35,6 @@ fn chip(page: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("a chip for {name}"));
     let start = page[..end].rfind("value=\"").unwrap() + "value=\"".len();
     page[start..end].to_string()
-}
-
-/// Follows an answer to its end through the page's own stream.
-async fn finish(browser: &Browser, page: &str) {
-    let Some(message) = page
-        .split("sse-connect=\"/messages/")
-        .nth(1)
-        .map(|s| s.split('/').next().unwrap().to_string())
-    else {
-        return;
-    };
-    let response = browser
-        .client
-        .get(format!("{}/messages/{message}/stream", browser.base))
-        .send()
-        .await
-        .unwrap();
-    let mut events = Events::of(response);
-    while let Some(event) = events.next().await {
-        if event.event == "done" {
-            break;
-        }
-    }
 }
 
 #[tokio::test]
@@ -113,7 +89,7 @@ async fn chips_send_several_files_without_javascript_and_the_message_lists_them(
     let conversation = conversation.trim_end_matches("#composer").to_string();
 
     let (_, page) = browser.get(&conversation).await;
-    finish(&browser, &page).await;
+    browser.finish_answer(&page).await;
 
     // Both went upstream with the message (the provider holds them: as two input_file parts).
     let remote: Vec<String> = fake.files().iter().map(|f| f.id.clone()).collect();
@@ -151,7 +127,7 @@ async fn chips_send_several_files_without_javascript_and_the_message_lists_them(
         .await;
     assert_eq!(r.status(), 303);
     let (_, page) = browser.get(&conversation).await;
-    finish(&browser, &page).await;
+    browser.finish_answer(&page).await;
     let requests = fake.requests();
     assert_eq!(requests.len(), 2);
     let last = requests[1].body["input"]

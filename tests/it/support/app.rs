@@ -280,8 +280,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 
     /// A page as the holder of `token` sees it (pages take the bearer token too).
@@ -313,8 +312,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 
     /// `DELETE path` as the holder of `token`: the status and the body (null when empty).
@@ -327,8 +325,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(response).await
     }
 
     pub async fn post_json(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
@@ -367,6 +364,12 @@ impl TestApp {
         assert_eq!(response.status(), 303, "browser registration of {email}");
         browser
     }
+}
+
+/// An answer's status and JSON body (null when it has none).
+async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn client() -> reqwest::Client {
@@ -445,6 +448,31 @@ impl Browser {
             .unwrap()
             .to_string();
         (project_url, agent_id)
+    }
+
+    /// Follows the answer a conversation page shows under way (its `sse-connect`) to its end,
+    /// through the page's own stream; nothing to do when the page has none.
+    #[allow(dead_code)]
+    pub async fn finish_answer(&self, page: &str) {
+        let Some(message) = page
+            .split("sse-connect=\"/messages/")
+            .nth(1)
+            .map(|s| s.split('/').next().unwrap().to_string())
+        else {
+            return;
+        };
+        let response = self
+            .client
+            .get(format!("{}/messages/{message}/stream", self.base))
+            .send()
+            .await
+            .unwrap();
+        let mut events = crate::support::sse::Events::of(response);
+        while let Some(event) = events.next().await {
+            if event.event == "done" {
+                break;
+            }
+        }
     }
 
     /// Posts a form the way htmx does: `HX-Request` and the token in `X-CSRF-Token`.
