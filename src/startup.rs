@@ -17,6 +17,7 @@ use diesel::Connection;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::token::load_or_create_secret;
+use crate::db::PgPool;
 use crate::db::embedded::{PgOptions, PgServer};
 use crate::db::pool::{build_pool, run_migrations};
 use crate::error::{AppError, MAX_REQUEST_BYTES};
@@ -48,14 +49,16 @@ struct Supervised {
 }
 
 impl Supervised {
-    fn watch(server: PgServer) -> Supervised {
+    /// `pool`'s connections are distrusted whenever the server is found dead, so none is used
+    /// again unchecked.
+    fn watch(server: PgServer, pool: PgPool) -> Supervised {
         let server = Arc::new(Mutex::new(server));
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = std::thread::Builder::new()
             .name("pg-supervisor".into())
             .spawn({
                 let (server, stop) = (server.clone(), stop.clone());
-                move || supervise(&server, &stop)
+                move || supervise(&server, &stop, &pool)
             })
             .ok();
         Supervised {
@@ -80,7 +83,7 @@ impl Supervised {
 }
 
 /// Checks twice a second that the embedded PostgreSQL runs; restarts it when it does not.
-fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
+fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool, pool: &PgPool) {
     const CHECK_EVERY: Duration = Duration::from_millis(500);
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     let mut backoff = Duration::from_secs(1);
@@ -94,6 +97,7 @@ fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
         if running || stop.load(Ordering::Relaxed) {
             continue;
         }
+        pool.distrust_connections();
         attempt += 1;
         tracing::error!(
             attempt,
@@ -101,6 +105,7 @@ fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
         );
         match PgServer::start(&data_dir, &PgOptions { fast_unsafe: false }) {
             Ok(restarted) => {
+                pool.distrust_connections();
                 tracing::info!(attempt, "embedded PostgreSQL is back");
                 *server.lock().unwrap_or_else(PoisonError::into_inner) = restarted;
                 backoff = Duration::from_secs(1);
@@ -128,8 +133,8 @@ impl Application {
             Ok((port, server, state)) => Ok(Application {
                 port,
                 server,
+                embedded: embedded.map(|pg| Supervised::watch(pg, state.pool.clone())),
                 state,
-                embedded: embedded.map(Supervised::watch),
             }),
             Err(error) => {
                 if let Some(server) = embedded {

@@ -1,10 +1,12 @@
 //! The r2d2 pool and the one way handlers reach the database: `db::run` on the blocking pool,
 //! with a deadline, so a database that is down or frozen answers 503 instead of hanging.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use actix_web::web;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::{PgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -13,15 +15,93 @@ use crate::error::{AppError, AppResult};
 /// Connections, and how long one request's database work may take.
 #[derive(Clone)]
 pub struct PgPool {
-    connections: Pool<ConnectionManager<PgConnection>>,
+    connections: Pool<Manager>,
+    /// The manager's outage count, to bump from outside (the embedded server was restarted).
+    outages: Arc<AtomicU64>,
     /// Waiting for a connection plus running the work.
     deadline: Duration,
 }
 
 impl PgPool {
     /// A connection, waiting at most the pool's connect timeout.
-    pub fn get(&self) -> Result<PooledConnection<ConnectionManager<PgConnection>>, r2d2::Error> {
+    pub fn get(&self) -> Result<PooledConnection<Manager>, r2d2::Error> {
         self.connections.get()
+    }
+
+    /// Every pooled connection is checked before its next use: the server was restarted.
+    pub fn distrust_connections(&self) {
+        self.outages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A pooled connection, with what the pool needs to know to skip checking it.
+pub struct Tracked {
+    pub conn: PgConnection,
+    /// When it was last handed back to the pool.
+    returned_at: Instant,
+    /// The pool's [`Manager::outages`] count when it was last known good.
+    outages_seen: u64,
+    /// Work on it failed in a way that may mean the server or the socket is gone.
+    suspect: bool,
+}
+
+/// How long after its last use a connection is trusted without a `SELECT 1`. Under load every
+/// checkout would otherwise cost a round trip (it was one in three statements of a chat turn);
+/// a connection that went bad while in use is marked and dropped when it comes back instead.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
+
+/// Diesel's manager, checking a connection on checkout only when it has been idle for a while
+/// (the server may have restarted meanwhile), and dropping one whose work failed like an outage.
+/// (Diesel's own `is_broken` sees only a broken transaction, not a dead socket.)
+pub struct Manager {
+    diesel: ConnectionManager<PgConnection>,
+    statement_timeout: Duration,
+    /// Bumped when any connection fails like an outage: the server may have restarted under all
+    /// of them, so each is checked at its next checkout however recently it was used.
+    outages: Arc<AtomicU64>,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Tracked;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Tracked, Self::Error> {
+        let mut conn = self.diesel.connect()?;
+        // Every connection gets the statement deadline on the server too.
+        diesel::sql_query(format!(
+            "SET statement_timeout = {}",
+            self.statement_timeout.as_millis()
+        ))
+        .execute(&mut conn)
+        .map_err(diesel::r2d2::Error::QueryError)?;
+        Ok(Tracked {
+            conn,
+            returned_at: Instant::now(),
+            outages_seen: self.outages.load(Ordering::Relaxed),
+            suspect: false,
+        })
+    }
+
+    fn is_valid(&self, tracked: &mut Tracked) -> Result<(), Self::Error> {
+        let outages = self.outages.load(Ordering::Relaxed);
+        if tracked.outages_seen == outages && tracked.returned_at.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
+        tracked.conn.ping().map_err(|error| {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+            diesel::r2d2::Error::QueryError(error)
+        })?;
+        tracked.outages_seen = outages;
+        Ok(())
+    }
+
+    fn has_broken(&self, tracked: &mut Tracked) -> bool {
+        tracked.returned_at = Instant::now();
+        if tracked.suspect {
+            self.outages.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        self.diesel.has_broken(&mut tracked.conn)
     }
 }
 
@@ -38,24 +118,6 @@ impl r2d2::HandleError<diesel::r2d2::Error> for QuietErrors {
         if let Some(held_back) = CONNECTION_ERRORS.admit() {
             tracing::error!(%error, held_back, "cannot connect to the database");
         }
-    }
-}
-
-/// Every connection gets the statement deadline on the server too.
-#[derive(Debug)]
-struct SessionDefaults {
-    statement_timeout: Duration,
-}
-
-impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionDefaults {
-    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
-        diesel::sql_query(format!(
-            "SET statement_timeout = {}",
-            self.statement_timeout.as_millis()
-        ))
-        .execute(conn)
-        .map(|_| ())
-        .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -85,20 +147,24 @@ pub fn build_pool(
     connect_timeout: Duration,
     query_timeout: Duration,
 ) -> PgPool {
-    let manager = ConnectionManager::<PgConnection>::new(with_network_deadlines(url));
+    let outages = Arc::new(AtomicU64::new(0));
+    let manager = Manager {
+        diesel: ConnectionManager::new(with_network_deadlines(url)),
+        statement_timeout: query_timeout,
+        outages: outages.clone(),
+    };
     let connections = Pool::builder()
         .max_size(max_size)
         // Keep every connection open: a burst of requests should not pay for connecting.
         .min_idle(None)
         .connection_timeout(connect_timeout)
+        // Only connections idle past `TRUSTED_FOR` are actually checked (see `Manager`).
         .test_on_check_out(true)
-        .connection_customizer(Box::new(SessionDefaults {
-            statement_timeout: query_timeout,
-        }))
         .error_handler(Box::new(QuietErrors))
         .build_unchecked(manager);
     PgPool {
         connections,
+        outages,
         deadline: connect_timeout + query_timeout,
     }
 }
@@ -130,8 +196,13 @@ where
 {
     let pool = pool.clone();
     let blocking = web::block(move || {
-        let mut conn = pool.get()?;
-        work(&mut conn)
+        let mut tracked = pool.get()?;
+        let done = work(&mut tracked.conn);
+        // An outage-like failure: the connection goes rather than fail the next request too.
+        if matches!(done, Err(AppError::Unavailable | AppError::Internal(_))) {
+            tracked.suspect = true;
+        }
+        done
     });
     match tokio::time::timeout(deadline, blocking).await {
         Ok(finished) => finished.map_err(AppError::from)?,

@@ -715,7 +715,7 @@ async fn accounts_keyed_before_unicode_folding_get_their_keys_at_start() {
             "UPDATE users SET email = 'İlker@example.com', email_key = 'İlker@example.com' \
              WHERE email = 'ilker@example.com'",
         )
-        .execute(&mut pool.get().unwrap())
+        .execute(&mut pool.get().unwrap().conn)
         .unwrap();
     })
     .await

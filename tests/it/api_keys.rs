@@ -13,7 +13,7 @@ async fn sql(app: &TestApp, statement: &str) -> usize {
     let statement = statement.to_string();
     tokio::task::spawn_blocking(move || {
         diesel::sql_query(statement)
-            .execute(&mut pool.get().unwrap())
+            .execute(&mut pool.get().unwrap().conn)
             .unwrap()
     })
     .await

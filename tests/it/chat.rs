@@ -995,13 +995,14 @@ async fn start_up_marks_answers_left_streaming_as_interrupted() {
             #[diesel(sql_type = diesel::sql_types::Uuid)]
             id: uuid::Uuid,
         }
-        let mut conn = pool.get().unwrap();
+        let mut pooled = pool.get().unwrap();
+        let conn = &mut pooled.conn;
         diesel::sql_query(format!(
             "INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions) \
              SELECT gen_random_uuid(), conversation_id, 'assistant', 'half', 'streaming', '[]' \
              FROM messages WHERE id = '{answered}' RETURNING id"
         ))
-        .get_result::<Inserted>(&mut conn)
+        .get_result::<Inserted>(conn)
         .unwrap()
         .id
         .to_string()
@@ -1296,15 +1297,16 @@ async fn message_states_are_typed_and_an_unknown_one_is_an_error_not_a_guess() {
     let app = TestApp::spawn().await;
     let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
-        let mut conn = pool.get().unwrap();
+        let mut pooled = pool.get().unwrap();
+        let conn = &mut pooled.conn;
         let read = |conn: &mut diesel::PgConnection, text: &str| {
             diesel::select(sql::<Text>(&format!("'{text}'"))).get_result::<Status>(conn)
         };
-        assert_eq!(read(&mut conn, "stopped").unwrap(), Status::Stopped);
+        assert_eq!(read(conn, "stopped").unwrap(), Status::Stopped);
         // Before, an unknown value quietly read as `complete`.
-        assert!(read(&mut conn, "exploded").is_err());
+        assert!(read(conn, "exploded").is_err());
         let role: Role = diesel::select(sql::<Text>("'assistant'"))
-            .get_result(&mut conn)
+            .get_result(conn)
             .unwrap();
         assert_eq!(role, Role::Assistant);
     })
@@ -1329,7 +1331,7 @@ async fn an_answer_whose_row_vanished_stops_instead_of_generating_for_nobody() {
         diesel::sql_query(format!(
             "DELETE FROM conversations WHERE id = '{conversation}'"
         ))
-        .execute(&mut pool.get().unwrap())
+        .execute(&mut pool.get().unwrap().conn)
         .unwrap();
     })
     .await
@@ -1454,7 +1456,7 @@ async fn grow_conversation(app: &TestApp, conversation: &str, count: usize) {
     let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
         diesel::sql_query(sql)
-            .execute(&mut pool.get().unwrap())
+            .execute(&mut pool.get().unwrap().conn)
             .unwrap();
     })
     .await

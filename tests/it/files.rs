@@ -1272,13 +1272,14 @@ async fn a_file_deleted_while_it_is_sent_to_the_provider_leaves_no_copy_there() 
     upload(&app, &token, other, "late.md", b"late words".to_vec()).await;
     fake.fail_file_uploads(None);
     let id: uuid::Uuid = file["id"].as_str().unwrap().parse().unwrap();
-    let mut conn = app.pool.get().unwrap();
+    let mut pooled = app.pool.get().unwrap();
+    let conn = &mut pooled.conn;
     let row = confab::db::schema::files::table
         .find(id)
         .select(StoredFile::as_select())
-        .first(&mut conn)
+        .first(conn)
         .unwrap();
-    drop(conn);
+    drop(pooled);
     // The person deletes the file while confab is sending it (the sync read the row first).
     let (status, _) = app.delete(&token, &format!("/api/files/{id}")).await;
     assert_eq!(status, 204);
