@@ -13,6 +13,7 @@ use crate::db::PgPool;
 use crate::domain::{self, Checks, Email};
 use crate::error::{AppError, AppResult};
 use crate::session::CurrentUser;
+use crate::session::cache::SESSIONS;
 use crate::session::model::Session;
 use crate::settings::AuthSettings;
 
@@ -144,12 +145,15 @@ pub async fn change_password(
     }
     let hash = password::hash(new, settings.bcrypt_cost).await?;
     // Every session ends with the old password; the caller begins a new one for this browser.
-    db::transaction(pool, move |conn| {
+    let epoch = db::transaction(pool, move |conn| {
         let epoch = User::set_password(conn, id, &hash)?;
         Session::end_all(conn, id)?;
         Ok(epoch)
     })
-    .await
+    .await;
+    // Whether or not the answer arrived in time, the change may have committed.
+    SESSIONS.forget_user(id);
+    epoch
 }
 
 /// The signed-in user's own account.
@@ -161,12 +165,15 @@ pub async fn profile(pool: &PgPool, user: &CurrentUser) -> AppResult<User> {
 pub async fn log_out_everywhere(pool: &PgPool, user: &CurrentUser) -> AppResult<i32> {
     user.require_session()?;
     let id = user.id;
-    db::transaction(pool, move |conn| {
+    let epoch = db::transaction(pool, move |conn| {
         let epoch = User::bump_session_epoch(conn, id)?;
         Session::end_all(conn, id)?;
         Ok(epoch)
     })
-    .await
+    .await;
+    // Whether or not the answer arrived in time, the change may have committed.
+    SESSIONS.forget_user(id);
+    epoch
 }
 
 /// Gives every stored address with non-ASCII characters the key `domain::email_key` computes

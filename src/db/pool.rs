@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::web;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::r2d2::{ConnectionManager, ManageConnection, Pool, PooledConnection, R2D2Connection};
-use diesel::{PgConnection, RunQueryDsl};
+use diesel::{Connection, PgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::{AppError, AppResult};
@@ -18,6 +19,8 @@ pub struct PgPool {
     connections: Pool<Manager>,
     /// The manager's outage count, to bump from outside (the embedded server was restarted).
     outages: Arc<AtomicU64>,
+    /// Statements sent on any of the pool's connections, BEGIN and COMMIT included.
+    statements: Arc<AtomicU64>,
     /// Waiting for a connection plus running the work.
     deadline: Duration,
 }
@@ -26,6 +29,12 @@ impl PgPool {
     /// A connection, waiting at most the pool's connect timeout.
     pub fn get(&self) -> Result<PooledConnection<Manager>, r2d2::Error> {
         self.connections.get()
+    }
+
+    /// How many statements the pool's connections have sent so far: what a piece of work
+    /// costs the database, in round trips.
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
     }
 
     /// Every pooled connection is checked before its next use: the server was restarted.
@@ -59,6 +68,18 @@ pub struct Manager {
     /// Bumped when any connection fails like an outage: the server may have restarted under all
     /// of them, so each is checked at its next checkout however recently it was used.
     outages: Arc<AtomicU64>,
+    statements: Arc<AtomicU64>,
+}
+
+/// Counts each statement a connection starts.
+struct CountStatements(Arc<AtomicU64>);
+
+impl Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ManageConnection for Manager {
@@ -67,6 +88,7 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Tracked, Self::Error> {
         let mut conn = self.diesel.connect()?;
+        conn.set_instrumentation(CountStatements(self.statements.clone()));
         // Every connection gets the statement deadline on the server too.
         diesel::sql_query(format!(
             "SET statement_timeout = {}",
@@ -147,11 +169,12 @@ pub fn build_pool(
     connect_timeout: Duration,
     query_timeout: Duration,
 ) -> PgPool {
-    let outages = Arc::new(AtomicU64::new(0));
+    let (outages, statements) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let manager = Manager {
         diesel: ConnectionManager::new(with_network_deadlines(url)),
         statement_timeout: query_timeout,
         outages: outages.clone(),
+        statements: statements.clone(),
     };
     let connections = Pool::builder()
         .max_size(max_size)
@@ -165,6 +188,7 @@ pub fn build_pool(
     PgPool {
         connections,
         outages,
+        statements,
         deadline: connect_timeout + query_timeout,
     }
 }

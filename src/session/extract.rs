@@ -11,6 +11,7 @@ use crate::auth::api_key::{self, KeyScope, is_api_key};
 use crate::db;
 use crate::error::AppError;
 use crate::session::SESSION_COOKIE;
+use crate::session::cache::SESSIONS;
 use crate::session::model::{KeyGrant, Session, SessionUser};
 use crate::state::AppState;
 
@@ -144,20 +145,29 @@ async fn by_session_token(state: &AppState, token: &str) -> Result<CurrentUser, 
         AppError::Unauthorized("your session is invalid or has expired; sign in again".into())
     })?;
     let (sub, sid) = (claims.sub, claims.sid);
-    let user = db::run(&state.pool, move |conn| {
-        let (user, session) = SessionUser::find_signed_in(conn, sub, sid)?;
-        if is_stale(Some(session.last_used_at)) {
-            Session::touch(conn, session.id)?;
+    let user = match SESSIONS.get(sid).filter(|user| user.id == sub) {
+        Some(user) => user,
+        None => {
+            let ticket = SESSIONS.ticket();
+            let user = db::run(&state.pool, move |conn| {
+                let (user, session) = SessionUser::find_signed_in(conn, sub, sid)?;
+                // Looked up at most every `cache::TRUSTED_FOR`: "last used" stays within minutes.
+                if is_stale(Some(session.last_used_at)) {
+                    Session::touch(conn, session.id)?;
+                }
+                Ok(user)
+            })
+            .await
+            .map_err(|e| match e {
+                AppError::NotFound => {
+                    AppError::Unauthorized("your session has ended; sign in again".into())
+                }
+                other => other,
+            })?;
+            SESSIONS.put(ticket, sid, user.clone());
+            user
         }
-        Ok(user)
-    })
-    .await
-    .map_err(|e| match e {
-        AppError::NotFound => {
-            AppError::Unauthorized("your session has ended; sign in again".into())
-        }
-        other => other,
-    })?;
+    };
     if user.session_epoch != claims.epoch || user.disabled_at.is_some() {
         return Err(AppError::Unauthorized(
             "your session has ended; sign in again".into(),

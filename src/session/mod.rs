@@ -1,6 +1,7 @@
 //! Who is asking: the signed-in user of a request (from `Authorization: Bearer` or the session
 //! cookie), the client's address, the session cookie itself, CSRF protection for
 //! cookie-authenticated requests, and the API's rate limit.
+pub mod cache;
 pub mod client;
 pub mod csrf;
 pub mod extract;

@@ -6,6 +6,7 @@ use uuid::Uuid;
 use crate::auth::token::TokenKeys;
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
+use crate::session::cache::SESSIONS;
 use crate::session::model::Session;
 
 /// The longest user agent kept to recognise a device by.
@@ -47,10 +48,15 @@ pub async fn list(pool: &PgPool, user_id: Uuid) -> AppResult<Vec<Session>> {
 
 /// Ends one session of the user's (another user's is NotFound).
 pub async fn end(pool: &PgPool, user_id: Uuid, id: Uuid) -> AppResult<()> {
-    db::run(pool, move |conn| Ok(Session::end(conn, user_id, id)?)).await
+    let ended = db::run(pool, move |conn| Ok(Session::end(conn, user_id, id)?)).await;
+    // Whether or not the answer arrived in time, the row may be gone.
+    SESSIONS.forget_session(id);
+    ended
 }
 
 /// Ends every session of the user's.
 pub async fn end_all(pool: &PgPool, user_id: Uuid) -> AppResult<usize> {
-    db::run(pool, move |conn| Ok(Session::end_all(conn, user_id)?)).await
+    let ended = db::run(pool, move |conn| Ok(Session::end_all(conn, user_id)?)).await;
+    SESSIONS.forget_user(user_id);
+    ended
 }

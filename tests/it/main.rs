@@ -22,5 +22,6 @@ mod projects;
 mod rate_limits;
 mod seeds;
 mod soak;
+mod statements;
 mod supervision;
 mod support;
