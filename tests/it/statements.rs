@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::support::app::{PASSWORD, TestApp};
 
 /// The statements the pool sent while `work` ran.
-async fn statements_of<T>(app: &TestApp, work: impl std::future::Future<Output = T>) -> (u64, T) {
+async fn statements_of<T>(app: &TestApp, work: impl Future<Output = T>) -> (u64, T) {
     let before = app.pool.statements();
     let out = work.await;
     (app.pool.statements() - before, out)
