@@ -106,6 +106,21 @@ impl Agent {
             .first(conn)
     }
 
+    /// [`Agent::find_owned`], with its revision (see the `agent_revisions` migration) read in
+    /// the same statement, before anything else is read about it.
+    pub fn find_owned_revised(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        id: Uuid,
+    ) -> QueryResult<(Agent, i64)> {
+        agents::table
+            .inner_join(projects::table)
+            .filter(agents::id.eq(id))
+            .filter(projects::owner_id.eq(owner))
+            .select((Agent::as_select(), agents::revision))
+            .first(conn)
+    }
+
     pub fn find_default(conn: &mut PgConnection, project_id: Uuid) -> QueryResult<Option<Agent>> {
         agents::table
             .filter(agents::project_id.eq(project_id))
@@ -123,6 +138,7 @@ impl Agent {
     }
 
     pub fn update(conn: &mut PgConnection, id: Uuid, changes: &AgentChanges) -> QueryResult<Agent> {
+        crate::db::agents_changed();
         diesel::update(agents::table.find(id))
             .set((changes, agents::updated_at.eq(diesel::dsl::now)))
             .returning(Agent::as_returning())
@@ -144,6 +160,7 @@ impl Agent {
     /// [`Agent::lock_project_agents`]: the old default is cleared before the new one is set, as
     /// the unique index checks each row.
     pub fn make_default(conn: &mut PgConnection, agent: &Agent) -> QueryResult<()> {
+        crate::db::agents_changed();
         diesel::update(
             agents::table
                 .filter(agents::project_id.eq(agent.project_id))
@@ -160,6 +177,7 @@ impl Agent {
 
     /// Deletes the agent; if it was the default, the oldest remaining agent takes its place.
     pub fn delete(conn: &mut PgConnection, agent: &Agent) -> QueryResult<()> {
+        crate::db::agents_changed();
         diesel::delete(agents::table.find(agent.id)).execute(conn)?;
         if agent.is_default
             && let Some(next) = Self::find_default(conn, agent.project_id)?

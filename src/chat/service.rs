@@ -3,8 +3,11 @@
 use uuid::Uuid;
 
 use crate::agents::model::Agent;
+use crate::chat::cards;
 use crate::chat::stream::Source;
-use crate::conversations::model::{Conversation, Extras, Message, Role, Status, StoredTurn};
+use crate::conversations::model::{
+    Conversation, Extras, FirstTurn, Message, Role, Status, StoredTurn,
+};
 use crate::db;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
@@ -33,21 +36,17 @@ pub struct Sent {
 }
 
 /// Newest turns first until the budget is spent; the newest (the message just sent) always goes.
-pub fn trim_history(messages: &[Message], budget_chars: usize) -> Vec<Turn> {
+pub fn trim_history(turns: Vec<Turn>, budget_chars: usize) -> Vec<Turn> {
+    let newest = turns.len();
     let mut used = 0;
     let mut kept = Vec::new();
-    for (index, message) in messages.iter().enumerate().rev() {
-        let text = message.upstream_text();
-        let size = text.chars().count();
-        if index + 1 != messages.len() && used + size > budget_chars {
+    for (index, turn) in turns.into_iter().enumerate().rev() {
+        let size = turn.text.chars().count();
+        if index + 1 != newest && used + size > budget_chars {
             break;
         }
         used += size;
-        kept.push(if message.is_assistant() {
-            Turn::assistant(text)
-        } else {
-            Turn::user(text)
-        });
+        kept.push(turn);
     }
     kept.reverse();
     // Providers expect the context to open with a user turn.
@@ -57,7 +56,16 @@ pub fn trim_history(messages: &[Message], budget_chars: usize) -> Vec<Turn> {
     kept
 }
 
-fn versions_json(system: &SystemMessage) -> serde_json::Value {
+/// A stored message as the provider reads it.
+fn turn_of(message: &Message) -> Turn {
+    if message.is_assistant() {
+        Turn::assistant(message.upstream_text())
+    } else {
+        Turn::user(message.upstream_text())
+    }
+}
+
+pub(crate) fn versions_json(system: &SystemMessage) -> serde_json::Value {
     serde_json::Value::Array(
         system.parts.iter().map(|p| serde_json::json!({"prompt_id": p.prompt.id, "version": p.prompt.current_version})).collect(),
     )
@@ -338,13 +346,37 @@ pub async fn send_with(
         client,
     } = outgoing;
     let text = crate::domain::message(raw)?;
+    ensure_accepting(generations)?;
+    let mut client = client;
+    // A new conversation without files, with an agent whose project does not answer from its
+    // files, is stored in one statement while the provider is already being asked.
+    if let To::Agent {
+        agent_id,
+        conversation_id: None,
+    } = to
+        && attached.is_empty()
+    {
+        let card = cards::card(pool, user.id, agent_id, &settings.default_system_prompt).await?;
+        if !card.knowledge {
+            match begin_conversation(pool, generations, settings, user, &card, &text, client)
+                .await?
+            {
+                Begun::Sent(sent) => return Ok(*sent),
+                // The agent changed since its card was read (or is gone): the way below reads
+                // it afresh (and answers 404 if it is gone).
+                Begun::Stale(back) => {
+                    cards::forget(user.id, agent_id);
+                    client = back;
+                }
+            }
+        }
+    }
     let ClientTurn {
         earlier,
         instructions: client_instructions,
         temperature,
         max_output_tokens,
     } = client;
-    ensure_accepting(generations)?;
     let attachments = (!attached.is_empty()).then(|| crate::llm::Attachments {
         message: text.clone(),
         remote: attached.iter().map(|a| a.remote.clone()).collect(),
@@ -508,6 +540,104 @@ pub async fn send_with(
     })
 }
 
+enum Begun {
+    Sent(Box<Sent>),
+    /// The card was stale: nothing was stored; the client's turn, to send the slow way.
+    Stale(ClientTurn),
+}
+
+/// A new conversation with `card`'s agent: the provider is asked at once, while one statement
+/// stores the conversation, the message and the empty answer (and checks that the agent is the
+/// person's and the card current); the answer is shown only once they are committed.
+async fn begin_conversation(
+    pool: &PgPool,
+    generations: &Generations,
+    settings: &ChatSettings,
+    user: &CurrentUser,
+    card: &cards::AgentCard,
+    text: &str,
+    client: ClientTurn,
+) -> AppResult<Begun> {
+    let owner = user.id;
+    let max_messages = settings.max_messages_per_conversation;
+    if client.earlier.len() + 2 > max_messages as usize {
+        return Err(AppError::invalid(
+            "message",
+            format!(
+                "This conversation has reached {max_messages} messages; start a new one to go on."
+            ),
+        ));
+    }
+    let first = client
+        .earlier
+        .iter()
+        .find(|(role, _)| *role == Role::User)
+        .map_or(text, |(_, first)| first.as_str());
+    let title = crate::domain::title_from(first, settings.title_chars);
+    let conversation_id = Uuid::now_v7();
+    let allowance = generations.allowance();
+    let claim = allowance.claim(conversation_id)?;
+    let slot = allowance.take(owner)?.holding(claim);
+    let turn = FirstTurn::new(&client.earlier, text, card.versions.clone());
+    let answer_id = turn.answer_id();
+    let history = client
+        .earlier
+        .iter()
+        .map(|(role, said)| match role {
+            Role::Assistant => Turn::assistant(said.clone()),
+            Role::User => Turn::user(said.clone()),
+        })
+        .chain(std::iter::once(Turn::user(text)))
+        .collect();
+    let grounding = Grounding {
+        instructions: card.instructions.clone(),
+        citations: serde_json::Value::Array(vec![]),
+        file_search: None,
+    };
+    let ask = Ask {
+        temperature: client.temperature,
+        max_output_tokens: client.max_output_tokens,
+        ..Ask::grounded(grounding, client.instructions.clone())
+    };
+    let request = request_for(settings, &card.agent, history, ask);
+    let (reader, stored) =
+        generations.start_while_storing(job_for(&card.agent, conversation_id, answer_id, request));
+    let agent = (card.agent.id, card.revision);
+    let begun = db::run(pool, move |conn| {
+        Ok(Conversation::begin(
+            conn,
+            owner,
+            agent,
+            conversation_id,
+            &title,
+            &turn,
+        )?)
+    })
+    .await?;
+    // Dropping `stored` (and the slot) on the way out of a refusal ends the provider's request.
+    let Some((
+        conversation,
+        StoredTurn {
+            user: user_message,
+            answer,
+            ..
+        },
+    )) = begun
+    else {
+        return Ok(Begun::Stale(client));
+    };
+    // The task only ends by itself after this: the send cannot fail while it waits.
+    let _ = stored.send(slot);
+    Ok(Begun::Sent(Box::new(Sent {
+        project_id: card.agent.project_id,
+        conversation,
+        user_message,
+        answer,
+        reader,
+        new_conversation: true,
+    })))
+}
+
 /// Follows an answer to its end (its task always ends it) and returns it as stored.
 pub async fn finished(reader: &mut Subscription) -> AppResult<std::sync::Arc<Message>> {
     loop {
@@ -583,16 +713,15 @@ impl Ask {
     }
 }
 
-fn start(
-    generations: &Generations,
-    slot: Slot,
+/// What the provider is asked: the agent's model and settings (a client's own over them), the
+/// instructions, and the history within the budget.
+fn request_for(
     settings: &ChatSettings,
     agent: &Agent,
-    answer: &Message,
-    history: &[Message],
+    history: Vec<Turn>,
     ask: Ask,
-) -> Subscription {
-    let request = ChatRequest {
+) -> ChatRequest {
+    ChatRequest {
         model: agent.model.clone(),
         instructions: (!ask.instructions.is_empty()).then_some(ask.instructions),
         history: trim_history(history, settings.history_budget_chars),
@@ -604,18 +733,34 @@ fn start(
         input_files: Vec::new(),
         file_search: ask.file_search,
         vector_store_ids: Vec::new(),
-    };
-    generations.start(
-        Job {
-            message_id: answer.id,
-            origin: Origin {
-                conversation_id: answer.conversation_id,
-                agent_id: agent.id,
-                project_id: agent.project_id,
-            },
-            provider: agent.provider.clone(),
-            request,
+    }
+}
+
+fn job_for(agent: &Agent, conversation_id: Uuid, answer_id: Uuid, request: ChatRequest) -> Job {
+    Job {
+        message_id: answer_id,
+        origin: Origin {
+            conversation_id,
+            agent_id: agent.id,
+            project_id: agent.project_id,
         },
+        provider: agent.provider.clone(),
+        request,
+    }
+}
+
+fn start(
+    generations: &Generations,
+    slot: Slot,
+    settings: &ChatSettings,
+    agent: &Agent,
+    answer: &Message,
+    history: &[Message],
+    ask: Ask,
+) -> Subscription {
+    let request = request_for(settings, agent, history.iter().map(turn_of).collect(), ask);
+    generations.start(
+        job_for(agent, answer.conversation_id, answer.id, request),
         slot,
     )
 }

@@ -207,6 +207,50 @@ pub struct Extras<'a> {
     pub earlier: &'a [(Role, String)],
 }
 
+/// The rows of a new conversation's first turn, as [`Conversation::begin`] stores them: the
+/// earlier turns a client came with (complete), the user's message, and the empty answer
+/// (streaming), with ids made here in that order.
+pub struct FirstTurn {
+    ids: Vec<Uuid>,
+    roles: Vec<&'static str>,
+    contents: Vec<String>,
+    statuses: Vec<&'static str>,
+    prompt_versions: Vec<serde_json::Value>,
+}
+
+impl FirstTurn {
+    pub fn new(earlier: &[(Role, String)], text: &str, answer_versions: serde_json::Value) -> Self {
+        let mut turn = FirstTurn {
+            ids: Vec::new(),
+            roles: Vec::new(),
+            contents: Vec::new(),
+            statuses: Vec::new(),
+            prompt_versions: Vec::new(),
+        };
+        let none = || serde_json::Value::Array(vec![]);
+        for (role, content) in earlier {
+            turn.push(*role, content, Status::Complete, none());
+        }
+        turn.push(Role::User, text, Status::Complete, none());
+        turn.push(Role::Assistant, "", Status::Streaming, answer_versions);
+        turn
+    }
+
+    fn push(&mut self, role: Role, content: &str, status: Status, versions: serde_json::Value) {
+        // UUIDv7, made in order: they order the rows (history reads by id).
+        self.ids.push(Uuid::now_v7());
+        self.roles.push(role.as_str());
+        self.contents.push(content.to_string());
+        self.statuses.push(status.as_str());
+        self.prompt_versions.push(versions);
+    }
+
+    /// The answer's id, known before anything is stored.
+    pub fn answer_id(&self) -> Uuid {
+        self.ids[self.ids.len() - 1]
+    }
+}
+
 /// The rows one message stores: the earlier turns it came with (if any), the user's message and
 /// the answer that streams into.
 pub struct StoredTurn {
@@ -289,6 +333,83 @@ impl Conversation {
             .filter(conversations::user_id.eq(user))
             .select(Conversation::as_select())
             .first(conn)
+    }
+
+    /// A new conversation with its first turn (`turn`: the earlier turns, the user's message,
+    /// the answer that streams into, as [`FirstTurn`] lays them out), in one statement: nothing
+    /// is stored unless the agent is `owner`'s and still at `revision` (see the
+    /// `agent_revisions` migration). `None` when it is not, or no longer.
+    pub fn begin(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        agent: (Uuid, i64),
+        id: Uuid,
+        title: &str,
+        turn: &FirstTurn,
+    ) -> QueryResult<Option<(Conversation, StoredTurn)>> {
+        use diesel::sql_types::{Array, BigInt, Jsonb, Timestamptz, Uuid as SqlUuid};
+
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(embed)]
+            message: Message,
+            #[diesel(sql_type = Timestamptz)]
+            conversation_created_at: DateTime<Utc>,
+        }
+        let (agent_id, revision) = agent;
+        let mut rows: Vec<Row> = diesel::sql_query(
+            "WITH agent AS ( \
+                 SELECT agents.id FROM agents JOIN projects ON projects.id = agents.project_id \
+                 WHERE agents.id = $1 AND projects.owner_id = $2 AND agents.revision = $3 \
+             ), conversation AS ( \
+                 INSERT INTO conversations (id, agent_id, user_id, title) \
+                 SELECT $4, agent.id, $2, $5 FROM agent RETURNING created_at \
+             ), turn AS ( \
+                 INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
+                                       attachments, context, citations) \
+                 SELECT m.id, $4, m.role, m.content, m.status, m.prompt_versions, '[]', '', '[]' \
+                 FROM conversation, \
+                      unnest($6::uuid[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
+                        AS m(id, role, content, status, prompt_versions) \
+                 RETURNING * \
+             ) \
+             SELECT turn.*, conversation.created_at AS conversation_created_at \
+             FROM turn, conversation",
+        )
+        .bind::<SqlUuid, _>(agent_id)
+        .bind::<SqlUuid, _>(owner)
+        .bind::<BigInt, _>(revision)
+        .bind::<SqlUuid, _>(id)
+        .bind::<Text, _>(title)
+        .bind::<Array<SqlUuid>, _>(&turn.ids)
+        .bind::<Array<Text>, _>(&turn.roles)
+        .bind::<Array<Text>, _>(&turn.contents)
+        .bind::<Array<Text>, _>(&turn.statuses)
+        .bind::<Array<Jsonb>, _>(&turn.prompt_versions)
+        .load(conn)?;
+        let Some(created_at) = rows.first().map(|row| row.conversation_created_at) else {
+            return Ok(None);
+        };
+        // RETURNING's order is not promised; the ids are in order.
+        rows.sort_by_key(|row| row.message.id);
+        let mut messages: Vec<Message> = rows.into_iter().map(|row| row.message).collect();
+        let (Some(answer), Some(user)) = (messages.pop(), messages.pop()) else {
+            return Err(diesel::result::Error::NotFound);
+        };
+        let conversation = Conversation {
+            id,
+            agent_id,
+            user_id: owner,
+            title: title.to_string(),
+            created_at,
+            updated_at: created_at,
+        };
+        let stored = StoredTurn {
+            earlier: messages,
+            user,
+            answer,
+        };
+        Ok(Some((conversation, stored)))
     }
 
     pub fn create(

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::{FutureExt, StreamExt};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::conversations::model::{Message, Outcome, Role, Status};
@@ -125,6 +126,19 @@ impl Generations {
     /// Starts generating into the (already stored, `streaming`) message. Returns a reader that
     /// was subscribed before the first token could arrive. The slot is held until it ends.
     pub fn start(&self, job: Job, slot: Slot) -> Subscription {
+        self.launch(job, Begin::Stored(slot))
+    }
+
+    /// Asks the provider at once for an answer whose row is still being stored: nothing is shown
+    /// or written until the returned sender hands over the slot (the row is committed). Dropping
+    /// the sender instead (nothing was stored) ends the task without a trace, and the request to
+    /// the provider with it. So the database's work and the provider's first-token wait overlap.
+    pub fn start_while_storing(&self, job: Job) -> (Subscription, oneshot::Sender<Slot>) {
+        let (stored, when_stored) = oneshot::channel();
+        (self.launch(job, Begin::WhenStored(when_stored)), stored)
+    }
+
+    fn launch(&self, job: Job, begin: Begin) -> Subscription {
         let live = self.registry.insert(job.message_id, job.origin);
         let reader = live.subscribe();
         let runtime = self
@@ -138,11 +152,10 @@ impl Generations {
             self.router.clone(),
             pool.clone(),
             live.clone(),
-            job,
+            (job, begin),
             self.stall_timeout,
         );
         runtime.spawn(async move {
-            let _slot = slot;
             if AssertUnwindSafe(task).catch_unwind().await.is_err() {
                 end_after_panic(&registry, &pool, &live, id).await;
             }
@@ -269,14 +282,43 @@ struct Progress {
     cited: Vec<(String, String)>,
 }
 
+/// When an answer's task may show and write what it gets.
+enum Begin {
+    /// Its row is stored; the slot is held until the answer ends.
+    Stored(Slot),
+    /// Its row is being stored; the slot comes when it is committed, and a dropped sender means
+    /// nothing was.
+    WhenStored(oneshot::Receiver<Slot>),
+}
+
 async fn generate(
     registry: Arc<Registry>,
     router: Arc<Router>,
     pool: PgPool,
     live: Arc<Live>,
-    job: Job,
+    (job, begin): (Job, Begin),
     stall_timeout: Duration,
 ) {
+    // The provider is asked at once, whether or not the row is stored yet.
+    let mut opening = std::pin::pin!(router.stream(&job.provider, &job.request));
+    let mut opened = None;
+    let _slot = match begin {
+        Begin::Stored(slot) => slot,
+        Begin::WhenStored(mut stored) => loop {
+            tokio::select! {
+                committed = &mut stored => match committed {
+                    Ok(slot) => break slot,
+                    // Nothing was stored, so nothing is shown or saved; dropping `opening`
+                    // cancels the request to the provider.
+                    Err(_) => {
+                        registry.remove(job.message_id);
+                        return;
+                    }
+                },
+                result = &mut opening, if opened.is_none() => opened = Some(result),
+            }
+        },
+    };
     m::live_streams(1.0);
     let mut progress = Progress {
         started: Instant::now(),
@@ -290,7 +332,7 @@ async fn generate(
     let (status, (error, error_detail)) = tokio::select! {
         biased;
         _ = live.cancel.cancelled() => stopped(&live),
-        started = router.stream(&job.provider, &job.request) => match started {
+        started = async { match opened { Some(started) => started, None => opening.await } } => match started {
             Err(failure) => failed(explain(&failure.error, Attempt::Start(failure.attempts), stall_timeout)),
             Ok(started) => {
                 progress.provider = Some(started.provider.clone());

@@ -64,6 +64,7 @@ impl Project {
         id: Uuid,
         enabled: bool,
     ) -> QueryResult<Project> {
+        crate::db::agents_changed();
         diesel::update(
             projects::table
                 .filter(projects::id.eq(id))
@@ -109,6 +110,7 @@ impl Project {
         id: Uuid,
         changes: &ProjectChanges,
     ) -> QueryResult<Project> {
+        crate::db::agents_changed();
         if changes.name.is_none() && changes.description.is_none() {
             return Self::find_owned(conn, owner, id);
         }
@@ -124,6 +126,7 @@ impl Project {
 
     /// Deletes the project and, by cascade, everything under it.
     pub fn delete_owned(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> QueryResult<()> {
+        crate::db::agents_changed();
         let deleted = diesel::delete(
             projects::table
                 .filter(projects::id.eq(id))

@@ -240,6 +240,7 @@ impl Prompt {
         content: &str,
         enabled: bool,
     ) -> QueryResult<PromptWithText> {
+        crate::db::agents_changed();
         lock_siblings(conn, owner)?;
         let last: Option<i32> = owned_by(owner)
             .select(diesel::dsl::max(prompts::position))
@@ -272,6 +273,7 @@ impl Prompt {
         title: &str,
         content: &str,
     ) -> QueryResult<PromptWithText> {
+        crate::db::agents_changed();
         let latest: Option<i32> = prompt_versions::table
             .filter(prompt_versions::prompt_id.eq(prompt.id))
             .select(diesel::dsl::max(prompt_versions::version))
@@ -295,6 +297,7 @@ impl Prompt {
         prompt: &Prompt,
         version: i32,
     ) -> QueryResult<PromptWithText> {
+        crate::db::agents_changed();
         let current = PromptVersion::find(conn, prompt.id, version)?;
         let prompt = diesel::update(prompts::table.find(prompt.id))
             .set((
@@ -312,6 +315,7 @@ impl Prompt {
         prompt: &Prompt,
         enabled: bool,
     ) -> QueryResult<Prompt> {
+        crate::db::agents_changed();
         diesel::update(prompts::table.find(prompt.id))
             .set((
                 prompts::enabled.eq(enabled),
@@ -323,6 +327,7 @@ impl Prompt {
 
     /// Moves the prompt to `index` (0-based, clamped) among its siblings and renumbers them 0..n.
     pub fn move_to(conn: &mut PgConnection, prompt: &Prompt, index: usize) -> QueryResult<()> {
+        crate::db::agents_changed();
         lock_siblings(conn, PromptOwner::of(prompt))?;
         let mut ids: Vec<Uuid> = owned_by(PromptOwner::of(prompt))
             .order((prompts::position.asc(), prompts::id.asc()))
@@ -343,6 +348,7 @@ impl Prompt {
     }
 
     pub fn delete(conn: &mut PgConnection, prompt: &Prompt) -> QueryResult<()> {
+        crate::db::agents_changed();
         lock_siblings(conn, PromptOwner::of(prompt))?;
         diesel::delete(prompts::table.find(prompt.id)).execute(conn)?;
         let ids: Vec<Uuid> = owned_by(PromptOwner::of(prompt))

@@ -1,9 +1,12 @@
 //! What requests cost the database, counted in statements (the pool counts every one it sends):
 //! the round trips that sit between a person and their first token.
 
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde_json::json;
 
 use crate::support::app::{PASSWORD, TestApp};
+use crate::support::fake_llm::{FakeLlm, Script};
+use crate::support::sse::{Events, joined};
 
 /// The statements the pool sent while `work` ran.
 async fn statements_of<T>(app: &TestApp, work: impl Future<Output = T>) -> (u64, T) {
@@ -91,4 +94,91 @@ async fn a_remembered_session_ends_at_once_however_it_is_ended() {
         .await;
     assert!(status < 300, "password change: {status}");
     assert_eq!(signed_out(token).await, 401);
+}
+
+/// Sends a message to the agent in a new conversation; the response once its headers are in.
+async fn ask(app: &TestApp, token: &str, agent: &str, message: &str) -> reqwest::Response {
+    let response = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(token)
+        .json(&json!({ "message": message }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
+#[tokio::test]
+async fn a_new_conversation_is_stored_in_one_statement_before_its_answer_starts() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("One statement is enough."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("one@example.com").await;
+    // The first turn reads the agent (and its prompts); the ones after remember it.
+    Events::of(ask(&app, &token, &agent, "warm up").await)
+        .collect_json()
+        .await;
+
+    let (statements, response) =
+        statements_of(&app, ask(&app, &token, &agent, "Count the round trips")).await;
+    // One INSERT of the conversation and both messages; a `SELECT 1` too if the pooled
+    // connection it got had been idle for a second. It was 8 round trips in a transaction.
+    assert!(
+        statements <= 2,
+        "{statements} statements before the answer's stream began"
+    );
+    let (chunks, done) = Events::of(response).collect_json().await;
+    assert_eq!(joined(&chunks), "One statement is enough.");
+    assert_eq!(done["status"], "complete");
+    let (status, stored) = app
+        .get_json(
+            &token,
+            &format!(
+                "/api/conversations/{}",
+                done["conversation_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(stored["title"], "Count the round trips");
+    assert_eq!(
+        (messages.len(), messages[0]["content"].as_str()),
+        (2, Some("Count the round trips"))
+    );
+    assert_eq!(messages[1]["content"], "One statement is enough.");
+}
+
+#[tokio::test]
+async fn an_agent_changed_by_another_instance_answers_with_its_new_settings() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Fresh."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("fresh@example.com").await;
+    Events::of(ask(&app, &token, &agent, "warm up").await)
+        .collect_json()
+        .await;
+    // Another confab sharing the database changes the agent: this process is not told.
+    let agent_id: uuid::Uuid = agent.parse().unwrap();
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        diesel::update(confab::db::schema::agents::table.find(agent_id))
+            .set(confab::db::schema::agents::model.eq("a-newer-model"))
+            .execute(&mut pool.get().unwrap().conn)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+
+    let (_, done) = Events::of(ask(&app, &token, &agent, "Which model?").await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "complete");
+    let last = fake.requests().pop().unwrap();
+    assert_eq!(
+        last.body["model"], "a-newer-model",
+        "the answer was asked of the agent as it is now"
+    );
 }

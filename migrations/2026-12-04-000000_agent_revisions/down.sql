@@ -1,0 +1,10 @@
+DROP TRIGGER projects_revise_agents ON projects;
+DROP FUNCTION projects_revise_agents();
+DROP TRIGGER prompt_versions_revise_agents ON prompt_versions;
+DROP FUNCTION prompt_versions_revise_agents();
+DROP TRIGGER prompts_revise_agents ON prompts;
+DROP FUNCTION prompts_revise_agents();
+DROP TRIGGER agents_revised ON agents;
+DROP FUNCTION agents_new_revision();
+DROP SEQUENCE agent_revisions;
+ALTER TABLE agents DROP COLUMN revision;
