@@ -96,3 +96,28 @@ pub async fn card(
 pub fn forget(owner: Uuid, agent_id: Uuid) {
     cards().remove(&(owner, agent_id));
 }
+
+/// Which agent each recent conversation is with, by (person, conversation): a conversation
+/// never changes agent, so a message to it can use the agent's card. Only ever filled after a
+/// message of that person's was stored there; the turn's statement checks ownership anyway.
+static CONVERSATION_AGENTS: LazyLock<Mutex<HashMap<(Uuid, Uuid), Uuid>>> =
+    LazyLock::new(Default::default);
+
+pub fn remember_conversation(owner: Uuid, conversation_id: Uuid, agent_id: Uuid) {
+    let mut agents = CONVERSATION_AGENTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if agents.len() >= MAX_CARDS * 4 {
+        agents.clear();
+    }
+    agents.insert((owner, conversation_id), agent_id);
+}
+
+/// The agent of `owner`'s conversation, if a message to it was stored recently.
+pub fn agent_of(owner: Uuid, conversation_id: Uuid) -> Option<Uuid> {
+    CONVERSATION_AGENTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&(owner, conversation_id))
+        .copied()
+}

@@ -6,7 +6,7 @@ use crate::agents::model::Agent;
 use crate::chat::cards;
 use crate::chat::stream::Source;
 use crate::conversations::model::{
-    Conversation, Extras, FirstTurn, Message, Role, Status, StoredTurn,
+    Conversation, Extras, Message, Role, Status, StoredTurn, TurnRows,
 };
 use crate::db;
 use crate::db::PgPool;
@@ -348,23 +348,49 @@ pub async fn send_with(
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
     let mut client = client;
-    // A new conversation without files, with an agent whose project does not answer from its
-    // files, is stored in one statement while the provider is already being asked.
-    if let To::Agent {
-        agent_id,
-        conversation_id: None,
-    } = to
+    // A message without files, to an agent whose project does not answer from its files, is
+    // stored in one statement; in a new conversation while the provider is already being asked.
+    let agent = match to {
+        To::Agent {
+            agent_id,
+            conversation_id,
+        } => Some((agent_id, conversation_id)),
+        To::Conversation(id) => cards::agent_of(user.id, id).map(|agent_id| (agent_id, Some(id))),
+        To::Default => None,
+    };
+    if let Some((agent_id, conversation_id)) = agent
         && attached.is_empty()
     {
         let card = cards::card(pool, user.id, agent_id, &settings.default_system_prompt).await?;
         if !card.knowledge {
-            match begin_conversation(pool, generations, settings, user, &card, &text, client)
-                .await?
-            {
-                Begun::Sent(sent) => return Ok(*sent),
-                // The agent changed since its card was read (or is gone): the way below reads
-                // it afresh (and answers 404 if it is gone).
-                Begun::Stale(back) => {
+            let one = match conversation_id {
+                None => {
+                    begin_conversation(pool, generations, settings, user, &card, &text, client)
+                        .await?
+                }
+                Some(id) => {
+                    continue_conversation(
+                        pool,
+                        generations,
+                        settings,
+                        user,
+                        &card,
+                        id,
+                        &text,
+                        client,
+                    )
+                    .await?
+                }
+            };
+            match one {
+                Begun::Sent(sent) => {
+                    cards::remember_conversation(user.id, sent.conversation.id, agent_id);
+                    return Ok(*sent);
+                }
+                // Nothing was stored: the agent changed since its card was read (or is gone),
+                // the conversation is not theirs, full, or busy. The way below reads everything
+                // afresh and says which.
+                Begun::NotStored(back) => {
                     cards::forget(user.id, agent_id);
                     client = back;
                 }
@@ -530,6 +556,7 @@ pub async fn send_with(
             ..Ask::grounded(grounding, client_instructions)
         },
     );
+    cards::remember_conversation(owner, conversation.id, agent.id);
     Ok(Sent {
         project_id: agent.project_id,
         conversation,
@@ -542,8 +569,8 @@ pub async fn send_with(
 
 enum Begun {
     Sent(Box<Sent>),
-    /// The card was stale: nothing was stored; the client's turn, to send the slow way.
-    Stale(ClientTurn),
+    /// Nothing was stored; the client's turn, to send the slow way.
+    NotStored(ClientTurn),
 }
 
 /// A new conversation with `card`'s agent: the provider is asked at once, while one statement
@@ -578,7 +605,7 @@ async fn begin_conversation(
     let allowance = generations.allowance();
     let claim = allowance.claim(conversation_id)?;
     let slot = allowance.take(owner)?.holding(claim);
-    let turn = FirstTurn::new(&client.earlier, text, card.versions.clone());
+    let turn = TurnRows::new(&client.earlier, text, card.versions.clone());
     let answer_id = turn.answer_id();
     let history = client
         .earlier
@@ -589,16 +616,7 @@ async fn begin_conversation(
         })
         .chain(std::iter::once(Turn::user(text)))
         .collect();
-    let grounding = Grounding {
-        instructions: card.instructions.clone(),
-        citations: serde_json::Value::Array(vec![]),
-        file_search: None,
-    };
-    let ask = Ask {
-        temperature: client.temperature,
-        max_output_tokens: client.max_output_tokens,
-        ..Ask::grounded(grounding, client.instructions.clone())
-    };
+    let ask = ask_of(card, &client);
     let request = request_for(settings, &card.agent, history, ask);
     let (reader, stored) =
         generations.start_while_storing(job_for(&card.agent, conversation_id, answer_id, request));
@@ -624,7 +642,7 @@ async fn begin_conversation(
         },
     )) = begun
     else {
-        return Ok(Begun::Stale(client));
+        return Ok(Begun::NotStored(client));
     };
     // The task only ends by itself after this: the send cannot fail while it waits.
     let _ = stored.send(slot);
@@ -636,6 +654,91 @@ async fn begin_conversation(
         reader,
         new_conversation: true,
     })))
+}
+
+/// A message to an existing conversation with `card`'s agent, stored in one statement that
+/// also checks the conversation is the person's, that agent's and not full, touches it, and
+/// reads its history; then the provider is asked.
+#[allow(clippy::too_many_arguments)]
+async fn continue_conversation(
+    pool: &PgPool,
+    generations: &Generations,
+    settings: &ChatSettings,
+    user: &CurrentUser,
+    card: &cards::AgentCard,
+    conversation_id: Uuid,
+    text: &str,
+    client: ClientTurn,
+) -> AppResult<Begun> {
+    let owner = user.id;
+    let allowance = generations.allowance();
+    // Busy: whether to say so (409) or 404 is for the way that checks ownership first.
+    let Ok(claim) = allowance.claim(conversation_id) else {
+        return Ok(Begun::NotStored(client));
+    };
+    let slot = allowance.take(owner)?.holding(claim);
+    let turn = TurnRows::new(&client.earlier, text, card.versions.clone());
+    let agent = (card.agent.id, card.revision);
+    let (max_messages, budget) = (
+        i64::from(settings.max_messages_per_conversation),
+        settings.history_budget_chars,
+    );
+    let added = db::run(pool, move |conn| {
+        Ok(Message::add_turn(
+            conn,
+            owner,
+            agent,
+            conversation_id,
+            max_messages,
+            budget,
+            &turn,
+        )?)
+    })
+    .await?;
+    let Some((
+        conversation,
+        history,
+        StoredTurn {
+            user: user_message,
+            answer,
+            ..
+        },
+    )) = added
+    else {
+        return Ok(Begun::NotStored(client));
+    };
+    let ask = ask_of(card, &client);
+    let reader = start(
+        generations,
+        slot,
+        settings,
+        &card.agent,
+        &answer,
+        &history,
+        ask,
+    );
+    Ok(Begun::Sent(Box::new(Sent {
+        project_id: card.agent.project_id,
+        conversation,
+        user_message,
+        answer,
+        reader,
+        new_conversation: false,
+    })))
+}
+
+/// What the provider is asked besides the history, from a card and a client's own settings.
+fn ask_of(card: &cards::AgentCard, client: &ClientTurn) -> Ask {
+    let grounding = Grounding {
+        instructions: card.instructions.clone(),
+        citations: serde_json::Value::Array(vec![]),
+        file_search: None,
+    };
+    Ask {
+        temperature: client.temperature,
+        max_output_tokens: client.max_output_tokens,
+        ..Ask::grounded(grounding, client.instructions.clone())
+    }
 }
 
 /// Follows an answer to its end (its task always ends it) and returns it as stored.

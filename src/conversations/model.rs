@@ -207,10 +207,10 @@ pub struct Extras<'a> {
     pub earlier: &'a [(Role, String)],
 }
 
-/// The rows of a new conversation's first turn, as [`Conversation::begin`] stores them: the
-/// earlier turns a client came with (complete), the user's message, and the empty answer
-/// (streaming), with ids made here in that order.
-pub struct FirstTurn {
+/// The rows of a turn, as [`Conversation::begin`] and [`Message::add_turn`] store them: the
+/// earlier turns a client came with (complete; a new conversation only), the user's message, and
+/// the empty answer (streaming), with ids made here in that order.
+pub struct TurnRows {
     ids: Vec<Uuid>,
     roles: Vec<&'static str>,
     contents: Vec<String>,
@@ -218,9 +218,9 @@ pub struct FirstTurn {
     prompt_versions: Vec<serde_json::Value>,
 }
 
-impl FirstTurn {
+impl TurnRows {
     pub fn new(earlier: &[(Role, String)], text: &str, answer_versions: serde_json::Value) -> Self {
-        let mut turn = FirstTurn {
+        let mut turn = TurnRows {
             ids: Vec::new(),
             roles: Vec::new(),
             contents: Vec::new(),
@@ -336,7 +336,7 @@ impl Conversation {
     }
 
     /// A new conversation with its first turn (`turn`: the earlier turns, the user's message,
-    /// the answer that streams into, as [`FirstTurn`] lays them out), in one statement: nothing
+    /// the answer that streams into, as [`TurnRows`] lays them out), in one statement: nothing
     /// is stored unless the agent is `owner`'s and still at `revision` (see the
     /// `agent_revisions` migration). `None` when it is not, or no longer.
     pub fn begin(
@@ -345,7 +345,7 @@ impl Conversation {
         agent: (Uuid, i64),
         id: Uuid,
         title: &str,
-        turn: &FirstTurn,
+        turn: &TurnRows,
     ) -> QueryResult<Option<(Conversation, StoredTurn)>> {
         use diesel::sql_types::{Array, BigInt, Jsonb, Timestamptz, Uuid as SqlUuid};
 
@@ -581,6 +581,120 @@ impl Message {
             user,
             answer,
         })
+    }
+
+    /// A turn of an existing conversation, in one statement: stored (and the conversation
+    /// touched) only if the conversation is `owner`'s with the agent `agent` (still at its
+    /// revision) and has room for it; returned with the history the provider reads (the stored
+    /// messages before it, newest first within `budget_chars`, oldest first, the new message
+    /// last). `None` when it was not stored.
+    pub fn add_turn(
+        conn: &mut PgConnection,
+        owner: Uuid,
+        agent: (Uuid, i64),
+        conversation_id: Uuid,
+        max_messages: i64,
+        budget_chars: usize,
+        turn: &TurnRows,
+    ) -> QueryResult<Option<(Conversation, Vec<Message>, StoredTurn)>> {
+        use diesel::sql_types::{
+            Array, BigInt, Bool, Jsonb, Nullable, Timestamptz, Uuid as SqlUuid,
+        };
+
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = Bool)]
+            stored: bool,
+            #[diesel(embed)]
+            message: Message,
+            /// The conversation's, on the stored rows.
+            #[diesel(sql_type = Nullable<Text>)]
+            title: Option<String>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            created: Option<DateTime<Utc>>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            updated: Option<DateTime<Utc>>,
+        }
+        let (agent_id, revision) = agent;
+        // The history is read from the statement's snapshot, before the new rows: the message
+        // sent is added to it here, and its length taken off the budget (it always goes).
+        let sent = turn.contents.last().map_or(0, |text| text.chars().count());
+        let budget = i64::try_from(budget_chars).unwrap_or(i64::MAX) - sent as i64;
+        let rows: Vec<Row> = diesel::sql_query(
+            "WITH conversation AS ( \
+                 SELECT c.id FROM conversations c \
+                 JOIN agents a ON a.id = c.agent_id JOIN projects p ON p.id = a.project_id \
+                 WHERE c.id = $4 AND c.user_id = $2 AND c.agent_id = $1 AND a.revision = $3 \
+                   AND p.owner_id = $2 \
+                   AND (SELECT count(*) FROM messages WHERE conversation_id = $4) \
+                       + cardinality($5::uuid[]) <= $10 \
+             ), touched AS ( \
+                 UPDATE conversations SET updated_at = now() \
+                 WHERE id IN (SELECT id FROM conversation) RETURNING title, created_at, updated_at \
+             ), turn AS ( \
+                 INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
+                                       attachments, context, citations) \
+                 SELECT m.id, conversation.id, m.role, m.content, m.status, m.prompt_versions, \
+                        '[]', '', '[]' \
+                 FROM conversation, \
+                      unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[]) \
+                        AS m(id, role, content, status, prompt_versions) \
+                 RETURNING * \
+             ), history AS ( \
+                 SELECT m.* FROM messages m JOIN ( \
+                     SELECT id, sum(char_length(content) + char_length(context)) \
+                              OVER (ORDER BY id DESC) - char_length(content) - char_length(context) \
+                              AS newer \
+                     FROM messages \
+                     WHERE conversation_id IN (SELECT id FROM conversation) \
+                       AND status IN ('complete', 'stopped') AND content <> '' \
+                 ) w ON w.id = m.id \
+                 WHERE w.newer < $11 \
+             ) \
+             SELECT true AS stored, turn.*, touched.title, touched.created_at AS created, \
+                    touched.updated_at AS updated FROM turn, touched \
+             UNION ALL SELECT false, history.*, NULL, NULL, NULL FROM history",
+        )
+        .bind::<SqlUuid, _>(agent_id)
+        .bind::<SqlUuid, _>(owner)
+        .bind::<BigInt, _>(revision)
+        .bind::<SqlUuid, _>(conversation_id)
+        .bind::<Array<SqlUuid>, _>(&turn.ids)
+        .bind::<Array<Text>, _>(&turn.roles)
+        .bind::<Array<Text>, _>(&turn.contents)
+        .bind::<Array<Text>, _>(&turn.statuses)
+        .bind::<Array<Jsonb>, _>(&turn.prompt_versions)
+        .bind::<BigInt, _>(max_messages)
+        .bind::<BigInt, _>(budget)
+        .load(conn)?;
+        let (mut stored, mut history): (Vec<Row>, Vec<Row>) =
+            rows.into_iter().partition(|row| row.stored);
+        let Some(conversation) = stored.first().and_then(|row| {
+            Some(Conversation {
+                id: conversation_id,
+                agent_id,
+                user_id: owner,
+                title: row.title.clone()?,
+                created_at: row.created?,
+                updated_at: row.updated?,
+            })
+        }) else {
+            return Ok(None);
+        };
+        stored.sort_by_key(|row| row.message.id);
+        history.sort_by_key(|row| row.message.id);
+        let mut stored: Vec<Message> = stored.into_iter().map(|row| row.message).collect();
+        let (Some(answer), Some(user)) = (stored.pop(), stored.pop()) else {
+            return Err(diesel::result::Error::NotFound);
+        };
+        let mut history: Vec<Message> = history.into_iter().map(|row| row.message).collect();
+        history.push(user.clone());
+        let turn = StoredTurn {
+            earlier: stored,
+            user,
+            answer,
+        };
+        Ok(Some((conversation, history, turn)))
     }
 
     /// The row an answer streams into.

@@ -182,3 +182,42 @@ async fn an_agent_changed_by_another_instance_answers_with_its_new_settings() {
         "the answer was asked of the agent as it is now"
     );
 }
+
+#[tokio::test]
+async fn a_message_to_a_conversation_is_stored_with_its_history_read_in_one_statement() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Noted."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("again@example.com").await;
+    let (_, done) = Events::of(ask(&app, &token, &agent, "My name is Ada.").await)
+        .collect_json()
+        .await;
+    let conversation = done["conversation_id"].as_str().unwrap().to_string();
+
+    let send = app
+        .api
+        .post(app.url(&format!("/api/chat/agents/{agent}")))
+        .bearer_auth(&token)
+        .json(&json!({"message": "What is my name?", "conversation_id": conversation}))
+        .send();
+    let (statements, response) = statements_of(&app, send).await;
+    assert!(
+        statements <= 2,
+        "{statements} statements before the answer's stream began (it was 10)"
+    );
+    let (_, done) = Events::of(response.unwrap()).collect_json().await;
+    assert_eq!(done["status"], "complete");
+    assert_eq!(done["conversation_id"], conversation.as_str());
+    // The provider read the whole conversation, in order, the new message last.
+    let input = fake.requests().pop().unwrap().body["input"].to_string();
+    let (ada, noted, name) = (
+        input.find("My name is Ada.").unwrap(),
+        input.find("Noted.").unwrap(),
+        input.find("What is my name?").unwrap(),
+    );
+    assert!(ada < noted && noted < name, "{input}");
+    let (_, stored) = app
+        .get_json(&token, &format!("/api/conversations/{conversation}"))
+        .await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 4);
+}
