@@ -48,14 +48,15 @@ struct Supervised {
 }
 
 impl Supervised {
-    fn watch(server: PgServer) -> Supervised {
+    /// `options`: how it was started, and is started again.
+    fn watch(server: PgServer, options: PgOptions) -> Supervised {
         let server = Arc::new(Mutex::new(server));
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = std::thread::Builder::new()
             .name("pg-supervisor".into())
             .spawn({
                 let (server, stop) = (server.clone(), stop.clone());
-                move || supervise(&server, &stop)
+                move || supervise(&server, &options, &stop)
             })
             .ok();
         Supervised {
@@ -80,7 +81,7 @@ impl Supervised {
 }
 
 /// Checks twice a second that the embedded PostgreSQL runs; restarts it when it does not.
-fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
+fn supervise(server: &Mutex<PgServer>, options: &PgOptions, stop: &AtomicBool) {
     const CHECK_EVERY: Duration = Duration::from_millis(500);
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     let mut backoff = Duration::from_secs(1);
@@ -99,7 +100,7 @@ fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool) {
             attempt,
             "embedded PostgreSQL is not running; starting it again"
         );
-        match PgServer::start(&data_dir, &PgOptions { fast_unsafe: false }) {
+        match PgServer::start(&data_dir, options) {
             Ok(restarted) => {
                 tracing::info!(attempt, "embedded PostgreSQL is back");
                 *server.lock().unwrap_or_else(PoisonError::into_inner) = restarted;
@@ -124,12 +125,13 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         raise_open_files_limit();
         let (url, embedded) = open_database(&settings)?;
+        let restart_with = embedded_options(&settings);
         match Self::build_on(settings, &url).await {
             Ok((port, server, state)) => Ok(Application {
                 port,
                 server,
                 state,
-                embedded: embedded.map(Supervised::watch),
+                embedded: embedded.map(|server| Supervised::watch(server, restart_with)),
             }),
             Err(error) => {
                 if let Some(server) = embedded {
@@ -356,13 +358,25 @@ pub fn database_url(settings: &Settings) -> String {
     }
 }
 
+/// Connections the embedded PostgreSQL takes beyond the pool's: migrations at start,
+/// `confab backup`'s `pg_dump`, a psql to look around, a pool connection being replaced.
+const EMBEDDED_SPARE_CONNECTIONS: u32 = 10;
+
+/// The embedded PostgreSQL sized for this confab: its pool and a few spare connections.
+fn embedded_options(settings: &Settings) -> PgOptions {
+    PgOptions {
+        fast_unsafe: false,
+        max_connections: Some(settings.database.pool_size + EMBEDDED_SPARE_CONNECTIONS),
+    }
+}
+
 /// The configured database, or the embedded one, started (and its database created) if needed.
 pub fn open_database(settings: &Settings) -> Result<(String, Option<PgServer>), String> {
     if let Some(url) = &settings.database.url {
         return Ok((url.expose().to_string(), None));
     }
     let started = std::time::Instant::now();
-    let server = PgServer::start(&settings.data_dir, &PgOptions { fast_unsafe: false })
+    let server = PgServer::start(&settings.data_dir, &embedded_options(settings))
         .map_err(|e| e.to_string())?;
     server
         .ensure_database(EMBEDDED_DATABASE)
