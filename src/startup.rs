@@ -164,6 +164,8 @@ impl Application {
             settings.database.pool_size,
             Duration::from_secs(settings.database.connect_timeout_secs),
             Duration::from_secs(settings.database.query_timeout_secs),
+            settings.database.warm_connections,
+            Duration::from_secs(settings.database.idle_timeout_secs),
         );
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = bind_listener(&address)?;
