@@ -352,7 +352,7 @@ pub fn summary(
             ),
             (
                 format!(
-                    "zero errors with {} streams live at once (1,000 now, 5,000 the target)",
+                    "zero errors with {} streams live at once (the target: 5,000)",
                     confab.stats.peak_live
                 ),
                 no_errors,
