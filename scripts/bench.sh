@@ -21,8 +21,20 @@ done
 [ "${1:-}" = "--" ] && shift
 [ ${#counts[@]} -gt 0 ] || counts=(200 1000)
 
-# N streams need about 2N descriptors in the load generator and 2N in the relay and confab.
+# N streams need about 2N descriptors in the load generator and 2N in the relay and confab (each
+# raises its own soft limit to the hard one too; N = 5000 needs a hard limit of about 10,300).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+hard=$(ulimit -Hn)
+for n in "${counts[@]}"; do
+  if [ "$hard" != unlimited ] && [ "$hard" -lt $((2 * n + 256)) ]; then
+    echo "bench.sh: the hard open-files limit ($hard) is too low for N = $n; raise it (ulimit -Hn, as root)" >&2
+  fi
+done
+# The accept queues of the fake, the relay and confab are SOMAXCONN deep, capped by this.
+somaxconn=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo 4096)
+if [ "$somaxconn" -lt 4096 ]; then
+  echo "bench.sh: net.core.somaxconn is $somaxconn: a burst of thousands may overflow the accept queues (sysctl -w net.core.somaxconn=4096)" >&2
+fi
 
 cargo build --release --bin confab
 status=0

@@ -121,6 +121,12 @@ pub struct DatabaseSettings {
     /// External PostgreSQL; when unset confab runs its own under `data_dir`.
     pub url: Option<Secret>,
     pub pool_size: u32,
+    /// Connections the pool keeps open while idle, so a request after a quiet spell does not
+    /// wait for one; it opens more, up to `pool_size`, when requests need them.
+    pub warm_connections: u32,
+    /// A connection idle this long is closed (checked every 30 s; the warm ones are opened
+    /// again), so a burst's connections, each a PostgreSQL process, do not stay.
+    pub idle_timeout_secs: u64,
     /// How long a request waits for a connection before answering 503.
     pub connect_timeout_secs: u64,
     /// The longest one statement may run (PostgreSQL's `statement_timeout`); a request whose
@@ -246,6 +252,8 @@ requests_per_minute_per_address = 300
 
 [database]
 pool_size = 16
+warm_connections = 2
+idle_timeout_secs = 120
 connect_timeout_secs = 3
 query_timeout_secs = 10
 migrate = true
@@ -399,7 +407,7 @@ impl Settings {
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
         let limits = &self.server.rate_limit;
-        let ranges: [(&str, u64, u64, u64); 16] = [
+        let ranges: [(&str, u64, u64, u64); 18] = [
             (
                 "server.rate_limit.requests_per_minute",
                 limits.requests_per_minute.into(),
@@ -429,6 +437,18 @@ impl Settings {
                 self.database.pool_size.into(),
                 1,
                 1000,
+            ),
+            (
+                "database.warm_connections",
+                self.database.warm_connections.into(),
+                0,
+                self.database.pool_size.into(),
+            ),
+            (
+                "database.idle_timeout_secs",
+                self.database.idle_timeout_secs,
+                1,
+                86_400,
             ),
             (
                 "database.connect_timeout_secs",
@@ -578,6 +598,11 @@ mod tests {
                 "chat.flush_interval_ms",
             ),
             ("CONFAB_DATABASE__POOL_SIZE", "0", "database.pool_size"),
+            (
+                "CONFAB_DATABASE__WARM_CONNECTIONS",
+                "17",
+                "database.warm_connections",
+            ),
             ("CONFAB_AUTH__BCRYPT_COST", "40", "auth.bcrypt_cost"),
         ] {
             let error = Settings::load_from(&Overrides::default(), env_of(&[(name, value)]))

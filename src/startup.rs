@@ -49,16 +49,16 @@ struct Supervised {
 }
 
 impl Supervised {
-    /// `pool`'s connections are distrusted whenever the server is found dead, so none is used
-    /// again unchecked.
-    fn watch(server: PgServer, pool: PgPool) -> Supervised {
+    /// `options`: how it was started, and is started again. `pool`'s connections are distrusted
+    /// whenever the server is found dead, so none is used again unchecked.
+    fn watch(server: PgServer, options: PgOptions, pool: PgPool) -> Supervised {
         let server = Arc::new(Mutex::new(server));
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = std::thread::Builder::new()
             .name("pg-supervisor".into())
             .spawn({
                 let (server, stop) = (server.clone(), stop.clone());
-                move || supervise(&server, &stop, &pool)
+                move || supervise(&server, &options, &stop, &pool)
             })
             .ok();
         Supervised {
@@ -83,7 +83,7 @@ impl Supervised {
 }
 
 /// Checks twice a second that the embedded PostgreSQL runs; restarts it when it does not.
-fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool, pool: &PgPool) {
+fn supervise(server: &Mutex<PgServer>, options: &PgOptions, stop: &AtomicBool, pool: &PgPool) {
     const CHECK_EVERY: Duration = Duration::from_millis(500);
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
     let mut backoff = Duration::from_secs(1);
@@ -103,7 +103,7 @@ fn supervise(server: &Mutex<PgServer>, stop: &AtomicBool, pool: &PgPool) {
             attempt,
             "embedded PostgreSQL is not running; starting it again"
         );
-        match PgServer::start(&data_dir, &PgOptions { fast_unsafe: false }) {
+        match PgServer::start(&data_dir, options) {
             Ok(restarted) => {
                 pool.distrust_connections();
                 tracing::info!(attempt, "embedded PostgreSQL is back");
@@ -129,11 +129,13 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         raise_open_files_limit();
         let (url, embedded) = open_database(&settings)?;
+        let restart_with = embedded_options(&settings);
         match Self::build_on(settings, &url).await {
             Ok((port, server, state)) => Ok(Application {
                 port,
                 server,
-                embedded: embedded.map(|pg| Supervised::watch(pg, state.pool.clone())),
+                embedded: embedded
+                    .map(|pg| Supervised::watch(pg, restart_with, state.pool.clone())),
                 state,
             }),
             Err(error) => {
@@ -167,10 +169,11 @@ impl Application {
             settings.database.pool_size,
             Duration::from_secs(settings.database.connect_timeout_secs),
             Duration::from_secs(settings.database.query_timeout_secs),
+            settings.database.warm_connections,
+            Duration::from_secs(settings.database.idle_timeout_secs),
         );
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener =
-            TcpListener::bind(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        let listener = bind_listener(&address)?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let state = web::Data::new(AppState::new(settings, pool, &secret));
         match accounts::service::rekey_stored_emails(&state.pool).await {
@@ -256,23 +259,89 @@ impl Application {
     }
 }
 
+/// Live streams confab is built and measured to hold at once (issue 12's aim). An open-files
+/// limit with less room than that is worth a warning at start-up.
+const LIVE_STREAMS_TO_HOLD: u64 = 5_000;
+/// A live stream holds two open files: the client's connection and the provider's.
+const FILES_PER_LIVE_STREAM: u64 = 2;
+/// Open files that are not streams: the pool's connections, the listener, the log, uploads,
+/// a PDF reader's pipes, the runtime's own.
+const FILES_BESIDE_STREAMS: u64 = 256;
+
 /// Every connection and every live stream is an open file: the usual soft limit of 1,024 is
-/// reached by a few hundred idle clients, after which even `/health` cannot be accepted. Raise it
-/// to the hard limit the system allows, and say so.
+/// reached by a few hundred streams, after which even `/health` cannot be accepted. Raise the
+/// soft limit as far as the hard limit (and the kernel's `fs.nr_open`) allows, say so once, and
+/// warn when even that leaves too little room.
 fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
     };
-    if soft >= hard {
-        return;
-    }
-    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-        Ok(()) => tracing::info!(from = soft, to = hard, "raised the open files limit"),
-        Err(error) => {
-            tracing::warn!(soft, hard, %error, "could not raise the open files limit");
+    let wanted = open_files_to_ask_for(soft, hard, kernel_open_files_max());
+    let limit = if wanted > soft {
+        match setrlimit(Resource::RLIMIT_NOFILE, wanted, hard) {
+            Ok(()) => wanted,
+            Err(error) => {
+                tracing::warn!(soft, hard, %error, "could not raise the open files limit");
+                soft
+            }
         }
+    } else {
+        soft
+    };
+    let room = live_streams_room(limit);
+    tracing::info!(
+        before = soft,
+        after = limit,
+        hard,
+        room_for_live_streams = room,
+        "open files limit"
+    );
+    if room < LIVE_STREAMS_TO_HOLD {
+        tracing::warn!(
+            limit,
+            hard,
+            "the open files limit leaves room for about {room} live streams (two files each); \
+             raise the hard limit (`ulimit -Hn`, systemd's LimitNOFILE=, docker's --ulimit \
+             nofile=) for {LIVE_STREAMS_TO_HOLD}"
+        );
     }
+}
+
+/// The soft limit to ask for: the hard limit, but no more than the kernel lets one process open
+/// (an unlimited hard limit is not a number `setrlimit` takes for open files), and never lower
+/// than what it is already.
+fn open_files_to_ask_for(soft: u64, hard: u64, kernel_max: Option<u64>) -> u64 {
+    let ceiling = kernel_max.map_or(hard, |max| hard.min(max));
+    soft.max(ceiling)
+}
+
+/// Linux's `fs.nr_open`: the most open files any process may have.
+fn kernel_open_files_max() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// About how many live streams fit in `limit` open files.
+fn live_streams_room(limit: u64) -> u64 {
+    limit.saturating_sub(FILES_BESIDE_STREAMS) / FILES_PER_LIVE_STREAM
+}
+
+/// The listener on `address`, with an accept queue deep enough for a burst of new connections.
+/// std listens with a backlog of 128; a connection that finds the queue full waits a second for
+/// its SYN to be sent again. Listening again on the bound socket deepens the queue to
+/// `SOMAXCONN` (4,096 on Linux; the kernel caps it at `net.core.somaxconn`). actix's own
+/// `HttpServer::backlog` applies only to addresses it binds itself; confab binds first, so a
+/// busy port is reported before anything else starts and port 0 gives its real port.
+fn bind_listener(address: &str) -> Result<TcpListener, String> {
+    use nix::sys::socket::{Backlog, listen};
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot listen on {address}: {e}");
+    let listener = TcpListener::bind(address).map_err(|e| cannot(&e))?;
+    listen(&listener, Backlog::MAXCONN).map_err(|e| cannot(&e))?;
+    Ok(listener)
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM.
@@ -296,13 +365,25 @@ pub fn database_url(settings: &Settings) -> String {
     }
 }
 
+/// Connections the embedded PostgreSQL takes beyond the pool's: migrations at start,
+/// `confab backup`'s `pg_dump`, a psql to look around, a pool connection being replaced.
+const EMBEDDED_SPARE_CONNECTIONS: u32 = 10;
+
+/// The embedded PostgreSQL sized for this confab: its pool and a few spare connections.
+fn embedded_options(settings: &Settings) -> PgOptions {
+    PgOptions {
+        fast_unsafe: false,
+        max_connections: Some(settings.database.pool_size + EMBEDDED_SPARE_CONNECTIONS),
+    }
+}
+
 /// The configured database, or the embedded one, started (and its database created) if needed.
 pub fn open_database(settings: &Settings) -> Result<(String, Option<PgServer>), String> {
     if let Some(url) = &settings.database.url {
         return Ok((url.expose().to_string(), None));
     }
     let started = std::time::Instant::now();
-    let server = PgServer::start(&settings.data_dir, &PgOptions { fast_unsafe: false })
+    let server = PgServer::start(&settings.data_dir, &embedded_options(settings))
         .map_err(|e| e.to_string())?;
     server
         .ensure_database(EMBEDDED_DATABASE)
@@ -525,11 +606,48 @@ fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<S
 mod tests {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
+    use super::{LIVE_STREAMS_TO_HOLD, live_streams_room, open_files_to_ask_for};
+
     #[test]
     fn the_open_files_limit_is_raised_to_the_hard_limit() {
         let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
         setrlimit(Resource::RLIMIT_NOFILE, 1024.min(hard), hard).unwrap();
         super::raise_open_files_limit();
-        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap(), (hard, hard));
+        let expected = open_files_to_ask_for(1024.min(hard), hard, super::kernel_open_files_max());
+        assert_eq!(
+            getrlimit(Resource::RLIMIT_NOFILE).unwrap(),
+            (expected, hard)
+        );
+    }
+
+    #[test]
+    fn the_limit_asked_for_is_the_hard_one_within_what_the_kernel_allows() {
+        // The usual case: a systemd or docker hard limit far above the soft 1,024.
+        assert_eq!(
+            open_files_to_ask_for(1024, 524_288, Some(1_048_576)),
+            524_288
+        );
+        // An unlimited hard limit: as far as the kernel goes (setrlimit refuses more).
+        assert_eq!(
+            open_files_to_ask_for(1024, u64::MAX, Some(1_048_576)),
+            1_048_576
+        );
+        // Not Linux: the hard limit.
+        assert_eq!(open_files_to_ask_for(256, 10_240, None), 10_240);
+        // Never lowered.
+        assert_eq!(
+            open_files_to_ask_for(65_536, 65_536, Some(1_048_576)),
+            65_536
+        );
+    }
+
+    #[test]
+    fn a_hard_limit_too_low_for_the_streams_confab_holds_is_told_apart() {
+        // The warning's test: the common defaults fall on either side of it.
+        assert!(live_streams_room(1024) < LIVE_STREAMS_TO_HOLD);
+        assert!(live_streams_room(4096) < LIVE_STREAMS_TO_HOLD);
+        assert!(live_streams_room(524_288) >= LIVE_STREAMS_TO_HOLD);
+        assert_eq!(live_streams_room(20_000), 9_872);
+        assert_eq!(live_streams_room(100), 0);
     }
 }

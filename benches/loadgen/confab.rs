@@ -17,7 +17,7 @@ use crate::Error;
 use crate::cli::Args;
 use crate::client::{Account, Probe, Target, micros, run_streams};
 use crate::report::Stats;
-use crate::sampling::{CpuTimes, RssSampler};
+use crate::sampling::{CpuTimes, Footprint, RssSampler, ServerProcesses, postmaster_of};
 
 pub const PASSWORD: &str = "loadgen pass 1";
 
@@ -50,12 +50,26 @@ pub struct ServerReport {
     pub cpu: CpuTimes,
     /// Probe latencies before the streams (confab only), to compare with those under load.
     pub probes_idle: Vec<(String, Vec<u32>)>,
+    /// The server with its PostgreSQL right after start, before any request (confab only).
+    pub footprint_start: Option<Footprint>,
+    /// The server with its PostgreSQL after the warm-up, before the streams.
+    pub footprint_idle: Footprint,
+    /// The most the two took together while the streams ran, kB of PSS.
+    pub footprint_peak_kb: u64,
 }
 
 impl ServerReport {
     /// RSS growth from idle to peak, per stream live at the peak.
     pub fn kb_per_live_stream(&self) -> f64 {
         self.rss_peak_kb.saturating_sub(self.rss_idle_kb) as f64
+            / self.stats.peak_live.max(1) as f64
+    }
+
+    /// PSS growth of the server and its PostgreSQL together from idle to peak, per stream live
+    /// at the peak: what a live stream costs the machine.
+    pub fn footprint_kb_per_live_stream(&self) -> f64 {
+        self.footprint_peak_kb
+            .saturating_sub(self.footprint_idle.total_kb()) as f64
             / self.stats.peak_live.max(1) as f64
     }
 
@@ -205,6 +219,18 @@ pub async fn confab_phase(
         confab.pid(),
         started.elapsed().as_secs_f64()
     );
+    // The child resolves a relative data dir against its own working directory, the temp dir.
+    let processes = ServerProcesses {
+        pid: confab.pid(),
+        postmaster: postmaster_of(&temp.path().join(&data_dir)),
+    };
+    // The pool opens its connections just after start; give it a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let footprint_start = Footprint::of(processes);
+    println!(
+        "  footprint at start (empty database, no request yet, PSS): {}",
+        footprint_start.describe("confab")
+    );
 
     let setup = async {
         let mut users = Vec::new();
@@ -267,7 +293,7 @@ pub async fn confab_phase(
     };
     let mut report = measured_run(
         client,
-        confab.pid(),
+        processes,
         &target,
         args,
         expected,
@@ -276,6 +302,12 @@ pub async fn confab_phase(
     )
     .await;
     report.probes_idle = probes_idle;
+    report.footprint_start = Some(footprint_start);
+    println!(
+        "  footprint after sign-up and {} warm-up streams (PSS): {}",
+        2.min(args.streams),
+        report.footprint_idle.describe("confab")
+    );
     report.stats.print_short("confab");
     let stats = &report.stats;
     let ended = tokio::task::spawn_blocking(move || {
@@ -321,11 +353,12 @@ pub async fn warm_up(
     }
 }
 
-/// The measured streams against the server process `pid`: its idle RSS first, then its RSS and
-/// threads sampled while the streams run, and its CPU time over them.
+/// The measured streams against the `server` (and its PostgreSQL): its idle RSS and footprint
+/// first, then its RSS, threads and footprint sampled while the streams run, and its CPU time
+/// over them.
 pub async fn measured_run(
     client: &reqwest::Client,
-    pid: u32,
+    server: ServerProcesses,
     target: &Target,
     args: &Args,
     expected: &str,
@@ -334,9 +367,10 @@ pub async fn measured_run(
 ) -> ServerReport {
     // Let the idle RSS settle, then sample through the run.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let sampler = RssSampler::start(pid);
+    let sampler = RssSampler::start(server);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle_kb = sampler.latest().map_or(0, |s| s.rss_kb);
+    let footprint_idle = Footprint::of(server);
     let results = run_streams(
         client,
         target,
@@ -344,7 +378,7 @@ pub async fn measured_run(
         expected,
         phase_timeout,
         probes,
-        Some(pid),
+        Some(server.pid),
     )
     .await;
     let cpu = results.server_cpu.unwrap_or_default();
@@ -357,6 +391,13 @@ pub async fn measured_run(
         threads_peak: samples.iter().map(|s| s.threads).max().unwrap_or(0),
         cpu,
         probes_idle: Vec::new(),
+        footprint_start: None,
+        footprint_idle,
+        footprint_peak_kb: samples
+            .iter()
+            .filter_map(|s| s.footprint.map(|f| f.total_kb()))
+            .max()
+            .unwrap_or(0),
     }
 }
 

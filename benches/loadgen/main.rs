@@ -57,7 +57,7 @@ use crate::client::{Target, http_client, run_streams};
 use crate::confab::{confab_bin, confab_phase};
 use crate::relay::relay_phase;
 use crate::report::{Stats, summary};
-use crate::sampling::CpuTimes;
+use crate::sampling::{CpuTimes, listen_overflows};
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs bench targets too, without
@@ -134,7 +134,7 @@ fn main() -> ExitCode {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(args: Args) -> Result<bool, Error> {
-    check_fd_limit(args.streams)?;
+    raise_fd_limit(args.streams)?;
     let tokens: Vec<String> = (0..args.tokens).map(|i| format!("t{i} ")).collect();
     let expected: String = tokens.concat();
     let fake = FakeLlm::start_at("127.0.0.1:0")?;
@@ -202,6 +202,7 @@ async fn run(args: Args) -> Result<bool, Error> {
             url: format!("{}/responses", fake.base_url()),
         };
         let cpu_before = CpuTimes::of_self();
+        let overflows_before = listen_overflows();
         let client = http_client(args.streams)?;
         let results = run_streams(
             &client,
@@ -217,6 +218,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         let stats = Stats::from_results(results);
         stats.print_short("fake");
         print_own_cpu(&cpu_before, &stats);
+        print_listen_overflows(overflows_before);
         fake_stats = Some(stats);
     }
 
@@ -224,10 +226,12 @@ async fn run(args: Args) -> Result<bool, Error> {
     if args.runs(Phase::Relay) {
         println!("\n== through the bare relay (actix-web + reqwest, no auth, no database)");
         let cpu_before = CpuTimes::of_self();
+        let overflows_before = listen_overflows();
         let client = http_client(args.streams)?;
         let report = relay_phase(&client, &fake, &args, &expected, phase_timeout).await?;
         drop(client);
         print_own_cpu(&cpu_before, &report.stats);
+        print_listen_overflows(overflows_before);
         relay_report = Some(report);
     }
 
@@ -235,10 +239,12 @@ async fn run(args: Args) -> Result<bool, Error> {
     if args.runs(Phase::Confab) {
         println!("\n== through confab ({})", confab_bin(&args).display());
         let cpu_before = CpuTimes::of_self();
+        let overflows_before = listen_overflows();
         let client = http_client(args.streams)?;
         let report = confab_phase(&client, &fake, &args, &expected, phase_timeout).await?;
         drop(client);
         print_own_cpu(&cpu_before, &report.stats);
+        print_listen_overflows(overflows_before);
         confab_report = Some(report);
     }
 
@@ -263,24 +269,35 @@ fn print_own_cpu(before: &CpuTimes, stats: &Stats) {
     );
 }
 
-/// N=1000 needs about 2N descriptors in this process (client sockets plus the fake's server
-/// sockets) and 2N in confab, which inherits our limit.
-fn check_fd_limit(streams: usize) -> Result<(), Error> {
-    let limits = fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|line| line.starts_with("Max open files"))
-        .and_then(|line| line.split_whitespace().nth(3))
-        .and_then(|value| value.parse::<usize>().ok());
-    if let Some(soft) = soft {
-        let need = 2 * streams + 256;
-        if soft < need {
-            return Err(format!(
-                "the open-files limit is {soft}, {streams} streams need about {need}: \
-                 raise it first (`ulimit -n {need}`)"
-            )
-            .into());
-        }
+/// Connections dropped for a full accept queue during a phase (by any listener on the machine:
+/// the fake's, the relay's, confab's, or another program's).
+fn print_listen_overflows(before: Option<u64>) {
+    if let (Some(before), Some(after)) = (before, listen_overflows()) {
+        println!(
+            "  accept queue overflows (TcpExtListenOverflows) during the phase: {}",
+            after.saturating_sub(before)
+        );
+    }
+}
+
+/// N streams need about 2N descriptors in this process (the client's sockets and the fake's
+/// server sockets) and 2N in the relay and confab, which start with this process's limit
+/// (confab raises its own as well). Raise the soft limit to the hard one, then check.
+fn raise_fd_limit(streams: usize) -> Result<(), Error> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let need = 2 * streams as u64 + 256;
+    if soft < need {
+        return Err(format!(
+            "the open-files limit is {soft} (hard {hard}), {streams} streams need about {need}: \
+             raise the hard limit first (`ulimit -Hn {need}` as root, or fewer streams)"
+        )
+        .into());
     }
     Ok(())
 }

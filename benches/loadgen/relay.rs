@@ -4,8 +4,8 @@
 //! storage of the answer.
 //!
 //! It is meant as a floor, not a straw man, so it does what confab's own path to the provider
-//! does and nothing more: the listener is bound the same way (std `TcpListener`, so the same
-//! accept backlog), the workers are actix's default (as confab's), TCP_NODELAY is on both ways,
+//! does and nothing more: the listener is bound the same way (std `TcpListener`, its accept
+//! queue deepened to `SOMAXCONN` as confab's), the workers are actix's default (as confab's), TCP_NODELAY is on both ways,
 //! the upstream body is parsed with eventsource-stream (as confab reads its providers), each
 //! delta's JSON is parsed, and each event goes out as its own chunk (actix flushes whenever the
 //! body stream is pending, so nothing waits in a buffer). Its events have the shape of confab's
@@ -36,6 +36,7 @@ use crate::Error;
 use crate::cli::Args;
 use crate::client::Target;
 use crate::confab::{ServerChild, ServerReport, indent, measured_run, warm_up};
+use crate::sampling::ServerProcesses;
 
 /// Serves the relay on `addr` in front of the upstream base URL `upstream` until SIGTERM/SIGINT
 /// (or, with `exit_on_stdin_eof`, until stdin ends). Prints `relay listening on http://ADDR` once
@@ -49,6 +50,8 @@ pub fn serve(addr: &str, upstream: &str, exit_on_stdin_eof: bool) -> io::Result<
         });
     }
     let listener = TcpListener::bind(addr)?;
+    // As confab does: std's backlog of 128 overflows when a burst opens thousands at once.
+    nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN)?;
     let local = listener.local_addr()?;
     // One client for every stream, as confab has: its pool keeps the upstream connections.
     let client = reqwest::Client::builder()
@@ -207,7 +210,10 @@ pub async fn relay_phase(
     warm_up(client, &target, args, expected, phase_timeout).await;
     let report = measured_run(
         client,
-        relay.pid(),
+        ServerProcesses {
+            pid: relay.pid(),
+            postmaster: None,
+        },
         &target,
         args,
         expected,

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::cli::{Args, Start};
 use crate::client::{PhaseResults, micros};
 use crate::confab::ServerReport;
+use crate::sampling::Footprint;
 
 pub struct Stats {
     pub streams: usize,
@@ -237,6 +238,26 @@ pub fn summary(
             report.cpu_ms_per_stream(),
             args.tokens,
         );
+        let with_database = if name == "confab" {
+            "confab + PostgreSQL"
+        } else {
+            name
+        };
+        let short = if name == "confab" { "confab" } else { "relay" };
+        if let Some(start) = report.footprint_start {
+            let _ = writeln!(
+                out,
+                "{with_database} PSS at start: {}",
+                start.describe(short)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{with_database} PSS idle (after warm-up) {}, peak {:.1} MB → {:.1} KB per live stream",
+            report.footprint_idle.describe(short),
+            report.footprint_peak_kb as f64 / 1024.0,
+            report.footprint_kb_per_live_stream(),
+        );
     }
     if let Some(report) = confab {
         let server = &report.stats.server_ttft;
@@ -310,10 +331,17 @@ pub fn summary(
             ),
             (
                 format!(
-                    "confab ≤ 40 KB RSS per live stream ({:.1} KB)",
-                    confab.kb_per_live_stream()
+                    "confab + PostgreSQL ≤ 40 KB PSS per live stream ({:.1} KB)",
+                    confab.footprint_kb_per_live_stream()
                 ),
-                confab.kb_per_live_stream() <= 40.0,
+                confab.footprint_kb_per_live_stream() <= 40.0,
+            ),
+            (
+                format!(
+                    "confab + PostgreSQL idle ≤ 50 MiB PSS ({:.1} MiB after warm-up)",
+                    confab.footprint_idle.total_kb() as f64 / 1024.0
+                ),
+                confab.footprint_idle.total_kb() <= 50 * 1024,
             ),
             (
                 format!(
@@ -324,7 +352,7 @@ pub fn summary(
             ),
             (
                 format!(
-                    "zero errors with {} streams live at once (1,000 now, 5,000 the target)",
+                    "zero errors with {} streams live at once (the target: 5,000)",
                     confab.stats.peak_live
                 ),
                 no_errors,
@@ -350,6 +378,10 @@ pub fn summary(
                    "headers": dist(&stats.headers), "inter_token": dist(&stats.gaps),
                    "send_lag": dist(&stats.send_lag), "preconnected": stats.preconnected})
         };
+        let footprint = |f: &Footprint| {
+            json!({"server": f.server_kb, "postgresql": f.database_kb,
+                   "postgresql_processes": f.database_processes, "total": f.total_kb()})
+        };
         let server = |report: &ServerReport| {
             json!({
                 "phase": phase(&report.stats),
@@ -357,6 +389,10 @@ pub fn summary(
                 "vm_hwm_kb": report.hwm_kb, "kb_per_live_stream": report.kb_per_live_stream(),
                 "threads_peak": report.threads_peak, "cpu_s": report.cpu.total_secs(),
                 "cpu_ms_per_stream": report.cpu_ms_per_stream(),
+                "pss_start_kb": report.footprint_start.map(|f| footprint(&f)),
+                "pss_idle_kb": footprint(&report.footprint_idle),
+                "pss_peak_kb": report.footprint_peak_kb,
+                "pss_kb_per_live_stream": report.footprint_kb_per_live_stream(),
                 "probes": report.stats.probes.iter().map(|(name, values)| json!({"name": name, "latency": dist(values)})).collect::<Vec<_>>(),
             })
         };

@@ -1,4 +1,5 @@
-//! What /proc tells about a process: RSS and threads (sampled on a thread of its own) and CPU time.
+//! What /proc tells about a process: RSS and threads (sampled on a thread of its own), CPU time,
+//! and the PSS of a server together with its PostgreSQL's processes.
 
 use std::fs;
 use std::io::Read as _;
@@ -11,6 +12,102 @@ pub struct Sample {
     pub rss_kb: u64,
     pub hwm_kb: u64,
     pub threads: u64,
+    /// Read every fifth sample (it walks every mapping of every process in the group).
+    pub footprint: Option<Footprint>,
+}
+
+/// A server process and, when it runs one, its PostgreSQL's postmaster (the embedded
+/// PostgreSQL is not confab's child: pg_ctl detaches it).
+#[derive(Clone, Copy)]
+pub struct ServerProcesses {
+    pub pid: u32,
+    pub postmaster: Option<u32>,
+}
+
+/// What a server and the database processes it brings cost the machine, as PSS (proportional
+/// set size, `/proc/<pid>/smaps_rollup`): each process's own pages plus its share of the pages it
+/// shares with others (PostgreSQL's shared buffers, libraries), so the PSS of a group adds up to
+/// the group's memory. RSS would count the shared buffers once per PostgreSQL process.
+#[derive(Clone, Copy, Default)]
+pub struct Footprint {
+    pub server_kb: u64,
+    pub database_kb: u64,
+    /// The postmaster and its children (background processes and one backend per connection).
+    pub database_processes: u64,
+}
+
+impl Footprint {
+    /// The server and, when it has one, its PostgreSQL: the postmaster and its children.
+    pub fn of(server: ServerProcesses) -> Footprint {
+        let mut footprint = Footprint {
+            server_kb: pss_kb(server.pid).unwrap_or(0),
+            ..Footprint::default()
+        };
+        if let Some(postmaster) = server.postmaster {
+            for pid in std::iter::once(postmaster).chain(children_of(postmaster)) {
+                if let Some(kb) = pss_kb(pid) {
+                    footprint.database_kb += kb;
+                    footprint.database_processes += 1;
+                }
+            }
+        }
+        footprint
+    }
+
+    pub fn total_kb(&self) -> u64 {
+        self.server_kb + self.database_kb
+    }
+
+    /// "41.2 MB (confab 30.1 + PostgreSQL 11.1 in 7 processes)".
+    pub fn describe(&self, server: &str) -> String {
+        let mb = |kb: u64| kb as f64 / 1024.0;
+        if self.database_processes == 0 {
+            return format!("{:.1} MB", mb(self.server_kb));
+        }
+        format!(
+            "{:.1} MB ({server} {:.1} + PostgreSQL {:.1} in {} processes)",
+            mb(self.total_kb()),
+            mb(self.server_kb),
+            mb(self.database_kb),
+            self.database_processes
+        )
+    }
+}
+
+/// The `Pss:` line of `/proc/<pid>/smaps_rollup`, in kB.
+pub fn pss_kb(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+}
+
+/// The processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| {
+            let stat = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // The fields after the parenthesised command name: state, then the parent's pid.
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            rest.split_whitespace().nth(1) == Some(&*pid.to_string())
+        })
+        .collect()
+}
+
+/// The embedded PostgreSQL's postmaster for `data_dir` (the first line of `postmaster.pid`).
+pub fn postmaster_of(data_dir: &std::path::Path) -> Option<u32> {
+    fs::read_to_string(data_dir.join("pg").join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub fn read_status(pid: u32) -> Option<Sample> {
@@ -38,7 +135,8 @@ pub fn read_status(pid: u32) -> Option<Sample> {
     Some(sample)
 }
 
-/// Reads `/proc/<pid>/status` every 50 ms on its own thread.
+/// Reads `/proc/<pid>/status` every 50 ms on its own thread, and the footprint of the server
+/// with its PostgreSQL every 250 ms.
 pub struct RssSampler {
     pub stop: Arc<AtomicBool>,
     pub samples: Arc<Mutex<Vec<Sample>>>,
@@ -46,7 +144,7 @@ pub struct RssSampler {
 }
 
 impl RssSampler {
-    pub fn start(pid: u32) -> RssSampler {
+    pub fn start(server: ServerProcesses) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let thread = {
@@ -55,11 +153,18 @@ impl RssSampler {
             std::thread::spawn(move || {
                 // Bounded even if nobody stops it: at most an hour.
                 let until = Instant::now() + Duration::from_secs(3600);
+                let mut tick = 0u64;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-                    match read_status(pid) {
-                        Some(sample) => samples.lock().unwrap().push(sample),
+                    match read_status(server.pid) {
+                        Some(mut sample) => {
+                            if tick.is_multiple_of(5) {
+                                sample.footprint = Some(Footprint::of(server));
+                            }
+                            samples.lock().unwrap().push(sample);
+                        }
                         None => break,
                     }
+                    tick += 1;
                     std::thread::sleep(Duration::from_millis(50));
                 }
             })
@@ -123,4 +228,19 @@ impl CpuTimes {
         // USER_HZ is 100 on every Linux this runs on.
         self.ticks as f64 / 100.0
     }
+}
+
+/// Connections the kernel dropped because a listener's accept queue was full (`nstat`'s
+/// `TcpExtListenOverflows`), counted for the whole network namespace since boot. A dropped
+/// connection costs its client a SYN sent again a second later.
+pub fn listen_overflows() -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/netstat").ok()?;
+    // Pairs of lines: "TcpExt: Name1 Name2 …" then "TcpExt: value1 value2 …".
+    let mut lines = text.lines().filter(|line| line.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
 }

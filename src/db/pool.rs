@@ -168,6 +168,8 @@ pub fn build_pool(
     max_size: u32,
     connect_timeout: Duration,
     query_timeout: Duration,
+    warm: u32,
+    idle_timeout: Duration,
 ) -> PgPool {
     let (outages, statements) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let manager = Manager {
@@ -178,8 +180,10 @@ pub fn build_pool(
     };
     let connections = Pool::builder()
         .max_size(max_size)
-        // Keep every connection open: a burst of requests should not pay for connecting.
-        .min_idle(None)
+        // A few connections stay open for the next request; a burst opens more (a few ms each)
+        // and they close again when idle: each is a PostgreSQL process of 1–2 MB.
+        .min_idle(Some(warm))
+        .idle_timeout(Some(idle_timeout))
         .connection_timeout(connect_timeout)
         // Only connections idle past `TRUSTED_FOR` are actually checked (see `Manager`).
         .test_on_check_out(true)

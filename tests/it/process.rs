@@ -99,6 +99,24 @@ async fn start_confab(
     env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> (Child, String) {
+    start_confab_with(
+        Command::new(env!("CARGO_BIN_EXE_confab")),
+        db,
+        data_dir,
+        env,
+        log,
+    )
+    .await
+}
+
+/// [`start_confab`], started by `command` (confab itself, or a shell that execs it).
+async fn start_confab_with(
+    mut command: Command,
+    db: &TestDb,
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> (Child, String) {
     let output = || match log {
         Some(path) => Stdio::from(
             std::fs::OpenOptions::new()
@@ -114,7 +132,7 @@ async fn start_confab(
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+    let child = command
         .args([
             "--data-dir",
             data_dir.to_str().unwrap(),
@@ -238,6 +256,95 @@ async fn api_keys_never_reach_the_log_and_it_names_the_real_client() {
             .find(|line| line.contains(&secret[..16]))
             .unwrap_or_default()
     );
+}
+
+/// Started with the usual soft limit of open files (here 256), confab raises it to the hard
+/// limit and says so; more idle connections than the old limit had room for do not lock
+/// `/health` out. Its listener's accept queue is as deep as the system allows, not std's 128.
+#[tokio::test]
+async fn a_low_open_files_limit_is_raised_and_the_accept_queue_is_deep() {
+    const SOFT_LIMIT: usize = 256;
+    let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let log = data_dir.path().join("confab.log");
+    let mut shell = Command::new("sh");
+    shell.args([
+        "-c",
+        &format!("ulimit -Sn {SOFT_LIMIT} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_confab"),
+    ]);
+    let (mut child, base) = start_confab_with(
+        shell,
+        &db,
+        data_dir.path(),
+        &[("CONFAB_LOG", "info"), ("NO_COLOR", "1")],
+        Some(&log),
+    )
+    .await;
+    let address = base.trim_start_matches("http://").to_string();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+
+    let mut idle = Vec::new();
+    for _ in 0..SOFT_LIMIT + 100 {
+        idle.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    // Accepted after the idle ones: answered only if confab could accept them all.
+    let health = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert!(
+        matches!(health, Ok(200)),
+        "/health behind {} idle connections: {health:?}",
+        idle.len()
+    );
+    drop(idle);
+
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        accept_queue_size(port),
+        somaxconn.min(4096),
+        "the listener's accept queue"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|line| line.contains("open files limit"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&format!("before={SOFT_LIMIT}")) && line.contains("after="),
+        "the log says what the limit was and is: {line:?}"
+    );
+}
+
+/// The accept queue's size of the TCP listener on `port` (`ss` shows it as Send-Q).
+fn accept_queue_size(port: u16) -> u32 {
+    let output = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2) is installed");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // State Recv-Q Send-Q Local Peer
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|size| size.parse().ok())
+        .unwrap_or_else(|| panic!("no listener on {port}: {text:?}"))
 }
 
 /// The most memory the process has held (VmHWM), in kB.

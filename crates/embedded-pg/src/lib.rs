@@ -62,7 +62,37 @@ const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
 pub struct PgOptions {
     /// For tests: -c fsync=off -c synchronous_commit=off -c full_page_writes=off, and initdb -N.
     pub fast_unsafe: bool,
+    /// The most connections the server takes: the application's pool and a few for its tools
+    /// (migrations, `pg_dump`, psql). Unset: PostgreSQL's default (100), for a cluster that many
+    /// processes share, such as the tests'.
+    pub max_connections: Option<u32>,
 }
+
+/// The server is one application's private database, on a machine it shares with that
+/// application, not a dedicated database server with many clients; PostgreSQL's defaults are
+/// sized for the latter. Given with `-c` at every start (so a cluster made by an older confab
+/// gets them too; they win over `postgresql.conf`):
+///
+/// - `shared_buffers` 16 MB (default 128 MB): pages once read stay resident for good, so this is
+///   what the cache costs after a while; the kernel's page cache holds the rest of the data.
+///   `wal_buffers` is then 512 kB (1/32 of it), enough for an answer's flushes.
+/// - `huge_pages` off: with huge pages the shared memory is taken in 2 MB steps, touched or not.
+/// - `jit` off: JIT compiling maps LLVM into the backend that uses it (tens of MB); confab's
+///   queries are small and indexed.
+/// - no parallel query: each parallel worker is another process, for scans confab does not make.
+/// - no logical replication launcher (a process of its own, idle for good).
+/// - two autovacuum workers (default three): a few tables, one of them (`messages`) busy.
+/// - `work_mem` (4 MB per sort or hash) keeps its default: it is taken only while a query runs.
+const EMBEDDED_SETTINGS: &[(&str, &str)] = &[
+    ("shared_buffers", "16MB"),
+    ("wal_buffers", "512kB"),
+    ("huge_pages", "off"),
+    ("jit", "off"),
+    ("max_parallel_workers_per_gather", "0"),
+    ("max_parallel_maintenance_workers", "0"),
+    ("max_logical_replication_workers", "0"),
+    ("autovacuum_max_workers", "2"),
+];
 
 /// A running private PostgreSQL server (started by this call or adopted). Dropping it leaves the
 /// server running: the same cluster may be shared with other processes; call [`PgServer::stop`].
@@ -532,6 +562,12 @@ impl PgServer {
              -c unix_socket_permissions=0700",
             self.socket_dir.display()
         );
+        for (name, value) in EMBEDDED_SETTINGS {
+            let _ = write!(server_opts, " -c {name}={value}");
+        }
+        if let Some(connections) = opts.max_connections {
+            let _ = write!(server_opts, " -c max_connections={connections}");
+        }
         if opts.fast_unsafe {
             server_opts.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
@@ -942,7 +978,10 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     fn fast() -> PgOptions {
-        PgOptions { fast_unsafe: true }
+        PgOptions {
+            fast_unsafe: true,
+            ..PgOptions::default()
+        }
     }
 
     /// Stops the server when a test ends, passing or failing (declare it after the tempdir).
@@ -1039,6 +1078,39 @@ mod tests {
         assert_eq!(
             psql(&bin, &again.0.url("app"), "SELECT body FROM notes").unwrap(),
             "kept"
+        );
+    }
+
+    #[test]
+    fn the_server_is_sized_for_one_application() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = PgOptions {
+            max_connections: Some(26),
+            ..fast()
+        };
+        let server = Running(PgServer::start(dir.path(), &opts).unwrap());
+        let show = |setting: &str| {
+            psql(
+                server.0.bin_dir(),
+                &server.0.url("postgres"),
+                &format!("SHOW {setting}"),
+            )
+            .unwrap()
+        };
+        assert_eq!(show("max_connections"), "26");
+        assert_eq!(show("shared_buffers"), "16MB");
+        assert_eq!(show("huge_pages"), "off");
+        assert_eq!(show("jit"), "off");
+        let launchers = psql(
+            server.0.bin_dir(),
+            &server.0.url("postgres"),
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE backend_type = 'logical replication launcher'",
+        )
+        .unwrap();
+        assert_eq!(
+            launchers, "0",
+            "no process waits for replication nobody sets up"
         );
     }
 

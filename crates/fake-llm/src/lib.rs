@@ -386,6 +386,9 @@ impl FakeLlm {
     /// Start on a given address, e.g. `127.0.0.1:8090`. Must be called within a Tokio runtime.
     pub fn start_at(addr: &str) -> io::Result<FakeLlm> {
         let listener = TcpListener::bind(addr)?;
+        // std listens with a backlog of 128: the load generator's servers open thousands of
+        // connections to the fake at once. Listening again deepens the queue to SOMAXCONN.
+        nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::MAXCONN)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             files: Mutex::new(Vec::new()),

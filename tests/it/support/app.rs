@@ -63,8 +63,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let server = PgServer::start(&cluster_dir(), &PgOptions { fast_unsafe: true })
-            .expect("start the test PostgreSQL");
+        let server = PgServer::start(
+            &cluster_dir(),
+            &PgOptions {
+                fast_unsafe: true,
+                ..PgOptions::default()
+            },
+        )
+        .expect("start the test PostgreSQL");
         let template = template_name();
         let mut admin =
             PgConnection::establish(&server.url("postgres")).expect("connect to the test cluster");

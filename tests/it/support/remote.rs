@@ -60,7 +60,14 @@ pub async fn own_cluster(dir: &Path) -> confab::db::embedded::PgServer {
     use confab::db::embedded::{PgOptions, PgServer};
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        PgServer::start(&dir, &PgOptions { fast_unsafe: true }).expect("a cluster of its own")
+        PgServer::start(
+            &dir,
+            &PgOptions {
+                fast_unsafe: true,
+                ..PgOptions::default()
+            },
+        )
+        .expect("a cluster of its own")
     })
     .await
     .unwrap()
