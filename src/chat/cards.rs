@@ -17,7 +17,6 @@ use crate::agents::model::Agent;
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::files::model::StoredFile;
-use crate::prompts::model::Prompt;
 use crate::prompts::service::SystemMessage;
 
 /// More cards than this and the memory starts over (a bound, not a policy).
@@ -66,12 +65,8 @@ pub async fn card(
         // The revision first: whatever is read after it is at least as new, so a change that
         // lands in between makes the card look stale (a retry), never current.
         let (agent, revision) = Agent::find_owned_revised(conn, owner, agent_id)?;
-        let system = SystemMessage::compose(Prompt::for_system_message(
-            conn,
-            agent.project_id,
-            agent.id,
-        )?)
-        .or_default(&default_system_prompt);
+        let system =
+            SystemMessage::of_agent(conn, agent.project_id, agent.id, &default_system_prompt)?;
         let knowledge = StoredFile::knowledge_for_answers(conn, agent.project_id)?.is_some();
         Ok(AgentCard {
             revision,

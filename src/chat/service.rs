@@ -18,7 +18,6 @@ use crate::generation::allowance::Slot;
 use crate::generation::registry::{Piece, Subscription};
 use crate::generation::{Job, Origin};
 use crate::llm::{ChatRequest, FileSearch, Turn};
-use crate::prompts::model::Prompt;
 use crate::prompts::service::SystemMessage;
 use crate::session::CurrentUser;
 use crate::settings::ChatSettings;
@@ -497,12 +496,7 @@ pub async fn send_with(
                     ),
                 ));
             }
-            let system = SystemMessage::compose(Prompt::for_system_message(
-                conn,
-                agent.project_id,
-                agent.id,
-            )?)
-            .or_default(&default_system_prompt);
+            let system = SystemMessage::of_agent(conn, agent.project_id, agent.id, &default_system_prompt)?;
             let (attachments, context) = attaching(&attached);
             // Project knowledge: the best passages of its files for this message, if it is on.
             let grounding = grounding(conn, &agent, &system, &text)?;
@@ -897,12 +891,8 @@ pub async fn retry(
                 ));
             }
             let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
-            let system = SystemMessage::compose(Prompt::for_system_message(
-                conn,
-                agent.project_id,
-                agent.id,
-            )?)
-            .or_default(&default_system_prompt);
+            let system =
+                SystemMessage::of_agent(conn, agent.project_id, agent.id, &default_system_prompt)?;
             // The turns before the failed answer are the ones before the new one.
             let history = Message::history(conn, conversation.id, failed.id, budget)?;
             // The same passages the first attempt had, found again for the message it answers.

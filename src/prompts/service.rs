@@ -77,6 +77,18 @@ impl SystemMessage {
         SystemMessage { text, parts }
     }
 
+    /// What an agent (of `project_id`) sends: its project's enabled prompts, then its own, or
+    /// `default` when they say nothing.
+    pub fn of_agent(
+        conn: &mut diesel::PgConnection,
+        project_id: Uuid,
+        agent_id: Uuid,
+        default: &str,
+    ) -> diesel::QueryResult<SystemMessage> {
+        let parts = Prompt::for_system_message(conn, project_id, agent_id)?;
+        Ok(SystemMessage::compose(parts).or_default(default))
+    }
+
     /// `default` (`chat.default_system_prompt`) when no prompt says anything.
     pub fn or_default(self, default: &str) -> SystemMessage {
         if self.text.trim().is_empty() && !default.trim().is_empty() {
