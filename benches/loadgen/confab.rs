@@ -113,13 +113,20 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub async fn confab_phase(
+/// A confab child on a fresh embedded database (in `dir`, removed when dropped), healthy.
+pub struct Confab {
+    pub server: ServerChild,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts confab (`--confab-bin`) on a fresh embedded database with its `openai` provider
+/// pointed at the fake and the limits a load test would hit raised; returns once it is healthy.
+pub async fn start_confab(
     client: &reqwest::Client,
     fake: &FakeLlm,
     args: &Args,
-    expected: &str,
-    phase_timeout: Duration,
-) -> Result<ServerReport, Error> {
+) -> Result<Confab, Error> {
     let confab_bin = confab_bin(args);
     if !confab_bin.is_file() {
         return Err(format!(
@@ -206,6 +213,25 @@ pub async fn confab_phase(
         started.elapsed().as_secs_f64()
     );
 
+    Ok(Confab {
+        server: confab,
+        base,
+        dir: temp,
+    })
+}
+
+pub async fn confab_phase(
+    client: &reqwest::Client,
+    fake: &FakeLlm,
+    args: &Args,
+    expected: &str,
+    phase_timeout: Duration,
+) -> Result<ServerReport, Error> {
+    let Confab {
+        server: mut confab,
+        base,
+        dir: temp,
+    } = start_confab(client, fake, args).await?;
     let setup = async {
         let mut users = Vec::new();
         for index in 0..args.users {
