@@ -2,7 +2,8 @@
 # Builds confab (release) and runs the load generator once per stream count: each run sends the
 # same burst of N streams (all started in the same instant; the fake answers 50 tokens, 20 ms
 # apart, the first after 200 ms) to the fake alone, through the bare relay and through confab,
-# and prints them side by side, with confab minus relay.
+# and prints them side by side, with confab minus relay. Then one history run: a conversation of
+# 1,000 messages, its page and its API read at 500 requests/s for 5 s each (p50/p99/max, errors).
 #
 #   scripts/bench.sh                 # N = 200, then N = 1000
 #   scripts/bench.sh 5000            # one run with N = 5000
@@ -41,4 +42,5 @@ status=0
 for n in "${counts[@]}"; do
   cargo bench --bench loadgen -- --streams "$n" "$@" || status=$?
 done
+cargo bench --bench loadgen -- --phase history "$@" || status=$?
 exit "$status"

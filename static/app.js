@@ -155,6 +155,21 @@
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "messages") { follow = true; keepUp(); }
   });
+  // Earlier messages arrive above the reader (the link to them is swapped for them when it
+  // scrolls into view): the message that was first stays where it was on the screen, so the
+  // reader keeps their place and the next link is out of view until they scroll up again.
+  var anchor = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var link = event.detail.target;
+    if (!link || !link.matches || !link.matches("#messages > a.earlier")) return;
+    var first = link.nextElementSibling;
+    anchor = first ? { el: first, top: first.getBoundingClientRect().top } : null;
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (!anchor) return;
+    window.scrollBy(0, anchor.el.getBoundingClientRect().top - anchor.top);
+    anchor = null;
+  });
 })();
 
 // Files: each chosen or dropped file is uploaded on its own through the API, with a progress bar;

@@ -30,7 +30,15 @@ pub struct Args {
     /// the same time.
     #[arg(long, default_value_t = 2000)]
     pub ramp_ms: u64,
-    /// Which phases to run, in this order, comma-separated.
+    /// The history phase: requests per second to the 1,000-message conversation's page, then
+    /// to its API read.
+    #[arg(long, default_value_t = 500)]
+    pub history_rate: u32,
+    /// The history phase: seconds at that rate, for each of the two.
+    #[arg(long, default_value_t = 5)]
+    pub history_secs: u64,
+    /// Which phases to run, in this order, comma-separated (`history` is not a stream phase: a
+    /// 1,000-message conversation's page and API read at `--history-rate`).
     #[arg(
         long,
         value_enum,
@@ -88,6 +96,8 @@ pub enum Phase {
     Relay,
     /// confab in front of the fake.
     Confab,
+    /// A 1,000-message conversation's page and API read, at a fixed rate.
+    History,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

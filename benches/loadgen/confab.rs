@@ -127,13 +127,23 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-pub async fn confab_phase(
+/// A confab child on a fresh embedded database (in `dir`, removed when dropped), healthy.
+pub struct Confab {
+    pub server: ServerChild,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    /// confab and its PostgreSQL, and their footprint just after start.
+    pub processes: ServerProcesses,
+    pub footprint_start: Footprint,
+}
+
+/// Starts confab (`--confab-bin`) on a fresh embedded database with its `openai` provider
+/// pointed at the fake and the limits a load test would hit raised; returns once it is healthy.
+pub async fn start_confab(
     client: &reqwest::Client,
     fake: &FakeLlm,
     args: &Args,
-    expected: &str,
-    phase_timeout: Duration,
-) -> Result<ServerReport, Error> {
+) -> Result<Confab, Error> {
     let confab_bin = confab_bin(args);
     if !confab_bin.is_file() {
         return Err(format!(
@@ -232,6 +242,29 @@ pub async fn confab_phase(
         footprint_start.describe("confab")
     );
 
+    Ok(Confab {
+        server: confab,
+        base,
+        dir: temp,
+        processes,
+        footprint_start,
+    })
+}
+
+pub async fn confab_phase(
+    client: &reqwest::Client,
+    fake: &FakeLlm,
+    args: &Args,
+    expected: &str,
+    phase_timeout: Duration,
+) -> Result<ServerReport, Error> {
+    let Confab {
+        server: mut confab,
+        base,
+        dir: temp,
+        processes,
+        footprint_start,
+    } = start_confab(client, fake, args).await?;
     let setup = async {
         let mut users = Vec::new();
         for index in 0..args.users {

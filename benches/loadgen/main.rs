@@ -41,6 +41,7 @@
 mod cli;
 mod client;
 mod confab;
+mod history;
 mod relay;
 mod report;
 mod sampling;
@@ -248,12 +249,28 @@ async fn run(args: Args) -> Result<bool, Error> {
         confab_report = Some(report);
     }
 
-    let ok = summary(
-        &args,
-        fake_stats.as_ref(),
-        relay_report.as_ref(),
-        confab_report.as_ref(),
-    );
+    let streamed = [Phase::Fake, Phase::Relay, Phase::Confab]
+        .into_iter()
+        .any(|phase| args.runs(phase));
+    let mut ok = !streamed
+        || summary(
+            &args,
+            fake_stats.as_ref(),
+            relay_report.as_ref(),
+            confab_report.as_ref(),
+        );
+
+    if args.runs(Phase::History) {
+        println!(
+            "\n== a {}-message conversation through confab ({})",
+            history::MESSAGES,
+            confab_bin(&args).display()
+        );
+        let report = history::history_phase(&fake, &args).await?;
+        // The aim is reported, not enforced: only errors fail the run.
+        history::summary(&report, args.json);
+        ok &= report.readings.iter().all(|r| r.errors == 0);
+    }
     Ok(ok)
 }
 

@@ -985,6 +985,35 @@ pub async fn get(
     .await
 }
 
+/// Renders the finished answers among `messages` that have no HTML of the running renderer (an
+/// answer from before HTML was kept, or after an upgrade changed the renderer) and keeps it, so
+/// each is rendered once more at most, the first time a page shows it.
+pub async fn render_missing(pool: &PgPool, messages: &mut [Message]) {
+    let renderer = crate::render::markdown::renderer_version();
+    let mut ids = Vec::new();
+    let mut htmls = Vec::new();
+    for message in messages.iter_mut().filter(|m| {
+        m.is_assistant() && m.status != Status::Streaming && m.html_by(renderer).is_none()
+    }) {
+        let html = crate::render::markdown::to_safe_html(&message.content);
+        ids.push(message.id);
+        htmls.push(html.clone());
+        message.html = Some(html);
+        message.html_renderer = Some(renderer.to_owned());
+    }
+    if ids.is_empty() {
+        return;
+    }
+    // Only saves later work: the page is shown whether or not it is kept.
+    let kept = db::run(pool, move |conn| {
+        Ok(Message::keep_rendered(conn, &ids, &htmls, renderer)?)
+    })
+    .await;
+    if let Err(error) = kept {
+        tracing::warn!(%error, "could not keep the HTML of rendered answers");
+    }
+}
+
 pub async fn rename(
     pool: &PgPool,
     user: &CurrentUser,

@@ -60,7 +60,12 @@ impl MessageView {
             let (settled, tail) = markdown::Progressive::default().render(&message.content);
             (settled, tail, String::new())
         } else {
-            let html = markdown::to_safe_html(&message.content);
+            // Rendered when the answer ended; an older answer's is rendered here (and kept by
+            // `keep_rendered`).
+            let html = match message.html_by(markdown::renderer_version()) {
+                Some(stored) => stored.to_owned(),
+                None => markdown::to_safe_html(&message.content),
+            };
             (html, String::new(), String::new())
         };
         MessageView {
@@ -585,7 +590,7 @@ pub async fn show_conversation(
     id: web::Path<Uuid>,
     window: web::Query<Window>,
 ) -> AppResult<HttpResponse> {
-    let (conversation, history) = service::get(
+    let (conversation, mut history) = service::get(
         &state.pool,
         &user,
         *id,
@@ -593,6 +598,7 @@ pub async fn show_conversation(
         service::PAGE_MESSAGES,
     )
     .await?;
+    service::render_missing(&state.pool, &mut history.messages).await;
     if is_htmx(&req) && window.before.is_some() {
         return html(
             StatusCode::OK,

@@ -144,11 +144,34 @@ pub struct Message {
     pub context: String,
     /// An answer's sources from project knowledge: `[{"n", "file_id", "filename", "excerpt"}]`.
     pub citations: serde_json::Value,
+    /// A finished answer's text as sanitized HTML, rendered once when it ended (pages show it;
+    /// the API sends `content`). NULL for answers from before it was kept.
+    #[serde(skip)]
+    pub html: Option<String>,
+    /// Which renderer made `html`: HTML of another one is rendered again.
+    #[serde(skip)]
+    pub html_renderer: Option<String>,
+}
+
+/// A finished answer's text as pages show it: sanitized HTML, and the renderer that made it.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = messages)]
+pub struct Rendered {
+    pub html: String,
+    pub html_renderer: String,
 }
 
 impl Message {
     pub fn is_assistant(&self) -> bool {
         self.role == Role::Assistant
+    }
+
+    /// The stored HTML, if `renderer` made it.
+    pub fn html_by(&self, renderer: &str) -> Option<&str> {
+        match (&self.html, &self.html_renderer) {
+            (Some(html), Some(made_by)) if made_by == renderer => Some(html),
+            _ => None,
+        }
     }
 
     /// What this message says upstream: its text, then its attached files' text.
@@ -768,23 +791,46 @@ impl Message {
     /// Writes how the answer ended. `searched`: the provider searched the project's files
     /// itself, and these are the files it cited (its file id, the name it gave), which replace
     /// the passages confab had found.
+    /// `rendered`: the outcome's text rendered for pages (none if rendering failed: a page
+    /// renders it then).
     pub fn finish(
         conn: &mut PgConnection,
         id: Uuid,
         outcome: &Outcome,
+        rendered: Option<&Rendered>,
         searched: Option<&[(String, String)]>,
     ) -> QueryResult<Message> {
         let Some(cited) = searched else {
             return diesel::update(messages::table.find(id))
-                .set(outcome)
+                .set((outcome, rendered))
                 .returning(Message::as_returning())
                 .get_result(conn);
         };
         let citations = Message::searched_citations(conn, id, cited)?;
         diesel::update(messages::table.find(id))
-            .set((outcome, messages::citations.eq(citations)))
+            .set((outcome, rendered, messages::citations.eq(citations)))
             .returning(Message::as_returning())
             .get_result(conn)
+    }
+
+    /// Keeps the HTML a page rendered for finished answers that had none (or an older
+    /// renderer's), so the next view does not render them again. Ids with their HTML, one
+    /// statement; an answer still streaming is left alone.
+    pub fn keep_rendered(
+        conn: &mut PgConnection,
+        ids: &[Uuid],
+        htmls: &[String],
+        renderer: &str,
+    ) -> QueryResult<usize> {
+        diesel::sql_query(
+            "UPDATE messages SET html = r.html, html_renderer = $3 \
+             FROM unnest($1::uuid[], $2::text[]) AS r(id, html) \
+             WHERE messages.id = r.id AND messages.status <> 'streaming'",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<diesel::sql_types::Array<Text>, _>(htmls)
+        .bind::<Text, _>(renderer)
+        .execute(conn)
     }
 
     /// The citations of a provider's search as the answer keeps them: each cited file of the

@@ -91,6 +91,8 @@ diesel::table! {
         attachments -> Jsonb,
         context -> Text,
         citations -> Jsonb,
+        html -> Nullable<Text>,
+        html_renderer -> Nullable<Text>,
     }
 }
 

@@ -17,7 +17,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::conversations::model::{Message, Outcome, Role, Status};
+use crate::conversations::model::{Message, Outcome, Rendered, Role, Status};
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
@@ -573,17 +573,20 @@ async fn save_outcome(
     searched: Option<Vec<(String, String)>>,
 ) -> Message {
     let started = Instant::now();
+    let rendered = rendered_for_pages(outcome.content.clone()).await;
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let attempt_outcome = outcome.clone();
+        let attempt_rendered = rendered.clone();
         let attempt_searched = searched.clone();
         let error = match db::run(pool, move |conn| {
             Ok(Message::finish(
                 conn,
                 id,
                 &attempt_outcome,
+                attempt_rendered.as_ref(),
                 attempt_searched.as_deref(),
             )?)
         })
@@ -618,6 +621,19 @@ async fn save_outcome(
     }
 }
 
+/// The answer's final text as pages show it, rendered once here so no page view renders it
+/// again; off the async workers, as a long answer with code takes a while. None if the renderer
+/// panicked: pages then render it when shown.
+async fn rendered_for_pages(text: String) -> Option<Rendered> {
+    use crate::render::markdown;
+    tokio::task::spawn_blocking(move || Rendered {
+        html: markdown::to_safe_html(&text),
+        html_renderer: markdown::renderer_version().to_owned(),
+    })
+    .await
+    .ok()
+}
+
 /// The outcome as readers should see it when it is not stored; `not_saved` says why, and makes
 /// it a failure whatever it would have been.
 fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
@@ -645,6 +661,8 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
         attachments: serde_json::Value::Array(vec![]),
         context: String::new(),
         citations: serde_json::Value::Array(vec![]),
+        html: None,
+        html_renderer: None,
     }
 }
 

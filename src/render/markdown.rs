@@ -243,6 +243,34 @@ pub fn to_safe_html(markdown: &str) -> String {
     sanitizer().clean(&raw).to_string()
 }
 
+/// Bump when a change to this renderer changes its output in a way [`renderer_version`]'s
+/// sample would not show.
+const REVISION: u32 = 1;
+
+/// Markdown using everything this renderer does, so that a change to its output (in this file
+/// or in pulldown-cmark, syntect or ammonia after an update) changes [`renderer_version`].
+const SAMPLE: &str = "# Title\n\nSome *emphasis*, **strong**, ~~struck~~, `code`, <https://example.com> and \
+[a link](https://example.com \"t\") [bad](javascript:alert(1)) ![an image](https://example.com/i.png)\n\n\
+- [x] done\n- [ ] to do\n\n1. one\n2. two\n\n> quoted[^1]\n\n[^1]: a note\n\n\
+| left | centre | right |\n|:--|:-:|--:|\n| a | b | c |\n\n\
+```rust\nfn main() { let x = \"s\"; } // c\n```\n\n```\nplain\n```\n\n\
+```python\ndef f(): return 1\n```\n\n---\n\n<script>alert(1)</script><b onclick=\"x\">raw</b> <img src=x>\n";
+
+/// Names the renderer that is running: stored HTML made by another is rendered again. It
+/// changes with confab's version, with [`REVISION`], and with the rendered sample's digest.
+pub fn renderer_version() -> &'static str {
+    static VERSION: LazyLock<String> = LazyLock::new(|| {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(to_safe_html(SAMPLE).as_bytes());
+        format!(
+            "{}.r{REVISION}.{}",
+            env!("CARGO_PKG_VERSION"),
+            hex::encode(&digest[..6])
+        )
+    });
+    &VERSION
+}
+
 /// Where the settled part of a growing Markdown text ends, searching from `from` (an earlier
 /// answer for a shorter prefix of it, or 0): the start of the line where its last top-level block
 /// begins. Every block before that one is followed by another, so appending text leaves it as it

@@ -82,3 +82,55 @@ test("text streams in, Stop ends it, a reload mid-answer continues it", async ()
 
   assert.deepEqual(problems, [], "no console errors or CSP violations");
 });
+
+test("scrolling up loads earlier messages a page at a time, keeping the reader's place", async () => {
+  const page = await openPage(browser, problems);
+  const email = `scroll-${Date.now()}@example.com`;
+  const password = "scroll pass 1";
+  await register(page, email, password);
+  // A conversation of 122 messages, stored in one request: the OpenAI-compatible API keeps the
+  // turns a client sends with its first message (120 here), then the message and its answer.
+  const login = await (await fetch(`${base}/api/auth/login`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }),
+  })).json();
+  const auth = { authorization: `Bearer ${login.access_token}`, "content-type": "application/json" };
+  const project = await (await fetch(`${base}/api/projects`, {
+    method: "POST", headers: auth, body: JSON.stringify({ name: "Long talk" }),
+  })).json();
+  const [agent] = await (await fetch(`${base}/api/projects/${project.id}/agents`, { headers: auth })).json();
+  const earlier = Array.from({ length: 120 }, (_, i) => ({
+    role: i % 2 ? "assistant" : "user",
+    content: i % 2 ? `Answer number ${i}.\n\n- a point\n- another` : `Question number ${i}?`,
+  }));
+  const completion = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST", headers: auth,
+    body: JSON.stringify({ model: agent.id, messages: [...earlier, { role: "user", content: "And the last?" }] }),
+  });
+  assert.equal(completion.status, 200);
+  const conversation = completion.headers.get("x-confab-conversation-id");
+
+  // The page opens at the newest 50, scrolled to the bottom.
+  await page.goto(`${base}/conversations/${conversation}`);
+  const bubbles = page.locator("#messages article.msg");
+  const said = (text) => page.locator("#messages").getByText(text, { exact: true });
+  assert.equal(await bubbles.count(), 50);
+  const oldestShown = page.locator("#messages article.msg").first();
+  const oldestId = await oldestShown.getAttribute("id");
+  assert.ok(!(await said("Question number 70?").isVisible()), "older ones are not there yet");
+
+  // Scrolling to the top brings the 50 before them, and the reader stays where they were: the
+  // message that was first is still on the screen, so nothing more loads by itself.
+  await page.mouse.wheel(0, -100000);
+  await said("Question number 70?").waitFor();
+  assert.equal(await bubbles.count(), 100);
+  const box = await page.locator(`#${oldestId}`).boundingBox();
+  const viewport = page.viewportSize();
+  assert.ok(box.y >= 0 && box.y < viewport.height, `the message that was first stays in view (at ${box.y})`);
+
+  // Up once more: the rest, and no link to earlier ones is left.
+  await page.mouse.wheel(0, -100000);
+  await said("Question number 0?").waitFor();
+  assert.equal(await bubbles.count(), 122);
+  assert.equal(await page.locator("#messages a.earlier").count(), 0);
+  assert.deepEqual(problems, [], "no console errors or CSP violations");
+});

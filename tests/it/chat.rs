@@ -1805,3 +1805,103 @@ async fn a_fast_stream_is_not_rendered_once_per_token() {
         "the final render has all of it"
     );
 }
+
+/// An answer's stored HTML and the renderer that made it.
+async fn stored_html(app: &TestApp, message_id: &str) -> (Option<String>, Option<String>) {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        html: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        html_renderer: Option<String>,
+    }
+    let pool = app.pool.clone();
+    let id = message_id.to_string();
+    tokio::task::spawn_blocking(move || {
+        use diesel::RunQueryDsl;
+        let row: Row = diesel::sql_query(format!(
+            "SELECT html, html_renderer FROM messages WHERE id = '{id}'"
+        ))
+        .get_result(&mut pool.get().unwrap().conn)
+        .unwrap();
+        (row.html, row.html_renderer)
+    })
+    .await
+    .unwrap()
+}
+
+async fn run_sql(app: &TestApp, sql: String) {
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(sql)
+            .execute(&mut pool.get().unwrap().conn)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_finished_answer_is_rendered_once_sanitized_and_the_page_shows_what_was_stored() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(
+        "**Bold** <script>alert(1)</script> [x](javascript:alert(2)) [ok](https://example.com)",
+    ));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (token, _, agent) = app.chat_setup("stored-html@example.com").await;
+    let done = answer_to(&app, &token, &agent, "render this once").await;
+    let message_id = done["message_id"].as_str().unwrap().to_string();
+    let conversation_id = done["conversation_id"].as_str().unwrap().to_string();
+
+    // Stored when it ended, as the sanitizer left it.
+    let (html, renderer) = stored_html(&app, &message_id).await;
+    let html = html.expect("the finished answer's HTML is stored");
+    assert!(html.contains("<strong>Bold</strong>"), "rendered: {html}");
+    assert!(
+        !html.contains("<script") && !html.contains("alert(1)"),
+        "script removed: {html}"
+    );
+    assert!(
+        !html.contains("javascript:"),
+        "javascript: link removed: {html}"
+    );
+    assert!(
+        html.contains("https://example.com"),
+        "a safe link is kept: {html}"
+    );
+    assert!(renderer.as_deref().is_some_and(|r| !r.is_empty()));
+
+    // The page shows the stored HTML, not a new rendering of the text.
+    let page_of = async || {
+        app.api
+            .get(app.url(&format!("/conversations/{conversation_id}")))
+            .header("cookie", format!("confab_session={token}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let page = page_of().await;
+    assert!(page.contains(&html), "the page shows the stored HTML");
+    assert!(!page.contains("javascript:alert") && !page.contains("<script>alert"));
+    run_sql(
+        &app,
+        format!("UPDATE messages SET html = '<p>as stored</p>' WHERE id = '{message_id}'"),
+    )
+    .await;
+    let page = page_of().await;
+    assert!(page.contains("<p>as stored</p>") && !page.contains("<strong>Bold</strong>"));
+
+    // HTML of another renderer (an older confab's) is rendered again, and the new one kept.
+    run_sql(
+        &app,
+        format!("UPDATE messages SET html_renderer = 'older' WHERE id = '{message_id}'"),
+    )
+    .await;
+    let page = page_of().await;
+    assert!(page.contains("<strong>Bold</strong>") && !page.contains("<p>as stored</p>"));
+    assert_eq!(stored_html(&app, &message_id).await, (Some(html), renderer));
+}

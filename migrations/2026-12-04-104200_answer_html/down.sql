@@ -1,0 +1,1 @@
+ALTER TABLE messages DROP COLUMN html, DROP COLUMN html_renderer;
