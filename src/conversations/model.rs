@@ -12,7 +12,10 @@ use diesel::sql_types::Text;
 use serde::Serialize;
 use uuid::Uuid;
 
+use diesel::query_builder::{AstPass, QueryFragment};
+
 use crate::db::schema::{agents, conversations, messages};
+use crate::db::statement::{cached_statement, walk_numbered};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = conversations)]
@@ -268,6 +271,21 @@ impl TurnRows {
         self.prompt_versions.push(versions);
     }
 
+    /// Binds the `n`th of its five arrays (ids, roles, contents, statuses, prompt versions).
+    fn bind<'b>(&'b self, n: usize, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Jsonb, Uuid as SqlUuid};
+        match n {
+            1 => out.push_bind_param::<Array<SqlUuid>, _>(&self.ids),
+            2 => out.push_bind_param::<Array<Text>, _>(&self.roles),
+            3 => out.push_bind_param::<Array<Text>, _>(&self.contents),
+            4 => out.push_bind_param::<Array<Text>, _>(&self.statuses),
+            5 => out.push_bind_param::<Array<Jsonb>, _>(&self.prompt_versions),
+            _ => Err(diesel::result::Error::QueryBuilderError(
+                format!("no array {n} in a turn").into(),
+            )),
+        }
+    }
+
     /// The answer's id, known before anything is stored.
     pub fn answer_id(&self) -> Uuid {
         self.ids[self.ids.len() - 1]
@@ -370,7 +388,7 @@ impl Conversation {
         title: &str,
         turn: &TurnRows,
     ) -> QueryResult<Option<(Conversation, StoredTurn)>> {
-        use diesel::sql_types::{Array, BigInt, Jsonb, Timestamptz, Uuid as SqlUuid};
+        use diesel::sql_types::Timestamptz;
 
         #[derive(QueryableByName)]
         struct Row {
@@ -380,35 +398,14 @@ impl Conversation {
             conversation_created_at: DateTime<Utc>,
         }
         let (agent_id, revision) = agent;
-        let mut rows: Vec<Row> = diesel::sql_query(
-            "WITH agent AS ( \
-                 SELECT agents.id FROM agents JOIN projects ON projects.id = agents.project_id \
-                 WHERE agents.id = $1 AND projects.owner_id = $2 AND agents.revision = $3 \
-             ), conversation AS ( \
-                 INSERT INTO conversations (id, agent_id, user_id, title) \
-                 SELECT $4, agent.id, $2, $5 FROM agent RETURNING created_at \
-             ), turn AS ( \
-                 INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
-                                       attachments, context, citations) \
-                 SELECT m.id, $4, m.role, m.content, m.status, m.prompt_versions, '[]', '', '[]' \
-                 FROM conversation, \
-                      unnest($6::uuid[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
-                        AS m(id, role, content, status, prompt_versions) \
-                 RETURNING * \
-             ) \
-             SELECT turn.*, conversation.created_at AS conversation_created_at \
-             FROM turn, conversation",
-        )
-        .bind::<SqlUuid, _>(agent_id)
-        .bind::<SqlUuid, _>(owner)
-        .bind::<BigInt, _>(revision)
-        .bind::<SqlUuid, _>(id)
-        .bind::<Text, _>(title)
-        .bind::<Array<SqlUuid>, _>(&turn.ids)
-        .bind::<Array<Text>, _>(&turn.roles)
-        .bind::<Array<Text>, _>(&turn.contents)
-        .bind::<Array<Text>, _>(&turn.statuses)
-        .bind::<Array<Jsonb>, _>(&turn.prompt_versions)
+        let mut rows: Vec<Row> = Begin {
+            agent_id,
+            owner,
+            revision,
+            id,
+            title,
+            turn,
+        }
         .load(conn)?;
         let Some(created_at) = rows.first().map(|row| row.conversation_created_at) else {
             return Ok(None);
@@ -620,9 +617,7 @@ impl Message {
         budget_chars: usize,
         turn: &TurnRows,
     ) -> QueryResult<Option<(Conversation, Vec<Message>, StoredTurn)>> {
-        use diesel::sql_types::{
-            Array, BigInt, Bool, Jsonb, Nullable, Timestamptz, Uuid as SqlUuid,
-        };
+        use diesel::sql_types::{Bool, Nullable, Timestamptz};
 
         #[derive(QueryableByName)]
         struct Row {
@@ -643,52 +638,15 @@ impl Message {
         // sent is added to it here, and its length taken off the budget (it always goes).
         let sent = turn.contents.last().map_or(0, |text| text.chars().count());
         let budget = i64::try_from(budget_chars).unwrap_or(i64::MAX) - sent as i64;
-        let rows: Vec<Row> = diesel::sql_query(
-            "WITH conversation AS ( \
-                 SELECT c.id FROM conversations c \
-                 JOIN agents a ON a.id = c.agent_id JOIN projects p ON p.id = a.project_id \
-                 WHERE c.id = $4 AND c.user_id = $2 AND c.agent_id = $1 AND a.revision = $3 \
-                   AND p.owner_id = $2 \
-                   AND (SELECT count(*) FROM messages WHERE conversation_id = $4) \
-                       + cardinality($5::uuid[]) <= $10 \
-             ), touched AS ( \
-                 UPDATE conversations SET updated_at = now() \
-                 WHERE id IN (SELECT id FROM conversation) RETURNING title, created_at, updated_at \
-             ), turn AS ( \
-                 INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
-                                       attachments, context, citations) \
-                 SELECT m.id, conversation.id, m.role, m.content, m.status, m.prompt_versions, \
-                        '[]', '', '[]' \
-                 FROM conversation, \
-                      unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[]) \
-                        AS m(id, role, content, status, prompt_versions) \
-                 RETURNING * \
-             ), history AS ( \
-                 SELECT m.* FROM messages m JOIN ( \
-                     SELECT id, sum(char_length(content) + char_length(context)) \
-                              OVER (ORDER BY id DESC) - char_length(content) - char_length(context) \
-                              AS newer \
-                     FROM messages \
-                     WHERE conversation_id IN (SELECT id FROM conversation) \
-                       AND status IN ('complete', 'stopped') AND content <> '' \
-                 ) w ON w.id = m.id \
-                 WHERE w.newer < $11 \
-             ) \
-             SELECT true AS stored, turn.*, touched.title, touched.created_at AS created, \
-                    touched.updated_at AS updated FROM turn, touched \
-             UNION ALL SELECT false, history.*, NULL, NULL, NULL FROM history",
-        )
-        .bind::<SqlUuid, _>(agent_id)
-        .bind::<SqlUuid, _>(owner)
-        .bind::<BigInt, _>(revision)
-        .bind::<SqlUuid, _>(conversation_id)
-        .bind::<Array<SqlUuid>, _>(&turn.ids)
-        .bind::<Array<Text>, _>(&turn.roles)
-        .bind::<Array<Text>, _>(&turn.contents)
-        .bind::<Array<Text>, _>(&turn.statuses)
-        .bind::<Array<Jsonb>, _>(&turn.prompt_versions)
-        .bind::<BigInt, _>(max_messages)
-        .bind::<BigInt, _>(budget)
+        let rows: Vec<Row> = AddTurn {
+            agent_id,
+            owner,
+            revision,
+            conversation_id,
+            turn,
+            max_messages,
+            budget,
+        }
         .load(conn)?;
         let (mut stored, mut history): (Vec<Row>, Vec<Row>) =
             rows.into_iter().partition(|row| row.stored);
@@ -893,3 +851,117 @@ impl Message {
         diesel::delete(messages::table.find(id)).execute(conn)
     }
 }
+
+/// [`Conversation::begin`]'s statement (see `db::statement`).
+struct Begin<'a> {
+    agent_id: Uuid,
+    owner: Uuid,
+    revision: i64,
+    id: Uuid,
+    title: &'a str,
+    turn: &'a TurnRows,
+}
+
+const BEGIN: &str = "\
+    WITH p AS ( \
+        SELECT $1::uuid AS agent, $2::uuid AS owner, $3::bigint AS revision, $4::uuid AS id, \
+               $5::text AS title \
+    ), agent AS ( \
+        SELECT agents.id FROM p, agents JOIN projects ON projects.id = agents.project_id \
+        WHERE agents.id = p.agent AND projects.owner_id = p.owner AND agents.revision = p.revision \
+    ), conversation AS ( \
+        INSERT INTO conversations (id, agent_id, user_id, title) \
+        SELECT p.id, agent.id, p.owner, p.title FROM p, agent RETURNING id, created_at \
+    ), turn AS ( \
+        INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
+                              attachments, context, citations) \
+        SELECT m.id, conversation.id, m.role, m.content, m.status, m.prompt_versions, '[]', '', '[]' \
+        FROM conversation, \
+             unnest($6::uuid[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
+               AS m(id, role, content, status, prompt_versions) \
+        RETURNING * \
+    ) \
+    SELECT turn.*, conversation.created_at AS conversation_created_at FROM turn, conversation";
+
+impl QueryFragment<Pg> for Begin<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+        walk_numbered(BEGIN, out, |n, out| match n {
+            1 => out.push_bind_param::<SqlUuid, _>(&self.agent_id),
+            2 => out.push_bind_param::<SqlUuid, _>(&self.owner),
+            3 => out.push_bind_param::<BigInt, _>(&self.revision),
+            4 => out.push_bind_param::<SqlUuid, _>(&self.id),
+            5 => out.push_bind_param::<Text, _>(self.title),
+            _ => self.turn.bind(n - 5, out),
+        })
+    }
+}
+
+cached_statement!(Begin);
+
+/// [`Message::add_turn`]'s statement (see `db::statement`).
+struct AddTurn<'a> {
+    agent_id: Uuid,
+    owner: Uuid,
+    revision: i64,
+    conversation_id: Uuid,
+    turn: &'a TurnRows,
+    max_messages: i64,
+    budget: i64,
+}
+
+const ADD_TURN: &str = "\
+    WITH p AS ( \
+        SELECT $1::uuid AS agent, $2::uuid AS owner, $3::bigint AS revision, \
+               $4::uuid AS conversation \
+    ), rows AS ( \
+        SELECT * FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::jsonb[]) \
+          AS m(id, role, content, status, prompt_versions) \
+    ), conversation AS ( \
+        SELECT c.id FROM p, conversations c \
+        JOIN agents a ON a.id = c.agent_id JOIN projects pr ON pr.id = a.project_id \
+        WHERE c.id = p.conversation AND c.user_id = p.owner AND c.agent_id = p.agent \
+          AND a.revision = p.revision AND pr.owner_id = p.owner \
+          AND (SELECT count(*) FROM messages WHERE conversation_id = p.conversation) \
+              + (SELECT count(*) FROM rows) <= $10 \
+    ), touched AS ( \
+        UPDATE conversations SET updated_at = now() \
+        WHERE id IN (SELECT id FROM conversation) RETURNING title, created_at, updated_at \
+    ), turn AS ( \
+        INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
+                              attachments, context, citations) \
+        SELECT rows.id, conversation.id, rows.role, rows.content, rows.status, \
+               rows.prompt_versions, '[]', '', '[]' \
+        FROM conversation, rows \
+        RETURNING * \
+    ), history AS ( \
+        SELECT m.* FROM messages m JOIN ( \
+            SELECT id, sum(char_length(content) + char_length(context)) \
+                     OVER (ORDER BY id DESC) - char_length(content) - char_length(context) \
+                     AS newer \
+            FROM messages \
+            WHERE conversation_id IN (SELECT id FROM conversation) \
+              AND status IN ('complete', 'stopped') AND content <> '' \
+        ) w ON w.id = m.id \
+        WHERE w.newer < $11 \
+    ) \
+    SELECT true AS stored, turn.*, touched.title, touched.created_at AS created, \
+           touched.updated_at AS updated FROM turn, touched \
+    UNION ALL SELECT false, history.*, NULL, NULL, NULL FROM history";
+
+impl QueryFragment<Pg> for AddTurn<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+        walk_numbered(ADD_TURN, out, |n, out| match n {
+            1 => out.push_bind_param::<SqlUuid, _>(&self.agent_id),
+            2 => out.push_bind_param::<SqlUuid, _>(&self.owner),
+            3 => out.push_bind_param::<BigInt, _>(&self.revision),
+            4 => out.push_bind_param::<SqlUuid, _>(&self.conversation_id),
+            10 => out.push_bind_param::<BigInt, _>(&self.max_messages),
+            11 => out.push_bind_param::<BigInt, _>(&self.budget),
+            _ => self.turn.bind(n - 4, out),
+        })
+    }
+}
+
+cached_statement!(AddTurn);

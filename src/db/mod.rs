@@ -1,6 +1,7 @@
 //! Database: connection pool, schema, and the private embedded PostgreSQL.
 pub mod pool;
 pub mod schema;
+pub mod statement;
 
 pub use pool::{PgPool, run, run_within, transaction};
 
