@@ -93,11 +93,12 @@ pub fn request_body(request: &ChatRequest) -> Value {
 /// need, so `keepalive` and future event types cannot break a stream.
 pub(crate) struct ResponsesDecoder;
 
-/// The fields of a text delta event that matter, borrowed from the event's data: almost every
-/// event of a stream is one, and reading only these (the rest is skipped, not built) costs a
-/// fraction of a whole `Value` with its map, its strings and its `logprobs` array.
+/// The fields that decide what an event is, borrowed from the event's data: almost every event
+/// of a stream is a text delta or a lifecycle event confab does not read, and reading only these
+/// (the rest is skipped, not built) costs a fraction of a whole `Value` with its map, its strings
+/// and its `logprobs` array or its whole `response` object.
 #[derive(Deserialize)]
-struct TextDelta<'a> {
+struct Glance<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
@@ -106,26 +107,30 @@ struct TextDelta<'a> {
     error: Option<IgnoredAny>,
 }
 
-impl TextDelta<'_> {
-    /// The delta's text, when the event is a plain text delta; `None` for anything the whole
-    /// reading must judge (other types, errors, a delta that is not a string, odd JSON such as
-    /// a repeated key, which this struct refuses and a `Value` reads as the last one).
+impl Glance<'_> {
+    /// What a text delta or a lifecycle event decodes to; `None` for anything the whole reading
+    /// must judge (errors, citations, terminal events, a delta that is not a string, odd JSON
+    /// such as a repeated key, which this struct refuses and a `Value` reads as the last one).
     fn read(data: &str) -> Option<Decoded> {
-        let event: TextDelta<'_> = serde_json::from_str(data).ok()?;
-        if event.error.is_some()
-            || !matches!(
-                &*event.kind,
-                "response.output_text.delta" | "response.refusal.delta"
-            )
-        {
+        let event: Glance<'_> = serde_json::from_str(data).ok()?;
+        if event.error.is_some() {
             return None;
         }
-        Some(match event.delta {
-            Some(delta) if !delta.is_empty() => {
-                Decoded::Event(StreamEvent::Delta(Arc::from(delta)))
-            }
-            _ => Decoded::Skip,
-        })
+        match &*event.kind {
+            "response.output_text.delta" | "response.refusal.delta" => Some(match event.delta {
+                Some(delta) if !delta.is_empty() => {
+                    Decoded::Event(StreamEvent::Delta(Arc::from(delta)))
+                }
+                _ => Decoded::Skip,
+            }),
+            "error"
+            | "response.output_text.annotation.added"
+            | "response.completed"
+            | "response.incomplete"
+            | "response.failed" => None,
+            // Lifecycle events (created, in_progress, output_item.added, …) and unknown types.
+            _ => Some(Decoded::Skip),
+        }
     }
 }
 
@@ -135,7 +140,7 @@ impl Decoder for ResponsesDecoder {
         if event.event == "keepalive" {
             return Ok(Decoded::Skip);
         }
-        match TextDelta::read(event.data) {
+        match Glance::read(event.data) {
             Some(decoded) => Ok(decoded),
             None => decode_whole(event),
         }
@@ -253,7 +258,7 @@ mod tests {
         assert!(body.get("temperature").is_none());
     }
 
-    /// The borrowed reading of text deltas gives what the whole reading gives, for every event
+    /// The borrowed reading gives what the whole reading gives, for every event
     /// type of the wire format and for the odd ones it must leave to the whole reading.
     #[test]
     fn text_deltas_read_borrowed_as_the_whole_reading_reads_them() {
@@ -274,6 +279,10 @@ mod tests {
             r#"{"type":7,"delta":"x"}"#,
             r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","usage":null}}"#,
             r#"{"type":"response.output_text.done","text":"Hi"}"#,
+            r#"{"type":"response.in_progress","response":{"status":"in_progress","output":[]},"delta":7}"#,
+            r#"{"type":"response.output_item.done","item":{"content":[{"type":"output_text","text":"Hi"}]}}"#,
+            r#"{"type":"response.unknown_future_event","payload":{"a":[1,2,{"b":null}]}}"#,
+            r#"{"type":"response.created","error":"x"}"#,
             r#"{"type":"response.output_text.annotation.added","annotation":{"type":"file_citation","file_id":"file-1","filename":"a.pdf"}}"#,
             r#"{"type":"response.completed","response":{"usage":{"input_tokens":3,"output_tokens":5}}}"#,
             r#"{"type":"response.incomplete","response":{"incomplete_details":{"reason":"max_output_tokens"}}}"#,
@@ -300,7 +309,7 @@ mod tests {
             data: cases[1],
         };
         assert!(matches!(
-            TextDelta::read(unicode.data),
+            Glance::read(unicode.data),
             Some(Decoded::Event(StreamEvent::Delta(text))) if &*text == "café \"q\" \\ \n\t🎉 Grüße 東京 🎉 \0"
         ));
     }
