@@ -122,16 +122,21 @@ impl Page {
 }
 
 /// One JSON chunk of the text, ending at byte `end`; a snapshot replaces what the reader has.
+/// The text is escaped straight into the event's one buffer, not into a string of its own.
 fn json_text_event(cursor: &Cursor, text: &str, end: usize, replace: bool) -> sse::Event {
-    let mut data = String::with_capacity(cursor.json_prefix.len() + text.len() + 24);
-    data.push_str(&cursor.json_prefix);
-    data.push_str(&serde_json::to_string(text).expect("a string serializes"));
-    let data = if replace {
-        data.push_str(",\"snapshot\":true}");
-        sse::Data::new(data).event("snapshot")
+    let mut data = Vec::with_capacity(cursor.json_prefix.len() + text.len() + 24);
+    data.extend_from_slice(cursor.json_prefix.as_bytes());
+    serde_json::to_writer(&mut data, text).expect("a string serializes");
+    if replace {
+        data.extend_from_slice(b",\"snapshot\":true}");
     } else {
-        data.push('}');
-        sse::Data::new(data)
+        data.push(b'}');
+    }
+    let data = sse::Data::new(String::from_utf8(data).expect("JSON is UTF-8"));
+    let data = if replace {
+        data.event("snapshot")
+    } else {
+        data
     };
     sse::Event::Data(data.id(end.to_string()))
 }

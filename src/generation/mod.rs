@@ -417,7 +417,7 @@ async fn relay(
                     }
                     // However many tokens an agent may ask for, one answer stays a size a page
                     // and a history read can hold; past it, the provider is stopped.
-                    if live.push(&text) > MAX_ANSWER_BYTES {
+                    if live.push(text) > MAX_ANSWER_BYTES {
                         return (
                             Status::Complete,
                             (Some(format!("The answer was cut at {} MB.", MAX_ANSWER_BYTES >> 20)), None),

@@ -85,27 +85,22 @@ impl Live {
 
     /// Appends text and tells readers. Both happen under the lock, so a reader that takes a
     /// snapshot sees each delta either in the snapshot or on its channel, never both or neither.
-    /// Appends `delta`; returns the answer's length in bytes after it.
-    pub fn push(&self, delta: &str) -> usize {
+    /// Returns the answer's length in bytes after it. The delta is shared with every reader as
+    /// it came from the provider, not copied per token.
+    pub fn push(&self, delta: impl Into<Arc<str>>) -> usize {
+        let mut delta: Arc<str> = delta.into();
         // PostgreSQL text cannot hold NUL; one from a model would make every save of this
         // answer fail, so it is dropped here, before anyone sees it.
-        let cleaned;
-        let delta = if delta.contains('\0') {
-            cleaned = delta.replace('\0', "");
-            cleaned.as_str()
-        } else {
-            delta
-        };
+        if delta.contains('\0') {
+            delta = Arc::from(delta.replace('\0', ""));
+        }
         let mut state = self.lock();
         if delta.is_empty() {
             return state.text.len();
         }
-        state.text.push_str(delta);
+        state.text.push_str(&delta);
         let end = state.text.len();
-        let _ = self.sender.send(LiveEvent::Delta {
-            text: Arc::from(delta),
-            end,
-        });
+        let _ = self.sender.send(LiveEvent::Delta { text: delta, end });
         end
     }
 
@@ -302,7 +297,7 @@ mod tests {
         for i in 0..(CHANNEL_CAPACITY * 3) {
             let piece = format!("{i} ");
             expected.push_str(&piece);
-            live.push(&piece);
+            live.push(piece.as_str());
         }
         let mut got = reader.take_snapshot();
         while got.len() < expected.len() {

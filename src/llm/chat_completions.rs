@@ -1,7 +1,8 @@
 //! OpenAI-compatible Chat Completions client: `POST {base}/chat/completions` with `stream: true`
 //! (docs/llm-wire.md §3). OpenRouter, Groq, Ollama, vLLM, LM Studio and llama.cpp all speak it.
 
-use eventsource_stream::Event;
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use super::http::{
@@ -10,6 +11,7 @@ use super::http::{
 use super::provider::{
     ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role, StreamEvent, Usage,
 };
+use super::sse::Event;
 
 /// Send `request` and return its stream once the provider has accepted it (2xx).
 pub async fn stream(
@@ -63,7 +65,7 @@ pub(crate) struct ChatDecoder {
 }
 
 impl Decoder for ChatDecoder {
-    fn decode(&mut self, event: &Event) -> Result<Decoded, LlmError> {
+    fn decode(&mut self, event: &Event<'_>) -> Result<Decoded, LlmError> {
         if event.data.starts_with("[DONE]") {
             let finish = self.finish.take().unwrap_or(Finish::Complete);
             return Ok(Decoded::Last(StreamEvent::Done {
@@ -118,7 +120,7 @@ impl Decoder for ChatDecoder {
             })
             .filter(|text| !text.is_empty());
         Ok(match text {
-            Some(text) => Decoded::Event(StreamEvent::Delta(text.to_owned())),
+            Some(text) => Decoded::Event(StreamEvent::Delta(Arc::from(text))),
             None => Decoded::Skip,
         })
     }
@@ -138,11 +140,10 @@ mod tests {
     use super::*;
     use crate::llm::provider::Turn;
 
-    fn data(data: &str) -> Event {
+    fn data(data: &str) -> Event<'_> {
         Event {
-            event: "message".into(),
-            data: data.into(),
-            ..Default::default()
+            event: "message",
+            data,
         }
     }
 
@@ -180,7 +181,7 @@ mod tests {
         let content =
             data(r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#);
         assert!(
-            matches!(decoder.decode(&content), Ok(Decoded::Event(StreamEvent::Delta(t))) if t == "Hi")
+            matches!(decoder.decode(&content), Ok(Decoded::Event(StreamEvent::Delta(t))) if &*t == "Hi")
         );
         let stop = data(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#);
         assert!(matches!(decoder.decode(&stop), Ok(Decoded::Skip)));

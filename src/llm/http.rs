@@ -4,13 +4,13 @@
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
 
-use eventsource_stream::{Event, Eventsource};
 use futures_util::StreamExt;
 use futures_util::stream;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use super::provider::{EventStream, LlmError, ProviderConfig, StreamEvent};
+use super::sse::{Event, SseReader};
 
 /// The one HTTP client for every provider: it pools connections (and HTTP/2 sessions) across
 /// chats. A stream may legitimately run for minutes, so there is no total timeout; instead each
@@ -238,6 +238,7 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 /// What a decoder makes of one SSE event.
+#[derive(Debug)]
 pub(crate) enum Decoded {
     /// Nothing for the caller (lifecycle events, keepalives, unknown types).
     Skip,
@@ -263,15 +264,11 @@ pub fn decode_body(api: crate::llm::Api, body: &[u8]) -> Vec<Result<StreamEvent,
 }
 
 async fn decode_all(mut decoder: impl Decoder, body: &[u8]) -> Vec<Result<StreamEvent, LlmError>> {
-    let chunk = body.to_vec();
-    let mut events = stream::iter([Ok::<_, std::convert::Infallible>(chunk)]).eventsource();
+    let mut reader = SseReader::default();
+    reader.feed(body);
     let mut out = Vec::new();
-    while let Some(item) = events.next().await {
-        let decoded = match item {
-            Ok(event) => decoder.decode(&event),
-            Err(error) => Err(LlmError::Stream(format!("malformed event stream: {error}"))),
-        };
-        match decoded {
+    while let Some(event) = reader.next_event() {
+        match decoder.decode(&event) {
             Ok(Decoded::Skip) => {}
             Ok(Decoded::Event(event)) => out.push(Ok(event)),
             Ok(Decoded::Last(event)) => {
@@ -284,60 +281,70 @@ async fn decode_all(mut decoder: impl Decoder, body: &[u8]) -> Vec<Result<Stream
             }
         }
     }
+    if let Some(error) = reader.finish() {
+        out.push(Err(malformed(error)));
+    }
     out
+}
+
+fn malformed(error: String) -> LlmError {
+    LlmError::Stream(format!("malformed event stream: {error}"))
 }
 
 /// One wire format's view of an SSE stream.
 pub(crate) trait Decoder: Send + 'static {
-    fn decode(&mut self, event: &Event) -> Result<Decoded, LlmError>;
+    fn decode(&mut self, event: &Event<'_>) -> Result<Decoded, LlmError>;
 }
 
 /// Turn a 2xx SSE body into our stream. The response is owned by the stream, so dropping the
 /// stream drops the connection, which is how a stopped chat stops the upstream request.
 pub(crate) fn sse_stream(response: reqwest::Response, decoder: impl Decoder) -> EventStream {
-    let events = response.bytes_stream().eventsource();
-    stream::unfold(Some((events, decoder)), |state| async move {
-        let (mut events, mut decoder) = state?;
+    struct Reading<D> {
+        response: reqwest::Response,
+        reader: SseReader,
+        decoder: D,
+    }
+    let state = Reading {
+        response,
+        reader: SseReader::default(),
+        decoder,
+    };
+    stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
         loop {
-            let item = match events.next().await {
-                Some(Ok(event)) => match decoder.decode(&event) {
-                    Ok(Decoded::Skip) => continue,
-                    Ok(Decoded::Event(event)) => Ok(event),
+            // Every event already in the buffer is decoded before the network is read again.
+            while let Some(event) = state.reader.next_event() {
+                match state.decoder.decode(&event) {
+                    Ok(Decoded::Skip) => {}
+                    Ok(Decoded::Event(event)) => return Some((Ok(event), Some(state))),
                     Ok(Decoded::Last(event)) => return Some((Ok(event), None)),
                     Err(error) => return Some((Err(error), None)),
-                },
-                Some(Err(eventsource_stream::EventStreamError::Transport(error)))
-                    if error.is_timeout() =>
-                {
-                    return Some((Err(LlmError::Stalled), None));
                 }
-                Some(Err(error)) => {
-                    let cause = match error {
-                        eventsource_stream::EventStreamError::Transport(error) => describe(&error),
-                        other => other.to_string(),
-                    };
+            }
+            match state.response.chunk().await {
+                Ok(Some(chunk)) => state.reader.feed(&chunk),
+                Err(error) if error.is_timeout() => return Some((Err(LlmError::Stalled), None)),
+                Err(error) => return Some((Err(LlmError::Dropped(describe(&error))), None)),
+                // Both formats end with an explicit terminal event; a bare EOF means truncation.
+                Ok(None) => {
+                    let cause = state
+                        .reader
+                        .finish()
+                        .unwrap_or_else(|| "the stream ended early".into());
                     return Some((Err(LlmError::Dropped(cause)), None));
                 }
-                // Both formats end with an explicit terminal event; a bare EOF means truncation.
-                None => {
-                    return Some((
-                        Err(LlmError::Dropped("the stream ended early".into())),
-                        None,
-                    ));
-                }
-            };
-            return Some((item, Some((events, decoder))));
+            }
         }
     })
     .boxed()
 }
 
 /// Parse an event's data as JSON; a malformed event means we cannot trust the rest of the stream.
-pub(crate) fn json_data(event: &Event) -> Result<Value, LlmError> {
-    serde_json::from_str(&event.data).map_err(|_| {
+pub(crate) fn json_data(event: &Event<'_>) -> Result<Value, LlmError> {
+    serde_json::from_str(event.data).map_err(|_| {
         LlmError::Stream(format!(
             "the provider sent an event that is not JSON: {}",
-            truncate(&event.data, 120)
+            truncate(event.data, 120)
         ))
     })
 }
@@ -361,7 +368,7 @@ mod tests {
         let text: String = events
             .iter()
             .filter_map(|e| match e {
-                Ok(StreamEvent::Delta(d)) => Some(d.as_str()),
+                Ok(StreamEvent::Delta(d)) => Some(&**d),
                 _ => None,
             })
             .collect();
@@ -376,7 +383,7 @@ mod tests {
             Api::ChatCompletions,
             include_bytes!("../../fuzz/corpus/chat_completions_stream/hello"),
         );
-        assert!(matches!(chat.first(), Some(Ok(StreamEvent::Delta(d))) if d == "Hi"));
+        assert!(matches!(chat.first(), Some(Ok(StreamEvent::Delta(d))) if &**d == "Hi"));
         assert!(decode_body(Api::Responses, b"\xff\xfe garbage").len() <= 1);
     }
     use reqwest::header::HeaderValue;

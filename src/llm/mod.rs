@@ -7,6 +7,7 @@ mod http;
 pub mod provider;
 pub mod responses;
 pub mod router;
+mod sse;
 
 pub use http::{build_client, decode_body};
 pub use provider::{

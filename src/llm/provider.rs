@@ -154,12 +154,10 @@ pub enum Finish {
 /// One item of an answer's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
-    Delta(String),
+    /// The next piece of text, shared as it is with the answer's readers (no copy per token).
+    Delta(std::sync::Arc<str>),
     /// The answer cites a file the provider searched (a `file_citation` annotation).
-    Cited {
-        file_id: String,
-        filename: String,
-    },
+    Cited { file_id: String, filename: String },
     /// The provider's terminal event; nothing follows it.
     Done {
         usage: Option<Usage>,

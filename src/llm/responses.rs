@@ -1,6 +1,10 @@
 //! OpenAI Responses API client: `POST {base}/responses` with `stream: true` (docs/llm-wire.md §2).
 
-use eventsource_stream::Event;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
 use super::http::{
@@ -9,6 +13,7 @@ use super::http::{
 use super::provider::{
     ChatRequest, EventStream, Finish, LlmError, ProviderConfig, Role, StreamEvent, Usage,
 };
+use super::sse::Event;
 
 /// The API rejects `max_output_tokens` below this (spec minimum), so a smaller setting is raised.
 const MIN_OUTPUT_TOKENS: u32 = 16;
@@ -88,75 +93,122 @@ pub fn request_body(request: &ChatRequest) -> Value {
 /// need, so `keepalive` and future event types cannot break a stream.
 pub(crate) struct ResponsesDecoder;
 
+/// The fields that decide what an event is, borrowed from the event's data: almost every event
+/// of a stream is a text delta or a lifecycle event confab does not read, and reading only these
+/// (the rest is skipped, not built) costs a fraction of a whole `Value` with its map, its strings
+/// and its `logprobs` array or its whole `response` object.
+#[derive(Deserialize)]
+struct Glance<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+    /// Present and not null makes any event a failure, which the whole reading below explains.
+    error: Option<IgnoredAny>,
+}
+
+impl Glance<'_> {
+    /// What a text delta or a lifecycle event decodes to; `None` for anything the whole reading
+    /// must judge (errors, citations, terminal events, a delta that is not a string, odd JSON
+    /// such as a repeated key, which this struct refuses and a `Value` reads as the last one).
+    fn read(data: &str) -> Option<Decoded> {
+        let event: Glance<'_> = serde_json::from_str(data).ok()?;
+        if event.error.is_some() {
+            return None;
+        }
+        match &*event.kind {
+            "response.output_text.delta" | "response.refusal.delta" => Some(match event.delta {
+                Some(delta) if !delta.is_empty() => {
+                    Decoded::Event(StreamEvent::Delta(Arc::from(delta)))
+                }
+                _ => Decoded::Skip,
+            }),
+            "error"
+            | "response.output_text.annotation.added"
+            | "response.completed"
+            | "response.incomplete"
+            | "response.failed" => None,
+            // Lifecycle events (created, in_progress, output_item.added, …) and unknown types.
+            _ => Some(Decoded::Skip),
+        }
+    }
+}
+
 impl Decoder for ResponsesDecoder {
-    fn decode(&mut self, event: &Event) -> Result<Decoded, LlmError> {
+    fn decode(&mut self, event: &Event<'_>) -> Result<Decoded, LlmError> {
         // Its data is not promised to be JSON, and it carries nothing we need.
         if event.event == "keepalive" {
             return Ok(Decoded::Skip);
         }
-        let json = json_data(event)?;
-        let kind = json.get("type").and_then(Value::as_str).unwrap_or_default();
-        // Any event with a top-level `error` is a failure (openai-python's rule); the `error`
-        // event comes both flat and nested, and `error_fields` reads both.
-        if kind == "error" || json.get("error").is_some_and(|error| !error.is_null()) {
-            return Err(LlmError::Stream(describe_error_json(
-                &json,
-                "the provider reported an error",
-            )));
+        match Glance::read(event.data) {
+            Some(decoded) => Ok(decoded),
+            None => decode_whole(event),
         }
-        match kind {
-            // A refusal is what the person gets to read instead of an answer, so it is text too.
-            "response.output_text.delta" | "response.refusal.delta" => {
-                match json.get("delta").and_then(Value::as_str) {
-                    Some(delta) if !delta.is_empty() => {
-                        Ok(Decoded::Event(StreamEvent::Delta(delta.to_owned())))
-                    }
-                    _ => Ok(Decoded::Skip),
+    }
+}
+
+/// Any event, read as a whole `Value`: everything but plain text deltas.
+fn decode_whole(event: &Event<'_>) -> Result<Decoded, LlmError> {
+    let json = json_data(event)?;
+    let kind = json.get("type").and_then(Value::as_str).unwrap_or_default();
+    // Any event with a top-level `error` is a failure (openai-python's rule); the `error`
+    // event comes both flat and nested, and `error_fields` reads both.
+    if kind == "error" || json.get("error").is_some_and(|error| !error.is_null()) {
+        return Err(LlmError::Stream(describe_error_json(
+            &json,
+            "the provider reported an error",
+        )));
+    }
+    match kind {
+        // A refusal is what the person gets to read instead of an answer, so it is text too.
+        "response.output_text.delta" | "response.refusal.delta" => {
+            match json.get("delta").and_then(Value::as_str) {
+                Some(delta) if !delta.is_empty() => {
+                    Ok(Decoded::Event(StreamEvent::Delta(Arc::from(delta))))
                 }
+                _ => Ok(Decoded::Skip),
             }
-            // A citation of a searched file (docs/llm-wire.md §2.4).
-            "response.output_text.annotation.added" => {
-                let annotation = json.get("annotation").unwrap_or(&Value::Null);
-                match (
-                    annotation.get("type").and_then(Value::as_str),
-                    annotation.get("file_id").and_then(Value::as_str),
-                ) {
-                    (Some("file_citation"), Some(file_id)) => {
-                        Ok(Decoded::Event(StreamEvent::Cited {
-                            file_id: file_id.to_owned(),
-                            filename: annotation
-                                .get("filename")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_owned(),
-                        }))
-                    }
-                    _ => Ok(Decoded::Skip),
-                }
+        }
+        // A citation of a searched file (docs/llm-wire.md §2.4).
+        "response.output_text.annotation.added" => {
+            let annotation = json.get("annotation").unwrap_or(&Value::Null);
+            match (
+                annotation.get("type").and_then(Value::as_str),
+                annotation.get("file_id").and_then(Value::as_str),
+            ) {
+                (Some("file_citation"), Some(file_id)) => Ok(Decoded::Event(StreamEvent::Cited {
+                    file_id: file_id.to_owned(),
+                    filename: annotation
+                        .get("filename")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                })),
+                _ => Ok(Decoded::Skip),
             }
-            "response.completed" => Ok(Decoded::Last(StreamEvent::Done {
+        }
+        "response.completed" => Ok(Decoded::Last(StreamEvent::Done {
+            usage: usage(&json),
+            finish: Finish::Complete,
+        })),
+        "response.incomplete" => {
+            let reason = json
+                .pointer("/response/incomplete_details/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            Ok(Decoded::Last(StreamEvent::Done {
                 usage: usage(&json),
-                finish: Finish::Complete,
-            })),
-            "response.incomplete" => {
-                let reason = json
-                    .pointer("/response/incomplete_details/reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown");
-                Ok(Decoded::Last(StreamEvent::Done {
-                    usage: usage(&json),
-                    finish: Finish::Incomplete(reason.to_owned()),
-                }))
-            }
-            "response.failed" => {
-                let response = json.get("response").unwrap_or(&Value::Null);
-                Err(LlmError::Stream(describe_error_json(
-                    response,
-                    "the model failed to generate a response",
-                )))
-            }
-            _ => Ok(Decoded::Skip),
+                finish: Finish::Incomplete(reason.to_owned()),
+            }))
         }
+        "response.failed" => {
+            let response = json.get("response").unwrap_or(&Value::Null);
+            Err(LlmError::Stream(describe_error_json(
+                response,
+                "the model failed to generate a response",
+            )))
+        }
+        _ => Ok(Decoded::Skip),
     }
 }
 
@@ -176,12 +228,8 @@ mod tests {
     use super::*;
     use crate::llm::provider::Turn;
 
-    fn event(name: &str, data: &str) -> Event {
-        Event {
-            event: name.into(),
-            data: data.into(),
-            ..Default::default()
-        }
+    fn event<'a>(event: &'a str, data: &'a str) -> Event<'a> {
+        Event { event, data }
     }
 
     #[test]
@@ -210,6 +258,62 @@ mod tests {
         assert!(body.get("temperature").is_none());
     }
 
+    /// The borrowed reading gives what the whole reading gives, for every event
+    /// type of the wire format and for the odd ones it must leave to the whole reading.
+    #[test]
+    fn text_deltas_read_borrowed_as_the_whole_reading_reads_them() {
+        let cases = [
+            r#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi","logprobs":[],"sequence_number":4}"#,
+            // Escapes, a surrogate pair, characters of 2 to 4 bytes, an escaped NUL.
+            r#"{"type":"response.output_text.delta","delta":"caf\u00e9 \"q\" \\ \n\t\ud83c\udf89 Grüße 東京 🎉 \u0000"}"#,
+            r#"{"delta":"late type","type":"response.output_text.delta"}"#,
+            r#"{"type":"response.refusal.delta","delta":"I can't help with that."}"#,
+            r#"{"type":"response.output_text.delta","delta":""}"#,
+            r#"{"type":"response.output_text.delta"}"#,
+            r#"{"type":"response.output_text.delta","delta":null}"#,
+            r#"{"type":"response.output_text.delta","delta":42}"#,
+            r#"{"type":"response.output_text.delta","delta":"a","delta":"b"}"#,
+            r#"{"type":"response.output_text.delta","delta":"x","error":null}"#,
+            r#"{"type":"response.output_text.delta","delta":"x","error":{"message":"boom"}}"#,
+            r#"{"type":"response.output_text.\u0064elta","delta":"escaped type"}"#,
+            r#"{"type":7,"delta":"x"}"#,
+            r#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress","usage":null}}"#,
+            r#"{"type":"response.output_text.done","text":"Hi"}"#,
+            r#"{"type":"response.in_progress","response":{"status":"in_progress","output":[]},"delta":7}"#,
+            r#"{"type":"response.output_item.done","item":{"content":[{"type":"output_text","text":"Hi"}]}}"#,
+            r#"{"type":"response.unknown_future_event","payload":{"a":[1,2,{"b":null}]}}"#,
+            r#"{"type":"response.created","error":"x"}"#,
+            r#"{"type":"response.output_text.annotation.added","annotation":{"type":"file_citation","file_id":"file-1","filename":"a.pdf"}}"#,
+            r#"{"type":"response.completed","response":{"usage":{"input_tokens":3,"output_tokens":5}}}"#,
+            r#"{"type":"response.incomplete","response":{"incomplete_details":{"reason":"max_output_tokens"}}}"#,
+            r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"The model failed."}}}"#,
+            r#"{"type":"error","code":"ERR_X","message":"Something went wrong"}"#,
+            r#"{"type":"keepalive","sequence_number":3}"#,
+            r#"{"type":"response.output_text.delta","delta":"cut"#,
+            "not json",
+            "[1,2]",
+        ];
+        for data in cases {
+            let event = Event {
+                event: "response.output_text.delta",
+                data,
+            };
+            assert_eq!(
+                format!("{:?}", ResponsesDecoder.decode(&event)),
+                format!("{:?}", decode_whole(&event)),
+                "{data}"
+            );
+        }
+        let unicode = Event {
+            event: "message",
+            data: cases[1],
+        };
+        assert!(matches!(
+            Glance::read(unicode.data),
+            Some(Decoded::Event(StreamEvent::Delta(text))) if &*text == "café \"q\" \\ \n\t🎉 Grüße 東京 🎉 \0"
+        ));
+    }
+
     #[test]
     fn decoder_reads_deltas_terminals_and_both_error_shapes() {
         let mut decoder = ResponsesDecoder;
@@ -218,7 +322,7 @@ mod tests {
             r#"{"type":"response.output_text.delta","delta":"Hi"}"#,
         );
         assert!(
-            matches!(decoder.decode(&delta), Ok(Decoded::Event(StreamEvent::Delta(text))) if text == "Hi")
+            matches!(decoder.decode(&delta), Ok(Decoded::Event(StreamEvent::Delta(text))) if &*text == "Hi")
         );
         let keepalive = event("keepalive", r#"{"type":"keepalive","sequence_number":3}"#);
         assert!(matches!(decoder.decode(&keepalive), Ok(Decoded::Skip)));
