@@ -349,11 +349,18 @@ pub async fn send_with(
     let mut client = client;
     // A message without files, to an agent whose project does not answer from its files, is
     // stored in one statement; in a new conversation while the provider is already being asked.
+    // An existing conversation goes this way only when this person's message was stored in it
+    // before (so it is theirs): its answer is claimed before the statement checks the owner, and
+    // a stranger's claim would make the owner's next message a 409.
     let agent = match to {
         To::Agent {
             agent_id,
-            conversation_id,
-        } => Some((agent_id, conversation_id)),
+            conversation_id: None,
+        } => Some((agent_id, None)),
+        To::Agent {
+            agent_id,
+            conversation_id: Some(id),
+        } => (cards::agent_of(user.id, id) == Some(agent_id)).then_some((agent_id, Some(id))),
         To::Conversation(id) => cards::agent_of(user.id, id).map(|agent_id| (agent_id, Some(id))),
         To::Default => None,
     };
@@ -615,17 +622,14 @@ async fn begin_conversation(
     let (reader, stored) =
         generations.start_while_storing(job_for(&card.agent, conversation_id, answer_id, request));
     let agent = (card.agent.id, card.revision);
+    let (committed, late) = tokio::sync::oneshot::channel();
     let begun = db::run(pool, move |conn| {
-        Ok(Conversation::begin(
-            conn,
-            owner,
-            agent,
-            conversation_id,
-            &title,
-            &turn,
-        )?)
+        let begun = Conversation::begin(conn, owner, agent, conversation_id, &title, &turn)?;
+        let _ = committed.send(begun.is_some());
+        Ok(begun)
     })
-    .await?;
+    .await
+    .inspect_err(|_| fail_if_stored_late(generations, pool, answer_id, late))?;
     // Dropping `stored` (and the slot) on the way out of a refusal ends the provider's request.
     let Some((
         conversation,
@@ -666,7 +670,7 @@ async fn continue_conversation(
 ) -> AppResult<Begun> {
     let owner = user.id;
     let allowance = generations.allowance();
-    // Busy: whether to say so (409) or 404 is for the way that checks ownership first.
+    // Busy: the way that checks ownership first says so (409).
     let Ok(claim) = allowance.claim(conversation_id) else {
         return Ok(Begun::NotStored(client));
     };
@@ -677,8 +681,10 @@ async fn continue_conversation(
         i64::from(settings.max_messages_per_conversation),
         settings.history_budget_chars,
     );
+    let answer_id = turn.answer_id();
+    let (committed, late) = tokio::sync::oneshot::channel();
     let added = db::run(pool, move |conn| {
-        Ok(Message::add_turn(
+        let added = Message::add_turn(
             conn,
             owner,
             agent,
@@ -686,9 +692,12 @@ async fn continue_conversation(
             max_messages,
             budget,
             &turn,
-        )?)
+        )?;
+        let _ = committed.send(added.is_some());
+        Ok(added)
     })
-    .await?;
+    .await
+    .inspect_err(|_| fail_if_stored_late(generations, pool, answer_id, late))?;
     let Some((
         conversation,
         history,
@@ -719,6 +728,39 @@ async fn continue_conversation(
         reader,
         new_conversation: false,
     })))
+}
+
+/// A turn's statement that outlived its request's deadline (a frozen database) may still commit
+/// when the database wakes, with an answer nobody generates: once it has (`committed` says so),
+/// that answer is marked failed instead of being left `streaming` until the next restart.
+fn fail_if_stored_late(
+    generations: &Generations,
+    pool: &PgPool,
+    answer_id: Uuid,
+    committed: tokio::sync::oneshot::Receiver<bool>,
+) {
+    let pool = pool.clone();
+    generations.spawn(async move {
+        if committed.await != Ok(true) {
+            return;
+        }
+        let mut wait = std::time::Duration::from_secs(1);
+        for _ in 0..10 {
+            let failed = db::run(&pool, move |conn| {
+                Ok(Message::fail_unanswered(
+                    conn,
+                    answer_id,
+                    "The database answered too late; send your message again.",
+                )?)
+            })
+            .await;
+            if failed.is_ok() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(30));
+        }
+    });
 }
 
 /// What the provider is asked besides the history, from a card and a client's own settings.

@@ -846,6 +846,21 @@ impl Message {
             .execute(conn)
     }
 
+    /// An answer stored after its request had given up (nobody generates it): failed, with why.
+    pub fn fail_unanswered(conn: &mut PgConnection, id: Uuid, why: &str) -> QueryResult<usize> {
+        diesel::update(
+            messages::table
+                .find(id)
+                .filter(messages::status.eq(Status::Streaming)),
+        )
+        .set((
+            messages::status.eq(Status::Failed),
+            messages::error.eq(why),
+            messages::finished_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+    }
+
     /// Deletes the message; how many rows went (0 when another request deleted it first).
     pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
         diesel::delete(messages::table.find(id)).execute(conn)

@@ -152,6 +152,8 @@ impl StoredFile {
         provider: &str,
         id: &str,
     ) -> QueryResult<bool> {
+        // The project row changes, so do its agents' revisions (`chat::cards`).
+        crate::db::agents_changed();
         let claimed = diesel::update(
             projects::table
                 .find(project_id)

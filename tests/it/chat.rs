@@ -1905,3 +1905,103 @@ async fn a_finished_answer_is_rendered_once_sanitized_and_the_page_shows_what_wa
     assert!(page.contains("<strong>Bold</strong>") && !page.contains("<p>as stored</p>"));
     assert_eq!(stored_html(&app, &message_id).await, (Some(html), renderer));
 }
+
+/// How many of the app's database sessions wait for a lock (a statement held up behind another).
+async fn waiting_on_a_lock(app: &TestApp) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        diesel::sql_query(
+            "SELECT count(*) AS count FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result::<Waiting>(&mut pool.get().unwrap().conn)
+        .unwrap()
+        .count
+    })
+    .await
+    .unwrap()
+}
+
+/// Resolves once `request` has ended or `waiting` statements of the app wait on a lock,
+/// whichever comes first; the request, if it has not ended, is handed back.
+async fn until_ended_or_waiting(
+    app: &TestApp,
+    mut request: tokio::task::JoinHandle<u16>,
+    waiting: i64,
+) -> Result<u16, tokio::task::JoinHandle<u16>> {
+    loop {
+        tokio::select! {
+            status = &mut request => return Ok(status.unwrap()),
+            now = waiting_on_a_lock(app) => if now >= waiting {
+                return Err(request);
+            },
+        }
+    }
+}
+
+/// The one-answer-per-conversation claim is taken only for the conversation's owner: another
+/// person who sends to its id (with an agent of their own) must not make the owner's message a
+/// 409 while theirs is being checked. (Found by trying it: with the claim taken before the
+/// statement that checks ownership, a stranger's sends made most of the owner's fail.)
+#[tokio::test]
+async fn another_persons_send_to_a_conversation_id_does_not_make_its_owner_busy() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Short answer."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let (alice, _, alice_agent) = app.chat_setup("claim-owner@example.com").await;
+    let (bob, _, bob_agent) = app.chat_setup("claim-stranger@example.com").await;
+    let first = answer_to(&app, &alice, &alice_agent, "mine").await;
+    let conversation = first["conversation_id"].as_str().unwrap().to_string();
+    // Both agents are remembered, as after any earlier turn.
+    answer_to(&app, &bob, &bob_agent, "warm up").await;
+
+    // Something holds the messages table (a slow statement, a vacuum…).
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+    let pool = app.pool.clone();
+    let holder = tokio::task::spawn_blocking(move || {
+        use diesel::{Connection, RunQueryDsl};
+        pool.get()
+            .unwrap()
+            .conn
+            .transaction::<_, diesel::result::Error, _>(|conn| {
+                diesel::sql_query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(conn)?;
+                let _ = locked.send(());
+                let _ = released.recv();
+                Ok(())
+            })
+            .unwrap();
+    });
+    is_locked.await.unwrap();
+    let send = |token: &str, agent: &str, message: &str| {
+        let request = app
+            .api
+            .post(app.url(&format!("/api/chat/agents/{agent}")))
+            .bearer_auth(token)
+            .json(&json!({"message": message, "conversation_id": conversation}));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    };
+    // Bob's send is refused, or held up in the database (where it must not hold the claim).
+    let stranger = until_ended_or_waiting(&app, send(&bob, &bob_agent, "let me in"), 1).await;
+    let held_up = if stranger.is_err() { 2 } else { 1 };
+    let owner = send(&alice, &alice_agent, "my next message");
+    let owner = until_ended_or_waiting(&app, owner, held_up).await;
+    release.send(()).unwrap();
+    holder.await.unwrap();
+    let stranger = match stranger {
+        Ok(status) => status,
+        Err(request) => request.await.unwrap(),
+    };
+    let owner = match owner {
+        Ok(status) => status,
+        Err(request) => request.await.unwrap(),
+    };
+    assert_eq!(stranger, 404);
+    assert_eq!(owner, 200, "the owner's message was refused");
+}
