@@ -392,3 +392,71 @@ async fn a_form_too_big_to_read_is_refused_as_too_big_not_as_forged() {
     let page = response.text().await.unwrap();
     assert!(!page.contains("expired"), "not the forged-form message");
 }
+
+/// A message sent while the database is frozen answers 503; the statement, already sent, may
+/// still commit when the database wakes. Its answer, which nobody generates, must then read as
+/// failed, not as an answer still being written.
+#[tokio::test]
+async fn a_message_stored_after_its_request_gave_up_is_not_left_streaming() {
+    let fake = crate::support::fake_llm::FakeLlm::start().await;
+    fake.set_default(crate::support::fake_llm::Script::answer("Thawed."));
+    let dir = tempfile::tempdir().unwrap();
+    let server = own_cluster(dir.path()).await;
+    let url = server.url("postgres");
+    let base_url = fake.base_url();
+    let app = TestApp::spawn_on(&url, None, move |s| {
+        s.llm.openai_api_key = Some(confab::settings::Secret::new("sk-test"));
+        s.llm.openai_base_url = Some(base_url);
+        s.database.query_timeout_secs = 1;
+        s.database.connect_timeout_secs = 1;
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("late@example.com").await;
+    let send = || {
+        app.api
+            .post(app.url(&format!("/api/chat/agents/{agent}")))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"message": "sent into the freeze"}))
+            .send()
+    };
+    // The agent is remembered, so the next message is one statement.
+    crate::support::sse::Events::of(send().await.unwrap())
+        .collect_json()
+        .await;
+
+    let frozen = Frozen::freeze(server.pgdata());
+    let refused = send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    drop(frozen);
+
+    // Whatever the database stored of it, nothing reads as still being written.
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, conversations) = app.get_json(&token, "/api/conversations").await;
+        assert_eq!(status, 200);
+        let mut streaming = 0;
+        for conversation in conversations.as_array().unwrap() {
+            let id = conversation["id"].as_str().unwrap();
+            let (_, stored) = app
+                .get_json(&token, &format!("/api/conversations/{id}"))
+                .await;
+            streaming += stored["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["status"] == "streaming")
+                .count();
+        }
+        if streaming == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an answer stored after its 503 still reads as being written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::task::spawn_blocking(move || server.stop().unwrap())
+        .await
+        .unwrap();
+}
