@@ -55,13 +55,17 @@ pub fn trim_history(turns: Vec<Turn>, budget_chars: usize) -> Vec<Turn> {
     kept
 }
 
+/// A turn said by `role`, as the provider reads it.
+fn turn_for(role: Role, text: String) -> Turn {
+    match role {
+        Role::Assistant => Turn::assistant(text),
+        Role::User => Turn::user(text),
+    }
+}
+
 /// A stored message as the provider reads it.
 fn turn_of(message: &Message) -> Turn {
-    if message.is_assistant() {
-        Turn::assistant(message.upstream_text())
-    } else {
-        Turn::user(message.upstream_text())
-    }
+    turn_for(message.role, message.upstream_text())
 }
 
 pub(crate) fn versions_json(system: &SystemMessage) -> serde_json::Value {
@@ -77,6 +81,14 @@ fn ensure_accepting(generations: &Generations) -> AppResult<()> {
         ));
     }
     Ok(())
+}
+
+/// A message refused because its conversation has no room for it (and its answer).
+fn conversation_full(max_messages: u32) -> AppError {
+    AppError::invalid(
+        "message",
+        format!("This conversation has reached {max_messages} messages; start a new one to go on."),
+    )
 }
 
 /// Where a message goes.
@@ -342,11 +354,10 @@ pub async fn send_with(
     let Outgoing {
         text: raw,
         attached,
-        client,
+        mut client,
     } = outgoing;
     let text = crate::domain::message(raw)?;
     ensure_accepting(generations)?;
-    let mut client = client;
     // A message without files, to an agent whose project does not answer from its files, is
     // stored in one statement; in a new conversation while the provider is already being asked.
     // An existing conversation goes this way only when this person's message was stored in it
@@ -484,12 +495,7 @@ pub async fn send_with(
                 Message::count(conn, conversation.id)?
             };
             if stored + stored_before + 2 > i64::from(max_messages) {
-                return Err(AppError::invalid(
-                    "message",
-                    format!(
-                        "This conversation has reached {max_messages} messages; start a new one to go on."
-                    ),
-                ));
+                return Err(conversation_full(max_messages));
             }
             if !new_conversation {
                 Conversation::touch(conn, conversation.id)?;
@@ -589,12 +595,7 @@ async fn begin_conversation(
     let owner = user.id;
     let max_messages = settings.max_messages_per_conversation;
     if client.earlier.len() + 2 > max_messages as usize {
-        return Err(AppError::invalid(
-            "message",
-            format!(
-                "This conversation has reached {max_messages} messages; start a new one to go on."
-            ),
-        ));
+        return Err(conversation_full(max_messages));
     }
     let first = client
         .earlier
@@ -611,10 +612,7 @@ async fn begin_conversation(
     let history = client
         .earlier
         .iter()
-        .map(|(role, said)| match role {
-            Role::Assistant => Turn::assistant(said.clone()),
-            Role::User => Turn::user(said.clone()),
-        })
+        .map(|(role, said)| turn_for(*role, said.clone()))
         .chain(std::iter::once(Turn::user(text)))
         .collect();
     let ask = ask_of(card, &client);
@@ -622,14 +620,10 @@ async fn begin_conversation(
     let (reader, stored) =
         generations.start_while_storing(job_for(&card.agent, conversation_id, answer_id, request));
     let agent = (card.agent.id, card.revision);
-    let (committed, late) = tokio::sync::oneshot::channel();
-    let begun = db::run(pool, move |conn| {
-        let begun = Conversation::begin(conn, owner, agent, conversation_id, &title, &turn)?;
-        let _ = committed.send(begun.is_some());
-        Ok(begun)
+    let begun = store_turn(pool, generations, answer_id, move |conn| {
+        Conversation::begin(conn, owner, agent, conversation_id, &title, &turn)
     })
-    .await
-    .inspect_err(|_| fail_if_stored_late(generations, pool, answer_id, late))?;
+    .await?;
     // Dropping `stored` (and the slot) on the way out of a refusal ends the provider's request.
     let Some((
         conversation,
@@ -682,9 +676,8 @@ async fn continue_conversation(
         settings.history_budget_chars,
     );
     let answer_id = turn.answer_id();
-    let (committed, late) = tokio::sync::oneshot::channel();
-    let added = db::run(pool, move |conn| {
-        let added = Message::add_turn(
+    let added = store_turn(pool, generations, answer_id, move |conn| {
+        Message::add_turn(
             conn,
             owner,
             agent,
@@ -692,12 +685,9 @@ async fn continue_conversation(
             max_messages,
             budget,
             &turn,
-        )?;
-        let _ = committed.send(added.is_some());
-        Ok(added)
+        )
     })
-    .await
-    .inspect_err(|_| fail_if_stored_late(generations, pool, answer_id, late))?;
+    .await?;
     let Some((
         conversation,
         history,
@@ -730,9 +720,28 @@ async fn continue_conversation(
     })))
 }
 
-/// A turn's statement that outlived its request's deadline (a frozen database) may still commit
-/// when the database wakes, with an answer nobody generates: once it has (`committed` says so),
-/// that answer is marked failed instead of being left `streaming` until the next restart.
+/// Runs a turn's one statement (`store` is `Some` when it stored the turn). A statement that
+/// outlives the request's deadline (a frozen database) may still commit when the database wakes,
+/// with an answer nobody generates: once it has, that answer is marked failed
+/// ([`fail_if_stored_late`]) instead of being left `streaming` until the next restart.
+async fn store_turn<T: Send + 'static>(
+    pool: &PgPool,
+    generations: &Generations,
+    answer_id: Uuid,
+    store: impl FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<Option<T>> + Send + 'static,
+) -> AppResult<Option<T>> {
+    let (committed, late) = tokio::sync::oneshot::channel();
+    db::run(pool, move |conn| {
+        let stored = store(conn)?;
+        let _ = committed.send(stored.is_some());
+        Ok(stored)
+    })
+    .await
+    .inspect_err(|_| fail_if_stored_late(generations, pool, answer_id, late))
+}
+
+/// Marks the answer of a turn whose request gave up failed, once its statement has committed
+/// (`committed` says whether it stored the turn).
 fn fail_if_stored_late(
     generations: &Generations,
     pool: &PgPool,

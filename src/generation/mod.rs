@@ -302,7 +302,7 @@ async fn generate(
     // The provider is asked at once, whether or not the row is stored yet.
     let mut opening = std::pin::pin!(router.stream(&job.provider, &job.request));
     let mut opened = None;
-    let _slot = match begin {
+    let slot = match begin {
         Begin::Stored(slot) => slot,
         Begin::WhenStored(mut stored) => loop {
             tokio::select! {
@@ -370,6 +370,9 @@ async fn generate(
         .is_some_and(|search| progress.provider.as_ref() == Some(&search.provider))
         .then_some(progress.cited);
     let message = save_outcome(&pool, &live, job.message_id, outcome, searched).await;
+    // The conversation and the person's allowance are free before anyone is told the answer
+    // ended: a client that sends its next message on the final event must not get a 409.
+    drop(slot);
     live.finish(Arc::new(message));
     registry.remove(job.message_id);
     m::live_streams(-1.0);

@@ -43,6 +43,18 @@ pub enum Credential {
 }
 
 impl CurrentUser {
+    /// The person `user`, signed in with `credential`.
+    fn signed(user: SessionUser, credential: Credential) -> CurrentUser {
+        CurrentUser {
+            id: user.id,
+            email: user.email,
+            display_name: user.display_name,
+            is_admin: user.is_admin,
+            session_epoch: user.session_epoch,
+            credential,
+        }
+    }
+
     /// The session of this request; `None` for an API key.
     pub fn session_id(&self) -> Option<Uuid> {
         match self.credential {
@@ -173,17 +185,13 @@ async fn by_session_token(state: &AppState, token: &str) -> Result<CurrentUser, 
             "your session has ended; sign in again".into(),
         ));
     }
-    Ok(CurrentUser {
-        id: user.id,
-        email: user.email,
-        display_name: user.display_name,
-        is_admin: user.is_admin,
-        session_epoch: user.session_epoch,
-        credential: Credential::Session {
+    Ok(CurrentUser::signed(
+        user,
+        Credential::Session {
             id: claims.sid,
             token_age_secs: chrono::Utc::now().timestamp() - claims.iat,
         },
-    })
+    ))
 }
 
 /// Every request looks the key up (no cache), so a revoked or expired key is refused at once.
@@ -206,17 +214,13 @@ async fn by_api_key(state: &AppState, key_hash: Vec<u8>) -> Result<CurrentUser, 
     if user.disabled_at.is_some() {
         return Err(refused());
     }
-    Ok(CurrentUser {
-        id: user.id,
-        email: user.email,
-        display_name: user.display_name,
-        is_admin: user.is_admin,
-        session_epoch: user.session_epoch,
-        credential: Credential::ApiKey {
+    Ok(CurrentUser::signed(
+        user,
+        Credential::ApiKey {
             id: key.id,
             scope: key.scope,
         },
-    })
+    ))
 }
 
 /// Re-issues the session cookie once its token has lived past half its life, so people who use

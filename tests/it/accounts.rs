@@ -704,22 +704,15 @@ async fn non_ascii_emails_sign_in_as_typed_and_in_other_cases() {
 
 #[tokio::test]
 async fn accounts_keyed_before_unicode_folding_get_their_keys_at_start() {
-    use diesel::RunQueryDsl;
     let app = TestApp::spawn().await;
     app.user_token("ilker@example.com").await;
     // How the key migration left a non-ASCII address: the database's lower(), which in the C
     // locale leaves "İ" alone.
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        diesel::sql_query(
-            "UPDATE users SET email = 'İlker@example.com', email_key = 'İlker@example.com' \
-             WHERE email = 'ilker@example.com'",
-        )
-        .execute(&mut pool.get().unwrap().conn)
-        .unwrap();
-    })
-    .await
-    .unwrap();
+    app.execute_sql(
+        "UPDATE users SET email = 'İlker@example.com', email_key = 'İlker@example.com' \
+         WHERE email = 'ilker@example.com'",
+    )
+    .await;
     let changed = confab::accounts::service::rekey_stored_emails(&app.pool)
         .await
         .unwrap();

@@ -6,20 +6,6 @@ use serde_json::{Value, json};
 
 use crate::support::app::{PASSWORD, TestApp, csrf_of};
 
-/// Runs SQL on the app's database (to age a key, disable a user).
-async fn sql(app: &TestApp, statement: &str) -> usize {
-    use diesel::RunQueryDsl;
-    let pool = app.pool.clone();
-    let statement = statement.to_string();
-    tokio::task::spawn_blocking(move || {
-        diesel::sql_query(statement)
-            .execute(&mut pool.get().unwrap().conn)
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
 /// A key made through the API with the session `token`: (key, its id).
 async fn new_key(app: &TestApp, token: &str, body: Value) -> (String, String) {
     let (status, created) = app.post_json(token, "/api/keys", body).await;
@@ -113,11 +99,11 @@ async fn an_expired_key_is_refused_at_once() {
     .await;
     assert_eq!(app.get_json(&key, "/api/users/me").await.0, 200);
     // A day later (the clock cannot be moved, the row can).
-    let aged = sql(
-        &app,
-        &format!("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = '{id}'"),
-    )
-    .await;
+    let aged = app
+        .execute_sql(&format!(
+            "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = '{id}'"
+        ))
+        .await;
     assert_eq!(aged, 1);
     assert_eq!(app.get_json(&key, "/api/users/me").await.0, 401);
     // Still listed, so its owner sees why it stopped working.
@@ -275,19 +261,13 @@ async fn a_disabled_or_deleted_users_keys_stop_working() {
     let app = TestApp::spawn().await;
     let session = app.user_token("leaving@example.com").await;
     let (key, _) = new_key(&app, &session, json!({"name": "k"})).await;
-    sql(
-        &app,
-        "UPDATE users SET disabled_at = now() WHERE email = 'leaving@example.com'",
-    )
-    .await;
+    app.execute_sql("UPDATE users SET disabled_at = now() WHERE email = 'leaving@example.com'")
+        .await;
     assert_eq!(app.get_json(&key, "/api/users/me").await.0, 401);
-    sql(
-        &app,
-        "DELETE FROM users WHERE email = 'leaving@example.com'",
-    )
-    .await;
+    app.execute_sql("DELETE FROM users WHERE email = 'leaving@example.com'")
+        .await;
     assert_eq!(
-        sql(&app, "DELETE FROM api_keys").await,
+        app.execute_sql("DELETE FROM api_keys").await,
         0,
         "the user's keys went with them"
     );

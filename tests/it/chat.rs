@@ -1316,7 +1316,6 @@ async fn message_states_are_typed_and_an_unknown_one_is_an_error_not_a_guess() {
 
 #[tokio::test]
 async fn an_answer_whose_row_vanished_stops_instead_of_generating_for_nobody() {
-    use diesel::RunQueryDsl;
     let fake = FakeLlm::start().await;
     fake.set_default(Script::answer(&"word ".repeat(500)).token_delay(Duration::from_millis(20)));
     let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
@@ -1326,16 +1325,10 @@ async fn an_answer_whose_row_vanished_stops_instead_of_generating_for_nobody() {
     let data: Value = serde_json::from_str(&first.data).unwrap();
     let conversation = data["conversation_id"].as_str().unwrap().to_string();
     // What a delete racing the start of an answer leaves: a live task with no row.
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        diesel::sql_query(format!(
-            "DELETE FROM conversations WHERE id = '{conversation}'"
-        ))
-        .execute(&mut pool.get().unwrap().conn)
-        .unwrap();
-    })
-    .await
-    .unwrap();
+    app.execute_sql(format!(
+        "DELETE FROM conversations WHERE id = '{conversation}'"
+    ))
+    .await;
     let (_, done) = events.collect_json().await;
     assert_eq!(done["status"], "stopped");
     fake.wait_for_disconnect().await;
@@ -1439,7 +1432,6 @@ async fn one_person_cannot_run_up_the_bill_with_answers_at_once_or_in_a_minute()
 /// Adds `count` finished messages (alternating user and assistant) to a conversation, as if it
 /// had gone on that long.
 async fn grow_conversation(app: &TestApp, conversation: &str, count: usize) {
-    use diesel::RunQueryDsl;
     let values: Vec<String> = (0..count)
         .map(|i| {
             let role = if i % 2 == 0 { "user" } else { "assistant" };
@@ -1453,14 +1445,7 @@ async fn grow_conversation(app: &TestApp, conversation: &str, count: usize) {
         "INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions) VALUES {}",
         values.join(", ")
     );
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        diesel::sql_query(sql)
-            .execute(&mut pool.get().unwrap().conn)
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    app.execute_sql(sql).await;
 }
 
 #[tokio::test]
@@ -1830,18 +1815,6 @@ async fn stored_html(app: &TestApp, message_id: &str) -> (Option<String>, Option
     .unwrap()
 }
 
-async fn run_sql(app: &TestApp, sql: String) {
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        use diesel::RunQueryDsl;
-        diesel::sql_query(sql)
-            .execute(&mut pool.get().unwrap().conn)
-            .unwrap();
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn a_finished_answer_is_rendered_once_sanitized_and_the_page_shows_what_was_stored() {
     let fake = FakeLlm::start().await;
@@ -1887,19 +1860,17 @@ async fn a_finished_answer_is_rendered_once_sanitized_and_the_page_shows_what_wa
     let page = page_of().await;
     assert!(page.contains(&html), "the page shows the stored HTML");
     assert!(!page.contains("javascript:alert") && !page.contains("<script>alert"));
-    run_sql(
-        &app,
-        format!("UPDATE messages SET html = '<p>as stored</p>' WHERE id = '{message_id}'"),
-    )
+    app.execute_sql(format!(
+        "UPDATE messages SET html = '<p>as stored</p>' WHERE id = '{message_id}'"
+    ))
     .await;
     let page = page_of().await;
     assert!(page.contains("<p>as stored</p>") && !page.contains("<strong>Bold</strong>"));
 
     // HTML of another renderer (an older confab's) is rendered again, and the new one kept.
-    run_sql(
-        &app,
-        format!("UPDATE messages SET html_renderer = 'older' WHERE id = '{message_id}'"),
-    )
+    app.execute_sql(format!(
+        "UPDATE messages SET html_renderer = 'older' WHERE id = '{message_id}'"
+    ))
     .await;
     let page = page_of().await;
     assert!(page.contains("<strong>Bold</strong>") && !page.contains("<p>as stored</p>"));

@@ -1,7 +1,6 @@
 //! What requests cost the database, counted in statements (the pool counts every one it sends):
 //! the round trips that sit between a person and their first token.
 
-use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde_json::json;
 
 use crate::support::app::{PASSWORD, TestApp};
@@ -32,26 +31,27 @@ async fn a_session_is_looked_up_once_not_on_every_request() {
 #[tokio::test]
 async fn a_remembered_session_ends_at_once_however_it_is_ended() {
     let app = TestApp::spawn().await;
-    let password = PASSWORD;
     app.user_token("ends@example.com").await;
-    let signed_out = |token: String| {
-        let app = &app;
-        async move { app.get_json(&token, "/api/users/me").await.0 }
+    let app = &app;
+    let answers = |token: String| async move { app.get_json(&token, "/api/users/me").await.0 };
+    // A session that was just used (so it is remembered), and a second one to end it from.
+    let two_sessions = || async {
+        let (token, other) = (
+            app.login("ends@example.com", PASSWORD).await,
+            app.login("ends@example.com", PASSWORD).await,
+        );
+        assert_eq!(answers(token.clone()).await, 200);
+        (token, other)
     };
 
     // Signing out: the remembered session is refused on the next request.
-    let token = app.login("ends@example.com", password).await;
-    assert_eq!(signed_out(token.clone()).await, 200);
+    let (token, _) = two_sessions().await;
     let (status, _) = app.post_json(&token, "/api/auth/logout", json!({})).await;
     assert!(status < 300, "logout: {status}");
-    assert_eq!(signed_out(token).await, 401);
+    assert_eq!(answers(token).await, 401);
 
     // Ended from another session.
-    let (token, other) = (
-        app.login("ends@example.com", password).await,
-        app.login("ends@example.com", password).await,
-    );
-    assert_eq!(signed_out(token.clone()).await, 200);
+    let (token, other) = two_sessions().await;
     let (_, sessions) = app.get_json(&token, "/api/auth/sessions").await;
     let mine = sessions
         .as_array()
@@ -66,34 +66,21 @@ async fn a_remembered_session_ends_at_once_however_it_is_ended() {
         .delete(&other, &format!("/api/auth/sessions/{mine}"))
         .await;
     assert!(status < 300, "end session: {status}");
-    assert_eq!(signed_out(token).await, 401);
+    assert_eq!(answers(token).await, 401);
 
     // Signing out everywhere, and changing the password, end every remembered session.
-    let (token, other) = (
-        app.login("ends@example.com", password).await,
-        app.login("ends@example.com", password).await,
-    );
-    assert_eq!(signed_out(token.clone()).await, 200);
+    let (token, other) = two_sessions().await;
     let (status, _) = app
         .post_json(&other, "/api/auth/logout-everywhere", json!({}))
         .await;
     assert!(status < 300, "logout everywhere: {status}");
-    assert_eq!(signed_out(token).await, 401);
+    assert_eq!(answers(token).await, 401);
 
-    let (token, other) = (
-        app.login("ends@example.com", password).await,
-        app.login("ends@example.com", password).await,
-    );
-    assert_eq!(signed_out(token.clone()).await, 200);
-    let (status, _) = app
-        .post_json(
-            &other,
-            "/api/auth/password",
-            json!({"current_password": password, "new_password": "another long password 2"}),
-        )
-        .await;
+    let (token, other) = two_sessions().await;
+    let change = json!({"current_password": PASSWORD, "new_password": "another long password 2"});
+    let (status, _) = app.post_json(&other, "/api/auth/password", change).await;
     assert!(status < 300, "password change: {status}");
-    assert_eq!(signed_out(token).await, 401);
+    assert_eq!(answers(token).await, 401);
 }
 
 /// Sends a message to the agent in a new conversation; the response once its headers are in.
@@ -161,16 +148,10 @@ async fn an_agent_changed_by_another_instance_answers_with_its_new_settings() {
         .collect_json()
         .await;
     // Another confab sharing the database changes the agent: this process is not told.
-    let agent_id: uuid::Uuid = agent.parse().unwrap();
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        diesel::update(confab::db::schema::agents::table.find(agent_id))
-            .set(confab::db::schema::agents::model.eq("a-newer-model"))
-            .execute(&mut pool.get().unwrap().conn)
-            .unwrap();
-    })
-    .await
-    .unwrap();
+    app.execute_sql(format!(
+        "UPDATE agents SET model = 'a-newer-model' WHERE id = '{agent}'"
+    ))
+    .await;
 
     let (_, done) = Events::of(ask(&app, &token, &agent, "Which model?").await)
         .collect_json()

@@ -321,6 +321,20 @@ impl TestApp {
         status_and_json(response).await
     }
 
+    /// Runs SQL on the app's database, as another process would (to set up what no request
+    /// makes, or change a row behind confab's back); how many rows it touched.
+    #[allow(dead_code)]
+    pub async fn execute_sql(&self, sql: impl Into<String>) -> usize {
+        let (pool, sql) = (self.pool.clone(), sql.into());
+        tokio::task::spawn_blocking(move || {
+            diesel::sql_query(sql)
+                .execute(&mut pool.get().unwrap().conn)
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
     /// `DELETE path` as the holder of `token`: the status and the body (null when empty).
     #[allow(dead_code)]
     pub async fn delete(&self, token: &str, path: &str) -> (u16, Value) {
