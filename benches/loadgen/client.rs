@@ -105,6 +105,8 @@ pub struct PhaseResults {
     pub wall: Duration,
     /// Latency of ordinary requests made while the streams ran (µs), by name.
     pub probes: Vec<(String, Vec<u32>)>,
+    /// The release (ramp: the first start), to place the fake's requests against.
+    pub started: Instant,
 }
 
 /// A sequential prober: one request at a time, every `every`, until told to stop.
@@ -272,6 +274,7 @@ pub async fn run_streams(
         server_cpu,
         wall,
         probes,
+        started: start.into_std(),
     }
 }
 

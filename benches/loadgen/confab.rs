@@ -341,6 +341,7 @@ pub async fn confab_phase(
         2.min(args.streams),
         report.footprint_idle.describe("confab")
     );
+    report.stats.note_asked(fake);
     report.stats.print_short("confab");
     let stats = &report.stats;
     let ended = tokio::task::spawn_blocking(move || {

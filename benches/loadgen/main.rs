@@ -216,7 +216,8 @@ async fn run(args: Args) -> Result<bool, Error> {
         )
         .await;
         drop(client);
-        let stats = Stats::from_results(results);
+        let mut stats = Stats::from_results(results);
+        stats.note_asked(&fake);
         stats.print_short("fake");
         print_own_cpu(&cpu_before, &stats);
         print_listen_overflows(overflows_before);

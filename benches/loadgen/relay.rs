@@ -208,7 +208,7 @@ pub async fn relay_phase(
     println!("  relay pid {} on {base}", relay.pid());
     let target = Target::Relay { base };
     warm_up(client, &target, args, expected, phase_timeout).await;
-    let report = measured_run(
+    let mut report = measured_run(
         client,
         ServerProcesses {
             pid: relay.pid(),
@@ -221,6 +221,7 @@ pub async fn relay_phase(
         None,
     )
     .await;
+    report.stats.note_asked(fake);
     report.stats.print_short("relay");
     let (ended, log) = tokio::task::spawn_blocking(move || {
         let ended = relay.stop(Duration::from_secs(10));

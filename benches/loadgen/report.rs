@@ -1,7 +1,9 @@
 //! Statistics of a phase's streams and the final report.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use confab_fake_llm::FakeLlm;
 
 use serde_json::json;
 
@@ -28,6 +30,10 @@ pub struct Stats {
     pub preconnected: Option<usize>,
     pub wall: Duration,
     pub probes: Vec<(String, Vec<u32>)>,
+    pub started: Instant,
+    /// The release → the fake upstream had the stream's request, sorted, µs: how late the
+    /// provider was asked (for confab: the request path before the answer's task, alone).
+    pub asked: Vec<u32>,
 }
 
 impl Stats {
@@ -86,7 +92,21 @@ impl Stats {
             preconnected: results.preconnected,
             wall: results.wall,
             probes,
+            started: results.started,
+            asked: Vec::new(),
         }
+    }
+
+    /// Reads from the fake when it received each of this phase's provider requests.
+    pub fn note_asked(&mut self, fake: &FakeLlm) {
+        self.asked = fake
+            .requests()
+            .iter()
+            .filter(|request| request.path.ends_with("/responses"))
+            .filter_map(|request| request.received_at.checked_duration_since(self.started))
+            .map(micros)
+            .collect();
+        self.asked.sort_unstable();
     }
 
     pub fn print_short(&self, name: &str) {
@@ -109,6 +129,16 @@ impl Stats {
                 self.streams,
                 ms(percentile(&self.send_lag, 100.0)),
                 ms(percentile(&self.send_lag, 50.0)),
+            );
+        }
+        if !self.asked.is_empty() {
+            println!(
+                "    the upstream had {} requests by p1 {} p10 {} p50 {} p99 {} after the release",
+                self.asked.len(),
+                ms(percentile(&self.asked, 1.0)),
+                ms(percentile(&self.asked, 10.0)),
+                ms(percentile(&self.asked, 50.0)),
+                ms(percentile(&self.asked, 99.0)),
             );
         }
         for (kind, count) in self.error_kinds.iter().take(8) {

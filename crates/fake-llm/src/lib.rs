@@ -275,6 +275,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The JSON body, `Null` when there was none or it was not JSON.
     pub body: Value,
+    /// When its body had been read: the benchmark's "how late was the provider asked".
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -637,6 +639,7 @@ fn record(state: &State, request: &HttpRequest, body: &Bytes) -> Value {
         path: request.path().to_owned(),
         headers,
         body: json.clone(),
+        received_at: std::time::Instant::now(),
     });
     state.request_count.send_modify(|count| *count += 1);
     json
