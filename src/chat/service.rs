@@ -6,7 +6,7 @@ use crate::agents::model::Agent;
 use crate::chat::cards;
 use crate::chat::stream::Source;
 use crate::conversations::model::{
-    Conversation, Extras, Message, Role, Status, StoredTurn, TurnRows,
+    Conversation, Extras, Message, NewConversation, Role, Status, StoredTurn, TurnRows,
 };
 use crate::db;
 use crate::db::PgPool;
@@ -619,11 +619,15 @@ async fn begin_conversation(
     let request = request_for(settings, &card.agent, history, ask);
     let (reader, stored) =
         generations.start_while_storing(job_for(&card.agent, conversation_id, answer_id, request));
-    let agent = (card.agent.id, card.revision);
-    let begun = store_turn(pool, generations, answer_id, move |conn| {
-        Conversation::begin(conn, owner, agent, conversation_id, &title, &turn)
-    })
-    .await?;
+    let new = NewConversation {
+        owner,
+        agent: (card.agent.id, card.revision),
+        id: conversation_id,
+        title,
+        turn,
+    };
+    let storing = generations.new_conversations().submit(new);
+    let begun = store_turn(pool, generations, answer_id, storing).await?;
     // Dropping `stored` (and the slot) on the way out of a refusal ends the provider's request.
     let Some((
         conversation,
@@ -676,8 +680,8 @@ async fn continue_conversation(
         settings.history_budget_chars,
     );
     let answer_id = turn.answer_id();
-    let added = store_turn(pool, generations, answer_id, move |conn| {
-        Message::add_turn(
+    let adding = db::detached(pool, move |conn| {
+        Ok(Message::add_turn(
             conn,
             owner,
             agent,
@@ -685,9 +689,9 @@ async fn continue_conversation(
             max_messages,
             budget,
             &turn,
-        )
-    })
-    .await?;
+        )?)
+    });
+    let added = store_turn(pool, generations, answer_id, adding).await?;
     let Some((
         conversation,
         history,
@@ -720,37 +724,36 @@ async fn continue_conversation(
     })))
 }
 
-/// Runs a turn's one statement (`store` is `Some` when it stored the turn). A statement that
-/// outlives the request's deadline (a frozen database) may still commit when the database wakes,
-/// with an answer nobody generates: once it has, that answer is marked failed
-/// ([`fail_if_stored_late`]) instead of being left `streaming` until the next restart.
+/// Waits for a turn's one statement (`stored`: `Some` when it stored the turn) for as long as
+/// the pool's deadline. A statement that outlives it (a frozen database) may still commit when
+/// the database wakes, with an answer nobody generates: once it has, that answer is marked
+/// failed ([`fail_if_stored_late`]) instead of being left `streaming` until the next restart.
 async fn store_turn<T: Send + 'static>(
     pool: &PgPool,
     generations: &Generations,
     answer_id: Uuid,
-    store: impl FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<Option<T>> + Send + 'static,
+    mut stored: db::group::Pending<Option<T>>,
 ) -> AppResult<Option<T>> {
-    let (committed, late) = tokio::sync::oneshot::channel();
-    db::run(pool, move |conn| {
-        let stored = store(conn)?;
-        let _ = committed.send(stored.is_some());
-        Ok(stored)
-    })
-    .await
-    .inspect_err(|_| fail_if_stored_late(generations, pool, answer_id, late))
+    match tokio::time::timeout(pool.deadline(), &mut stored).await {
+        Ok(done) => done.unwrap_or_else(|_| Err(db::pool::ended_without_answer())),
+        Err(_) => {
+            fail_if_stored_late(generations, pool, answer_id, stored);
+            Err(AppError::Unavailable)
+        }
+    }
 }
 
 /// Marks the answer of a turn whose request gave up failed, once its statement has committed
-/// (`committed` says whether it stored the turn).
-fn fail_if_stored_late(
+/// (`stored` says whether it stored the turn).
+fn fail_if_stored_late<T: Send + 'static>(
     generations: &Generations,
     pool: &PgPool,
     answer_id: Uuid,
-    committed: tokio::sync::oneshot::Receiver<bool>,
+    stored: db::group::Pending<Option<T>>,
 ) {
     let pool = pool.clone();
     generations.spawn(async move {
-        if committed.await != Ok(true) {
+        if !matches!(stored.await, Ok(Ok(Some(_)))) {
             return;
         }
         let mut wait = std::time::Duration::from_secs(1);

@@ -1,6 +1,7 @@
 //! The `conversations` and `messages` tables.
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::io::Write as _;
 
 use diesel::deserialize::{self, FromSql, FromSqlRow};
@@ -233,7 +234,7 @@ pub struct Extras<'a> {
     pub earlier: &'a [(Role, String)],
 }
 
-/// The rows of a turn, as [`Conversation::begin`] and [`Message::add_turn`] store them: the
+/// The rows of a turn, as [`Conversation::begin_all`] and [`Message::add_turn`] store them: the
 /// earlier turns a client came with (complete; a new conversation only), the user's message, and
 /// the empty answer (streaming), with ids made here in that order.
 pub struct TurnRows {
@@ -298,6 +299,16 @@ pub struct StoredTurn {
     pub earlier: Vec<Message>,
     pub user: Message,
     pub answer: Message,
+}
+
+/// A conversation to start with its first turn ([`Conversation::begin_all`]), for `owner`
+/// with `agent` = (its id, the revision the turn was composed from).
+pub struct NewConversation {
+    pub owner: Uuid,
+    pub agent: (Uuid, i64),
+    pub id: Uuid,
+    pub title: String,
+    pub turn: TurnRows,
 }
 
 /// How an answer ended, as written when it ends.
@@ -376,18 +387,15 @@ impl Conversation {
             .first(conn)
     }
 
-    /// A new conversation with its first turn (`turn`: the earlier turns, the user's message,
-    /// the answer that streams into, as [`TurnRows`] lays them out), in one statement: nothing
-    /// is stored unless the agent is `owner`'s and still at `revision` (see the
-    /// `agent_revisions` migration). `None` when it is not, or no longer.
-    pub fn begin(
+    /// New conversations, each with its first turn, in one statement (a burst of people
+    /// starting conversations is stored in one round trip and one commit: see `db::group`).
+    /// Each is stored only if its agent is its owner's and still at the revision it names (see
+    /// the `agent_revisions` migration); the answer is `None`, in `new`'s order, for each that
+    /// was not.
+    pub fn begin_all(
         conn: &mut PgConnection,
-        owner: Uuid,
-        agent: (Uuid, i64),
-        id: Uuid,
-        title: &str,
-        turn: &TurnRows,
-    ) -> QueryResult<Option<(Conversation, StoredTurn)>> {
+        new: &[NewConversation],
+    ) -> QueryResult<Vec<Option<(Conversation, StoredTurn)>>> {
         use diesel::sql_types::Timestamptz;
 
         #[derive(QueryableByName)]
@@ -397,39 +405,41 @@ impl Conversation {
             #[diesel(sql_type = Timestamptz)]
             conversation_created_at: DateTime<Utc>,
         }
-        let (agent_id, revision) = agent;
-        let mut rows: Vec<Row> = Begin {
-            agent_id,
-            owner,
-            revision,
-            id,
-            title,
-            turn,
+        let mut rows: Vec<Row> = BeginAll::of(new).load(conn)?;
+        // RETURNING's order is not promised; the ids are in order (UUIDv7, made in order).
+        rows.sort_by_key(|row| (row.message.conversation_id, row.message.id));
+        let mut stored: HashMap<Uuid, (DateTime<Utc>, Vec<Message>)> = HashMap::new();
+        for row in rows {
+            stored
+                .entry(row.message.conversation_id)
+                .or_insert_with(|| (row.conversation_created_at, Vec::new()))
+                .1
+                .push(row.message);
         }
-        .load(conn)?;
-        let Some(created_at) = rows.first().map(|row| row.conversation_created_at) else {
-            return Ok(None);
-        };
-        // RETURNING's order is not promised; the ids are in order.
-        rows.sort_by_key(|row| row.message.id);
-        let mut messages: Vec<Message> = rows.into_iter().map(|row| row.message).collect();
-        let (Some(answer), Some(user)) = (messages.pop(), messages.pop()) else {
-            return Err(diesel::result::Error::NotFound);
-        };
-        let conversation = Conversation {
-            id,
-            agent_id,
-            user_id: owner,
-            title: title.to_string(),
-            created_at,
-            updated_at: created_at,
-        };
-        let stored = StoredTurn {
-            earlier: messages,
-            user,
-            answer,
-        };
-        Ok(Some((conversation, stored)))
+        new.iter()
+            .map(|new| {
+                let Some((created_at, mut messages)) = stored.remove(&new.id) else {
+                    return Ok(None);
+                };
+                let (Some(answer), Some(user)) = (messages.pop(), messages.pop()) else {
+                    return Err(diesel::result::Error::NotFound);
+                };
+                let conversation = Conversation {
+                    id: new.id,
+                    agent_id: new.agent.0,
+                    user_id: new.owner,
+                    title: new.title.clone(),
+                    created_at,
+                    updated_at: created_at,
+                };
+                let turn = StoredTurn {
+                    earlier: messages,
+                    user,
+                    answer,
+                };
+                Ok(Some((conversation, turn)))
+            })
+            .collect()
     }
 
     pub fn create(
@@ -867,52 +877,103 @@ impl Message {
     }
 }
 
-/// [`Conversation::begin`]'s statement (see `db::statement`).
-struct Begin<'a> {
-    agent_id: Uuid,
-    owner: Uuid,
-    revision: i64,
-    id: Uuid,
-    title: &'a str,
-    turn: &'a TurnRows,
+/// [`Conversation::begin_all`]'s statement (see `db::statement`): its conversations and their
+/// messages as parallel arrays, a message naming its conversation.
+struct BeginAll<'a> {
+    agents: Vec<Uuid>,
+    owners: Vec<Uuid>,
+    revisions: Vec<i64>,
+    ids: Vec<Uuid>,
+    titles: Vec<&'a str>,
+    message_ids: Vec<Uuid>,
+    conversations: Vec<Uuid>,
+    roles: Vec<&'static str>,
+    contents: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    prompt_versions: Vec<&'a serde_json::Value>,
 }
 
-const BEGIN: &str = "\
+impl<'a> BeginAll<'a> {
+    fn of(new: &'a [NewConversation]) -> Self {
+        let rows = new.iter().map(|new| new.turn.ids.len()).sum();
+        let mut all = BeginAll {
+            agents: Vec::with_capacity(new.len()),
+            owners: Vec::with_capacity(new.len()),
+            revisions: Vec::with_capacity(new.len()),
+            ids: Vec::with_capacity(new.len()),
+            titles: Vec::with_capacity(new.len()),
+            message_ids: Vec::with_capacity(rows),
+            conversations: Vec::with_capacity(rows),
+            roles: Vec::with_capacity(rows),
+            contents: Vec::with_capacity(rows),
+            statuses: Vec::with_capacity(rows),
+            prompt_versions: Vec::with_capacity(rows),
+        };
+        for new in new {
+            all.agents.push(new.agent.0);
+            all.owners.push(new.owner);
+            all.revisions.push(new.agent.1);
+            all.ids.push(new.id);
+            all.titles.push(&new.title);
+            let turn = &new.turn;
+            all.message_ids.extend_from_slice(&turn.ids);
+            all.conversations
+                .extend(std::iter::repeat_n(new.id, turn.ids.len()));
+            all.roles.extend_from_slice(&turn.roles);
+            all.contents
+                .extend(turn.contents.iter().map(String::as_str));
+            all.statuses.extend_from_slice(&turn.statuses);
+            all.prompt_versions.extend(turn.prompt_versions.iter());
+        }
+        all
+    }
+}
+
+const BEGIN_ALL: &str = "\
     WITH p AS ( \
-        SELECT $1::uuid AS agent, $2::uuid AS owner, $3::bigint AS revision, $4::uuid AS id, \
-               $5::text AS title \
-    ), agent AS ( \
-        SELECT agents.id FROM p, agents JOIN projects ON projects.id = agents.project_id \
-        WHERE agents.id = p.agent AND projects.owner_id = p.owner AND agents.revision = p.revision \
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[]) \
+          AS p(agent, owner, revision, id, title) \
     ), conversation AS ( \
         INSERT INTO conversations (id, agent_id, user_id, title) \
-        SELECT p.id, agent.id, p.owner, p.title FROM p, agent RETURNING id, created_at \
+        SELECT p.id, agents.id, p.owner, p.title \
+        FROM p JOIN agents ON agents.id = p.agent AND agents.revision = p.revision \
+               JOIN projects ON projects.id = agents.project_id AND projects.owner_id = p.owner \
+        RETURNING id, created_at \
     ), turn AS ( \
         INSERT INTO messages (id, conversation_id, role, content, status, prompt_versions, \
                               attachments, context, citations) \
         SELECT m.id, conversation.id, m.role, m.content, m.status, m.prompt_versions, '[]', '', '[]' \
-        FROM conversation, \
-             unnest($6::uuid[], $7::text[], $8::text[], $9::text[], $10::jsonb[]) \
-               AS m(id, role, content, status, prompt_versions) \
+        FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::text[], $11::jsonb[]) \
+               AS m(id, conversation, role, content, status, prompt_versions) \
+             JOIN conversation ON conversation.id = m.conversation \
         RETURNING * \
     ) \
-    SELECT turn.*, conversation.created_at AS conversation_created_at FROM turn, conversation";
+    SELECT turn.*, conversation.created_at AS conversation_created_at \
+    FROM turn JOIN conversation ON conversation.id = turn.conversation_id";
 
-impl QueryFragment<Pg> for Begin<'_> {
+impl QueryFragment<Pg> for BeginAll<'_> {
     fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{BigInt, Uuid as SqlUuid};
-        walk_numbered(BEGIN, out, |n, out| match n {
-            1 => out.push_bind_param::<SqlUuid, _>(&self.agent_id),
-            2 => out.push_bind_param::<SqlUuid, _>(&self.owner),
-            3 => out.push_bind_param::<BigInt, _>(&self.revision),
-            4 => out.push_bind_param::<SqlUuid, _>(&self.id),
-            5 => out.push_bind_param::<Text, _>(self.title),
-            _ => self.turn.bind(n - 5, out),
+        use diesel::sql_types::{Array, BigInt, Jsonb, Uuid as SqlUuid};
+        walk_numbered(BEGIN_ALL, out, |n, out| match n {
+            1 => out.push_bind_param::<Array<SqlUuid>, _>(&self.agents),
+            2 => out.push_bind_param::<Array<SqlUuid>, _>(&self.owners),
+            3 => out.push_bind_param::<Array<BigInt>, _>(&self.revisions),
+            4 => out.push_bind_param::<Array<SqlUuid>, _>(&self.ids),
+            5 => out.push_bind_param::<Array<Text>, _>(&self.titles),
+            6 => out.push_bind_param::<Array<SqlUuid>, _>(&self.message_ids),
+            7 => out.push_bind_param::<Array<SqlUuid>, _>(&self.conversations),
+            8 => out.push_bind_param::<Array<Text>, _>(&self.roles),
+            9 => out.push_bind_param::<Array<Text>, _>(&self.contents),
+            10 => out.push_bind_param::<Array<Text>, _>(&self.statuses),
+            11 => out.push_bind_param::<Array<Jsonb>, _>(&self.prompt_versions),
+            _ => Err(diesel::result::Error::QueryBuilderError(
+                format!("no parameter ${n} in BEGIN_ALL").into(),
+            )),
         })
     }
 }
 
-cached_statement!(Begin);
+cached_statement!(BeginAll);
 
 /// [`Message::add_turn`]'s statement (see `db::statement`).
 struct AddTurn<'a> {

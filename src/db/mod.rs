@@ -1,9 +1,11 @@
 //! Database: connection pool, schema, and the private embedded PostgreSQL.
+pub mod group;
 pub mod pool;
 pub mod schema;
 pub mod statement;
 
-pub use pool::{PgPool, run, run_within, transaction};
+pub use group::Group;
+pub use pool::{PgPool, detached, run, run_within, transaction};
 
 // The embedded PostgreSQL is a workspace crate of its own (crates/embedded-pg); re-exported here
 // so `confab::db::embedded::…` paths keep working.

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::r2d2::{ConnectionManager, ManageConnection, Pool, PooledConnection, R2D2Connection};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::db::group::Pending;
 use crate::error::{AppError, AppResult};
 
 /// Connections, and how long one request's database work may take.
@@ -37,6 +37,16 @@ impl PgPool {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// The most connections it opens.
+    pub fn max_size(&self) -> u32 {
+        self.connections.max_size()
+    }
+
+    /// How long a request waits for its database work: a connection, then the work.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Every pooled connection is checked before its next use: the server was restarted.
     pub fn distrust_connections(&self) {
         self.outages.fetch_add(1, Ordering::Relaxed);
@@ -51,7 +61,7 @@ pub struct Tracked {
     /// The pool's [`Manager::outages`] count when it was last known good.
     outages_seen: u64,
     /// Work on it failed in a way that may mean the server or the socket is gone.
-    suspect: bool,
+    pub(super) suspect: bool,
 }
 
 /// How long after its last use a connection is trusted without a `SELECT 1`. Under load every
@@ -222,20 +232,43 @@ where
     F: FnOnce(&mut PgConnection) -> AppResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    let pool = pool.clone();
-    let blocking = web::block(move || {
-        let mut tracked = pool.get()?;
-        let done = work(&mut tracked.conn);
-        // An outage-like failure: the connection goes rather than fail the next request too.
-        if matches!(done, Err(AppError::Unavailable | AppError::Internal(_))) {
-            tracked.suspect = true;
-        }
-        done
-    });
-    match tokio::time::timeout(deadline, blocking).await {
-        Ok(finished) => finished.map_err(AppError::from)?,
+    match tokio::time::timeout(deadline, detached(pool, work)).await {
+        Ok(finished) => finished.unwrap_or_else(|_| Err(ended_without_answer())),
         Err(_) => Err(AppError::Unavailable),
     }
+}
+
+/// Starts blocking Diesel work on the blocking pool, like [`run`], and returns where its result
+/// will arrive: the work runs to its end whether or not anyone still waits for it (a turn whose
+/// request gave up must still learn whether its statement committed).
+pub fn detached<T, F>(pool: &PgPool, work: F) -> Pending<T>
+where
+    F: FnOnce(&mut PgConnection) -> AppResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (sender, pending) = tokio::sync::oneshot::channel();
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let done = pool.get().map_err(AppError::from).and_then(|mut tracked| {
+            let done = work(&mut tracked.conn);
+            if let Err(error) = &done {
+                tracked.suspect = is_suspect(error);
+            }
+            done
+        });
+        let _ = sender.send(done);
+    });
+    pending
+}
+
+/// What a [`Pending`] whose sender was dropped (its work panicked) stands for.
+pub fn ended_without_answer() -> AppError {
+    AppError::Internal("the database work ended without an answer".into())
+}
+
+/// An outage-like failure: the connection goes rather than fail the next request too.
+pub(super) fn is_suspect(error: &AppError) -> bool {
+    matches!(error, AppError::Unavailable | AppError::Internal(_))
 }
 
 /// Like [`run`] but inside one transaction.

@@ -17,7 +17,9 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::conversations::model::{Message, Outcome, Rendered, Role, Status};
+use crate::conversations::model::{
+    Conversation, Message, NewConversation, Outcome, Rendered, Role, Status, StoredTurn,
+};
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
 use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
@@ -55,7 +57,12 @@ pub struct Generations {
     runtime: Runtime,
     shutting_down: std::sync::atomic::AtomicBool,
     stall_timeout: Duration,
+    /// New conversations being stored, in groups when many start at once.
+    new_conversations: NewConversations,
 }
+
+/// New conversations with their first turns, grouped into one statement when many start at once.
+pub type NewConversations = db::Group<NewConversation, Option<(Conversation, StoredTurn)>>;
 
 impl Generations {
     /// `stall_timeout`: an answer whose provider sends nothing for this long fails instead of
@@ -85,6 +92,7 @@ impl Generations {
             registry,
             allowance,
             router: Arc::new(router),
+            new_conversations: db::Group::new(pool.clone(), Conversation::begin_all),
             pool,
             runtime: Runtime(Some(runtime)),
             shutting_down: Default::default(),
@@ -110,6 +118,11 @@ impl Generations {
         if let Some(runtime) = self.runtime.0.as_ref() {
             runtime.spawn(work);
         }
+    }
+
+    /// Where a new conversation and its first turn are stored (see `db::group`).
+    pub fn new_conversations(&self) -> &NewConversations {
+        &self.new_conversations
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -1877,28 +1877,6 @@ async fn a_finished_answer_is_rendered_once_sanitized_and_the_page_shows_what_wa
     assert_eq!(stored_html(&app, &message_id).await, (Some(html), renderer));
 }
 
-/// How many of the app's database sessions wait for a lock (a statement held up behind another).
-async fn waiting_on_a_lock(app: &TestApp) -> i64 {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        count: i64,
-    }
-    let pool = app.pool.clone();
-    tokio::task::spawn_blocking(move || {
-        diesel::sql_query(
-            "SELECT count(*) AS count FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .get_result::<Waiting>(&mut pool.get().unwrap().conn)
-        .unwrap()
-        .count
-    })
-    .await
-    .unwrap()
-}
-
 /// Resolves once `request` has ended or `waiting` statements of the app wait on a lock,
 /// whichever comes first; the request, if it has not ended, is handed back.
 async fn until_ended_or_waiting(
@@ -1909,7 +1887,7 @@ async fn until_ended_or_waiting(
     loop {
         tokio::select! {
             status = &mut request => return Ok(status.unwrap()),
-            now = waiting_on_a_lock(app) => if now >= waiting {
+            now = app.waiting_on_locks() => if now >= waiting {
                 return Err(request);
             },
         }
@@ -1933,23 +1911,7 @@ async fn another_persons_send_to_a_conversation_id_does_not_make_its_owner_busy(
     answer_to(&app, &bob, &bob_agent, "warm up").await;
 
     // Something holds the messages table (a slow statement, a vacuum…).
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
-    let pool = app.pool.clone();
-    let holder = tokio::task::spawn_blocking(move || {
-        use diesel::{Connection, RunQueryDsl};
-        pool.get()
-            .unwrap()
-            .conn
-            .transaction::<_, diesel::result::Error, _>(|conn| {
-                diesel::sql_query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE").execute(conn)?;
-                let _ = locked.send(());
-                let _ = released.recv();
-                Ok(())
-            })
-            .unwrap();
-    });
-    is_locked.await.unwrap();
+    let held = app.hold_table("messages").await;
     let send = |token: &str, agent: &str, message: &str| {
         let request = app
             .api
@@ -1963,8 +1925,7 @@ async fn another_persons_send_to_a_conversation_id_does_not_make_its_owner_busy(
     let held_up = if stranger.is_err() { 2 } else { 1 };
     let owner = send(&alice, &alice_agent, "my next message");
     let owner = until_ended_or_waiting(&app, owner, held_up).await;
-    release.send(()).unwrap();
-    holder.await.unwrap();
+    held.release().await;
     let stranger = match stranger {
         Ok(status) => status,
         Err(request) => request.await.unwrap(),

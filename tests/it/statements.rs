@@ -202,3 +202,96 @@ async fn a_message_to_a_conversation_is_stored_with_its_history_read_in_one_stat
         .await;
     assert_eq!(stored["messages"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn conversations_started_at_once_are_stored_together_each_with_its_own_messages() {
+    const PEOPLE_AT_ONCE: usize = 24;
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Stored with the others."));
+    // One person stands for many here: their allowance of answers at once is lifted.
+    let app = TestApp::with_llm(&fake.base_url(), |settings| {
+        settings.chat.max_live_answers_per_user = 100;
+        settings.chat.answers_per_minute_per_user = 100;
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("together@example.com").await;
+    let (stranger, _, _) = app.chat_setup("not-together@example.com").await;
+    Events::of(ask(&app, &token, &agent, "warm up").await)
+        .collect_json()
+        .await;
+    let asked_before = fake.request_count();
+
+    // The conversations table is held while the burst arrives, so it queues as a real one does
+    // behind a busy database; and a stranger's send to the same agent is in it.
+    let held = app.hold_table("conversations").await;
+    let send = |token: &str, message: String| {
+        let request = app
+            .api
+            .post(app.url(&format!("/api/chat/agents/{agent}")))
+            .bearer_auth(token)
+            .json(&json!({ "message": message }));
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let done = match status {
+                200 => Events::of(response).collect_json().await.1,
+                _ => serde_json::Value::Null,
+            };
+            (status, done)
+        })
+    };
+    let sends: Vec<_> = (0..PEOPLE_AT_ONCE)
+        .map(|n| send(&token, format!("Message number {n}")))
+        .collect();
+    let refused = send(&stranger, "Not my agent".to_string());
+    // Each has asked the provider (just before its statement is queued), and the first
+    // statements wait on the table.
+    fake.wait_for_requests(asked_before + PEOPLE_AT_ONCE).await;
+    while app.waiting_on_locks().await == 0 {
+        tokio::task::yield_now().await;
+    }
+    held.release().await;
+
+    let mut conversations = Vec::new();
+    for (n, send) in sends.into_iter().enumerate() {
+        let (status, done) = send.await.unwrap();
+        assert_eq!(status, 200, "message {n}");
+        assert_eq!(done["status"], "complete", "message {n}");
+        conversations.push((n, done["conversation_id"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(
+        refused.await.unwrap().0,
+        404,
+        "a stranger's send to the agent"
+    );
+    for (n, id) in &conversations {
+        let (status, stored) = app
+            .get_json(&token, &format!("/api/conversations/{id}"))
+            .await;
+        assert_eq!(status, 200);
+        let messages = stored["messages"].as_array().unwrap();
+        let said = format!("Message number {n}");
+        assert_eq!(stored["title"], said.as_str());
+        assert_eq!(
+            (messages.len(), messages[0]["content"].as_str()),
+            (2, Some(said.as_str())),
+            "conversation {n} holds its own message"
+        );
+        assert_eq!(messages[1]["content"], "Stored with the others.");
+    }
+    // Rows stored by one transaction share its id (xmin): one per conversation before.
+    let ids: Vec<String> = conversations
+        .iter()
+        .map(|(_, id)| format!("'{id}'"))
+        .collect();
+    let transactions = app
+        .count_sql(format!(
+            "SELECT count(DISTINCT xmin::text) AS count FROM conversations WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .await;
+    assert!(
+        transactions <= 8,
+        "{PEOPLE_AT_ONCE} conversations started at once took {transactions} transactions"
+    );
+}

@@ -335,6 +335,62 @@ impl TestApp {
         .unwrap()
     }
 
+    /// A number from the app's database: `sql` selects one `bigint` named `count`.
+    #[allow(dead_code)]
+    pub async fn count_sql(&self, sql: impl Into<String>) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            count: i64,
+        }
+        let (pool, sql) = (self.pool.clone(), sql.into());
+        tokio::task::spawn_blocking(move || {
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut pool.get().unwrap().conn)
+                .unwrap()
+                .count
+        })
+        .await
+        .unwrap()
+    }
+
+    /// How many of the app's statements wait on a lock right now.
+    #[allow(dead_code)]
+    pub async fn waiting_on_locks(&self) -> i64 {
+        self.count_sql(
+            "SELECT count(*) AS count FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+    }
+
+    /// Holds `table` (as a slow statement or a vacuum would) until the returned [`Held`] is
+    /// released: every statement that touches it waits.
+    #[allow(dead_code)]
+    pub async fn hold_table(&self, table: &str) -> Held {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+        let (pool, lock) = (
+            self.pool.clone(),
+            format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
+        );
+        let holder = tokio::task::spawn_blocking(move || {
+            use diesel::Connection;
+            pool.get()
+                .unwrap()
+                .conn
+                .transaction::<_, diesel::result::Error, _>(|conn| {
+                    diesel::sql_query(lock).execute(conn)?;
+                    let _ = locked.send(());
+                    let _ = released.recv();
+                    Ok(())
+                })
+                .unwrap();
+        });
+        is_locked.await.unwrap();
+        Held { release, holder }
+    }
+
     /// `DELETE path` as the holder of `token`: the status and the body (null when empty).
     #[allow(dead_code)]
     pub async fn delete(&self, token: &str, path: &str) -> (u16, Value) {
@@ -543,4 +599,19 @@ pub fn embedded_settings(data_dir: &Path) -> Settings {
     settings.database.url = None;
     settings.auth.jwt_secret = None;
     settings
+}
+
+/// A table held by [`TestApp::hold_table`].
+pub struct Held {
+    release: std::sync::mpsc::Sender<()>,
+    holder: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    /// Lets go of the table; returns once the holding transaction has ended.
+    #[allow(dead_code)]
+    pub async fn release(self) {
+        self.release.send(()).unwrap();
+        self.holder.await.unwrap();
+    }
 }

@@ -1,0 +1,170 @@
+//! Group commit: the same kind of write, brought by many requests at the same moment (a burst of
+//! people starting conversations), is done in one statement and one commit instead of one each.
+//! On a small machine a burst of a thousand single-row statements kept PostgreSQL's backends
+//! planning, executing and committing on every core while the provider requests waited for CPU;
+//! see docs/measurements.md, "Group commit".
+//!
+//! Nothing waits for a group to fill: a piece of work starts at once while fewer than a quarter
+//! of the pool's connections are writing groups, so one person alone pays nothing. Otherwise it
+//! joins the next group, which the first writer to finish takes up, on the connection it already
+//! holds, with everything that arrived meanwhile (at most [`LARGEST`]).
+//!
+//! The writers are blocking-pool threads, not the requests' futures: a request that goes away
+//! (its client disconnected, its deadline passed) cannot strand the rest of its group, and each
+//! result arrives on its own channel once its group's statement is done, whoever still waits.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use diesel::{PgConnection, QueryResult};
+use tokio::sync::oneshot;
+
+use crate::db::PgPool;
+use crate::error::{AppError, AppResult};
+
+/// Groups written at the same time, each on a connection of its own: a quarter of the pool's
+/// (a held-up database must not take every connection from the other requests), at least one.
+fn writers(pool: &PgPool) -> usize {
+    (pool.max_size() as usize / 4).max(1)
+}
+
+/// The most pieces of work in one statement.
+const LARGEST: usize = 100;
+
+/// Does each piece of `items` in one statement; returns one output per item, in their order.
+pub type Work<I, O> = fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>;
+
+/// Where a piece of work's result arrives.
+pub type Pending<O> = oneshot::Receiver<AppResult<O>>;
+
+pub struct Group<I, O> {
+    inner: Arc<Inner<I, O>>,
+}
+
+struct Inner<I, O> {
+    pool: PgPool,
+    writers: usize,
+    work: Work<I, O>,
+    queue: Mutex<Queue<I, O>>,
+}
+
+struct Queue<I, O> {
+    waiting: Vec<(I, oneshot::Sender<AppResult<O>>)>,
+    writers: usize,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
+    pub fn new(pool: PgPool, work: Work<I, O>) -> Self {
+        Group {
+            inner: Arc::new(Inner {
+                writers: writers(&pool),
+                pool,
+                work,
+                queue: Mutex::new(Queue {
+                    waiting: Vec::new(),
+                    writers: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Queues `item` for the next group; its result arrives on the returned channel once that
+    /// group's statement is done (committed or failed). Must be called within a tokio runtime.
+    pub fn submit(&self, item: I) -> Pending<O> {
+        let (sender, pending) = oneshot::channel();
+        let start_writer = {
+            let mut queue = self.inner.queue();
+            queue.waiting.push((item, sender));
+            let start = queue.writers < self.inner.writers;
+            if start {
+                queue.writers += 1;
+            }
+            start
+        };
+        if start_writer {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || inner.write());
+        }
+        pending
+    }
+}
+
+impl<I, O> Inner<I, O> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue<I, O>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A writer: takes what is waiting, group after group, until nothing is.
+    fn write(&self) {
+        // Counts this writer out however it ends, a panic included (its group's senders are
+        // dropped with it: those requests get an error, never a hang).
+        struct Leaving<'a, I, O>(&'a Inner<I, O>, bool);
+        impl<I, O> Drop for Leaving<'_, I, O> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.queue().writers -= 1;
+                }
+            }
+        }
+        let mut leaving = Leaving(self, false);
+        let mut held = None;
+        loop {
+            let group: Vec<_> = {
+                let mut queue = self.queue();
+                if queue.waiting.is_empty() {
+                    // Counted out under the same lock that a new piece of work checks, so
+                    // nothing is left waiting without a writer.
+                    queue.writers -= 1;
+                    leaving.1 = true;
+                    return;
+                }
+                let take = queue.waiting.len().min(LARGEST);
+                queue.waiting.drain(..take).collect()
+            };
+            if held.is_none() {
+                match self.pool.get() {
+                    Ok(conn) => held = Some(conn),
+                    Err(_) => {
+                        for (_, sender) in group {
+                            let _ = sender.send(Err(AppError::Unavailable));
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(conn) = held.as_mut() else {
+                continue;
+            };
+            let (items, senders): (Vec<I>, Vec<_>) = group.into_iter().unzip();
+            let error = match (self.work)(&mut conn.conn, &items) {
+                Ok(outputs) => {
+                    for (sender, output) in senders.into_iter().zip(outputs) {
+                        let _ = sender.send(Ok(output));
+                    }
+                    continue;
+                }
+                Err(error) => AppError::from(error),
+            };
+            // Like `db::run`: a connection whose work failed this way is replaced when it is
+            // handed back.
+            conn.suspect = super::pool::is_suspect(&error);
+            if matches!(error, AppError::Unavailable) {
+                held = None;
+                for sender in senders {
+                    let _ = sender.send(Err(AppError::Unavailable));
+                }
+            } else if let [_] = items[..] {
+                if let Some(sender) = senders.into_iter().next() {
+                    let _ = sender.send(Err(error));
+                }
+            } else {
+                // One of them is at fault, not the server: each alone, so only that one fails.
+                for (item, sender) in items.iter().zip(senders) {
+                    let alone = (self.work)(&mut conn.conn, std::slice::from_ref(item))
+                        .map_err(AppError::from)
+                        .and_then(|mut outputs| outputs.pop().ok_or(AppError::NotFound));
+                    let _ = sender.send(alone);
+                }
+            }
+        }
+    }
+}
