@@ -44,6 +44,9 @@ struct Inner<I, O> {
     pool: PgPool,
     writers: usize,
     work: Work<I, O>,
+    /// Where writers run: a runtime that lives as long as the group (not the calling request's
+    /// HTTP worker, which may be stopping).
+    runtime: tokio::runtime::Handle,
     queue: Mutex<Queue<I, O>>,
 }
 
@@ -53,12 +56,13 @@ struct Queue<I, O> {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
-    pub fn new(pool: PgPool, work: Work<I, O>) -> Self {
+    pub fn new(pool: PgPool, runtime: tokio::runtime::Handle, work: Work<I, O>) -> Self {
         Group {
             inner: Arc::new(Inner {
                 writers: writers(&pool),
                 pool,
                 work,
+                runtime,
                 queue: Mutex::new(Queue {
                     waiting: Vec::new(),
                     writers: 0,
@@ -68,7 +72,7 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
     }
 
     /// Queues `item` for the next group; its result arrives on the returned channel once that
-    /// group's statement is done (committed or failed). Must be called within a tokio runtime.
+    /// group's statement is done (committed or failed).
     pub fn submit(&self, item: I) -> Pending<O> {
         let (sender, pending) = oneshot::channel();
         let start_writer = {
@@ -81,47 +85,61 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
             start
         };
         if start_writer {
-            let inner = self.inner.clone();
-            tokio::task::spawn_blocking(move || inner.write());
+            Inner::start_writer(&self.inner);
         }
         pending
     }
 }
 
-impl<I, O> Inner<I, O> {
+impl<I: Send + 'static, O: Send + 'static> Inner<I, O> {
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue<I, O>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A writer: takes what is waiting, group after group, until nothing is.
-    fn write(&self) {
-        // Counts this writer out however it ends, a panic included (its group's senders are
-        // dropped with it: those requests get an error, never a hang).
-        struct Leaving<'a, I, O>(&'a Inner<I, O>, bool);
-        impl<I, O> Drop for Leaving<'_, I, O> {
-            fn drop(&mut self) {
-                if !self.1 {
-                    self.0.queue().writers -= 1;
-                }
-            }
+    /// Runs a writer already counted in `writers`.
+    fn start_writer(inner: &Arc<Self>) {
+        let writer = Writer(inner.clone());
+        inner.runtime.spawn_blocking(move || writer.write());
+    }
+}
+
+/// A writer: counted in `writers` from before it starts until it finds nothing waiting. One
+/// that ends otherwise (a panic in the work) starts another if work is waiting, so nothing
+/// queued is left without a writer; its own group's senders are dropped with it, and those
+/// requests get an error rather than a hang.
+struct Writer<I: Send + 'static, O: Send + 'static>(Arc<Inner<I, O>>);
+
+impl<I: Send + 'static, O: Send + 'static> Drop for Writer<I, O> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue();
+        if queue.waiting.is_empty() {
+            queue.writers -= 1;
+        } else {
+            drop(queue);
+            Inner::start_writer(&self.0);
         }
-        let mut leaving = Leaving(self, false);
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Writer<I, O> {
+    /// Takes what is waiting, group after group, until nothing is.
+    fn write(self) {
+        let inner = &*self.0;
         let mut held = None;
         loop {
             let group: Vec<_> = {
-                let mut queue = self.queue();
+                let mut queue = inner.queue();
                 if queue.waiting.is_empty() {
-                    // Counted out under the same lock that a new piece of work checks, so
-                    // nothing is left waiting without a writer.
-                    queue.writers -= 1;
-                    leaving.1 = true;
-                    return;
+                    // Counted out (in `drop`) under the lock a new piece of work takes to
+                    // decide whether to start a writer, so nothing waits without one.
+                    drop(queue);
+                    break;
                 }
                 let take = queue.waiting.len().min(LARGEST);
                 queue.waiting.drain(..take).collect()
             };
             if held.is_none() {
-                match self.pool.get() {
+                match inner.pool.get() {
                     Ok(conn) => held = Some(conn),
                     Err(_) => {
                         for (_, sender) in group {
@@ -135,7 +153,7 @@ impl<I, O> Inner<I, O> {
                 continue;
             };
             let (items, senders): (Vec<I>, Vec<_>) = group.into_iter().unzip();
-            let error = match (self.work)(&mut conn.conn, &items) {
+            let error = match (inner.work)(&mut conn.conn, &items) {
                 Ok(outputs) => {
                     for (sender, output) in senders.into_iter().zip(outputs) {
                         let _ = sender.send(Ok(output));
@@ -146,7 +164,7 @@ impl<I, O> Inner<I, O> {
             };
             // Like `db::run`: a connection whose work failed this way is replaced when it is
             // handed back.
-            conn.suspect = super::pool::is_suspect(&error);
+            conn.suspect |= super::pool::is_suspect(&error);
             if matches!(error, AppError::Unavailable) {
                 held = None;
                 for sender in senders {
@@ -157,14 +175,29 @@ impl<I, O> Inner<I, O> {
                     let _ = sender.send(Err(error));
                 }
             } else {
-                // One of them is at fault, not the server: each alone, so only that one fails.
+                // One of them is at fault, not the server: each alone, so only that one fails
+                // (and after an outage the rest fail at once rather than one by one).
+                let mut gone = false;
                 for (item, sender) in items.iter().zip(senders) {
-                    let alone = (self.work)(&mut conn.conn, std::slice::from_ref(item))
-                        .map_err(AppError::from)
-                        .and_then(|mut outputs| outputs.pop().ok_or(AppError::NotFound));
+                    let alone = if gone {
+                        Err(AppError::Unavailable)
+                    } else {
+                        (inner.work)(&mut conn.conn, std::slice::from_ref(item))
+                            .map_err(AppError::from)
+                            .and_then(|mut outputs| outputs.pop().ok_or(AppError::NotFound))
+                    };
+                    if let Err(error) = &alone {
+                        conn.suspect |= super::pool::is_suspect(error);
+                        gone |= matches!(error, AppError::Unavailable);
+                    }
                     let _ = sender.send(alone);
+                }
+                if gone {
+                    held = None;
                 }
             }
         }
+        // `held` goes back to the pool first, then `self` counts the writer out.
+        drop(held);
     }
 }

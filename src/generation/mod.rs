@@ -76,8 +76,9 @@ impl Generations {
     ) -> Generations {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            // Its blocking work is database writes, bounded by the pool anyway.
-            .max_blocking_threads(8)
+            // Its blocking work is database writes, bounded by the pool anyway: the answers'
+            // and up to a quarter of the pool's connections writing new conversations.
+            .max_blocking_threads(12)
             .thread_name("generation")
             .enable_all()
             .build()
@@ -92,7 +93,11 @@ impl Generations {
             registry,
             allowance,
             router: Arc::new(router),
-            new_conversations: db::Group::new(pool.clone(), Conversation::begin_all),
+            new_conversations: db::Group::new(
+                pool.clone(),
+                runtime.handle().clone(),
+                Conversation::begin_all,
+            ),
             pool,
             runtime: Runtime(Some(runtime)),
             shutting_down: Default::default(),

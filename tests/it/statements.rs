@@ -295,3 +295,77 @@ async fn conversations_started_at_once_are_stored_together_each_with_its_own_mes
         "{PEOPLE_AT_ONCE} conversations started at once took {transactions} transactions"
     );
 }
+
+#[tokio::test]
+async fn a_group_stores_only_the_conversations_whose_agent_is_their_owners_as_it_was_read() {
+    use confab::conversations::model::{Conversation, NewConversation, Status, TurnRows};
+    use uuid::Uuid;
+
+    let app = TestApp::spawn().await;
+    let (alice, _, agent) = app.chat_setup("group-owner@example.com").await;
+    let (bob, _, _) = app.chat_setup("group-stranger@example.com").await;
+    let id_of = |token: String| {
+        let app = &app;
+        async move {
+            let (_, me) = app.get_json(&token, "/api/users/me").await;
+            Uuid::parse_str(me["id"].as_str().unwrap()).unwrap()
+        }
+    };
+    let (alice, bob) = (id_of(alice).await, id_of(bob).await);
+    let agent = Uuid::parse_str(&agent).unwrap();
+    let revision = app
+        .count_sql(format!(
+            "SELECT revision AS count FROM agents WHERE id = '{agent}'"
+        ))
+        .await;
+    let new = |owner: Uuid, revision: i64, said: &str| NewConversation {
+        owner,
+        agent: (agent, revision),
+        id: Uuid::now_v7(),
+        title: said.to_string(),
+        turn: TurnRows::new(&[], said, json!([])),
+    };
+    // One statement: the owner's turns, a stranger's with the owner's agent, and one composed
+    // from the agent as it was before its latest change.
+    let group = vec![
+        new(alice, revision, "first"),
+        new(bob, revision, "not my agent"),
+        new(alice, revision - 1, "from an older agent"),
+        new(alice, revision, "last"),
+    ];
+    let ids: Vec<Uuid> = group.iter().map(|new| new.id).collect();
+    let pool = app.pool.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        Conversation::begin_all(&mut pool.get().unwrap().conn, &group)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    let said: Vec<Option<(Uuid, String, Status)>> = stored
+        .into_iter()
+        .map(|stored| {
+            stored.map(|(conversation, turn)| {
+                assert_eq!(turn.answer.conversation_id, conversation.id);
+                assert_eq!(turn.user.conversation_id, conversation.id);
+                (conversation.id, turn.user.content, turn.answer.status)
+            })
+        })
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            Some((ids[0], "first".to_string(), Status::Streaming)),
+            None,
+            None,
+            Some((ids[3], "last".to_string(), Status::Streaming)),
+        ]
+    );
+    let kept = app
+        .count_sql(format!(
+            "SELECT count(*) AS count FROM messages WHERE conversation_id IN ('{}', '{}')",
+            ids[1], ids[2]
+        ))
+        .await;
+    assert_eq!(kept, 0, "the refused conversations left messages behind");
+}
