@@ -626,8 +626,12 @@ async fn begin_conversation(
         title,
         turn,
     };
-    let storing = generations.new_conversations().submit(new);
-    let begun = store_turn(pool, generations, answer_id, storing).await?;
+    let group = generations.new_conversations();
+    let (ticket, storing) = group.submit(new);
+    let begun = store_turn(pool, generations, answer_id, storing, || {
+        group.withdraw(ticket)
+    })
+    .await?;
     // Dropping `stored` (and the slot) on the way out of a refusal ends the provider's request.
     let Some((
         conversation,
@@ -680,7 +684,7 @@ async fn continue_conversation(
         settings.history_budget_chars,
     );
     let answer_id = turn.answer_id();
-    let adding = db::detached(pool, move |conn| {
+    let (adding, stored) = db::detached(pool, move |conn| {
         Ok(Message::add_turn(
             conn,
             owner,
@@ -691,7 +695,7 @@ async fn continue_conversation(
             &turn,
         )?)
     });
-    let added = store_turn(pool, generations, answer_id, adding).await?;
+    let added = store_turn(pool, generations, answer_id, stored, || adding.withdraw()).await?;
     let Some((
         conversation,
         history,
@@ -725,20 +729,55 @@ async fn continue_conversation(
 }
 
 /// Waits for a turn's one statement (`stored`: `Some` when it stored the turn) for as long as
-/// the pool's deadline. A statement that outlives it (a frozen database) may still commit when
-/// the database wakes, with an answer nobody generates: once it has, that answer is marked
-/// failed ([`fail_if_stored_late`]) instead of being left `streaming` until the next restart.
-async fn store_turn<T: Send + 'static>(
+/// the pool's deadline. A request that gives up (past the deadline: a frozen or overloaded
+/// database; or dropped, its client gone) leaves its turn to [`GaveUp`].
+async fn store_turn<T: Send + 'static, W: FnOnce() -> bool>(
     pool: &PgPool,
     generations: &Generations,
     answer_id: Uuid,
-    mut stored: db::group::Pending<Option<T>>,
+    stored: db::group::Pending<Option<T>>,
+    withdraw: W,
 ) -> AppResult<Option<T>> {
-    match tokio::time::timeout(pool.deadline(), &mut stored).await {
-        Ok(done) => done.unwrap_or_else(|_| Err(db::pool::ended_without_answer())),
-        Err(_) => {
-            fail_if_stored_late(generations, pool, answer_id, stored);
-            Err(AppError::Unavailable)
+    let mut waiting = GaveUp {
+        generations,
+        pool,
+        answer_id,
+        stored: Some(stored),
+        withdraw: Some(withdraw),
+    };
+    let Some(stored) = waiting.stored.as_mut() else {
+        return Err(db::pool::ended_without_answer());
+    };
+    match tokio::time::timeout(pool.deadline(), stored).await {
+        Ok(done) => {
+            waiting.stored = None;
+            done.unwrap_or_else(|_| Err(db::pool::ended_without_answer()))
+        }
+        Err(_) => Err(AppError::Unavailable),
+    }
+}
+
+/// A turn whose request stopped waiting for its statement: it is withdrawn if the statement has
+/// not started (a message refused with 503 is never stored); a statement already sent (to a
+/// frozen database) may still commit later, with an answer nobody generates, so once it has,
+/// that answer is marked failed ([`fail_if_stored_late`]) instead of being left `streaming`
+/// until the next restart.
+struct GaveUp<'a, T: Send + 'static, W: FnOnce() -> bool> {
+    generations: &'a Generations,
+    pool: &'a PgPool,
+    answer_id: Uuid,
+    /// `None` once the statement's answer arrived.
+    stored: Option<db::group::Pending<Option<T>>>,
+    withdraw: Option<W>,
+}
+
+impl<T: Send + 'static, W: FnOnce() -> bool> Drop for GaveUp<'_, T, W> {
+    fn drop(&mut self) {
+        let (Some(stored), Some(withdraw)) = (self.stored.take(), self.withdraw.take()) else {
+            return;
+        };
+        if !withdraw() {
+            fail_if_stored_late(self.generations, self.pool, self.answer_id, stored);
         }
     }
 }

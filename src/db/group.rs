@@ -51,9 +51,21 @@ struct Inner<I, O> {
 }
 
 struct Queue<I, O> {
-    waiting: Vec<(I, oneshot::Sender<AppResult<O>>)>,
+    waiting: Vec<Queued<I, O>>,
     writers: usize,
+    /// The ticket the next piece of work gets.
+    next: u64,
 }
+
+struct Queued<I, O> {
+    ticket: Ticket,
+    item: I,
+    sender: oneshot::Sender<AppResult<O>>,
+}
+
+/// A piece of work's place in the queue, to [`Group::withdraw`] it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
 
 impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
     pub fn new(pool: PgPool, runtime: tokio::runtime::Handle, work: Work<I, O>) -> Self {
@@ -66,6 +78,7 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
                 queue: Mutex::new(Queue {
                     waiting: Vec::new(),
                     writers: 0,
+                    next: 0,
                 }),
             }),
         }
@@ -73,21 +86,36 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
 
     /// Queues `item` for the next group; its result arrives on the returned channel once that
     /// group's statement is done (committed or failed).
-    pub fn submit(&self, item: I) -> Pending<O> {
+    pub fn submit(&self, item: I) -> (Ticket, Pending<O>) {
         let (sender, pending) = oneshot::channel();
-        let start_writer = {
+        let (ticket, start_writer) = {
             let mut queue = self.inner.queue();
-            queue.waiting.push((item, sender));
+            let ticket = Ticket(queue.next);
+            queue.next += 1;
+            queue.waiting.push(Queued {
+                ticket,
+                item,
+                sender,
+            });
             let start = queue.writers < self.inner.writers;
             if start {
                 queue.writers += 1;
             }
-            start
+            (ticket, start)
         };
         if start_writer {
             Inner::start_writer(&self.inner);
         }
-        pending
+        (ticket, pending)
+    }
+
+    /// Takes a piece of work back if no writer has taken it yet (its request gave up: a frozen
+    /// or overloaded database); true when it will never be done.
+    pub fn withdraw(&self, ticket: Ticket) -> bool {
+        let mut queue = self.inner.queue();
+        let before = queue.waiting.len();
+        queue.waiting.retain(|queued| queued.ticket != ticket);
+        queue.waiting.len() < before
     }
 }
 
@@ -142,8 +170,8 @@ impl<I: Send + 'static, O: Send + 'static> Writer<I, O> {
                 match inner.pool.get() {
                     Ok(conn) => held = Some(conn),
                     Err(_) => {
-                        for (_, sender) in group {
-                            let _ = sender.send(Err(AppError::Unavailable));
+                        for queued in group {
+                            let _ = queued.sender.send(Err(AppError::Unavailable));
                         }
                         continue;
                     }
@@ -152,7 +180,10 @@ impl<I: Send + 'static, O: Send + 'static> Writer<I, O> {
             let Some(conn) = held.as_mut() else {
                 continue;
             };
-            let (items, senders): (Vec<I>, Vec<_>) = group.into_iter().unzip();
+            let (items, senders): (Vec<I>, Vec<_>) = group
+                .into_iter()
+                .map(|queued| (queued.item, queued.sender))
+                .unzip();
             let error = match (inner.work)(&mut conn.conn, &items) {
                 Ok(outputs) => {
                     for (sender, output) in senders.into_iter().zip(outputs) {

@@ -2,7 +2,7 @@
 //! with a deadline, so a database that is down or frozen answers 503 instead of hanging.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
@@ -232,7 +232,8 @@ where
     F: FnOnce(&mut PgConnection) -> AppResult<T> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::time::timeout(deadline, detached(pool, work)).await {
+    let (_, pending) = detached(pool, work);
+    match tokio::time::timeout(deadline, pending).await {
         Ok(finished) => finished.unwrap_or_else(|_| Err(ended_without_answer())),
         Err(_) => Err(AppError::Unavailable),
     }
@@ -240,16 +241,22 @@ where
 
 /// Starts blocking Diesel work on the blocking pool, like [`run`], and returns where its result
 /// will arrive: the work runs to its end whether or not anyone still waits for it (a turn whose
-/// request gave up must still learn whether its statement committed).
-pub fn detached<T, F>(pool: &PgPool, work: F) -> Pending<T>
+/// request gave up must still learn whether its statement committed), unless it is
+/// [`Withdraw`]n before it has a connection.
+pub fn detached<T, F>(pool: &PgPool, work: F) -> (Withdraw, Pending<T>)
 where
     F: FnOnce(&mut PgConnection) -> AppResult<T> + Send + 'static,
     T: Send + 'static,
 {
     let (sender, pending) = tokio::sync::oneshot::channel();
-    let pool = pool.clone();
+    let withdraw = Withdraw(Arc::new(AtomicBool::new(false)));
+    let (pool, started) = (pool.clone(), withdraw.clone());
     tokio::task::spawn_blocking(move || {
         let done = pool.get().map_err(AppError::from).and_then(|mut tracked| {
+            if started.0.swap(true, Ordering::AcqRel) {
+                // Withdrawn while it waited for a connection: nobody waits for it.
+                return Err(AppError::Unavailable);
+            }
             let done = work(&mut tracked.conn);
             if let Err(error) = &done {
                 tracked.suspect = is_suspect(error);
@@ -258,7 +265,18 @@ where
         });
         let _ = sender.send(done);
     });
-    pending
+    (withdraw, pending)
+}
+
+/// Takes [`detached`] work back if it has not started.
+#[derive(Clone)]
+pub struct Withdraw(Arc<AtomicBool>);
+
+impl Withdraw {
+    /// True when the work will never run.
+    pub fn withdraw(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// What a [`Pending`] whose sender was dropped (its work panicked) stands for.

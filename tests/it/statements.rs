@@ -369,3 +369,51 @@ async fn a_group_stores_only_the_conversations_whose_agent_is_their_owners_as_it
         .await;
     assert_eq!(kept, 0, "the refused conversations left messages behind");
 }
+
+/// What the group's work below did, by item.
+static DONE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// Reads the conversations table (waiting while it is held), then notes its items as done.
+fn read_then_note(
+    conn: &mut diesel::PgConnection,
+    items: &[&'static str],
+) -> diesel::QueryResult<Vec<()>> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT id FROM conversations LIMIT 1").execute(conn)?;
+    DONE.lock().unwrap().extend_from_slice(items);
+    Ok(vec![(); items.len()])
+}
+
+#[tokio::test]
+async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
+    let app = TestApp::spawn().await;
+    let group = confab::db::Group::new(
+        app.pool.clone(),
+        tokio::runtime::Handle::current(),
+        read_then_note,
+    );
+    // A pool of 4 has one writer: it takes the first piece, which waits on the held table; the
+    // second waits in the queue behind it.
+    let held = app.hold_table("conversations").await;
+    let (first_ticket, first) = group.submit("taken");
+    while app.waiting_on_locks().await == 0 {
+        tokio::task::yield_now().await;
+    }
+    let (second_ticket, second) = group.submit("withdrawn");
+    assert!(
+        group.withdraw(second_ticket),
+        "queued work could not be taken back"
+    );
+    assert!(
+        !group.withdraw(first_ticket),
+        "work already being done was taken back"
+    );
+    held.release().await;
+
+    assert!(matches!(first.await, Ok(Ok(()))));
+    assert!(second.await.is_err(), "withdrawn work got an answer");
+    // The writer is done with everything queued once a third piece has been done after it.
+    let (_, third) = group.submit("after");
+    assert!(matches!(third.await, Ok(Ok(()))));
+    assert_eq!(*DONE.lock().unwrap(), vec!["taken", "after"]);
+}
