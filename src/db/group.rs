@@ -12,6 +12,7 @@
 //! The writers are blocking-pool threads, not the requests' futures: a request that goes away
 //! (its client disconnected, its deadline passed) cannot strand the rest of its group, and each
 //! result arrives on its own channel once its group's statement is done, whoever still waits.
+//! Such a request takes its piece of work back ([`Group::withdraw`]) if no writer has yet.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -36,6 +37,7 @@ pub type Work<I, O> = fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>;
 /// Where a piece of work's result arrives.
 pub type Pending<O> = oneshot::Receiver<AppResult<O>>;
 
+/// Pieces of work of one kind (`I` in, `O` out), done in groups by [`Work`].
 pub struct Group<I, O> {
     inner: Arc<Inner<I, O>>,
 }
