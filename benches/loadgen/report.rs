@@ -23,6 +23,8 @@ pub struct Stats {
     /// confab's own ttft_ms (task start → first delta), sorted, µs.
     pub server_ttft: Vec<u32>,
     pub gaps: Vec<u32>,
+    /// Where in its stream each stream's longest gap came (after which token), sorted.
+    pub longest_gap_after: Vec<usize>,
     pub peak_live: usize,
     /// Burst start: release → request sent, sorted, µs.
     pub send_lag: Vec<u32>,
@@ -42,6 +44,7 @@ impl Stats {
         let mut headers = Vec::new();
         let mut server_ttft = Vec::new();
         let mut gaps = Vec::new();
+        let mut longest_gap_after = Vec::new();
         let mut send_lag = Vec::new();
         let mut kinds: Vec<(String, usize)> = Vec::new();
         let mut errors = 0;
@@ -53,6 +56,9 @@ impl Stats {
                 headers.push(micros(value));
             }
             gaps.extend_from_slice(&stream.gaps);
+            if let Some((at, _)) = stream.gaps.iter().enumerate().max_by_key(|(_, gap)| **gap) {
+                longest_gap_after.push(at + 1);
+            }
             if let Some(lag) = stream.send_lag {
                 send_lag.push(micros(lag));
             }
@@ -73,6 +79,7 @@ impl Stats {
         headers.sort_unstable();
         server_ttft.sort_unstable();
         gaps.sort_unstable();
+        longest_gap_after.sort_unstable();
         send_lag.sort_unstable();
         kinds.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         let mut probes = results.probes;
@@ -87,6 +94,7 @@ impl Stats {
             headers,
             server_ttft,
             gaps,
+            longest_gap_after,
             peak_live: results.peak_live,
             send_lag,
             preconnected: results.preconnected,
@@ -129,6 +137,18 @@ impl Stats {
                 self.streams,
                 ms(percentile(&self.send_lag, 100.0)),
                 ms(percentile(&self.send_lag, 50.0)),
+            );
+        }
+        if !self.longest_gap_after.is_empty() {
+            let at = |p: f64| {
+                let n = self.longest_gap_after.len();
+                self.longest_gap_after[((p / 100.0 * n as f64) as usize).min(n - 1)]
+            };
+            println!(
+                "    each stream's longest gap came after token p10 #{} p50 #{} p90 #{}",
+                at(10.0),
+                at(50.0),
+                at(90.0),
             );
         }
         if !self.asked.is_empty() {
