@@ -417,3 +417,64 @@ async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
     assert!(matches!(third.await, Ok(Ok(()))));
     assert_eq!(*DONE.lock().unwrap(), vec!["taken", "after"]);
 }
+
+#[tokio::test]
+async fn answers_that_end_together_are_saved_together() {
+    const ANSWERS: usize = 24;
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |settings| {
+        settings.chat.max_live_answers_per_user = 100;
+        settings.chat.answers_per_minute_per_user = 100;
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("ended-together@example.com").await;
+    fake.set_default(Script::answer("Warm."));
+    Events::of(ask(&app, &token, &agent, "warm up").await)
+        .collect_json()
+        .await;
+    // The answers think for a while first: long enough to hold the messages table after
+    // every conversation is stored and before any answer ends.
+    fake.set_default(
+        Script::answer("Saved with the others.")
+            .first_token_delay(std::time::Duration::from_secs(2)),
+    );
+    let mut streams = Vec::new();
+    for n in 0..ANSWERS {
+        streams.push(Events::of(
+            ask(&app, &token, &agent, &format!("Answer {n}")).await,
+        ));
+    }
+    // Every conversation is stored (its response began); the answers' saves will queue behind
+    // the held table as behind a busy database.
+    let held = app.hold_table("messages").await;
+    // Each answer's whole text reaches its reader, so its task has gone on to save it ...
+    for events in &mut streams {
+        let mut text = String::new();
+        while text != "Saved with the others." {
+            let event = events.next().await.unwrap();
+            let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+            text.push_str(data["text"].as_str().unwrap());
+        }
+    }
+    // ... and the first save waits on the table, beside the flush of the texts.
+    while app.waiting_on_locks().await < 2 {
+        tokio::task::yield_now().await;
+    }
+    held.release().await;
+    let mut answers = Vec::new();
+    for events in &mut streams {
+        let (_, done) = events.collect_json().await;
+        assert_eq!(done["status"], "complete");
+        answers.push(format!("'{}'", done["message_id"].as_str().unwrap()));
+    }
+    let transactions = app
+        .count_sql(format!(
+            "SELECT count(DISTINCT xmin::text) AS count FROM messages WHERE id IN ({})",
+            answers.join(",")
+        ))
+        .await;
+    assert!(
+        transactions <= 8,
+        "{ANSWERS} answers that ended together took {transactions} transactions to save"
+    );
+}
