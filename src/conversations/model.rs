@@ -311,15 +311,6 @@ pub struct NewConversation {
     pub turn: TurnRows,
 }
 
-/// An answer that ended, as [`Message::finish_all`] writes it: how it ended, its text as pages
-/// show it, and the files the provider's own search cited.
-pub struct Finished {
-    pub id: Uuid,
-    pub outcome: Outcome,
-    pub rendered: Option<Rendered>,
-    pub searched: Option<Vec<(String, String)>>,
-}
-
 /// How an answer ended, as written when it ends.
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = messages, treat_none_as_null = true)]
@@ -788,34 +779,6 @@ impl Message {
             .set((outcome, rendered, messages::citations.eq(citations)))
             .returning(Message::as_returning())
             .get_result(conn)
-    }
-
-    /// Answers that ended, each written as [`Message::finish`] writes one, in one transaction:
-    /// many answers that end together cost one commit. `None` for an answer whose row is gone
-    /// (its conversation was deleted meanwhile).
-    pub fn finish_all(
-        conn: &mut PgConnection,
-        finished: &[Finished],
-    ) -> QueryResult<Vec<Option<Message>>> {
-        let finish_each = |conn: &mut PgConnection| {
-            finished
-                .iter()
-                .map(|answer| {
-                    Message::finish(
-                        conn,
-                        answer.id,
-                        &answer.outcome,
-                        answer.rendered.as_ref(),
-                        answer.searched.as_deref(),
-                    )
-                    .optional()
-                })
-                .collect()
-        };
-        match finished {
-            [_] => finish_each(conn),
-            _ => conn.transaction(finish_each),
-        }
     }
 
     /// Keeps the HTML a page rendered for finished answers that had none (or an older
