@@ -742,15 +742,14 @@ async fn store_turn<T: Send + 'static, W: FnOnce() -> bool>(
         generations,
         pool,
         answer_id,
-        stored: Some(stored),
-        withdraw: Some(withdraw),
+        turn: Some((stored, withdraw)),
     };
-    let Some(stored) = waiting.stored.as_mut() else {
+    let Some((stored, _)) = waiting.turn.as_mut() else {
         return Err(db::pool::ended_without_answer());
     };
     match tokio::time::timeout(pool.deadline(), stored).await {
         Ok(done) => {
-            waiting.stored = None;
+            waiting.turn = None;
             done.unwrap_or_else(|_| Err(db::pool::ended_without_answer()))
         }
         Err(_) => Err(AppError::Unavailable),
@@ -766,14 +765,13 @@ struct GaveUp<'a, T: Send + 'static, W: FnOnce() -> bool> {
     generations: &'a Generations,
     pool: &'a PgPool,
     answer_id: Uuid,
-    /// `None` once the statement's answer arrived.
-    stored: Option<db::group::Pending<Option<T>>>,
-    withdraw: Option<W>,
+    /// The statement's answer to come, and how to withdraw it; `None` once it came.
+    turn: Option<(db::group::Pending<Option<T>>, W)>,
 }
 
 impl<T: Send + 'static, W: FnOnce() -> bool> Drop for GaveUp<'_, T, W> {
     fn drop(&mut self) {
-        let (Some(stored), Some(withdraw)) = (self.stored.take(), self.withdraw.take()) else {
+        let Some((stored, withdraw)) = self.turn.take() else {
             return;
         };
         if !withdraw() {

@@ -29,7 +29,7 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
     fake.set_default(Script::answer(&"slowly ".repeat(400)).token_delay(Duration::from_millis(25)));
     let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = start_confab(
+    let (child, base) = start_confab(
         &db,
         data_dir.path(),
         &[
@@ -52,19 +52,12 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
     let first: Value = serde_json::from_str(&events.next().await.unwrap().data).unwrap();
     let message_id = first["message_id"].as_str().unwrap().to_string();
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    terminate(&child);
     // The reader still gets the end of the answer: failed, because the grace period (1 s) is
     // shorter than the answer (10 s).
     let (_, done) = events.collect_json().await;
     assert_eq!(done["status"], "failed");
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = exited(child).await;
     assert!(
         status.success(),
         "confab exits cleanly after SIGTERM: {status:?}"
@@ -89,6 +82,23 @@ async fn sigterm_saves_the_unfinished_answer_and_exits() {
         &row.content[..row.content.len().min(40)]
     );
     assert!(row.content.len() < "slowly ".repeat(400).len());
+}
+
+/// Asks confab to stop, as a service manager does.
+fn terminate(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+/// Once confab has exited: how.
+async fn exited(mut child: Child) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// The confab binary serving on a free port with `db`, the test's settings and `env`, once it
@@ -170,7 +180,7 @@ async fn api_keys_never_reach_the_log_and_it_names_the_real_client() {
     let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let log = data_dir.path().join("confab.log");
-    let (mut child, base) = start_confab(
+    let (child, base) = start_confab(
         &db,
         data_dir.path(),
         &[("CONFAB_LOG", "debug"), ("NO_COLOR", "1")],
@@ -224,15 +234,8 @@ async fn api_keys_never_reach_the_log_and_it_names_the_real_client() {
         .unwrap();
     assert_eq!(spoofed.status(), 401);
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    terminate(&child);
+    exited(child).await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("/api/keys") && text.contains("/api/users/me"),
@@ -273,7 +276,7 @@ async fn a_low_open_files_limit_is_raised_and_the_accept_queue_is_deep() {
         &format!("ulimit -Sn {SOFT_LIMIT} && exec \"$0\" \"$@\""),
         env!("CARGO_BIN_EXE_confab"),
     ]);
-    let (mut child, base) = start_confab_with(
+    let (child, base) = start_confab_with(
         shell,
         &db,
         data_dir.path(),
@@ -313,15 +316,8 @@ async fn a_low_open_files_limit_is_raised_and_the_accept_queue_is_deep() {
         "the listener's accept queue"
     );
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    terminate(&child);
+    exited(child).await;
     let text = std::fs::read_to_string(&log).unwrap();
     let line = text
         .lines()
