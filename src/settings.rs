@@ -124,8 +124,8 @@ pub struct DatabaseSettings {
     /// Connections the pool keeps open while idle, so a request after a quiet spell does not
     /// wait for one; it opens more, up to `pool_size`, when requests need them.
     pub warm_connections: u32,
-    /// A connection idle this long is closed (checked every 30 s; the warm ones are opened
-    /// again), so a burst's connections, each a PostgreSQL process, do not stay.
+    /// A connection idle this long is closed (checked every 30 s), except the warm ones, so a
+    /// burst's connections, each a PostgreSQL process, do not stay.
     pub idle_timeout_secs: u64,
     /// How long a request waits for a connection before answering 503.
     pub connect_timeout_secs: u64,

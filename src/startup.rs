@@ -172,6 +172,10 @@ impl Application {
             settings.database.warm_connections,
             Duration::from_secs(settings.database.idle_timeout_secs),
         );
+        // Warm connections ready before the start-up's own queries, which would each open
+        // another while none is.
+        pool.open_warm().await;
+        tokio::spawn(pool.clone().keep_warm());
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = bind_listener(&address)?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

@@ -460,3 +460,21 @@ async fn a_message_stored_after_its_request_gave_up_is_not_left_streaming() {
         .await
         .unwrap();
 }
+
+/// The pool keeps `database.warm_connections` open, no more: each connection is a PostgreSQL
+/// process of 1.6–2.6 MB, and an idle confab is meant to be small. (r2d2's own `min_idle` kept
+/// that many spare beyond the ones in use and opened more at start-up while they connected.)
+#[tokio::test]
+async fn an_idle_confab_keeps_its_warm_connections_and_no_more() {
+    let app = TestApp::spawn_with(|settings| settings.database.warm_connections = 3).await;
+    let backends = "SELECT count(*) AS count FROM pg_stat_activity \
+                    WHERE datname = current_database() AND backend_type = 'client backend'";
+    // Open before the first request, so it waits for none (the start-up's own queries use 2).
+    assert_eq!(app.count_sql(backends).await, 3);
+    let token = app.user_token("warm@example.com").await;
+    for _ in 0..5 {
+        let (status, _) = app.get_json(&token, "/api/projects").await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(app.count_sql(backends).await, 3);
+}
