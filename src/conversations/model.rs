@@ -311,6 +311,15 @@ pub struct NewConversation {
     pub turn: TurnRows,
 }
 
+/// An answer that ended, as [`Message::finish_all`] writes it: how it ended, its text as pages
+/// show it, and the files the provider's own search cited.
+pub struct Finished {
+    pub id: Uuid,
+    pub outcome: Outcome,
+    pub rendered: Option<Rendered>,
+    pub searched: Option<Vec<(String, String)>>,
+}
+
 /// How an answer ended, as written when it ends.
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = messages, treat_none_as_null = true)]
@@ -735,7 +744,8 @@ impl Message {
     }
 
     /// Writes the text streamed so far for many answers in one statement (rows that have
-    /// finished meanwhile are left alone); returns the ids whose rows were still there.
+    /// finished meanwhile are left alone); returns the ids whose rows were still there. The rows
+    /// are locked in id order first, as [`Message::finish_all`]'s are, so the two never deadlock.
     pub fn flush_contents(
         conn: &mut PgConnection,
         ids: &[Uuid],
@@ -747,7 +757,11 @@ impl Message {
             id: Uuid,
         }
         let written: Vec<Written> = diesel::sql_query(
-            "UPDATE messages SET content = f.content FROM unnest($1::uuid[], $2::text[]) AS f(id, content) \
+            "WITH f AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS f(id, content)), \
+                  locked AS (SELECT messages.id FROM messages JOIN f ON f.id = messages.id \
+                             WHERE messages.status = 'streaming' \
+                             ORDER BY messages.id FOR UPDATE OF messages) \
+             UPDATE messages SET content = f.content FROM f JOIN locked ON locked.id = f.id \
              WHERE messages.id = f.id AND messages.status = 'streaming' RETURNING messages.id",
         )
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
@@ -779,6 +793,43 @@ impl Message {
             .set((outcome, rendered, messages::citations.eq(citations)))
             .returning(Message::as_returning())
             .get_result(conn)
+    }
+
+    /// Answers that ended, each written as [`Message::finish`] writes one, in one statement:
+    /// many answers that end together (a burst's streams do) cost one statement and one commit
+    /// instead of one each. The rare answer whose provider searched the project's files goes
+    /// through [`Message::finish`], a statement of its own (in no transaction with the others:
+    /// holding their rows while it locks its own could deadlock). `None`, in `finished`'s order, for
+    /// an answer whose row is gone (its conversation was deleted meanwhile).
+    pub fn finish_all(
+        conn: &mut PgConnection,
+        finished: &[Finished],
+    ) -> QueryResult<Vec<Option<Message>>> {
+        let (searched, plain): (Vec<&Finished>, Vec<&Finished>) = finished
+            .iter()
+            .partition(|answer| answer.searched.is_some());
+        let mut saved: HashMap<Uuid, Message> = FinishAll::of(&plain)
+            .load::<Message>(conn)?
+            .into_iter()
+            .map(|message| (message.id, message))
+            .collect();
+        for answer in &searched {
+            let message = Message::finish(
+                conn,
+                answer.id,
+                &answer.outcome,
+                answer.rendered.as_ref(),
+                answer.searched.as_deref(),
+            )
+            .optional()?;
+            if let Some(message) = message {
+                saved.insert(message.id, message);
+            }
+        }
+        Ok(finished
+            .iter()
+            .map(|answer| saved.remove(&answer.id))
+            .collect())
     }
 
     /// Keeps the HTML a page rendered for finished answers that had none (or an older
@@ -926,6 +977,123 @@ impl<'a> BeginAll<'a> {
             all.prompt_versions.extend(turn.prompt_versions.iter());
         }
         all
+    }
+}
+
+/// [`Message::finish_all`]'s one statement: each answer's outcome as a column array.
+struct FinishAll<'a> {
+    ids: Vec<Uuid>,
+    contents: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    errors: Vec<Option<&'a str>>,
+    error_details: Vec<Option<&'a str>>,
+    providers: Vec<Option<&'a str>>,
+    models: Vec<Option<&'a str>>,
+    input_tokens: Vec<Option<i32>>,
+    output_tokens: Vec<Option<i32>>,
+    ttft_ms: Vec<Option<i32>>,
+    duration_ms: Vec<Option<i32>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
+    htmls: Vec<Option<&'a str>>,
+    html_renderers: Vec<Option<&'a str>>,
+}
+
+impl<'a> FinishAll<'a> {
+    fn of(finished: &[&'a Finished]) -> Self {
+        let outcome = |answer: &&'a Finished| &answer.outcome;
+        let rendered = |answer: &&'a Finished| answer.rendered.as_ref();
+        FinishAll {
+            ids: finished.iter().map(|answer| answer.id).collect(),
+            contents: finished
+                .iter()
+                .map(|a| outcome(a).content.as_str())
+                .collect(),
+            statuses: finished
+                .iter()
+                .map(|a| outcome(a).status.as_str())
+                .collect(),
+            errors: finished
+                .iter()
+                .map(|a| outcome(a).error.as_deref())
+                .collect(),
+            error_details: finished
+                .iter()
+                .map(|a| outcome(a).error_detail.as_deref())
+                .collect(),
+            providers: finished
+                .iter()
+                .map(|a| outcome(a).provider.as_deref())
+                .collect(),
+            models: finished
+                .iter()
+                .map(|a| outcome(a).model.as_deref())
+                .collect(),
+            input_tokens: finished.iter().map(|a| outcome(a).input_tokens).collect(),
+            output_tokens: finished.iter().map(|a| outcome(a).output_tokens).collect(),
+            ttft_ms: finished.iter().map(|a| outcome(a).ttft_ms).collect(),
+            duration_ms: finished.iter().map(|a| outcome(a).duration_ms).collect(),
+            finished_at: finished.iter().map(|a| outcome(a).finished_at).collect(),
+            htmls: finished
+                .iter()
+                .map(|a| rendered(a).map(|r| r.html.as_str()))
+                .collect(),
+            html_renderers: finished
+                .iter()
+                .map(|a| rendered(a).map(|r| r.html_renderer.as_str()))
+                .collect(),
+        }
+    }
+}
+
+cached_statement!(FinishAll);
+
+/// The rows are locked first, in id order, as the flusher's are (`Message::flush_contents`):
+/// two statements that each lock many rows in their own order can deadlock, and did, in a burst
+/// whose answers ended while a flush ran (PostgreSQL broke each cycle after a second).
+/// No HTML (the renderer panicked) leaves the row's as it was, as `Message::finish` does.
+const FINISH_ALL: &str = "\
+    WITH f AS ( \
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                             $6::text[], $7::text[], $8::int4[], $9::int4[], $10::int4[], \
+                             $11::int4[], $12::timestamptz[], $13::text[], $14::text[]) \
+          AS f(id, content, status, error, error_detail, provider, model, input_tokens, \
+               output_tokens, ttft_ms, duration_ms, finished_at, html, html_renderer) \
+    ), locked AS ( \
+        SELECT messages.id FROM messages JOIN f ON f.id = messages.id \
+        ORDER BY messages.id FOR UPDATE OF messages \
+    ) \
+    UPDATE messages SET content = f.content, status = f.status, error = f.error, \
+        error_detail = f.error_detail, provider = f.provider, model = f.model, \
+        input_tokens = f.input_tokens, output_tokens = f.output_tokens, ttft_ms = f.ttft_ms, \
+        duration_ms = f.duration_ms, finished_at = f.finished_at, \
+        html = COALESCE(f.html, messages.html), \
+        html_renderer = COALESCE(f.html_renderer, messages.html_renderer) \
+    FROM f JOIN locked ON locked.id = f.id \
+    WHERE messages.id = f.id \
+    RETURNING messages.*";
+
+impl QueryFragment<Pg> for FinishAll<'_> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Int4, Nullable, Timestamptz, Uuid as SqlUuid};
+        walk_numbered(FINISH_ALL, out, |n, out| match n {
+            1 => out.push_bind_param::<Array<SqlUuid>, _>(&self.ids),
+            2 => out.push_bind_param::<Array<Text>, _>(&self.contents),
+            3 => out.push_bind_param::<Array<Text>, _>(&self.statuses),
+            4 => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.errors),
+            5 => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.error_details),
+            6 => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.providers),
+            7 => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.models),
+            8 => out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.input_tokens),
+            9 => out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.output_tokens),
+            10 => out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.ttft_ms),
+            11 => out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.duration_ms),
+            12 => out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.finished_at),
+            13 => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.htmls),
+            14 => out.push_bind_param::<Array<Nullable<Text>>, _>(&self.html_renderers),
+            _ => Err(diesel::result::Error::QueryBuilderError(
+                format!("no parameter ${n} in FINISH_ALL").into(),
+            )),
+        })
     }
 }
 

@@ -37,9 +37,18 @@ pub type Work<I, O> = fn(&mut PgConnection, &[I]) -> QueryResult<Vec<O>>;
 /// Where a piece of work's result arrives.
 pub type Pending<O> = oneshot::Receiver<AppResult<O>>;
 
-/// Pieces of work of one kind (`I` in, `O` out), done in groups by [`Work`].
+/// Pieces of work of one kind (`I` in, `O` out), done in groups by [`Work`]. Clones share the
+/// queue and the writers.
 pub struct Group<I, O> {
     inner: Arc<Inner<I, O>>,
+}
+
+impl<I, O> Clone for Group<I, O> {
+    fn clone(&self) -> Self {
+        Group {
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 struct Inner<I, O> {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::conversations::model::{
-    Conversation, Message, NewConversation, Outcome, Rendered, Role, Status, StoredTurn,
+    Conversation, Finished, Message, NewConversation, Outcome, Rendered, Role, Status, StoredTurn,
 };
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
@@ -59,7 +59,12 @@ pub struct Generations {
     stall_timeout: Duration,
     /// New conversations being stored, in groups when many start at once.
     new_conversations: NewConversations,
+    /// Answers that ended being saved, in groups when many end at once.
+    finished_answers: FinishedAnswers,
 }
+
+/// Answers that ended, saved in one transaction when many end at once.
+pub type FinishedAnswers = db::Group<Finished, Option<Message>>;
 
 /// New conversations with their first turns, grouped into one statement when many start at once.
 pub type NewConversations = db::Group<NewConversation, Option<(Conversation, StoredTurn)>>;
@@ -76,9 +81,10 @@ impl Generations {
     ) -> Generations {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            // Its blocking work is database writes, bounded by the pool anyway: the answers'
-            // and up to a quarter of the pool's connections writing new conversations.
-            .max_blocking_threads(12)
+            // Its blocking work is database writes, bounded by the pool anyway: the flushes,
+            // and up to a quarter of the pool's connections each writing new conversations and
+            // finished answers.
+            .max_blocking_threads(16)
             .thread_name("generation")
             .enable_all()
             .build()
@@ -97,6 +103,11 @@ impl Generations {
                 pool.clone(),
                 runtime.handle().clone(),
                 Conversation::begin_all,
+            ),
+            finished_answers: db::Group::new(
+                pool.clone(),
+                runtime.handle().clone(),
+                Message::finish_all,
             ),
             pool,
             runtime: Runtime(Some(runtime)),
@@ -164,18 +175,22 @@ impl Generations {
             .0
             .as_ref()
             .expect("runtime lives as long as Generations");
-        let (registry, pool, id) = (self.registry.clone(), self.pool.clone(), job.message_id);
+        let (registry, id) = (self.registry.clone(), job.message_id);
+        let saving = Saving {
+            pool: self.pool.clone(),
+            finished: self.finished_answers.clone(),
+        };
         let task = generate(
             registry.clone(),
             self.router.clone(),
-            pool.clone(),
+            saving.clone(),
             live.clone(),
             (job, begin),
             self.stall_timeout,
         );
         runtime.spawn(async move {
             if AssertUnwindSafe(task).catch_unwind().await.is_err() {
-                end_after_panic(&registry, &pool, &live, id).await;
+                end_after_panic(&registry, &saving, &live, id).await;
             }
         });
         reader
@@ -309,10 +324,17 @@ enum Begin {
     WhenStored(oneshot::Receiver<Slot>),
 }
 
+/// Where an answer's task saves how it ended.
+#[derive(Clone)]
+struct Saving {
+    pool: PgPool,
+    finished: FinishedAnswers,
+}
+
 async fn generate(
     registry: Arc<Registry>,
     router: Arc<Router>,
-    pool: PgPool,
+    saving: Saving,
     live: Arc<Live>,
     (job, begin): (Job, Begin),
     stall_timeout: Duration,
@@ -361,7 +383,7 @@ async fn generate(
     };
     let duration = progress.started.elapsed();
     let outcome = Outcome {
-        content: live.text(),
+        content: live.ended_text(),
         status,
         error,
         error_detail,
@@ -387,7 +409,7 @@ async fn generate(
         .as_ref()
         .is_some_and(|search| progress.provider.as_ref() == Some(&search.provider))
         .then_some(progress.cited);
-    let message = save_outcome(&pool, &live, job.message_id, outcome, searched).await;
+    let message = save_outcome(&saving, &live, job.message_id, outcome, searched).await;
     // The conversation and the person's allowance are free before anyone is told the answer
     // ended: a client that sends its next message on the final event must not get a 409.
     drop(slot);
@@ -398,10 +420,10 @@ async fn generate(
 
 /// A bug in a task must not leave readers waiting for an answer that never ends: it is saved as
 /// failed with the text so far and taken out of the registry.
-async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uuid) {
+async fn end_after_panic(registry: &Registry, saving: &Saving, live: &Live, id: Uuid) {
     tracing::error!(message_id = %id, "an answer's task panicked");
     let outcome = Outcome {
-        content: live.text(),
+        content: live.ended_text(),
         status: Status::Failed,
         error: Some("confab hit an internal error while generating this answer.".into()),
         error_detail: None,
@@ -413,7 +435,7 @@ async fn end_after_panic(registry: &Registry, pool: &PgPool, live: &Live, id: Uu
         duration_ms: None,
         finished_at: Some(chrono::Utc::now()),
     };
-    let message = save_outcome(pool, live, id, outcome, None).await;
+    let message = save_outcome(saving, live, id, outcome, None).await;
     live.finish(Arc::new(message));
     registry.remove(id);
     m::live_streams(-1.0);
@@ -587,7 +609,7 @@ const SAVE_PATIENCE: Duration = Duration::from_secs(300);
 /// status only once it is stored; if it cannot be (the patience ran out, or confab is shutting
 /// down), they are told that instead of a status the database does not hold.
 async fn save_outcome(
-    pool: &PgPool,
+    saving: &Saving,
     live: &Live,
     id: Uuid,
     outcome: Outcome,
@@ -599,28 +621,31 @@ async fn save_outcome(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let attempt_outcome = outcome.clone();
-        let attempt_rendered = rendered.clone();
-        let attempt_searched = searched.clone();
-        let error = match db::run(pool, move |conn| {
-            Ok(Message::finish(
-                conn,
-                id,
-                &attempt_outcome,
-                attempt_rendered.as_ref(),
-                attempt_searched.as_deref(),
-            )?)
-        })
-        .await
-        {
-            Ok(message) => {
+        let finished = Finished {
+            id,
+            outcome: outcome.clone(),
+            rendered: rendered.clone(),
+            searched: searched.clone(),
+        };
+        let (ticket, saved) = saving.finished.submit(finished);
+        let saved = match tokio::time::timeout(saving.pool.deadline(), saved).await {
+            Ok(done) => done.unwrap_or_else(|_| Err(db::pool::ended_without_answer())),
+            // Not written yet: taken back if it has not started (one that has writes the same
+            // thing as the next attempt).
+            Err(_) => {
+                saving.finished.withdraw(ticket);
+                Err(crate::error::AppError::Unavailable)
+            }
+        };
+        let error = match saved {
+            Ok(Some(message)) => {
                 if attempt > 1 {
                     tracing::info!(attempt, message_id = %id, "saved a finished answer once the database was back");
                 }
                 return message;
             }
             // The conversation was deleted meanwhile: nothing to save, nobody to tell.
-            Err(crate::error::AppError::NotFound) => return unsaved(id, outcome, None),
+            Ok(None) => return unsaved(id, outcome, None),
             Err(error) => error,
         };
         let shutting_down = live.stop_reason() == Some(StopReason::Shutdown);

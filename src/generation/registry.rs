@@ -40,6 +40,8 @@ struct LiveState {
     text: String,
     /// Length of the text already written to the database.
     flushed: usize,
+    /// The answer ended and its whole text is being saved: the flusher leaves its row alone.
+    saving: bool,
     finished: Option<Arc<Message>>,
     stop_reason: Option<StopReason>,
 }
@@ -69,6 +71,7 @@ impl Live {
             state: Mutex::new(LiveState {
                 text: String::new(),
                 flushed: 0,
+                saving: false,
                 finished: None,
                 stop_reason: None,
             }),
@@ -108,6 +111,15 @@ impl Live {
         self.lock().text.clone()
     }
 
+    /// The whole text of an answer that ended, to save with how it ended. From now on the
+    /// flusher does not write its row: the save writes all of it, and two statements writing
+    /// the same rows at once only wait for each other.
+    pub fn ended_text(&self) -> String {
+        let mut state = self.lock();
+        state.saving = true;
+        state.text.clone()
+    }
+
     pub fn finish(&self, message: Arc<Message>) {
         let mut state = self.lock();
         state.finished = Some(message.clone());
@@ -126,7 +138,7 @@ impl Live {
     /// The text not yet written to the database, if any, marking it written.
     fn take_unflushed(&self) -> Option<String> {
         let mut state = self.lock();
-        if state.finished.is_some() || state.text.len() == state.flushed {
+        if state.saving || state.finished.is_some() || state.text.len() == state.flushed {
             return None;
         }
         state.flushed = state.text.len();
@@ -272,6 +284,21 @@ mod tests {
             agent_id: Uuid::now_v7(),
             project_id: Uuid::now_v7(),
         }
+    }
+
+    #[test]
+    fn an_answer_being_saved_is_not_flushed() {
+        let registry = Registry::default();
+        let (ended, streaming) = (Uuid::now_v7(), Uuid::now_v7());
+        registry.insert(ended, test_origin()).push("All of it");
+        registry.insert(streaming, test_origin()).push("So far");
+        // Its last words since the last flush go with its final save, not the flush: two
+        // statements writing the same row at once would only wait for each other.
+        assert_eq!(registry.get(ended).unwrap().ended_text(), "All of it");
+        assert_eq!(
+            registry.unflushed(),
+            (vec![streaming], vec!["So far".to_string()])
+        );
     }
 
     #[tokio::test]

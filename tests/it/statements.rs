@@ -417,3 +417,190 @@ async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
     assert!(matches!(third.await, Ok(Ok(()))));
     assert_eq!(*DONE.lock().unwrap(), vec!["taken", "after"]);
 }
+
+#[tokio::test]
+async fn answers_that_end_together_are_saved_together() {
+    const ANSWERS: usize = 24;
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |settings| {
+        settings.chat.max_live_answers_per_user = 100;
+        settings.chat.answers_per_minute_per_user = 100;
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("ended-together@example.com").await;
+    fake.set_default(Script::answer("Warm."));
+    Events::of(ask(&app, &token, &agent, "warm up").await)
+        .collect_json()
+        .await;
+    // The answers think for a while first: long enough to hold the messages table after
+    // every conversation is stored and before any answer ends.
+    fake.set_default(
+        Script::answer("Saved with the others.")
+            .first_token_delay(std::time::Duration::from_secs(2)),
+    );
+    let mut streams = Vec::new();
+    for n in 0..ANSWERS {
+        streams.push(Events::of(
+            ask(&app, &token, &agent, &format!("Answer {n}")).await,
+        ));
+    }
+    // Every conversation is stored (its response began); the answers' saves will queue behind
+    // the held table as behind a busy database.
+    let held = app.hold_table("messages").await;
+    // Each answer's whole text reaches its reader, so its task has gone on to save it ...
+    for events in &mut streams {
+        let mut text = String::new();
+        while text != "Saved with the others." {
+            let event = events.next().await.unwrap();
+            let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+            text.push_str(data["text"].as_str().unwrap());
+        }
+    }
+    // ... and the first save waits on the table, beside the flush of the texts.
+    while app.waiting_on_locks().await < 2 {
+        tokio::task::yield_now().await;
+    }
+    held.release().await;
+    let mut answers = Vec::new();
+    for events in &mut streams {
+        let (_, done) = events.collect_json().await;
+        assert_eq!(done["status"], "complete");
+        answers.push(format!("'{}'", done["message_id"].as_str().unwrap()));
+    }
+    let transactions = app
+        .count_sql(format!(
+            "SELECT count(DISTINCT xmin::text) AS count FROM messages WHERE id IN ({})",
+            answers.join(",")
+        ))
+        .await;
+    assert!(
+        transactions <= 8,
+        "{ANSWERS} answers that ended together took {transactions} transactions to save"
+    );
+    // Each row holds its own whole outcome, as a reader of the conversation would see it.
+    let whole = app
+        .count_sql(format!(
+            "SELECT count(*) AS count FROM messages WHERE id IN ({}) \
+             AND content = 'Saved with the others.' AND status = 'complete' \
+             AND html LIKE '%Saved with the others.%' AND html_renderer IS NOT NULL \
+             AND provider = 'openai' AND model IS NOT NULL AND output_tokens IS NOT NULL \
+             AND ttft_ms IS NOT NULL AND duration_ms >= ttft_ms AND finished_at IS NOT NULL",
+            answers.join(",")
+        ))
+        .await;
+    assert_eq!(whole, ANSWERS as i64);
+}
+
+/// The flusher's statement and the grouped final saves each write many answers' rows. Two such
+/// statements that lock their rows in orders of their own can deadlock, and did in a burst
+/// whose answers ended while a flush ran (PostgreSQL broke each cycle after a second, and the
+/// group's answers were then saved one by one). Both lock their rows in id order: while one
+/// waits for the higher row, the lower one is already its, whatever order it was given and
+/// whatever order the table holds them in.
+#[tokio::test]
+async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
+    use confab::conversations::model::{Finished, Message, Outcome, Status};
+    use diesel::RunQueryDsl;
+
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |settings| {
+        settings.database.pool_size = 8;
+        // No flush of its own while the test holds rows.
+        settings.chat.flush_interval_ms = 60_000;
+    })
+    .await;
+    let (token, _, agent) = app.chat_setup("lock-order@example.com").await;
+    fake.set_default(
+        Script::answer("Not yet.").first_token_delay(std::time::Duration::from_secs(30)),
+    );
+    let _first = ask(&app, &token, &agent, "First").await;
+    let _second = ask(&app, &token, &agent, "Second").await;
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let pool = app.pool.clone();
+    let ids: Vec<uuid::Uuid> = tokio::task::spawn_blocking(move || {
+        diesel::sql_query("SELECT id FROM messages WHERE status = 'streaming' ORDER BY id")
+            .load::<Id>(&mut pool.get().unwrap().conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.id)
+            .collect()
+    })
+    .await
+    .unwrap();
+    let [low, high] = ids[..] else {
+        panic!("two answers streaming, not {}", ids.len());
+    };
+    // The lower id's row moves after the higher one's in the table: neither the order the ids
+    // are given in nor the table's is the ids' order.
+    app.execute_sql(format!(
+        "UPDATE messages SET content = 'moved' WHERE id = '{low}'"
+    ))
+    .await;
+    let finished = |id| Finished {
+        id,
+        outcome: Outcome {
+            content: "Ended.".into(),
+            status: Status::Complete,
+            error: None,
+            error_detail: None,
+            provider: None,
+            model: None,
+            input_tokens: None,
+            output_tokens: None,
+            ttft_ms: None,
+            duration_ms: None,
+            finished_at: Some(chrono::Utc::now()),
+        },
+        rendered: None,
+        searched: None,
+    };
+    for statement in ["flush", "finish"] {
+        let held = app
+            .hold(format!(
+                "SELECT id FROM messages WHERE id = '{high}' FOR UPDATE"
+            ))
+            .await;
+        let pool = app.pool.clone();
+        let given = [high, low];
+        let writer = tokio::task::spawn_blocking(move || {
+            use diesel::Connection;
+            pool.get().unwrap().conn.transaction(|conn| {
+                // Plans that meet the rows in an order other than their ids', as a big
+                // table's (a loop over the ids given, each found by its key) does; on a table
+                // this small the planner would walk an index in id order by chance.
+                for off in ["hashjoin", "mergejoin", "indexscan", "bitmapscan"] {
+                    diesel::sql_query(format!("SET LOCAL enable_{off} = off")).execute(conn)?;
+                }
+                match statement {
+                    "flush" => Message::flush_contents(conn, &given, &["b".into(), "a".into()])
+                        .map(|written| written.len()),
+                    _ => Message::finish_all(conn, &given.map(finished))
+                        .map(|saved| saved.iter().flatten().count()),
+                }
+            })
+        });
+        while app.waiting_on_locks().await < 1 {
+            tokio::task::yield_now().await;
+        }
+        let pool = app.pool.clone();
+        let lower_is_free = tokio::task::spawn_blocking(move || {
+            diesel::sql_query(format!(
+                "SELECT id FROM messages WHERE id = '{low}' FOR UPDATE NOWAIT"
+            ))
+            .execute(&mut pool.get().unwrap().conn)
+            .is_ok()
+        })
+        .await
+        .unwrap();
+        assert!(
+            !lower_is_free,
+            "the {statement} waits for the higher row without holding the lower one"
+        );
+        held.release().await;
+        assert_eq!(writer.await.unwrap().unwrap(), 2, "{statement}");
+    }
+}

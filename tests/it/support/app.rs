@@ -368,12 +368,17 @@ impl TestApp {
     /// released: every statement that touches it waits.
     #[allow(dead_code)]
     pub async fn hold_table(&self, table: &str) -> Held {
+        self.hold(format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            .await
+    }
+
+    /// Runs `lock` (e.g. a `SELECT … FOR UPDATE`) in a transaction kept open until the returned
+    /// [`Held`] is released.
+    #[allow(dead_code)]
+    pub async fn hold(&self, lock: String) -> Held {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
-        let (pool, lock) = (
-            self.pool.clone(),
-            format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
-        );
+        let pool = self.pool.clone();
         let holder = tokio::task::spawn_blocking(move || {
             use diesel::Connection;
             pool.get()
