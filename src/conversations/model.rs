@@ -311,13 +311,12 @@ pub struct NewConversation {
     pub turn: TurnRows,
 }
 
-/// An answer that ended, as [`Message::finish_all`] writes it: how it ended, its text as pages
-/// show it, and the files the provider's own search cited.
+/// An answer that ended, as [`Message::finish_all`] writes it: how it ended, and its text as
+/// pages show it.
 pub struct Finished {
     pub id: Uuid,
     pub outcome: Outcome,
     pub rendered: Option<Rendered>,
-    pub searched: Option<Vec<(String, String)>>,
 }
 
 /// How an answer ended, as written when it ends.
@@ -795,37 +794,19 @@ impl Message {
             .get_result(conn)
     }
 
-    /// Answers that ended, each written as [`Message::finish`] writes one, in one statement:
-    /// many answers that end together (a burst's streams do) cost one statement and one commit
-    /// instead of one each. The rare answer whose provider searched the project's files goes
-    /// through [`Message::finish`], a statement of its own (in no transaction with the others:
-    /// holding their rows while it locks its own could deadlock). `None`, in `finished`'s order, for
-    /// an answer whose row is gone (its conversation was deleted meanwhile).
+    /// Answers that ended, each written as [`Message::finish`] writes one without a provider's
+    /// citations, in one statement: many answers that end together (a burst's streams do) cost
+    /// one statement and one commit instead of one each. `None`, in `finished`'s order, for an
+    /// answer whose row is gone (its conversation was deleted meanwhile).
     pub fn finish_all(
         conn: &mut PgConnection,
         finished: &[Finished],
     ) -> QueryResult<Vec<Option<Message>>> {
-        let (searched, plain): (Vec<&Finished>, Vec<&Finished>) = finished
-            .iter()
-            .partition(|answer| answer.searched.is_some());
-        let mut saved: HashMap<Uuid, Message> = FinishAll::of(&plain)
+        let mut saved: HashMap<Uuid, Message> = FinishAll::of(finished)
             .load::<Message>(conn)?
             .into_iter()
             .map(|message| (message.id, message))
             .collect();
-        for answer in &searched {
-            let message = Message::finish(
-                conn,
-                answer.id,
-                &answer.outcome,
-                answer.rendered.as_ref(),
-                answer.searched.as_deref(),
-            )
-            .optional()?;
-            if let Some(message) = message {
-                saved.insert(message.id, message);
-            }
-        }
         Ok(finished
             .iter()
             .map(|answer| saved.remove(&answer.id))
@@ -999,9 +980,9 @@ struct FinishAll<'a> {
 }
 
 impl<'a> FinishAll<'a> {
-    fn of(finished: &[&'a Finished]) -> Self {
-        let outcome = |answer: &&'a Finished| &answer.outcome;
-        let rendered = |answer: &&'a Finished| answer.rendered.as_ref();
+    fn of(finished: &'a [Finished]) -> Self {
+        let outcome = |answer: &'a Finished| &answer.outcome;
+        let rendered = |answer: &'a Finished| answer.rendered.as_ref();
         FinishAll {
             ids: finished.iter().map(|answer| answer.id).collect(),
             contents: finished

@@ -22,8 +22,9 @@ use tokio::sync::oneshot;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
 
-/// Groups written at the same time, each on a connection of its own: a quarter of the pool's
-/// (a held-up database must not take every connection from the other requests), at least one.
+/// Groups of one kind written at the same time, each on a connection of its own: a quarter of
+/// the pool's (a held-up database must not take every connection from the other requests), at
+/// least one. There are two kinds (new conversations, finished answers): half the pool at most.
 fn writers(pool: &PgPool) -> usize {
     (pool.max_size() as usize / 4).max(1)
 }

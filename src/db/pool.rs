@@ -56,12 +56,16 @@ impl PgPool {
         self.outages.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Keeps the warm connections open (after [`PgPool::open_warm`]): every half idle timeout they are checked out together and handed back, which
-    /// pings the ones idle for a while and opens any that went. r2d2's own `min_idle` keeps that
-    /// many connections *spare* beyond those in use, and tops them up at every checkout without
-    /// counting the ones still connecting: at start-up, with a few checkouts at once, it opened
-    /// 7 connections for a pool meant to keep 2, each a PostgreSQL process of 1.6–2.6 MB.
+    /// Keeps the warm connections open (after [`PgPool::open_warm`]): every half idle timeout
+    /// they are checked out together and handed back, which pings the ones idle for a while and
+    /// opens any that went. r2d2's own `min_idle` keeps that many connections *spare* beyond
+    /// those in use, and tops them up at every checkout without counting the ones still
+    /// connecting: at start-up, with a few checkouts at once, it opened 7 connections for a
+    /// pool meant to keep 2, each a PostgreSQL process of 1.6–2.6 MB.
     pub async fn keep_warm(self) {
+        if self.warm == 0 {
+            return;
+        }
         loop {
             tokio::time::sleep(self.idle_timeout / 2).await;
             self.open_warm().await;
@@ -75,6 +79,11 @@ impl PgPool {
     }
 
     fn warm_up(&self) {
+        /// How long a round waits for a connection it opens, holding the idle ones (so that
+        /// opening takes a new one rather than one of them): a request that wants one meanwhile
+        /// waits at most this long. One not open by then is still being opened by r2d2 and
+        /// joins the idle ones when it is; while the database is away r2d2 keeps trying.
+        const OPENING: Duration = Duration::from_secs(1);
         let warm = self.warm as usize;
         // The connections used most recently (r2d2 hands out the last returned first); the
         // others, if any, are left to close when idle.
@@ -83,8 +92,7 @@ impl PgPool {
             .collect();
         let open = self.connections.state().connections as usize;
         for _ in open..warm {
-            // A database that is away: the next round tries again.
-            let Ok(connection) = self.connections.get() else {
+            let Ok(connection) = self.connections.get_timeout(OPENING) else {
                 break;
             };
             held.push(connection);

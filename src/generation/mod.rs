@@ -63,7 +63,7 @@ pub struct Generations {
     finished_answers: FinishedAnswers,
 }
 
-/// Answers that ended, saved in one transaction when many end at once.
+/// Answers that ended, saved in one statement when many end at once.
 pub type FinishedAnswers = db::Group<Finished, Option<Message>>;
 
 /// New conversations with their first turns, grouped into one statement when many start at once.
@@ -621,20 +621,36 @@ async fn save_outcome(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let finished = Finished {
-            id,
-            outcome: outcome.clone(),
-            rendered: rendered.clone(),
-            searched: searched.clone(),
-        };
-        let (ticket, saved) = saving.finished.submit(finished);
-        let saved = match tokio::time::timeout(saving.pool.deadline(), saved).await {
-            Ok(done) => done.unwrap_or_else(|_| Err(db::pool::ended_without_answer())),
-            // Not written yet: taken back if it has not started (one that has writes the same
-            // thing as the next attempt).
-            Err(_) => {
-                saving.finished.withdraw(ticket);
-                Err(crate::error::AppError::Unavailable)
+        let saved = match &searched {
+            // An answer whose provider searched the project's files: its citations are read
+            // and written with it, in a statement of its own.
+            Some(cited) => {
+                let (outcome, rendered, cited) = (outcome.clone(), rendered.clone(), cited.clone());
+                db::run(&saving.pool, move |conn| {
+                    use diesel::OptionalExtension;
+                    Ok(
+                        Message::finish(conn, id, &outcome, rendered.as_ref(), Some(&cited))
+                            .optional()?,
+                    )
+                })
+                .await
+            }
+            None => {
+                let finished = Finished {
+                    id,
+                    outcome: outcome.clone(),
+                    rendered: rendered.clone(),
+                };
+                let (ticket, saved) = saving.finished.submit(finished);
+                match tokio::time::timeout(saving.pool.deadline(), saved).await {
+                    Ok(done) => done.unwrap_or_else(|_| Err(db::pool::ended_without_answer())),
+                    // Not written yet: taken back if it has not started (one that has writes
+                    // the same thing as the next attempt).
+                    Err(_) => {
+                        saving.finished.withdraw(ticket);
+                        Err(crate::error::AppError::Unavailable)
+                    }
+                }
             }
         };
         let error = match saved {

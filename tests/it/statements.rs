@@ -534,12 +534,6 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
     let [low, high] = ids[..] else {
         panic!("two answers streaming, not {}", ids.len());
     };
-    // The lower id's row moves after the higher one's in the table: neither the order the ids
-    // are given in nor the table's is the ids' order.
-    app.execute_sql(format!(
-        "UPDATE messages SET content = 'moved' WHERE id = '{low}'"
-    ))
-    .await;
     let finished = |id| Finished {
         id,
         outcome: Outcome {
@@ -556,9 +550,14 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
             finished_at: Some(chrono::Utc::now()),
         },
         rendered: None,
-        searched: None,
     };
     for statement in ["flush", "finish"] {
+        // The lower id's row moves after the higher one's in the table: neither the order the
+        // ids are given in nor the table's is the ids' order.
+        app.execute_sql(format!(
+            "UPDATE messages SET content = 'moved' WHERE id = '{low}'"
+        ))
+        .await;
         let held = app
             .hold(format!(
                 "SELECT id FROM messages WHERE id = '{high}' FOR UPDATE"
