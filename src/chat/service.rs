@@ -742,14 +742,12 @@ async fn store_turn<T: Send + 'static, W: FnOnce() -> bool>(
         generations,
         pool,
         answer_id,
-        turn: Some((stored, withdraw)),
+        stored,
+        withdraw: Some(withdraw),
     };
-    let Some((stored, _)) = waiting.turn.as_mut() else {
-        return Err(db::pool::ended_without_answer());
-    };
-    match tokio::time::timeout(pool.deadline(), stored).await {
+    match tokio::time::timeout(pool.deadline(), &mut waiting.stored).await {
         Ok(done) => {
-            waiting.turn = None;
+            waiting.withdraw = None;
             done.unwrap_or_else(|_| Err(db::pool::ended_without_answer()))
         }
         Err(_) => Err(AppError::Unavailable),
@@ -765,16 +763,21 @@ struct GaveUp<'a, T: Send + 'static, W: FnOnce() -> bool> {
     generations: &'a Generations,
     pool: &'a PgPool,
     answer_id: Uuid,
-    /// The statement's answer to come, and how to withdraw it; `None` once it came.
-    turn: Option<(db::group::Pending<Option<T>>, W)>,
+    /// The statement's answer to come.
+    stored: db::group::Pending<Option<T>>,
+    /// How to withdraw the statement; `None` once its answer came.
+    withdraw: Option<W>,
 }
 
 impl<T: Send + 'static, W: FnOnce() -> bool> Drop for GaveUp<'_, T, W> {
     fn drop(&mut self) {
-        let Some((stored, withdraw)) = self.turn.take() else {
+        let Some(withdraw) = self.withdraw.take() else {
             return;
         };
         if !withdraw() {
+            // The answer is still to come: it goes to the task that waits for it.
+            let (_, closed) = tokio::sync::oneshot::channel();
+            let stored = std::mem::replace(&mut self.stored, closed);
             fail_if_stored_late(self.generations, self.pool, self.answer_id, stored);
         }
     }

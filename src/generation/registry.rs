@@ -40,7 +40,8 @@ struct LiveState {
     text: String,
     /// Length of the text already written to the database.
     flushed: usize,
-    /// The answer ended and its whole text is being saved: the flusher leaves its row alone.
+    /// The answer ended and its whole text is being saved (or was: `finished` comes after):
+    /// the flusher leaves its row alone.
     saving: bool,
     finished: Option<Arc<Message>>,
     stop_reason: Option<StopReason>,
@@ -111,7 +112,8 @@ impl Live {
         self.lock().text.clone()
     }
 
-    /// The whole text of an answer that ended, to save with how it ended. From now on the
+    /// The whole text of an answer that ended, to save with how it ended (before
+    /// [`Live::finish`] tells readers what was saved). From now on the
     /// flusher does not write its row: the save writes all of it, and two statements writing
     /// the same rows at once only wait for each other.
     pub fn ended_text(&self) -> String {
@@ -138,7 +140,7 @@ impl Live {
     /// The text not yet written to the database, if any, marking it written.
     fn take_unflushed(&self) -> Option<String> {
         let mut state = self.lock();
-        if state.saving || state.finished.is_some() || state.text.len() == state.flushed {
+        if state.saving || state.text.len() == state.flushed {
             return None;
         }
         state.flushed = state.text.len();

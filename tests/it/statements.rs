@@ -279,17 +279,9 @@ async fn conversations_started_at_once_are_stored_together_each_with_its_own_mes
         );
         assert_eq!(messages[1]["content"], "Stored with the others.");
     }
-    // Rows stored by one transaction share its id (xmin): one per conversation before.
-    let ids: Vec<String> = conversations
-        .iter()
-        .map(|(_, id)| format!("'{id}'"))
-        .collect();
-    let transactions = app
-        .count_sql(format!(
-            "SELECT count(DISTINCT xmin::text) AS count FROM conversations WHERE id IN ({})",
-            ids.join(",")
-        ))
-        .await;
+    // One transaction per conversation before.
+    let ids: Vec<String> = conversations.into_iter().map(|(_, id)| id).collect();
+    let transactions = app.transactions_that_wrote("conversations", &ids).await;
     assert!(
         transactions <= 8,
         "{PEOPLE_AT_ONCE} conversations started at once took {transactions} transactions"
@@ -473,14 +465,9 @@ async fn answers_that_end_together_are_saved_together() {
     for events in &mut streams {
         let (_, done) = events.collect_json().await;
         assert_eq!(done["status"], "complete");
-        answers.push(format!("'{}'", done["message_id"].as_str().unwrap()));
+        answers.push(done["message_id"].as_str().unwrap().to_string());
     }
-    let transactions = app
-        .count_sql(format!(
-            "SELECT count(DISTINCT xmin::text) AS count FROM messages WHERE id IN ({})",
-            answers.join(",")
-        ))
-        .await;
+    let transactions = app.transactions_that_wrote("messages", &answers).await;
     assert!(
         transactions <= 8,
         "{ANSWERS} answers that ended together took {transactions} transactions to save"
@@ -493,7 +480,11 @@ async fn answers_that_end_together_are_saved_together() {
              AND html LIKE '%Saved with the others.%' AND html_renderer IS NOT NULL \
              AND provider = 'openai' AND model IS NOT NULL AND output_tokens IS NOT NULL \
              AND ttft_ms IS NOT NULL AND duration_ms >= ttft_ms AND finished_at IS NOT NULL",
-            answers.join(",")
+            answers
+                .iter()
+                .map(|id| format!("'{id}'"))
+                .collect::<Vec<_>>()
+                .join(",")
         ))
         .await;
     assert_eq!(whole, ANSWERS as i64);

@@ -354,6 +354,18 @@ impl TestApp {
         .unwrap()
     }
 
+    /// How many transactions wrote the rows of `table` with these ids (rows a transaction wrote
+    /// share its id, `xmin`).
+    #[allow(dead_code)]
+    pub async fn transactions_that_wrote(&self, table: &str, ids: &[String]) -> i64 {
+        let ids: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+        self.count_sql(format!(
+            "SELECT count(DISTINCT xmin::text) AS count FROM {table} WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .await
+    }
+
     /// How many of the app's statements wait on a lock right now.
     #[allow(dead_code)]
     pub async fn waiting_on_locks(&self) -> i64 {
