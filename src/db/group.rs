@@ -138,7 +138,10 @@ impl<I: Send + 'static, O: Send + 'static> Inner<I, O> {
 
     /// Runs a writer already counted in `writers`.
     fn start_writer(inner: &Arc<Self>) {
-        let writer = Writer(inner.clone());
+        let writer = Writer {
+            inner: inner.clone(),
+            ran: false,
+        };
         inner.runtime.spawn_blocking(move || writer.write());
     }
 }
@@ -147,24 +150,37 @@ impl<I: Send + 'static, O: Send + 'static> Inner<I, O> {
 /// that ends otherwise (a panic in the work) starts another if work is waiting, so nothing
 /// queued is left without a writer; its own group's senders are dropped with it, and those
 /// requests get an error rather than a hang.
-struct Writer<I: Send + 'static, O: Send + 'static>(Arc<Inner<I, O>>);
+struct Writer<I: Send + 'static, O: Send + 'static> {
+    inner: Arc<Inner<I, O>>,
+    /// It was run. One dropped unrun belongs to a runtime that is shutting down, which would
+    /// drop the next one unrun as well: starting another from `drop` recursed until the stack
+    /// overflowed (a test's confab stopped while an answer's save was queued).
+    ran: bool,
+}
 
 impl<I: Send + 'static, O: Send + 'static> Drop for Writer<I, O> {
     fn drop(&mut self) {
-        let mut queue = self.0.queue();
-        if queue.waiting.is_empty() {
+        let mut queue = self.inner.queue();
+        if queue.waiting.is_empty() || !self.ran {
             queue.writers -= 1;
+            // Nobody will write them: their requests are told now instead of at their deadline.
+            let abandoned = std::mem::take(&mut queue.waiting);
+            drop(queue);
+            for queued in abandoned {
+                let _ = queued.sender.send(Err(AppError::Unavailable));
+            }
         } else {
             drop(queue);
-            Inner::start_writer(&self.0);
+            Inner::start_writer(&self.inner);
         }
     }
 }
 
 impl<I: Send + 'static, O: Send + 'static> Writer<I, O> {
     /// Takes what is waiting, group after group, until nothing is.
-    fn write(self) {
-        let inner = &*self.0;
+    fn write(mut self) {
+        self.ran = true;
+        let inner = &*self.inner;
         let mut held = None;
         loop {
             let group: Vec<_> = {

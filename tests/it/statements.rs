@@ -410,6 +410,27 @@ async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
     assert_eq!(*DONE.lock().unwrap(), vec!["taken", "after"]);
 }
 
+/// A confab that stops (its generation runtime shut down) with work queued: the writer it would
+/// start is dropped unrun, and starting another from there recursed until the stack overflowed,
+/// aborting the process.
+#[tokio::test]
+async fn work_queued_when_its_runtime_has_stopped_is_refused_at_once() {
+    let app = TestApp::spawn().await;
+    let stopped = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let handle = stopped.handle().clone();
+    stopped.shutdown_background();
+    let group = confab::db::Group::new(app.pool.clone(), handle, read_then_note);
+    let (_, pending) = group.submit("never written");
+    assert!(
+        matches!(pending.await, Ok(Err(confab::error::AppError::Unavailable))),
+        "queued work with nobody to write it was not refused"
+    );
+    assert!(!DONE.lock().unwrap().contains(&"never written"));
+}
+
 #[tokio::test]
 async fn answers_that_end_together_are_saved_together() {
     const ANSWERS: usize = 24;
