@@ -4,6 +4,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::agents::model::{Agent, AgentChanges, NewAgent, ProjectRef};
+use crate::conversations::model::{Message, Scope};
 use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks, Flag, NumberInput, double_option};
@@ -286,6 +287,7 @@ pub async fn delete(
         // Deleting the default promotes another agent.
         Agent::lock_project_agents(conn, agent.project_id)?;
         let agent = Agent::find_owned(conn, owner, id)?;
+        Message::lock_streaming_in(conn, Scope::Agent(agent.id))?;
         Agent::delete(conn, &agent)?;
         Ok(agent)
     })

@@ -311,6 +311,13 @@ pub struct NewConversation {
     pub turn: TurnRows,
 }
 
+/// The conversations of one agent, or of every agent in one project.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Agent(Uuid),
+    Project(Uuid),
+}
+
 /// An answer that ended, as [`Message::finish_all`] writes it: how it ended, and its text as
 /// pages show it.
 pub struct Finished {
@@ -901,6 +908,29 @@ impl Message {
             messages::finished_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
+    }
+
+    /// Locks, in id order, the rows of the answers still streaming in an agent's or a project's
+    /// conversations, until the transaction ends. A delete of the agent or project calls it
+    /// before its cascade: the cascade meets the rows conversation by conversation, while the
+    /// statements that write many answers at once ([`Message::flush_contents`],
+    /// [`Message::finish_all`]) lock theirs in id order. Two statements locking the same rows
+    /// in different orders can deadlock, and PostgreSQL would fail one of them after a second.
+    pub fn lock_streaming_in(conn: &mut PgConnection, scope: Scope) -> QueryResult<()> {
+        let (join, id) = match scope {
+            Scope::Agent(id) => ("WHERE c.agent_id = $1", id),
+            Scope::Project(id) => (
+                "JOIN agents a ON a.id = c.agent_id WHERE a.project_id = $1",
+                id,
+            ),
+        };
+        diesel::sql_query(format!(
+            "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id {join} \
+             AND m.status = 'streaming' ORDER BY m.id FOR UPDATE OF m"
+        ))
+        .bind::<diesel::sql_types::Uuid, _>(id)
+        .execute(conn)?;
+        Ok(())
     }
 
     /// Deletes the message; how many rows went (0 when another request deleted it first).

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::agents::model::{Agent, NewAgent};
 use crate::agents::service::{DEFAULT_AGENT_NAME, DEFAULT_MODEL, DEFAULT_PROVIDER};
+use crate::conversations::model::{Message, Scope};
 use crate::db;
 use crate::db::PgPool;
 use crate::domain::{self, Checks};
@@ -161,11 +162,13 @@ pub async fn delete(
     let owner = user.id;
     let removed = db::transaction(pool, move |conn| {
         // Owner first (someone else's project is not found and nothing is touched), then its
+        // answers still streaming (in id order, before the cascade meets them), then its
         // files' rows, returning exactly the bytes they named, then the project.
         // The row stays locked to the end, so a vector store claimed for the project meanwhile
         // is either read here (and deleted with it) or finds no project (and is deleted by
         // its sync): never left behind.
         Project::lock_owned(conn, owner, id)?;
+        Message::lock_streaming_in(conn, Scope::Project(id))?;
         let vector_store = StoredFile::vector_store_of(conn, id)?;
         let removed = StoredFile::delete_for_project(conn, id)?;
         Project::delete_owned(conn, owner, id)?;

@@ -535,22 +535,9 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
     );
     let _first = ask(&app, &token, &agent, "First").await;
     let _second = ask(&app, &token, &agent, "Second").await;
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: uuid::Uuid,
-    }
-    let pool = app.pool.clone();
-    let ids: Vec<uuid::Uuid> = tokio::task::spawn_blocking(move || {
-        diesel::sql_query("SELECT id FROM messages WHERE status = 'streaming' ORDER BY id")
-            .load::<Id>(&mut pool.get().unwrap().conn)
-            .unwrap()
-            .into_iter()
-            .map(|row| row.id)
-            .collect()
-    })
-    .await
-    .unwrap();
+    let ids = app
+        .ids_sql("SELECT id FROM messages WHERE status = 'streaming' ORDER BY id")
+        .await;
     let [low, high] = ids[..] else {
         panic!("two answers streaming, not {}", ids.len());
     };
@@ -578,6 +565,17 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
             "UPDATE messages SET content = 'moved' WHERE id = '{low}'"
         ))
         .await;
+        for (m,) in [(0,)] {
+            let _ = m;
+            let rows = app
+                .ids_sql(format!(
+                    "SELECT c.id FROM conversations c WHERE c.agent_id = '{agent}'"
+                ))
+                .await;
+            eprintln!("DEBUG low={low} high={high} convs in heap order {rows:?}");
+            let rows = app.ids_sql(format!("SELECT m.conversation_id AS id FROM messages m WHERE m.id IN ('{low}','{high}') ORDER BY m.id")).await;
+            eprintln!("DEBUG convs of low, high {rows:?}");
+        }
         let held = app
             .hold(format!(
                 "SELECT id FROM messages WHERE id = '{high}' FOR UPDATE"
@@ -625,5 +623,78 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
         );
         held.release().await;
         assert_eq!(writer.await.unwrap().unwrap(), 2, "{statement}");
+    }
+}
+
+/// Deleting an agent or a project deletes its conversations' answers by cascade, which meets
+/// them conversation by conversation, in whatever order the plan finds the conversations. The
+/// statements that write many answers lock theirs in id order, so a delete that met a higher
+/// answer first could deadlock with a flush or a group's save (and PostgreSQL would fail one
+/// of them after a second). The delete locks its answers still streaming in id order first:
+/// while it waits for the higher one, the lower one is already its.
+#[tokio::test]
+async fn deleting_an_agent_or_a_project_locks_its_streaming_answers_in_id_order_first() {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |settings| {
+        settings.database.pool_size = 8;
+        // No flush of its own while the test holds rows.
+        settings.chat.flush_interval_ms = 60_000;
+    })
+    .await;
+    fake.set_default(
+        Script::answer("Not yet.").first_token_delay(std::time::Duration::from_secs(30)),
+    );
+    for scope in ["agents", "projects"] {
+        let (token, project, agent) = app.chat_setup(&format!("delete-{scope}@example.com")).await;
+        let _first = ask(&app, &token, &agent, "First").await;
+        let _second = ask(&app, &token, &agent, "Second").await;
+        let streaming = format!(
+            "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE c.agent_id = '{agent}' AND m.status = 'streaming' ORDER BY m.id"
+        );
+        let ids = app.ids_sql(&streaming).await;
+        let [low, high] = ids[..] else {
+            panic!("two answers streaming, not {}", ids.len());
+        };
+        // The table holds the conversations newest first, as the agent's index lists them:
+        // the cascade meets the higher answer first, whichever of the two it reads.
+        app.execute_sql("CLUSTER conversations USING conversations_agent_user_idx")
+            .await;
+        let held = app
+            .hold(format!(
+                "SELECT id FROM messages WHERE id = '{high}' FOR UPDATE"
+            ))
+            .await;
+        let path = match scope {
+            "agents" => format!("/api/agents/{agent}"),
+            _ => format!("/api/projects/{project}"),
+        };
+        let delete = app.api.delete(app.url(&path)).bearer_auth(&token).send();
+        let delete = tokio::spawn(delete);
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while app.waiting_on_locks().await < 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the delete waits for the higher answer");
+        let pool = app.pool.clone();
+        let lower_is_free = tokio::task::spawn_blocking(move || {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(format!(
+                "SELECT id FROM messages WHERE id = '{low}' FOR UPDATE NOWAIT"
+            ))
+            .execute(&mut pool.get().unwrap().conn)
+            .is_ok()
+        })
+        .await
+        .unwrap();
+        assert!(
+            !lower_is_free,
+            "deleting {scope} waits for the higher answer without holding the lower one"
+        );
+        held.release().await;
+        assert_eq!(delete.await.unwrap().unwrap().status(), 204, "{scope}");
+        assert!(app.ids_sql(&streaming).await.is_empty(), "{scope}");
     }
 }

@@ -354,6 +354,27 @@ impl TestApp {
         .unwrap()
     }
 
+    /// The `id` column of `sql`'s rows.
+    #[allow(dead_code)]
+    pub async fn ids_sql(&self, sql: impl Into<String>) -> Vec<uuid::Uuid> {
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: uuid::Uuid,
+        }
+        let (pool, sql) = (self.pool.clone(), sql.into());
+        tokio::task::spawn_blocking(move || {
+            diesel::sql_query(sql)
+                .load::<Id>(&mut pool.get().unwrap().conn)
+                .unwrap()
+                .into_iter()
+                .map(|row| row.id)
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
     /// How many transactions wrote the rows of `table` with these ids (rows a transaction wrote
     /// share its id, `xmin`).
     #[allow(dead_code)]
