@@ -339,8 +339,10 @@ async fn generate(
     (job, begin): (Job, Begin),
     stall_timeout: Duration,
 ) {
-    // The provider is asked at once, whether or not the row is stored yet.
-    let mut opening = std::pin::pin!(router.stream(&job.provider, &job.request));
+    // The provider is asked at once, whether or not the row is stored yet. The request's
+    // future is boxed and dropped once the stream is open: kept in this task's own state, its
+    // 2.5 KB would stay allocated for every live answer until it ends.
+    let mut opening = Box::pin(router.stream(&job.provider, &job.request));
     let mut opened = None;
     let slot = match begin {
         Begin::Stored(slot) => slot,
@@ -369,17 +371,27 @@ async fn generate(
         output_tokens: None,
         cited: Vec::new(),
     };
-    let (status, (error, error_detail)) = tokio::select! {
-        biased;
-        _ = live.cancel.cancelled() => stopped(&live),
-        started = async { match opened { Some(started) => started, None => opening.await } } => match started {
-            Err(failure) => failed(explain(&failure.error, Attempt::Start(failure.attempts), stall_timeout)),
-            Ok(started) => {
-                progress.provider = Some(started.provider.clone());
-                progress.model = Some(started.model.clone());
-                relay(&live, started.stream, &mut progress, stall_timeout).await
-            }
+    let started = match opened {
+        Some(started) => Some(started),
+        None => tokio::select! {
+            biased;
+            _ = live.cancel.cancelled() => None,
+            started = &mut opening => Some(started),
         },
+    };
+    drop(opening);
+    let (status, (error, error_detail)) = match started {
+        None => stopped(&live),
+        Some(Err(failure)) => failed(explain(
+            &failure.error,
+            Attempt::Start(failure.attempts),
+            stall_timeout,
+        )),
+        Some(Ok(started)) => {
+            progress.provider = Some(started.provider.clone());
+            progress.model = Some(started.model.clone());
+            relay(&live, started.stream, &mut progress, stall_timeout).await
+        }
     };
     let duration = progress.started.elapsed();
     let outcome = Outcome {
@@ -409,7 +421,15 @@ async fn generate(
         .as_ref()
         .is_some_and(|search| progress.provider.as_ref() == Some(&search.provider))
         .then_some(progress.cited);
-    let message = save_outcome(&saving, &live, job.message_id, outcome, searched).await;
+    // Boxed for the same reason: its 1.6 KB is needed only while the answer is being saved.
+    let message = Box::pin(save_outcome(
+        &saving,
+        &live,
+        job.message_id,
+        outcome,
+        searched,
+    ))
+    .await;
     // The conversation and the person's allowance are free before anyone is told the answer
     // ended: a client that sends its next message on the final event must not get a 409.
     drop(slot);
