@@ -35,6 +35,14 @@
     var send = form.querySelector("[data-send]"), stop = form.querySelector("[data-stop]");
     if (send) send.hidden = live;
     if (stop) stop.hidden = !live;
+    if (!live) waitNote(form, "");
+  }
+  // Enter while an answer is written sends nothing; this says why, and what to do.
+  var WAIT_TEXT = "The answer is still being written. Your message stays here: press Enter " +
+    "again when it ends, or Stop to end it now.";
+  function waitNote(form, text) {
+    var note = form.querySelector("[data-wait-note]");
+    if (note && note.textContent !== text) note.textContent = text;
   }
   // After Stop (in the composer or on the answer) the focus goes back to the message box,
   // instead of being lost with the button when the answer's bubble is replaced.
@@ -74,7 +82,9 @@
     if (!enterSends || !el.matches || !el.matches("textarea[data-enter-sends]")) return;
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
     event.preventDefault();
-    if (el.value.trim() !== "" && el.form && !liveAnswer()) el.form.requestSubmit();
+    if (el.value.trim() === "" || !el.form) return;
+    if (liveAnswer()) waitNote(el.form, WAIT_TEXT);
+    else el.form.requestSubmit();
   });
 
   // On a phone the conversations are a drawer behind a button (without this script they are

@@ -146,8 +146,23 @@ struct Turn {
     user: Bubble,
     answer: Bubble,
     list: Option<ConversationList>,
+    trail: Option<Trail>,
     head: Option<TitleSection>,
     composer: Option<Composer>,
+}
+
+/// A chat's breadcrumb: Projects › its project › its agent › Chat (nothing on the chat home).
+#[derive(Template)]
+#[template(path = "partials/chat/trail.html")]
+struct Trail {
+    crumbs: Option<Crumbs>,
+    oob: bool,
+}
+
+struct Crumbs {
+    project: ProjectRef,
+    agent_id: Uuid,
+    agent_name: String,
 }
 
 /// The sidebar: "New chat", the search, and the list.
@@ -323,8 +338,8 @@ struct Renamed {
 #[template(path = "pages/chat/show.html")]
 struct ChatPage {
     chrome: Chrome,
-    /// The project of the agent, for the breadcrumb of an agent's chat (not on the chat home).
-    trail: Option<ProjectRef>,
+    /// The breadcrumb: an agent's chat has one, the chat home not.
+    trail: Trail,
     /// Who answers; `None` on the chat home of a person without any agent yet.
     agent: Option<Agent>,
     sidebar: Sidebar,
@@ -494,7 +509,14 @@ async fn chat_page(
                 .map(|c| TitleSection::of(csrf, c, false))
         }),
         earlier: Earlier::of(csrf, conversation.as_ref(), &history),
-        trail,
+        trail: Trail {
+            crumbs: trail.zip(agent.as_ref()).map(|(project, a)| Crumbs {
+                project,
+                agent_id: a.id,
+                agent_name: a.name.clone(),
+            }),
+            oob: false,
+        },
         agent,
         composer,
         providers_configured,
@@ -720,10 +742,26 @@ async fn send(
         return Ok(see_other(&req, &format!("{url}#composer")));
     }
     let new = sent.new_conversation;
-    let list = if new {
-        Some(ConversationList::load(state, user, None, Some(sent.conversation.id), true).await?)
+    let (list, trail) = if new {
+        // The page was the chat home, which has no breadcrumb, or an agent's new chat.
+        let (agent, project) =
+            agents::service::get_with_project(&state.pool, user, sent.conversation.agent_id)
+                .await?;
+        (
+            Some(
+                ConversationList::load(state, user, None, Some(sent.conversation.id), true).await?,
+            ),
+            Some(Trail {
+                crumbs: Some(Crumbs {
+                    project,
+                    agent_id: agent.id,
+                    agent_name: agent.name,
+                }),
+                oob: true,
+            }),
+        )
     } else {
-        None
+        (None, None)
     };
     let turn = Turn {
         user: Bubble {
@@ -735,6 +773,7 @@ async fn send(
             csrf: csrf.0.clone(),
         },
         list,
+        trail,
         head: new.then(|| TitleSection::of(csrf, sent.conversation.clone(), true)),
         composer: match new {
             true => Some(Composer::reply(

@@ -56,6 +56,11 @@ test("sign-up to a streamed answer in two actions; Send becomes Stop while it is
   await page.keyboard.press("Enter"); // action 2
   await waitForPartialText(page);
   assert.match(page.url(), /\/conversations\//);
+  // The page became the conversation's, and its breadcrumb came with the answer (the chat home
+  // has none): the project and the agent the first message made, without a reload.
+  const trail = page.getByRole("navigation", { name: "breadcrumb" });
+  await trail.getByRole("link", { name: "My chats" }).waitFor();
+  assert.deepEqual(await trail.getByRole("link").allInnerTexts(), ["Projects", "My chats", "Assistant"]);
 
   // While it is written: Stop in place of Send, and Enter keeps the next text instead of sending.
   const composer = page.locator("#composer");
@@ -65,10 +70,15 @@ test("sign-up to a streamed answer in two actions; Send becomes Stop while it is
   await box.press("Enter");
   assert.equal(await box.inputValue(), "my next question", "the text is kept");
   assert.equal(await page.locator("#messages article.msg.user").count(), 1, "nothing was sent");
+  // ... and the composer says why, and what to do.
+  const note = composer.locator("[data-wait-note]");
+  await note.getByText("The answer is still being written").waitFor();
+  assert.match(await note.innerText(), /press Enter again when it ends, or Stop/);
 
   await composer.getByRole("button", { name: "Stop" }).click();
   await page.locator("#messages article.msg.assistant.stopped").waitFor();
   await composer.getByRole("button", { name: "Send" }).waitFor();
+  assert.equal(await note.innerText(), "", "the note went with the answer's end");
   await page.waitForFunction(() => document.activeElement?.matches("#composer textarea"));
   assert.equal(await page.locator("#flash .flash").count(), 0, "the welcome went with the first answer");
   await box.press("Enter");
