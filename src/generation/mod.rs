@@ -188,11 +188,17 @@ impl Generations {
             (job, begin),
             self.stall_timeout,
         );
-        runtime.spawn(async move {
-            if AssertUnwindSafe(task).catch_unwind().await.is_err() {
-                end_after_panic(&registry, &saving, &live, id).await;
-            }
-        });
+        // Chained rather than awaited in an `async` block, which would keep a second copy of
+        // `task`'s state beside the one it polls (the block's captured variable and the future
+        // it awaits each get their own place): a task's memory is paid by every live answer.
+        let guarded = AssertUnwindSafe(task)
+            .catch_unwind()
+            .then(move |ended| async move {
+                if ended.is_err() {
+                    end_after_panic(&registry, &saving, &live, id).await;
+                }
+            });
+        runtime.spawn(guarded);
         reader
     }
 
@@ -455,7 +461,10 @@ async fn end_after_panic(registry: &Registry, saving: &Saving, live: &Live, id: 
         duration_ms: None,
         finished_at: Some(chrono::Utc::now()),
     };
-    let message = save_outcome(saving, live, id, outcome, None).await;
+    // Boxed: this future is part of every answer's task (the task runs it if the answer's
+    // panics), so inline its save would cost every live answer ~2 KB for a path that is taken
+    // only after a bug.
+    let message = Box::pin(save_outcome(saving, live, id, outcome, None)).await;
     live.finish(Arc::new(message));
     registry.remove(id);
     m::live_streams(-1.0);
