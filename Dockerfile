@@ -66,7 +66,7 @@ COPY --from=build /out/confab /usr/local/bin/confab
 
 # Listen on all interfaces of the container; keep everything (cluster, JWT secret) in /data.
 # NO_COLOR: plain log lines for `docker logs`. MALLOC_ARENA_MAX: glibc's malloc keeps at most two
-# arenas instead of eight per core; measured, ~4 KB less per live stream and 1.3 MB less idle
+# arenas instead of eight per core, which held a few KB less per live stream in our runs
 # (docs/measurements.md).
 ENV CONFAB_SERVER__HOST=0.0.0.0 \
     CONFAB_SERVER__PORT=8080 \

@@ -42,7 +42,11 @@
     "again when it ends, or Stop to end it now.";
   function waitNote(form, text) {
     var note = form.querySelector("[data-wait-note]");
-    if (note && note.textContent !== text) note.textContent = text;
+    if (!note) return;
+    if (text === "" || note.textContent !== text) { note.textContent = text; return; }
+    // The same words again: emptied first and put back, so a screen reader says them again.
+    note.textContent = "";
+    window.requestAnimationFrame(function () { note.textContent = text; });
   }
   // After Stop (in the composer or on the answer) the focus goes back to the message box,
   // instead of being lost with the button when the answer's bubble is replaced.

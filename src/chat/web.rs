@@ -743,15 +743,18 @@ async fn send(
     }
     let new = sent.new_conversation;
     let (list, trail) = if new {
-        // The page was the chat home, which has no breadcrumb, or an agent's new chat.
-        let (agent, project) =
+        // The page was the chat home, which has no breadcrumb, or an agent's new chat. The
+        // answer is under way: if the names cannot be read now, the breadcrumb waits for a
+        // reload rather than the turn failing.
+        let named =
             agents::service::get_with_project(&state.pool, user, sent.conversation.agent_id)
-                .await?;
+                .await
+                .ok();
         (
             Some(
                 ConversationList::load(state, user, None, Some(sent.conversation.id), true).await?,
             ),
-            Some(Trail {
+            named.map(|(agent, project)| Trail {
                 crumbs: Some(Crumbs {
                     project,
                     agent_id: agent.id,

@@ -377,7 +377,10 @@ async fn generate(
         output_tokens: None,
         cited: Vec::new(),
     };
+    // Stopped (by the person, a delete or the shutdown) while the row was being stored: it
+    // ends as stopped, whatever the provider said meanwhile.
     let started = match opened {
+        _ if live.cancel.is_cancelled() => None,
         Some(started) => Some(started),
         None => tokio::select! {
             biased;
@@ -462,8 +465,8 @@ async fn end_after_panic(registry: &Registry, saving: &Saving, live: &Live, id: 
         finished_at: Some(chrono::Utc::now()),
     };
     // Boxed: this future is part of every answer's task (the task runs it if the answer's
-    // panics), so inline its save would cost every live answer ~2 KB for a path that is taken
-    // only after a bug.
+    // panics), so inline its save (1.6 KB) would cost every live answer that much for a path
+    // taken only after a bug.
     let message = Box::pin(save_outcome(saving, live, id, outcome, None)).await;
     live.finish(Arc::new(message));
     registry.remove(id);

@@ -565,17 +565,6 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
             "UPDATE messages SET content = 'moved' WHERE id = '{low}'"
         ))
         .await;
-        for (m,) in [(0,)] {
-            let _ = m;
-            let rows = app
-                .ids_sql(format!(
-                    "SELECT c.id FROM conversations c WHERE c.agent_id = '{agent}'"
-                ))
-                .await;
-            eprintln!("DEBUG low={low} high={high} convs in heap order {rows:?}");
-            let rows = app.ids_sql(format!("SELECT m.conversation_id AS id FROM messages m WHERE m.id IN ('{low}','{high}') ORDER BY m.id")).await;
-            eprintln!("DEBUG convs of low, high {rows:?}");
-        }
         let held = app
             .hold(format!(
                 "SELECT id FROM messages WHERE id = '{high}' FOR UPDATE"
@@ -607,18 +596,8 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
         })
         .await
         .expect("the statement waits for the higher row");
-        let pool = app.pool.clone();
-        let lower_is_free = tokio::task::spawn_blocking(move || {
-            diesel::sql_query(format!(
-                "SELECT id FROM messages WHERE id = '{low}' FOR UPDATE NOWAIT"
-            ))
-            .execute(&mut pool.get().unwrap().conn)
-            .is_ok()
-        })
-        .await
-        .unwrap();
         assert!(
-            !lower_is_free,
+            app.is_row_locked("messages", low).await,
             "the {statement} waits for the higher row without holding the lower one"
         );
         held.release().await;
@@ -660,6 +639,18 @@ async fn deleting_an_agent_or_a_project_locks_its_streaming_answers_in_id_order_
         // the cascade meets the higher answer first, whichever of the two it reads.
         app.execute_sql("CLUSTER conversations USING conversations_agent_user_idx")
             .await;
+        let in_table_order = app
+            .ids_sql(format!(
+                "SELECT m.id FROM conversations c JOIN LATERAL (SELECT id FROM messages \
+                 WHERE conversation_id = c.id AND status = 'streaming') m ON true \
+                 WHERE c.agent_id = '{agent}' ORDER BY c.ctid"
+            ))
+            .await;
+        assert_eq!(
+            in_table_order,
+            [high, low],
+            "the higher answer's conversation comes first"
+        );
         let held = app
             .hold(format!(
                 "SELECT id FROM messages WHERE id = '{high}' FOR UPDATE"
@@ -678,19 +669,8 @@ async fn deleting_an_agent_or_a_project_locks_its_streaming_answers_in_id_order_
         })
         .await
         .expect("the delete waits for the higher answer");
-        let pool = app.pool.clone();
-        let lower_is_free = tokio::task::spawn_blocking(move || {
-            use diesel::RunQueryDsl;
-            diesel::sql_query(format!(
-                "SELECT id FROM messages WHERE id = '{low}' FOR UPDATE NOWAIT"
-            ))
-            .execute(&mut pool.get().unwrap().conn)
-            .is_ok()
-        })
-        .await
-        .unwrap();
         assert!(
-            !lower_is_free,
+            app.is_row_locked("messages", low).await,
             "deleting {scope} waits for the higher answer without holding the lower one"
         );
         held.release().await;

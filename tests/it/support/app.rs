@@ -375,6 +375,29 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Whether another transaction holds a lock on the row of `table` with this id (a
+    /// `FOR UPDATE NOWAIT` that finds it locked; any other error fails the test).
+    #[allow(dead_code)]
+    pub async fn is_row_locked(&self, table: &str, id: uuid::Uuid) -> bool {
+        let (pool, sql) = (
+            self.pool.clone(),
+            format!("SELECT id FROM {table} WHERE id = '{id}' FOR UPDATE NOWAIT"),
+        );
+        tokio::task::spawn_blocking(move || {
+            match diesel::sql_query(sql).execute(&mut pool.get().unwrap().conn) {
+                Ok(_) => false,
+                Err(diesel::result::Error::DatabaseError(_, info))
+                    if info.message().starts_with("could not obtain lock on row") =>
+                {
+                    true
+                }
+                Err(other) => panic!("checking the lock on {id}: {other}"),
+            }
+        })
+        .await
+        .unwrap()
+    }
+
     /// How many transactions wrote the rows of `table` with these ids (rows a transaction wrote
     /// share its id, `xmin`).
     #[allow(dead_code)]
