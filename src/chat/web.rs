@@ -165,6 +165,16 @@ struct Crumbs {
     agent_name: String,
 }
 
+impl Crumbs {
+    fn of(project: ProjectRef, agent: &Agent) -> Crumbs {
+        Crumbs {
+            project,
+            agent_id: agent.id,
+            agent_name: agent.name.clone(),
+        }
+    }
+}
+
 /// The sidebar: "New chat", the search, and the list.
 #[derive(Template)]
 #[template(path = "partials/chat/sidebar.html")]
@@ -510,11 +520,9 @@ async fn chat_page(
         }),
         earlier: Earlier::of(csrf, conversation.as_ref(), &history),
         trail: Trail {
-            crumbs: trail.zip(agent.as_ref()).map(|(project, a)| Crumbs {
-                project,
-                agent_id: a.id,
-                agent_name: a.name.clone(),
-            }),
+            crumbs: trail
+                .zip(agent.as_ref())
+                .map(|(project, agent)| Crumbs::of(project, agent)),
             oob: false,
         },
         agent,
@@ -755,11 +763,7 @@ async fn send(
                 ConversationList::load(state, user, None, Some(sent.conversation.id), true).await?,
             ),
             named.map(|(agent, project)| Trail {
-                crumbs: Some(Crumbs {
-                    project,
-                    agent_id: agent.id,
-                    agent_name: agent.name,
-                }),
+                crumbs: Some(Crumbs::of(project, &agent)),
                 oob: true,
             }),
         )

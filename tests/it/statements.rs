@@ -247,9 +247,8 @@ async fn conversations_started_at_once_are_stored_together_each_with_its_own_mes
     // Each has asked the provider (just before its statement is queued), and the first
     // statements wait on the table.
     fake.wait_for_requests(asked_before + PEOPLE_AT_ONCE).await;
-    while app.waiting_on_locks().await == 0 {
-        tokio::task::yield_now().await;
-    }
+    app.until_waiting_on_locks("the first statements wait on the table")
+        .await;
     held.release().await;
 
     let mut conversations = Vec::new();
@@ -388,9 +387,8 @@ async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
     // second waits in the queue behind it.
     let held = app.hold_table("conversations").await;
     let (first_ticket, first) = group.submit("taken");
-    while app.waiting_on_locks().await == 0 {
-        tokio::task::yield_now().await;
-    }
+    app.until_waiting_on_locks("the first piece waits on the table")
+        .await;
     let (second_ticket, second) = group.submit("withdrawn");
     assert!(
         group.withdraw(second_ticket),
@@ -474,13 +472,8 @@ async fn answers_that_end_together_are_saved_together() {
     let saving = "SELECT count(*) AS count FROM pg_stat_activity \
                   WHERE datname = current_database() AND wait_event_type = 'Lock' \
                   AND query LIKE '%finished_at = f.finished_at%'";
-    tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        while app.count_sql(saving).await < 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("a save waits on the held table");
+    app.until_counted(saving, "a save waits on the held table")
+        .await;
     held.release().await;
     let mut answers = Vec::new();
     for events in &mut streams {
@@ -511,6 +504,21 @@ async fn answers_that_end_together_are_saved_together() {
     assert_eq!(whole, ANSWERS as i64);
 }
 
+/// An app whose answers stream until the test ends (their first token is 30 s away), with
+/// connections for the rows a test holds and no flush of its own meanwhile.
+async fn app_whose_answers_keep_streaming() -> (FakeLlm, TestApp) {
+    let fake = FakeLlm::start().await;
+    let app = TestApp::with_llm(&fake.base_url(), |settings| {
+        settings.database.pool_size = 8;
+        settings.chat.flush_interval_ms = 60_000;
+    })
+    .await;
+    fake.set_default(
+        Script::answer("Not yet.").first_token_delay(std::time::Duration::from_secs(30)),
+    );
+    (fake, app)
+}
+
 /// The flusher's statement and the grouped final saves each write many answers' rows. Two such
 /// statements that lock their rows in orders of their own can deadlock, and did in a burst
 /// whose answers ended while a flush ran (PostgreSQL broke each cycle after a second, and the
@@ -522,17 +530,8 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
     use confab::conversations::model::{Finished, Message, Outcome, Status};
     use diesel::RunQueryDsl;
 
-    let fake = FakeLlm::start().await;
-    let app = TestApp::with_llm(&fake.base_url(), |settings| {
-        settings.database.pool_size = 8;
-        // No flush of its own while the test holds rows.
-        settings.chat.flush_interval_ms = 60_000;
-    })
-    .await;
+    let (_fake, app) = app_whose_answers_keep_streaming().await;
     let (token, _, agent) = app.chat_setup("lock-order@example.com").await;
-    fake.set_default(
-        Script::answer("Not yet.").first_token_delay(std::time::Duration::from_secs(30)),
-    );
     let _first = ask(&app, &token, &agent, "First").await;
     let _second = ask(&app, &token, &agent, "Second").await;
     let ids = app
@@ -589,13 +588,8 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
                 }
             })
         });
-        tokio::time::timeout(std::time::Duration::from_secs(30), async {
-            while app.waiting_on_locks().await < 1 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the statement waits for the higher row");
+        app.until_waiting_on_locks("the statement waits for the higher row")
+            .await;
         assert!(
             app.is_row_locked("messages", low).await,
             "the {statement} waits for the higher row without holding the lower one"
@@ -613,16 +607,7 @@ async fn statements_that_write_many_answers_lock_their_rows_in_id_order() {
 /// while it waits for the higher one, the lower one is already its.
 #[tokio::test]
 async fn deleting_an_agent_or_a_project_locks_its_streaming_answers_in_id_order_first() {
-    let fake = FakeLlm::start().await;
-    let app = TestApp::with_llm(&fake.base_url(), |settings| {
-        settings.database.pool_size = 8;
-        // No flush of its own while the test holds rows.
-        settings.chat.flush_interval_ms = 60_000;
-    })
-    .await;
-    fake.set_default(
-        Script::answer("Not yet.").first_token_delay(std::time::Duration::from_secs(30)),
-    );
+    let (_fake, app) = app_whose_answers_keep_streaming().await;
     for scope in ["agents", "projects"] {
         let (token, project, agent) = app.chat_setup(&format!("delete-{scope}@example.com")).await;
         let _first = ask(&app, &token, &agent, "First").await;
@@ -662,13 +647,8 @@ async fn deleting_an_agent_or_a_project_locks_its_streaming_answers_in_id_order_
         };
         let delete = app.api.delete(app.url(&path)).bearer_auth(&token).send();
         let delete = tokio::spawn(delete);
-        tokio::time::timeout(std::time::Duration::from_secs(30), async {
-            while app.waiting_on_locks().await < 1 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("the delete waits for the higher answer");
+        app.until_waiting_on_locks("the delete waits for the higher answer")
+            .await;
         assert!(
             app.is_row_locked("messages", low).await,
             "deleting {scope} waits for the higher answer without holding the lower one"

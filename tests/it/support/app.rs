@@ -413,11 +413,28 @@ impl TestApp {
     /// How many of the app's statements wait on a lock right now.
     #[allow(dead_code)]
     pub async fn waiting_on_locks(&self) -> i64 {
-        self.count_sql(
-            "SELECT count(*) AS count FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .await
+        self.count_sql(WAITING_ON_LOCKS).await
+    }
+
+    /// Returns once some statement waits on a lock; fails the test, naming `what` was expected,
+    /// after 30 s rather than hang.
+    #[allow(dead_code)]
+    pub async fn until_waiting_on_locks(&self, what: &str) {
+        self.until_counted(WAITING_ON_LOCKS, what).await;
+    }
+
+    /// Returns once `sql` (a `count`) is at least 1; fails the test, naming `what` was expected,
+    /// after 30 s rather than hang.
+    #[allow(dead_code)]
+    pub async fn until_counted(&self, sql: &str, what: &str) {
+        let counted = async {
+            while self.count_sql(sql).await < 1 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), counted)
+            .await
+            .unwrap_or_else(|_| panic!("waited 30 s for this in vain: {what}"));
     }
 
     /// Holds `table` (as a slow statement or a vacuum would) until the returned [`Held`] is
@@ -676,3 +693,7 @@ impl Held {
         self.holder.await.unwrap();
     }
 }
+
+/// The app's statements waiting on a lock.
+const WAITING_ON_LOCKS: &str = "SELECT count(*) AS count FROM pg_stat_activity \
+     WHERE datname = current_database() AND wait_event_type = 'Lock'";
