@@ -56,6 +56,11 @@ pub struct Args {
     /// Accounts the streams are spread over (round robin), each with its own project.
     #[arg(long, default_value_t = 1)]
     pub users: usize,
+    /// Run the servers under test (the bare relay; confab, and so its PostgreSQL) on these CPUs
+    /// only, through `taskset -c LIST` (e.g. `1`); start the load generator itself with
+    /// `taskset -c` on the others, so that the client and the fake do not compete with them.
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<String>,
     /// Client worker threads (default: number of cores).
     #[arg(long)]
     pub client_threads: Option<usize>,
@@ -85,6 +90,19 @@ pub struct Args {
 impl Args {
     pub fn runs(&self, phase: Phase) -> bool {
         self.phase.contains(&phase)
+    }
+
+    /// The command that starts a server under test: `program` itself, or through `taskset`
+    /// with `--server-cpus` (which execs it, so the child's pid is the server's).
+    pub fn server_command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        match &self.server_cpus {
+            None => std::process::Command::new(program),
+            Some(cpus) => {
+                let mut command = std::process::Command::new("taskset");
+                command.arg("-c").arg(cpus).arg(program);
+                command
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use confab_fake_llm::FakeLlm;
@@ -164,7 +164,8 @@ pub async fn start_confab(
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let child = Command::new(&confab_bin)
+    let child = args
+        .server_command(&confab_bin)
         .arg("--data-dir")
         .arg(&data_dir)
         .arg("--port")

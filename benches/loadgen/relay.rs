@@ -20,7 +20,7 @@ use std::fs;
 use std::io::{self, BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use actix_web::web::{self, Bytes};
@@ -163,9 +163,14 @@ fn done(status: &str, error: Option<&str>) -> Bytes {
 }
 
 /// Starts this binary as the relay in front of `upstream`; returns the child and its base URL.
-pub async fn start(upstream: &str, log: PathBuf) -> Result<(ServerChild, String), Error> {
+pub async fn start(
+    args: &Args,
+    upstream: &str,
+    log: PathBuf,
+) -> Result<(ServerChild, String), Error> {
     let exe = std::env::current_exe()?;
-    let child = Command::new(exe)
+    let child = args
+        .server_command(exe)
         .args(["--serve-relay", "127.0.0.1:0", "--upstream", upstream])
         .arg("--exit-on-stdin-eof")
         // Held open by `child` (ours ends with this process, however it ends).
@@ -204,7 +209,7 @@ pub async fn relay_phase(
     let temp = tempfile::Builder::new()
         .prefix("confab-loadgen-relay")
         .tempdir()?;
-    let (mut relay, base) = start(&fake.base_url(), temp.path().join("relay.log")).await?;
+    let (mut relay, base) = start(args, &fake.base_url(), temp.path().join("relay.log")).await?;
     println!("  relay pid {} on {base}", relay.pid());
     let target = Target::Relay { base };
     warm_up(client, &target, args, expected, phase_timeout).await;
