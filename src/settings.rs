@@ -127,6 +127,10 @@ pub struct DatabaseSettings {
     /// A connection idle this long is closed (checked every 30 s), except the warm ones, so a
     /// burst's connections, each a PostgreSQL process, do not stay.
     pub idle_timeout_secs: u64,
+    /// When every open connection is busy, how long a request waits for one to be handed back
+    /// before the pool opens another (each a PostgreSQL process that starts with cold caches),
+    /// so that a crowd of a few milliseconds does not grow the pool.
+    pub wait_before_opening_ms: u64,
     /// How long a request waits for a connection before answering 503.
     pub connect_timeout_secs: u64,
     /// The longest one statement may run (PostgreSQL's `statement_timeout`); a request whose
@@ -254,6 +258,7 @@ requests_per_minute_per_address = 300
 pool_size = 16
 warm_connections = 2
 idle_timeout_secs = 120
+wait_before_opening_ms = 10
 connect_timeout_secs = 3
 query_timeout_secs = 10
 migrate = true
@@ -407,7 +412,7 @@ impl Settings {
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
         let limits = &self.server.rate_limit;
-        let ranges: [(&str, u64, u64, u64); 18] = [
+        let ranges: [(&str, u64, u64, u64); 19] = [
             (
                 "server.rate_limit.requests_per_minute",
                 limits.requests_per_minute.into(),
@@ -449,6 +454,12 @@ impl Settings {
                 self.database.idle_timeout_secs,
                 1,
                 86_400,
+            ),
+            (
+                "database.wait_before_opening_ms",
+                self.database.wait_before_opening_ms,
+                0,
+                10_000,
             ),
             (
                 "database.connect_timeout_secs",

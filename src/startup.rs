@@ -171,6 +171,7 @@ impl Application {
             Duration::from_secs(settings.database.query_timeout_secs),
             settings.database.warm_connections,
             Duration::from_secs(settings.database.idle_timeout_secs),
+            Duration::from_millis(settings.database.wait_before_opening_ms),
         );
         // Warm connections ready before the start-up's own queries, which would each open
         // another while none is.

@@ -1,8 +1,8 @@
 //! The r2d2 pool and the one way handlers reach the database: `db::run` on the blocking pool,
 //! with a deadline, so a database that is down or frozen answers 503 instead of hanging.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
@@ -27,12 +27,41 @@ pub struct PgPool {
     warm: u32,
     /// How long a connection may stay unused before the pool closes it.
     idle_timeout: Duration,
+    /// Checkouts waiting for a connection to be handed back before the pool opens another.
+    returns: Arc<Returns>,
+    /// How long a checkout that finds every open connection busy waits for one to be handed
+    /// back before the pool opens another.
+    wait_before_opening: Duration,
 }
 
 impl PgPool {
-    /// A connection, waiting at most the pool's connect timeout.
-    pub fn get(&self) -> Result<PooledConnection<Manager>, r2d2::Error> {
-        self.connections.get()
+    /// A connection, waiting at most the pool's connect timeout. When every open connection
+    /// is busy, it first waits up to `wait_before_opening` for one to be handed back: opening
+    /// one starts a PostgreSQL process whose first statements run with cold caches, tens of ms
+    /// of CPU. r2d2 opens one for every checkout that finds none idle, so a crowd of a few
+    /// milliseconds grew the pool to its limit, and the new processes' start took the CPU
+    /// from the requests, which crowded more (docs/measurements.md, "The pool grows only when
+    /// a crowd lasts").
+    pub fn get(&self) -> Result<Checkout, r2d2::Error> {
+        let idle = || self.connections.try_get();
+        let connection = match idle() {
+            Some(connection) => connection,
+            // With none open, none can be handed back.
+            None if self.connections.state().connections == 0 => self.connections.get()?,
+            None => match self.returns.wait(self.wait_before_opening, idle) {
+                Some(connection) => connection,
+                None => self.connections.get()?,
+            },
+        };
+        Ok(Checkout {
+            connection: Some(connection),
+            returns: self.returns.clone(),
+        })
+    }
+
+    /// Checkouts waiting now for a connection to be handed back.
+    pub fn waiting_for_connections(&self) -> usize {
+        self.returns.waiting.load(Ordering::SeqCst)
     }
 
     /// How many statements the pool's connections have sent so far: what a piece of work
@@ -96,6 +125,79 @@ impl PgPool {
                 break;
             };
             held.push(connection);
+        }
+    }
+}
+
+/// A checked-out connection; handing it back (dropping this) wakes a checkout waiting for one.
+pub struct Checkout {
+    connection: Option<PooledConnection<Manager>>,
+    returns: Arc<Returns>,
+}
+
+impl std::ops::Deref for Checkout {
+    type Target = Tracked;
+
+    fn deref(&self) -> &Tracked {
+        self.connection.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Checkout {
+    fn deref_mut(&mut self) -> &mut Tracked {
+        self.connection.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        // Back among the idle ones first, then the waiting are told.
+        drop(self.connection.take());
+        self.returns.handed_back();
+    }
+}
+
+/// Where checkouts wait for a connection to be handed back.
+#[derive(Default)]
+struct Returns {
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    handed_back: Condvar,
+}
+
+impl Returns {
+    /// Waits up to `patience` for `idle` to find a connection handed back meanwhile.
+    fn wait<C>(&self, patience: Duration, idle: impl Fn() -> Option<C>) -> Option<C> {
+        if patience.is_zero() {
+            return None;
+        }
+        let until = Instant::now() + patience;
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Counted before looking, and the lock held until waiting: a connection handed back
+        // after the look finds this waiter counted, and its notice cannot come before the wait.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let found = loop {
+            if let Some(connection) = idle() {
+                break Some(connection);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            guard = self
+                .handed_back
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        found
+    }
+
+    fn handed_back(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.handed_back.notify_one();
         }
     }
 }
@@ -227,6 +329,7 @@ pub fn build_pool(
     query_timeout: Duration,
     warm: u32,
     idle_timeout: Duration,
+    wait_before_opening: Duration,
 ) -> PgPool {
     let (outages, statements) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let manager = Manager {
@@ -253,6 +356,8 @@ pub fn build_pool(
         deadline: connect_timeout + query_timeout,
         warm,
         idle_timeout,
+        returns: Arc::default(),
+        wait_before_opening,
     }
 }
 

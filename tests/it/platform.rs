@@ -478,3 +478,63 @@ async fn an_idle_confab_keeps_its_warm_connections_and_no_more() {
     }
     assert_eq!(app.count_sql(backends).await, 3);
 }
+
+/// A request that finds every open connection busy waits for one to be handed back before the
+/// pool opens another: each opened is a PostgreSQL process that starts with cold caches, and
+/// r2d2 opened one for every such request, so a crowd of a few milliseconds grew the pool to its
+/// limit and the new processes' start-up stalled the page views for 100–200 ms.
+#[tokio::test]
+async fn a_request_that_finds_every_connection_busy_waits_for_one_before_another_is_opened() {
+    #[derive(diesel::QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    fn number(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(sql).get_result::<Number>(conn).unwrap().n
+    }
+    const BACKENDS: &str = "SELECT count(*) AS n FROM pg_stat_activity \
+                            WHERE datname = current_database() AND backend_type = 'client backend'";
+    const PID: &str = "SELECT pg_backend_pid()::bigint AS n";
+    // A patience no test run reaches: the request must get the connection handed back.
+    let app =
+        TestApp::spawn_with(|settings| settings.database.wait_before_opening_ms = 60_000).await;
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut first = pool.get().unwrap();
+        let open = number(&mut first.conn, BACKENDS);
+        assert!(
+            open < i64::from(pool.max_size()),
+            "the pool could open another"
+        );
+        // Every open connection busy.
+        let others: Vec<_> = (1..open).map(|_| pool.get().unwrap()).collect();
+        let waiting = std::thread::spawn({
+            let pool = pool.clone();
+            move || {
+                let mut next = pool.get().unwrap();
+                (
+                    number(&mut next.conn, PID),
+                    number(&mut next.conn, BACKENDS),
+                )
+            }
+        });
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while pool.waiting_for_connections() == 0 {
+            assert!(
+                Instant::now() < deadline && !waiting.is_finished(),
+                "the request did not wait for a busy connection"
+            );
+            std::thread::yield_now();
+        }
+        let handed_back = number(&mut first.conn, PID);
+        drop(first);
+        let (got, backends) = waiting.join().unwrap();
+        assert_eq!(got, handed_back, "it got the connection handed back");
+        assert_eq!(backends, open, "no connection was opened");
+        drop(others);
+    })
+    .await
+    .unwrap();
+}
