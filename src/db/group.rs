@@ -4,10 +4,10 @@
 //! planning, executing and committing on every core while the provider requests waited for CPU;
 //! see docs/measurements.md, "Group commit".
 //!
-//! Nothing waits for a group to fill: a piece of work starts at once while fewer than a quarter
-//! of the pool's connections are writing groups, so one person alone pays nothing. Otherwise it
-//! joins the next group, which the first writer to finish takes up, on the connection it already
-//! holds, with everything that arrived meanwhile (at most [`LARGEST`]).
+//! Nothing waits for a group to fill: a piece of work starts at once while fewer than its kind's
+//! [`Writers`] are writing groups, so one person alone pays nothing. Otherwise it joins the next
+//! group, which the first writer to finish takes up, on the connection it already holds, with
+//! everything that arrived meanwhile (at most [`LARGEST`]).
 //!
 //! The writers are blocking-pool threads, not the requests' futures: a request that goes away
 //! (its client disconnected, its deadline passed) cannot strand the rest of its group, and each
@@ -22,11 +22,26 @@ use tokio::sync::oneshot;
 use crate::db::PgPool;
 use crate::error::{AppError, AppResult};
 
-/// Groups of one kind written at the same time, each on a connection of its own: a quarter of
-/// the pool's (a held-up database must not take every connection from the other requests), at
-/// least one. There are two kinds (new conversations, finished answers): half the pool at most.
-fn writers(pool: &PgPool) -> usize {
-    (pool.max_size() as usize / 4).max(1)
+/// How many groups of one kind are written at the same time, each on a connection of its own.
+#[derive(Clone, Copy, Debug)]
+pub enum Writers {
+    /// A quarter of the pool's connections (a held-up database must not take every connection
+    /// from the other requests), at least one: for work someone waits on to go on, as a new
+    /// conversation's first token waits for its turn to be stored.
+    QuarterOfPool,
+    /// One: for work nobody's next step waits on. While it writes, whatever arrives waits for
+    /// the next group, so work that comes one piece at a time over a few hundred milliseconds (a
+    /// burst's answers ending) is still done in a few statements rather than in one each.
+    One,
+}
+
+impl Writers {
+    fn count(self, pool: &PgPool) -> usize {
+        match self {
+            Writers::QuarterOfPool => (pool.max_size() as usize / 4).max(1),
+            Writers::One => 1,
+        }
+    }
 }
 
 /// The most pieces of work in one statement.
@@ -80,10 +95,15 @@ struct Queued<I, O> {
 pub struct Ticket(u64);
 
 impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
-    pub fn new(pool: PgPool, runtime: tokio::runtime::Handle, work: Work<I, O>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        runtime: tokio::runtime::Handle,
+        work: Work<I, O>,
+        writers: Writers,
+    ) -> Self {
         Group {
             inner: Arc::new(Inner {
-                writers: writers(&pool),
+                writers: writers.count(&pool),
                 pool,
                 work,
                 runtime,

@@ -103,11 +103,16 @@ impl Generations {
                 pool.clone(),
                 runtime.handle().clone(),
                 Conversation::begin_all,
+                db::group::Writers::QuarterOfPool,
             ),
+            // A burst's answers end a few at a time over its last few hundred milliseconds: with
+            // a writer each they were saved mostly alone, a statement and a commit per answer,
+            // while the others' last tokens waited for CPU. One writer groups them.
             finished_answers: db::Group::new(
                 pool.clone(),
                 runtime.handle().clone(),
                 Message::finish_all,
+                db::group::Writers::One,
             ),
             pool,
             runtime: Runtime(Some(runtime)),
