@@ -459,7 +459,7 @@ impl Settings {
                 "database.wait_before_opening_ms",
                 self.database.wait_before_opening_ms,
                 0,
-                10_000,
+                1_000,
             ),
             (
                 "database.connect_timeout_secs",

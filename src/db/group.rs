@@ -15,6 +15,7 @@
 //! Such a request takes its piece of work back ([`Group::withdraw`]) if no writer has yet.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use diesel::{PgConnection, QueryResult};
 use tokio::sync::oneshot;
@@ -31,15 +32,23 @@ pub enum Writers {
     QuarterOfPool,
     /// One: for work nobody's next step waits on. While it writes, whatever arrives waits for
     /// the next group, so work that comes one piece at a time over a few hundred milliseconds (a
-    /// burst's answers ending) is still done in a few statements rather than in one each.
+    /// burst's answers ending) is still done in a few statements rather than in one each. While
+    /// it is held up (work has waited [`HELD_UP`] for a writer: its statement waits on a lock, say
+    /// a delete's), work that arrives starts more, up to a quarter of the pool, so one stuck
+    /// statement does not hold up everyone's.
     One,
 }
 
+/// How long work waits for a [`Writers::One`] group's writer before more may start.
+const HELD_UP: Duration = Duration::from_millis(100);
+
 impl Writers {
-    fn count(self, pool: &PgPool) -> usize {
+    /// Writers that start as work arrives, and the most that may run while they are held up.
+    fn counts(self, pool: &PgPool) -> (usize, usize) {
+        let quarter = (pool.max_size() as usize / 4).max(1);
         match self {
-            Writers::QuarterOfPool => (pool.max_size() as usize / 4).max(1),
-            Writers::One => 1,
+            Writers::QuarterOfPool => (quarter, quarter),
+            Writers::One => (1, quarter),
         }
     }
 }
@@ -69,7 +78,10 @@ impl<I, O> Clone for Group<I, O> {
 
 struct Inner<I, O> {
     pool: PgPool,
+    /// Writers started as work arrives ...
     writers: usize,
+    /// ... and the most while work has waited [`HELD_UP`] for one.
+    most_writers: usize,
     work: Work<I, O>,
     /// Where writers run: a runtime that lives as long as the group (not the calling request's
     /// HTTP worker, which may be stopping).
@@ -86,6 +98,7 @@ struct Queue<I, O> {
 
 struct Queued<I, O> {
     ticket: Ticket,
+    queued_at: Instant,
     item: I,
     sender: oneshot::Sender<AppResult<O>>,
 }
@@ -101,9 +114,11 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
         work: Work<I, O>,
         writers: Writers,
     ) -> Self {
+        let (writers, most_writers) = writers.counts(&pool);
         Group {
             inner: Arc::new(Inner {
-                writers: writers.count(&pool),
+                writers,
+                most_writers,
                 pool,
                 work,
                 runtime,
@@ -126,10 +141,16 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
             queue.next += 1;
             queue.waiting.push(Queued {
                 ticket,
+                queued_at: Instant::now(),
                 item,
                 sender,
             });
-            let start = queue.writers < self.inner.writers;
+            let held_up = queue
+                .waiting
+                .first()
+                .is_some_and(|oldest| oldest.queued_at.elapsed() >= HELD_UP);
+            let start = queue.writers < self.inner.writers
+                || (held_up && queue.writers < self.inner.most_writers);
             if start {
                 queue.writers += 1;
             }

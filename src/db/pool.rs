@@ -126,6 +126,12 @@ impl PgPool {
             };
             held.push(connection);
         }
+        // Back among the idle ones: a request that came meanwhile waits for none of them.
+        let back = held.len();
+        drop(held);
+        for _ in 0..back {
+            self.returns.handed_back();
+        }
     }
 }
 
@@ -161,44 +167,64 @@ impl Drop for Checkout {
 #[derive(Default)]
 struct Returns {
     waiting: AtomicUsize,
-    lock: Mutex<()>,
-    handed_back: Condvar,
+    /// Connections handed back while someone waited.
+    handed_back: Mutex<u64>,
+    wakeup: Condvar,
 }
 
 impl Returns {
-    /// Waits up to `patience` for `idle` to find a connection handed back meanwhile.
+    fn count(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.handed_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits up to `patience` for `idle` to find a connection handed back meanwhile. `idle` runs
+    /// without the lock: taking a connection may check it with a round trip to the server.
     fn wait<C>(&self, patience: Duration, idle: impl Fn() -> Option<C>) -> Option<C> {
         if patience.is_zero() {
             return None;
         }
         let until = Instant::now() + patience;
-        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        // Counted before looking, and the lock held until waiting: a connection handed back
-        // after the look finds this waiter counted, and its notice cannot come before the wait.
+        // Counted before looking: a connection handed back after the look sees this waiter,
+        // and its count tells the waiter to look again rather than wait.
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let found = loop {
+        let _counted = Uncount(&self.waiting);
+        loop {
+            let seen = *self.count();
             if let Some(connection) = idle() {
-                break Some(connection);
+                return Some(connection);
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break None;
+                return None;
             }
-            guard = self
-                .handed_back
-                .wait_timeout(guard, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        found
+            let count = self.count();
+            if *count == seen {
+                drop(
+                    self.wakeup
+                        .wait_timeout(count, left)
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+            }
+        }
     }
 
+    /// A connection is back among the idle ones.
     fn handed_back(&self) {
         if self.waiting.load(Ordering::SeqCst) > 0 {
-            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.handed_back.notify_one();
+            *self.count() += 1;
+            self.wakeup.notify_one();
         }
+    }
+}
+
+/// Takes a waiter out of the count however its wait ends.
+struct Uncount<'a>(&'a AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

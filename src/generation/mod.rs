@@ -83,7 +83,7 @@ impl Generations {
             .worker_threads(2)
             // Its blocking work is database writes, bounded by the pool anyway: the flushes,
             // and up to a quarter of the pool's connections each writing new conversations and
-            // finished answers.
+            // finished answers (one for these unless it is held up).
             .max_blocking_threads(16)
             .thread_name("generation")
             .enable_all()

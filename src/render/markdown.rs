@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn the_renderers_sample_is_highlighted() {
         let html = to_safe_html(SAMPLE);
-        assert!(html.contains("class=\"hl-"), "{html}");
+        assert!(html.contains("class=\"hl-source hl-diff"), "{html}");
     }
 
     #[test]

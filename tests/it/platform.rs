@@ -529,8 +529,14 @@ async fn a_request_that_finds_every_connection_busy_waits_for_one_before_another
             std::thread::yield_now();
         }
         let handed_back = number(&mut first.conn, PID);
+        let dropped = Instant::now();
         drop(first);
         let (got, backends) = waiting.join().unwrap();
+        // Woken by the hand-back, not by its patience running out.
+        assert!(
+            dropped.elapsed() < std::time::Duration::from_secs(10),
+            "the waiting request was not told a connection was handed back"
+        );
         assert_eq!(got, handed_back, "it got the connection handed back");
         assert_eq!(backends, open, "no connection was opened");
         drop(others);

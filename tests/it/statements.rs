@@ -409,6 +409,40 @@ async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
     assert_eq!(*DONE.lock().unwrap(), vec!["taken", "after"]);
 }
 
+/// A group with one writer whose statement is held up (waiting on a lock) starts another for work
+/// that has waited past 100 ms: one stuck save must not hold up everyone's.
+#[tokio::test]
+async fn a_held_up_writer_is_joined_by_another() {
+    fn read(conn: &mut diesel::PgConnection, items: &[u8]) -> diesel::QueryResult<Vec<()>> {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT id FROM conversations LIMIT 1").execute(conn)?;
+        Ok(vec![(); items.len()])
+    }
+    let app = TestApp::spawn_with(|settings| settings.database.pool_size = 16).await;
+    let group = confab::db::Group::new(
+        app.pool.clone(),
+        tokio::runtime::Handle::current(),
+        read,
+        confab::db::group::Writers::One,
+    );
+    let held = app.hold_table("conversations").await;
+    let (_, first) = group.submit(1);
+    app.until_waiting_on_locks("the writer waits on the table")
+        .await;
+    let (_, second) = group.submit(2);
+    // The second has waited for a writer past the limit when the third comes.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let (_, third) = group.submit(3);
+    let two_waiting = "SELECT (count(*) >= 2)::int::int8 AS count FROM pg_stat_activity \
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    app.until_counted(two_waiting, "a second writer waits on the table too")
+        .await;
+    held.release().await;
+    for pending in [first, second, third] {
+        assert!(matches!(pending.await, Ok(Ok(()))));
+    }
+}
+
 /// A confab that stops (its generation runtime shut down) with work queued: the writer it would
 /// start is dropped unrun, and starting another from there recursed until the stack overflowed,
 /// aborting the process.
