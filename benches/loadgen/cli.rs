@@ -104,6 +104,15 @@ impl Args {
             }
         }
     }
+
+    /// What failed to start, for an error message: with `--server-cpus`, `taskset` may be the
+    /// missing program.
+    pub fn starting(&self, server: &str) -> String {
+        match &self.server_cpus {
+            None => format!("starting {server}"),
+            Some(_) => format!("starting {server} through taskset (util-linux)"),
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

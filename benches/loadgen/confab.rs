@@ -198,7 +198,7 @@ pub async fn start_confab(
         .stdout(fs::File::create(&log)?)
         .stderr(fs::File::create(&log)?)
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", confab_bin.display()))?;
+        .map_err(|e| format!("{}: {e}", args.starting(&confab_bin.display().to_string())))?;
     let mut confab = ServerChild { child, log };
 
     // Up and healthy.

@@ -178,7 +178,7 @@ pub async fn start(
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&log)?)
         .spawn()
-        .map_err(|e| format!("starting the relay: {e}"))?;
+        .map_err(|e| format!("{}: {e}", args.starting("the relay")))?;
     let mut child = ServerChild { child, log };
     let stdout = child.child.stdout.take().ok_or("the relay's stdout")?;
     // The first line names the address. A blocking read on a thread of its own, bounded: if the
