@@ -145,12 +145,14 @@ impl<I: Send + 'static, O: Send + 'static> Group<I, O> {
                 item,
                 sender,
             });
-            let held_up = queue
-                .waiting
-                .first()
-                .is_some_and(|oldest| oldest.queued_at.elapsed() >= HELD_UP);
+            let held_up = || {
+                queue
+                    .waiting
+                    .first()
+                    .is_some_and(|oldest| oldest.queued_at.elapsed() >= HELD_UP)
+            };
             let start = queue.writers < self.inner.writers
-                || (held_up && queue.writers < self.inner.most_writers);
+                || (queue.writers < self.inner.most_writers && held_up());
             if start {
                 queue.writers += 1;
             }

@@ -364,15 +364,21 @@ async fn a_group_stores_only_the_conversations_whose_agent_is_their_owners_as_it
 /// What the group's work below did, by item.
 static DONE: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
 
-/// Reads the conversations table (waiting while it is held), then notes its items as done.
+/// Reads the conversations table (waiting while it is held).
+fn read(conn: &mut diesel::PgConnection, items: &[&'static str]) -> diesel::QueryResult<Vec<()>> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT id FROM conversations LIMIT 1").execute(conn)?;
+    Ok(vec![(); items.len()])
+}
+
+/// [`read`], then notes its items as done.
 fn read_then_note(
     conn: &mut diesel::PgConnection,
     items: &[&'static str],
 ) -> diesel::QueryResult<Vec<()>> {
-    use diesel::RunQueryDsl;
-    diesel::sql_query("SELECT id FROM conversations LIMIT 1").execute(conn)?;
+    let done = read(conn, items)?;
     DONE.lock().unwrap().extend_from_slice(items);
-    Ok(vec![(); items.len()])
+    Ok(done)
 }
 
 #[tokio::test]
@@ -413,11 +419,6 @@ async fn work_withdrawn_before_a_writer_took_it_is_never_done() {
 /// that has waited past 100 ms: one stuck save must not hold up everyone's.
 #[tokio::test]
 async fn a_held_up_writer_is_joined_by_another() {
-    fn read(conn: &mut diesel::PgConnection, items: &[u8]) -> diesel::QueryResult<Vec<()>> {
-        use diesel::RunQueryDsl;
-        diesel::sql_query("SELECT id FROM conversations LIMIT 1").execute(conn)?;
-        Ok(vec![(); items.len()])
-    }
     let app = TestApp::spawn_with(|settings| settings.database.pool_size = 16).await;
     let group = confab::db::Group::new(
         app.pool.clone(),
@@ -426,13 +427,14 @@ async fn a_held_up_writer_is_joined_by_another() {
         confab::db::group::Writers::One,
     );
     let held = app.hold_table("conversations").await;
-    let (_, first) = group.submit(1);
+    let (_, first) = group.submit("first");
     app.until_waiting_on_locks("the writer waits on the table")
         .await;
-    let (_, second) = group.submit(2);
-    // The second has waited for a writer past the limit when the third comes.
+    let (_, second) = group.submit("second");
+    // Not a wait for something to happen: the condition under test is the second's age, past
+    // the 100 ms after which a held-up writer is joined, when the third comes.
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let (_, third) = group.submit(3);
+    let (_, third) = group.submit("third");
     let two_waiting = "SELECT (count(*) >= 2)::int::int8 AS count FROM pg_stat_activity \
                        WHERE datname = current_database() AND wait_event_type = 'Lock'";
     app.until_counted(two_waiting, "a second writer waits on the table too")
