@@ -256,7 +256,7 @@ requests_per_minute_per_address = 300
 
 [database]
 pool_size = 16
-warm_connections = 2
+warm_connections = 1
 idle_timeout_secs = 120
 wait_before_opening_ms = 10
 connect_timeout_secs = 3
