@@ -73,14 +73,30 @@ pub async fn html_errors(
     let is_page = !(is_api || is_openai || path == "/health" || path.starts_with("/static/"));
     // The request must not be cloned across `next.call`: routing needs it uniquely owned.
     let response = next.call(req).await?;
-    let replacement = match response.response().error() {
+    let mut replacement = match response.response().error() {
         Some(error) if is_page => error_response(response.request(), error),
         Some(error) if is_api && error.as_error::<AppError>().is_none() => {
             let status = error.as_response_error().status_code();
             crate::error::envelope_for(status, &error.to_string())
         }
+        // A path that exists, asked with a method it does not take: actix's bare 405 (with its
+        // `Allow` header) gets the page or the envelope every other refusal has.
+        None if response.status() == StatusCode::METHOD_NOT_ALLOWED && (is_api || is_page) => {
+            let message = "This address does not take that method.";
+            if is_page {
+                let error = actix_web::error::InternalError::new(message, response.status());
+                error_response(response.request(), &error.into())
+            } else {
+                crate::error::envelope_for(response.status(), message)
+            }
+        }
         _ => return Ok(response.map_into_left_body()),
     };
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        replacement
+            .headers_mut()
+            .insert(header::ALLOW, allow.clone());
+    }
     Ok(response.into_response(replacement).map_into_right_body())
 }
 

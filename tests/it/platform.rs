@@ -175,6 +175,52 @@ async fn head_is_get_without_a_body_and_other_methods_are_405() {
     assert_eq!(r.status(), 405, "not a CSRF refusal");
 }
 
+/// A path that exists, asked with a method it does not take, says so (405 and `Allow`) in the
+/// shape of the rest of its surface: the API's envelope, or a page.
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_with_what_it_takes() {
+    let app = TestApp::spawn().await;
+    let token = app.user_token("method@example.com").await;
+    let project = app.project(&token, "Methods").await;
+
+    let r = app
+        .api
+        .put(app.url(&format!("/api/projects/{project}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let allow = r.headers()["allow"].to_str().unwrap().to_string();
+    for method in ["GET", "PATCH", "DELETE"] {
+        assert!(allow.contains(method), "{allow}");
+    }
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
+    // (A page's unsafe methods meet the CSRF check first.)
+    let r = app
+        .api
+        .get(app.url(&format!("/projects/{project}/agents")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("does not take that method")
+    );
+}
+
 #[tokio::test]
 async fn nothing_with_personal_data_or_tokens_is_cached() {
     let app = TestApp::spawn().await;

@@ -5,29 +5,35 @@
 /// parameter with a pattern (`{id:.+}`) is written plainly (`{id}`).
 pub fn route_table() -> Vec<(String, String)> {
     let source = include_str!("../../../src/startup.rs");
-    // Each table's scope: the `fn …_routes` a route follows.
+    // Each table's scope: the `fn …_routes` a resource follows; the tables end where `serve`
+    // (whose own resources are not under a table) begins.
     let tables = [
         (source.find("fn api_routes").unwrap(), "/api"),
         (source.find("fn openai_routes").unwrap(), "/v1"),
         (source.find("fn page_routes").unwrap(), ""),
     ];
+    let end = source.find("fn serve(").unwrap();
     let mut routes = Vec::new();
-    for (offset, _) in source.match_indices(".route(") {
-        let prefix = tables
+    for (offset, _) in source.match_indices("web::resource(\"") {
+        let Some(&(_, prefix)) = tables
             .iter()
             .filter(|(start, _)| *start < offset)
             .max_by_key(|(start, _)| *start)
-            .map_or("", |(_, prefix)| *prefix);
-        let rest = source[offset + 7..].trim_start();
-        let Some(rest) = rest.strip_prefix('"') else {
+        else {
             continue;
         };
+        if offset > end {
+            continue;
+        }
+        let rest = &source[offset + "web::resource(\"".len()..];
         let path = &rest[..rest.find('"').unwrap()];
-        let after = rest[path.len() + 1..]
-            .trim_start()
-            .trim_start_matches(',')
-            .trim_start();
-        let method = &after[..after.find('(').unwrap()];
+        // The resource's methods: its chained calls, up to the next resource or the table's end.
+        let chain = &rest[path.len()..];
+        let chain = &chain[..[".service(", ".default_service("]
+            .iter()
+            .filter_map(|next| chain.find(next))
+            .min()
+            .unwrap()];
         let path = match path.find(':') {
             Some(colon) => {
                 let close = colon + path[colon..].find('}').unwrap();
@@ -35,7 +41,11 @@ pub fn route_table() -> Vec<(String, String)> {
             }
             None => path.to_string(),
         };
-        routes.push((method.to_uppercase(), format!("{prefix}{path}")));
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if chain.contains(&format!(".{method}(")) {
+                routes.push((method.to_uppercase(), format!("{prefix}{path}")));
+            }
+        }
     }
     routes
 }
