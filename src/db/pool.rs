@@ -21,6 +21,8 @@ pub struct PgPool {
     outages: Arc<AtomicU64>,
     /// Statements sent on any of the pool's connections, BEGIN and COMMIT included.
     statements: Arc<AtomicU64>,
+    /// Connections the manager started to open.
+    opened: Arc<AtomicU64>,
     /// Waiting for a connection plus running the work.
     deadline: Duration,
     /// Connections kept open while nothing happens ([`PgPool::keep_warm`]).
@@ -42,16 +44,49 @@ impl PgPool {
     /// milliseconds grew the pool to its limit, and the new processes' start took the CPU
     /// from the requests, which crowded more (docs/measurements.md, "The pool grows only when
     /// a crowd lasts").
+    ///
+    /// A crowd that outlasts the wait opens one connection at a time: r2d2 would open one for
+    /// each checkout whose wait ran out, and a stall of a few tens of ms (another process had
+    /// the CPU) made a crowd of requests each open one, whose cold starts stalled the rest, and
+    /// the pool grew to its limit again. The others keep waiting, for a connection handed back
+    /// or for their turn to open one.
     pub fn get(&self) -> Result<Checkout, r2d2::Error> {
         let idle = || self.connections.try_get();
         let connection = match idle() {
             Some(connection) => connection,
-            // With none open, none can be handed back.
-            None if self.connections.state().connections == 0 => self.connections.get()?,
-            None => match self.returns.wait(self.wait_before_opening, idle) {
-                Some(connection) => connection,
-                None => self.connections.get()?,
-            },
+            // With none open, none can be handed back; with no patience, r2d2's way.
+            None if self.connections.state().connections == 0
+                || self.wait_before_opening.is_zero() =>
+            {
+                self.connections.get()?
+            }
+            None => {
+                let give_up = Instant::now() + self.connections.connection_timeout();
+                loop {
+                    if let Some(connection) = self.returns.wait(self.wait_before_opening, idle) {
+                        break connection;
+                    }
+                    if Instant::now() >= give_up {
+                        break self.connections.get()?;
+                    }
+                    if self
+                        .returns
+                        .start_opening(self.connections.connection_timeout())
+                    {
+                        // With no time to wait, r2d2 asks for one connection and returns; the
+                        // next look finds it. Its `get` would ask for another at every hand-back
+                        // that a waiting checkout took first: at 500 requests/s, many more.
+                        match self.connections.get_timeout(Duration::ZERO) {
+                            Ok(connection) => {
+                                // It found one idle, and so asked for none.
+                                self.returns.done_opening();
+                                break connection;
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                }
+            }
         };
         Ok(Checkout {
             connection: Some(connection),
@@ -62,6 +97,11 @@ impl PgPool {
     /// Checkouts waiting now for a connection to be handed back.
     pub fn waiting_for_connections(&self) -> usize {
         self.returns.waiting.load(Ordering::SeqCst)
+    }
+
+    /// How many connections the pool has started to open so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::SeqCst)
     }
 
     /// How many statements the pool's connections have sent so far: what a piece of work
@@ -170,6 +210,8 @@ struct Returns {
     /// Connections handed back while someone waited.
     handed_back: Mutex<u64>,
     wakeup: Condvar,
+    /// Since when a connection asked for by a checkout whose wait ran out is being opened.
+    opening: Mutex<Option<Instant>>,
 }
 
 impl Returns {
@@ -208,6 +250,26 @@ impl Returns {
                 );
             }
         }
+    }
+
+    /// The right to have a connection opened, unless one is being opened already (for less
+    /// than `stale`: one asked for while the pool was full is never opened).
+    fn start_opening(&self, stale: Duration) -> bool {
+        let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        match *opening {
+            Some(since) if since.elapsed() < stale => false,
+            _ => {
+                *opening = Some(Instant::now());
+                true
+            }
+        }
+    }
+
+    /// The connection being opened is open (or failed): the next may be asked for, and one
+    /// waiter looks again.
+    fn done_opening(&self) {
+        *self.opening.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.handed_back();
     }
 
     /// A connection is back among the idle ones.
@@ -254,6 +316,9 @@ pub struct Manager {
     /// of them, so each is checked at its next checkout however recently it was used.
     outages: Arc<AtomicU64>,
     statements: Arc<AtomicU64>,
+    opened: Arc<AtomicU64>,
+    /// Told when a connection is open, so the next may be asked for.
+    returns: Arc<Returns>,
 }
 
 /// Counts each statement a connection starts.
@@ -267,11 +332,8 @@ impl Instrumentation for CountStatements {
     }
 }
 
-impl ManageConnection for Manager {
-    type Connection = Tracked;
-    type Error = diesel::r2d2::Error;
-
-    fn connect(&self) -> Result<Tracked, Self::Error> {
+impl Manager {
+    fn open(&self) -> Result<Tracked, diesel::r2d2::Error> {
         let mut conn = self.diesel.connect()?;
         conn.set_instrumentation(CountStatements(self.statements.clone()));
         // Every connection gets the statement deadline on the server too.
@@ -287,6 +349,18 @@ impl ManageConnection for Manager {
             outages_seen: self.outages.load(Ordering::Relaxed),
             suspect: false,
         })
+    }
+}
+
+impl ManageConnection for Manager {
+    type Connection = Tracked;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Tracked, Self::Error> {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        let connected = self.open();
+        self.returns.done_opening();
+        connected
     }
 
     fn is_valid(&self, tracked: &mut Tracked) -> Result<(), Self::Error> {
@@ -357,12 +431,15 @@ pub fn build_pool(
     idle_timeout: Duration,
     wait_before_opening: Duration,
 ) -> PgPool {
-    let (outages, statements) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (outages, statements, opened) = (Arc::default(), Arc::default(), Arc::default());
+    let returns = Arc::<Returns>::default();
     let manager = Manager {
         diesel: ConnectionManager::new(with_network_deadlines(url)),
         statement_timeout: query_timeout,
-        outages: outages.clone(),
-        statements: statements.clone(),
+        outages: Arc::clone(&outages),
+        statements: Arc::clone(&statements),
+        opened: Arc::clone(&opened),
+        returns: Arc::clone(&returns),
     };
     let connections = Pool::builder()
         .max_size(max_size)
@@ -379,10 +456,11 @@ pub fn build_pool(
         connections,
         outages,
         statements,
+        opened,
         deadline: connect_timeout + query_timeout,
         warm,
         idle_timeout,
-        returns: Arc::default(),
+        returns,
         wait_before_opening,
     }
 }

@@ -525,24 +525,28 @@ async fn an_idle_confab_keeps_its_warm_connections_and_no_more() {
     assert_eq!(app.count_sql(backends).await, 3);
 }
 
+#[derive(diesel::QueryableByName)]
+struct Number {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn number(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(sql).get_result::<Number>(conn).unwrap().n
+}
+
+/// The test database's open connections.
+const BACKENDS: &str = "SELECT count(*) AS n FROM pg_stat_activity \
+                        WHERE datname = current_database() AND backend_type = 'client backend'";
+const PID: &str = "SELECT pg_backend_pid()::bigint AS n";
+
 /// A request that finds every open connection busy waits for one to be handed back before the
 /// pool opens another: each opened is a PostgreSQL process that starts with cold caches, and
 /// r2d2 opened one for every such request, so a crowd of a few milliseconds grew the pool to its
 /// limit and the new processes' start-up stalled the page views for 100–200 ms.
 #[tokio::test]
 async fn a_request_that_finds_every_connection_busy_waits_for_one_before_another_is_opened() {
-    #[derive(diesel::QueryableByName)]
-    struct Number {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    fn number(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
-        use diesel::RunQueryDsl;
-        diesel::sql_query(sql).get_result::<Number>(conn).unwrap().n
-    }
-    const BACKENDS: &str = "SELECT count(*) AS n FROM pg_stat_activity \
-                            WHERE datname = current_database() AND backend_type = 'client backend'";
-    const PID: &str = "SELECT pg_backend_pid()::bigint AS n";
     // A patience no test run reaches: the request must get the connection handed back.
     let app =
         TestApp::spawn_with(|settings| settings.database.wait_before_opening_ms = 60_000).await;
@@ -586,6 +590,64 @@ async fn a_request_that_finds_every_connection_busy_waits_for_one_before_another
         assert_eq!(got, handed_back, "it got the connection handed back");
         assert_eq!(backends, open, "no connection was opened");
         drop(others);
+    })
+    .await
+    .unwrap();
+}
+
+/// A crowd that outlasts the wait opens connections one at a time, not one per request: a
+/// stall of a few tens of ms made every waiting request open one, and their cold starts grew the
+/// pool to its limit (the 1,000-message page's p99 went from 4 to 79 ms).
+#[tokio::test]
+async fn a_crowd_that_outlasts_the_wait_opens_one_connection_at_a_time() {
+    const CROWD: usize = 8;
+    // Long enough that the next opening cannot start before the held connections are back.
+    let app = TestApp::spawn_with(|settings| {
+        settings.database.wait_before_opening_ms = 500;
+        // Connections handed back one after another while one is being opened.
+        settings.database.warm_connections = 4;
+        settings.database.pool_size = 16;
+    })
+    .await;
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        // Every open connection busy.
+        let mut first = pool.get().unwrap();
+        let open = number(&mut first.conn, BACKENDS);
+        let held: Vec<_> = std::iter::once(first)
+            .chain((1..open).map(|_| pool.get().unwrap()))
+            .collect();
+        let opened_before = pool.connections_opened();
+        let crowd: Vec<_> = (0..CROWD)
+            .map(|_| {
+                let pool = pool.clone();
+                // Each hands its connection back and asks again: while one is being opened,
+                // many are handed back and taken.
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        let mut connection = pool.get().unwrap();
+                        number(&mut connection.conn, PID);
+                    }
+                })
+            })
+            .collect();
+        // The crowd's wait runs out and the opening starts.
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while pool.connections_opened() == opened_before {
+            assert!(Instant::now() < deadline, "nobody opened a connection");
+            std::thread::yield_now();
+        }
+        for connection in held {
+            drop(connection);
+        }
+        for request in crowd {
+            request.join().unwrap();
+        }
+        let opened = pool.connections_opened() - opened_before;
+        assert!(
+            opened <= 2,
+            "{opened} connections opened for a crowd of {CROWD} that connections handed back could serve"
+        );
     })
     .await
     .unwrap();
