@@ -163,6 +163,7 @@ pub async fn start_confab(
     let log = temp.path().join("confab.log");
     let port = free_port()?;
     let base = format!("http://127.0.0.1:{port}");
+    evict_from_page_cache(&confab_bin);
     let started = Instant::now();
     let child = args
         .server_command(&confab_bin)
@@ -501,4 +502,16 @@ pub async fn expect_status(
         return Err(format!("{what}: HTTP {got}, expected {status}: {body}").into());
     }
     Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Drops the binary's pages from the page cache before it starts, so that its footprint reads the
+/// same for every build. The kernel maps up to 64 KB around each page a process touches, but only
+/// pages already cached: a binary just built or copied (every page cached) read 1–2 MB more than
+/// one that was not, with the same code running (docs/measurements.md).
+fn evict_from_page_cache(binary: &std::path::Path) {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    if let Ok(file) = fs::File::open(binary) {
+        // Only a reading's comparability is at stake: a failure leaves the cache as it is.
+        let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+    }
 }
