@@ -511,7 +511,9 @@ pub async fn expect_status(
 fn evict_from_page_cache(binary: &std::path::Path) {
     use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
     if let Ok(file) = fs::File::open(binary) {
-        // Only a reading's comparability is at stake: a failure leaves the cache as it is.
+        // Only a reading's comparability is at stake: a failure leaves the cache as it is. Pages
+        // not yet written back (a binary just built) are not dropped, hence the sync first.
+        let _ = file.sync_data();
         let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     }
 }

@@ -252,11 +252,20 @@ pub async fn openai_errors(
                 ),
             }
         }
+        // A path asked with a method it does not take: actix's bare 405, in OpenAI's shape.
+        None if response.status() == StatusCode::METHOD_NOT_ALLOWED => OpenAiError::for_status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!(
+                "{} is not allowed on {}.",
+                response.request().method(),
+                response.request().path()
+            ),
+        ),
         _ => return Ok(response.map_into_left_body()),
     };
-    // The rate-limit standing stays with the answer, whatever its shape.
+    // The rate-limit standing (and a 405's `Allow`) stays with the answer, whatever its shape.
     let mut replaced = replacement.error_response();
-    for name in ["ratelimit", "ratelimit-policy"] {
+    for name in ["ratelimit", "ratelimit-policy", "allow"] {
         if let Some(value) = response.headers().get(name) {
             replaced
                 .headers_mut()

@@ -66,16 +66,19 @@ impl PgPool {
                     if let Some(connection) = self.returns.wait(self.wait_before_opening, idle) {
                         break connection;
                     }
+                    // With no time to wait, r2d2 asks for one connection (if it may open more)
+                    // and returns; a later look finds it. Its blocking `get` would ask for
+                    // another at every hand-back that a waiting checkout took first: at 500
+                    // requests/s, up to the pool's limit.
                     if Instant::now() >= give_up {
-                        break self.connections.get()?;
+                        break self.connections.get_timeout(Duration::ZERO)?;
                     }
-                    if self
-                        .returns
-                        .start_opening(self.connections.connection_timeout())
+                    let open = self.connections.state().connections;
+                    if open < self.connections.max_size()
+                        && self
+                            .returns
+                            .start_opening(open, self.connections.connection_timeout())
                     {
-                        // With no time to wait, r2d2 asks for one connection and returns; the
-                        // next look finds it. Its `get` would ask for another at every hand-back
-                        // that a waiting checkout took first: at 500 requests/s, many more.
                         match self.connections.get_timeout(Duration::ZERO) {
                             Ok(connection) => {
                                 // It found one idle, and so asked for none.
@@ -210,8 +213,9 @@ struct Returns {
     /// Connections handed back while someone waited.
     handed_back: Mutex<u64>,
     wakeup: Condvar,
-    /// Since when a connection asked for by a checkout whose wait ran out is being opened.
-    opening: Mutex<Option<Instant>>,
+    /// A connection asked for by a checkout whose wait ran out: since when, and how many were
+    /// open then. It is open once more are (whoever asked for them).
+    opening: Mutex<Option<(Instant, u32)>>,
 }
 
 impl Returns {
@@ -252,24 +256,23 @@ impl Returns {
         }
     }
 
-    /// The right to have a connection opened, unless one is being opened already (for less
-    /// than `stale`: one asked for while the pool was full is never opened).
-    fn start_opening(&self, stale: Duration) -> bool {
+    /// The right to have a connection opened (`open` are now), unless one asked for earlier is
+    /// not open yet. One that fails to open (the database is away; r2d2 keeps trying) or that
+    /// r2d2 never opened stops counting after `stale`: at most one more is asked for meanwhile.
+    fn start_opening(&self, open: u32, stale: Duration) -> bool {
         let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
         match *opening {
-            Some(since) if since.elapsed() < stale => false,
+            Some((since, then)) if open <= then && since.elapsed() < stale => false,
             _ => {
-                *opening = Some(Instant::now());
+                *opening = Some((Instant::now(), open));
                 true
             }
         }
     }
 
-    /// The connection being opened is open (or failed): the next may be asked for, and one
-    /// waiter looks again.
+    /// Nothing was opened after all: the next may be asked for.
     fn done_opening(&self) {
         *self.opening.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        self.handed_back();
     }
 
     /// A connection is back among the idle ones.
@@ -317,7 +320,7 @@ pub struct Manager {
     outages: Arc<AtomicU64>,
     statements: Arc<AtomicU64>,
     opened: Arc<AtomicU64>,
-    /// Told when a connection is open, so the next may be asked for.
+    /// Told when a connection is open, so that a waiter looks again.
     returns: Arc<Returns>,
 }
 
@@ -359,7 +362,10 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<Tracked, Self::Error> {
         self.opened.fetch_add(1, Ordering::SeqCst);
         let connected = self.open();
-        self.returns.done_opening();
+        // A waiter looks again. r2d2 adds the connection to the idle ones just after this
+        // returns, so the look may come too soon; then the waiter finds it at the next hand-back
+        // or when its wait runs out, as it would without being told.
+        self.returns.handed_back();
         connected
     }
 

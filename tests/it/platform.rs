@@ -198,6 +198,21 @@ async fn a_method_a_path_does_not_take_is_405_with_what_it_takes() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 
+    let r = app
+        .api
+        .get(app.url("/v1/chat/completions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["type"], "invalid_request_error",
+        "OpenAI's shape"
+    );
+
     // (A page's unsafe methods meet the CSRF check first.)
     let r = app
         .api
@@ -604,6 +619,8 @@ async fn a_crowd_that_outlasts_the_wait_opens_one_connection_at_a_time() {
     // Long enough that the next opening cannot start before the held connections are back.
     let app = TestApp::spawn_with(|settings| {
         settings.database.wait_before_opening_ms = 500;
+        // Room for a few waits before a checkout gives up.
+        settings.database.connect_timeout_secs = 10;
         // Connections handed back one after another while one is being opened.
         settings.database.warm_connections = 4;
         settings.database.pool_size = 16;
@@ -624,7 +641,7 @@ async fn a_crowd_that_outlasts_the_wait_opens_one_connection_at_a_time() {
                 // Each hands its connection back and asks again: while one is being opened,
                 // many are handed back and taken.
                 std::thread::spawn(move || {
-                    for _ in 0..100 {
+                    for _ in 0..30 {
                         let mut connection = pool.get().unwrap();
                         number(&mut connection.conn, PID);
                     }

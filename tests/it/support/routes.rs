@@ -41,11 +41,20 @@ pub fn route_table() -> Vec<(String, String)> {
             }
             None => path.to_string(),
         };
+        let before = routes.len();
         for method in ["get", "post", "put", "patch", "delete"] {
             if chain.contains(&format!(".{method}(")) {
                 routes.push((method.to_uppercase(), format!("{prefix}{path}")));
             }
         }
+        assert!(
+            routes.len() > before,
+            "no method read for {path}: write each route as `.get(handler)` and the like"
+        );
     }
+    assert!(
+        !source[tables[0].0..end].contains(".route("),
+        "a route written as `.route(…)` would be missed: use `web::resource(path).get(…)`"
+    );
     routes
 }
