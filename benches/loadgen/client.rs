@@ -14,7 +14,7 @@ use tokio::time::timeout_at;
 
 use crate::Error;
 use crate::cli::{Args, Start};
-use crate::sampling::CpuTimes;
+use crate::sampling::{CpuTimes, ServerProcesses};
 
 /// The question every chat sends.
 pub const MESSAGE: &str = "hello";
@@ -102,6 +102,8 @@ pub struct PhaseResults {
     /// CPU time of the server process `server_pid` from the release (ramp: the first start) to
     /// the end of the last stream: the pre-opening's requests are not counted.
     pub server_cpu: Option<CpuTimes>,
+    /// The same for the server's PostgreSQL (confab only): its postmaster and every process of it.
+    pub database_cpu: Option<CpuTimes>,
     pub wall: Duration,
     /// Latency of ordinary requests made while the streams ran (µs), by name.
     pub probes: Vec<(String, Vec<u32>)>,
@@ -118,7 +120,7 @@ pub struct Probe {
 
 /// Runs `args.streams` streams against `target`, all sent at the same instant (`--start burst`)
 /// or spread over `--ramp-ms`, with `probes` polling beside them; reads every stream to its end.
-/// With `server_pid`, counts that process's CPU time over the streams.
+/// With `server`, counts its CPU time over the streams, and its PostgreSQL's.
 pub async fn run_streams(
     client: &reqwest::Client,
     target: &Target,
@@ -126,7 +128,7 @@ pub async fn run_streams(
     expected: &str,
     phase_timeout: Duration,
     probes: Option<Vec<Probe>>,
-    server_pid: Option<u32>,
+    server: Option<ServerProcesses>,
 ) -> PhaseResults {
     let streams = args.streams;
     let burst = args.start == Start::Burst;
@@ -214,7 +216,12 @@ pub async fn run_streams(
     }
     // All N tasks are spawned; once each waits at the barrier, this releases them together.
     let _ = timeout_at(setup_deadline, release.wait()).await;
-    let cpu_before = server_pid.map(CpuTimes::of_pid);
+    let cpu_before = server.map(|server| {
+        (
+            CpuTimes::of_pid(server.pid),
+            server.postmaster.map(CpuTimes::of_database),
+        )
+    });
     let start = if burst {
         tokio::time::Instant::from_std(*released_at.get_or_init(Instant::now))
     } else {
@@ -257,9 +264,16 @@ pub async fn run_streams(
         }));
     }
     let wall = start.elapsed();
-    let server_cpu = server_pid
-        .zip(cpu_before)
-        .map(|(pid, before)| CpuTimes::of_pid(pid).since(&before));
+    let (server_cpu, database_cpu) = match (server, cpu_before) {
+        (Some(server), Some((before, database_before))) => (
+            Some(CpuTimes::of_pid(server.pid).since(&before)),
+            server
+                .postmaster
+                .zip(database_before)
+                .map(|(postmaster, before)| CpuTimes::of_database(postmaster).since(&before)),
+        ),
+        _ => (None, None),
+    };
     stop_probes.store(true, Ordering::Relaxed);
     let mut probes = Vec::new();
     for task in probe_tasks {
@@ -272,6 +286,7 @@ pub async fn run_streams(
         peak_live: live.peak.load(Ordering::Relaxed),
         preconnected,
         server_cpu,
+        database_cpu,
         wall,
         probes,
         started: start.into_std(),

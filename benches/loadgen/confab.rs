@@ -48,6 +48,8 @@ pub struct ServerReport {
     pub hwm_kb: u64,
     pub threads_peak: u64,
     pub cpu: CpuTimes,
+    /// Its PostgreSQL's CPU time over the same streams (confab only).
+    pub database_cpu: Option<CpuTimes>,
     /// Probe latencies before the streams (confab only), to compare with those under load.
     pub probes_idle: Vec<(String, Vec<u32>)>,
     /// The server with its PostgreSQL right after start, before any request (confab only).
@@ -73,9 +75,18 @@ impl ServerReport {
             / self.stats.peak_live.max(1) as f64
     }
 
-    /// CPU seconds per stream that ended without error.
+    /// CPU milliseconds per stream that ended without error.
     pub fn cpu_ms_per_stream(&self) -> f64 {
-        1000.0 * self.cpu.total_secs() / (self.stats.streams - self.stats.errors).max(1) as f64
+        self.per_stream_ms(&self.cpu)
+    }
+
+    /// The same for its PostgreSQL.
+    pub fn database_cpu_ms_per_stream(&self) -> Option<f64> {
+        self.database_cpu.map(|cpu| self.per_stream_ms(&cpu))
+    }
+
+    fn per_stream_ms(&self, cpu: &CpuTimes) -> f64 {
+        1000.0 * cpu.total_secs() / (self.stats.streams - self.stats.errors).max(1) as f64
     }
 }
 
@@ -414,10 +425,11 @@ pub async fn measured_run(
         expected,
         phase_timeout,
         probes,
-        Some(server.pid),
+        Some(server),
     )
     .await;
     let cpu = results.server_cpu.unwrap_or_default();
+    let database_cpu = results.database_cpu;
     let samples = sampler.stop();
     ServerReport {
         stats: Stats::from_results(results),
@@ -426,6 +438,7 @@ pub async fn measured_run(
         hwm_kb: samples.iter().map(|s| s.hwm_kb).max().unwrap_or(0),
         threads_peak: samples.iter().map(|s| s.threads).max().unwrap_or(0),
         cpu,
+        database_cpu,
         probes_idle: Vec::new(),
         footprint_start: None,
         footprint_idle,

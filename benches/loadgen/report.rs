@@ -288,6 +288,16 @@ pub fn summary(
             report.cpu_ms_per_stream(),
             args.tokens,
         );
+        if let (Some(cpu), Some(per_stream)) =
+            (report.database_cpu, report.database_cpu_ms_per_stream())
+        {
+            let _ = writeln!(
+                out,
+                "{name}'s PostgreSQL: CPU {:.2} s ({:.0}% of a core) → {per_stream:.2} ms per stream",
+                cpu.total_secs(),
+                100.0 * cpu.total_secs() / wall.max(1e-9),
+            );
+        }
         let with_database = if name == "confab" {
             "confab + PostgreSQL"
         } else {
@@ -439,6 +449,7 @@ pub fn summary(
                 "vm_hwm_kb": report.hwm_kb, "kb_per_live_stream": report.kb_per_live_stream(),
                 "threads_peak": report.threads_peak, "cpu_s": report.cpu.total_secs(),
                 "cpu_ms_per_stream": report.cpu_ms_per_stream(),
+                "database_cpu_ms_per_stream": report.database_cpu_ms_per_stream(),
                 "pss_start_kb": report.footprint_start.map(|f| footprint(&f)),
                 "pss_idle_kb": footprint(&report.footprint_idle),
                 "pss_peak_kb": report.footprint_peak_kb,

@@ -202,9 +202,28 @@ impl CpuTimes {
         CpuTimes::read(&format!("/proc/{pid}/stat"))
     }
 
+    /// A PostgreSQL's CPU time: its postmaster's and every live child's, and that of the children
+    /// that ended (the postmaster waited for them, so their time is in its own `cutime`/`cstime`).
+    pub fn of_database(postmaster: u32) -> CpuTimes {
+        let ended = CpuTimes::read_fields(&format!("/proc/{postmaster}/stat"), &[13, 14]);
+        let live = std::iter::once(postmaster)
+            .chain(children_of(postmaster))
+            .map(CpuTimes::of_pid)
+            .map(|times| times.ticks)
+            .sum::<u64>();
+        CpuTimes {
+            ticks: ended.ticks + live,
+        }
+    }
+
     pub fn read(path: &str) -> CpuTimes {
+        CpuTimes::read_fields(path, &[11, 12])
+    }
+
+    /// The sum of some of the fields after the command name (utime and stime are the 14th and
+    /// 15th of `stat`, 11 and 12 here; the waited-for children's follow them).
+    fn read_fields(path: &str, which: &[usize]) -> CpuTimes {
         let text = fs::read_to_string(path).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
         let rest = text.rsplit_once(')').map_or("", |(_, rest)| rest);
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let field = |i: usize| {
@@ -214,7 +233,7 @@ impl CpuTimes {
                 .unwrap_or(0)
         };
         CpuTimes {
-            ticks: field(11) + field(12),
+            ticks: which.iter().map(|&i| field(i)).sum(),
         }
     }
 

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::OnceLock;
 
 use ammonia::Builder;
 use pulldown_cmark::{
@@ -69,10 +69,12 @@ fn sanitizer() -> &'static Builder<'static> {
     })
 }
 
-/// The grammars syntect ships, loaded once (parsing them takes tens of milliseconds).
+/// The grammars syntect ships, loaded by the first code block with a language (parsing them
+/// takes tens of milliseconds and keeps 1.1 MB).
+static SYNTAXES: OnceLock<SyntaxSet> = OnceLock::new();
+
 fn syntaxes() -> &'static SyntaxSet {
-    static SYNTAXES: LazyLock<SyntaxSet> = LazyLock::new(SyntaxSet::load_defaults_newlines);
-    &SYNTAXES
+    SYNTAXES.get_or_init(SyntaxSet::load_defaults_newlines)
 }
 
 /// Minimal HTML escaping for text placed into markup.
@@ -243,35 +245,16 @@ pub fn to_safe_html(markdown: &str) -> String {
     sanitizer().clean(&raw).to_string()
 }
 
-/// Bump when a change to this renderer changes its output in a way [`renderer_version`]'s
-/// sample would not show.
-const REVISION: u32 = 1;
-
-/// Markdown using everything this renderer does, so that a change to its output (in this file
-/// or in pulldown-cmark, syntect or ammonia after an update) changes [`renderer_version`]. Its
-/// highlighted block is a diff: each language's grammar is compiled the first time it is used
-/// and then kept, and diff's costs 44 KB where Rust's and Python's cost 0.9 and 0.7 MB, which
-/// every confab paid at its first answer for this sample alone.
-const SAMPLE: &str = "# Title\n\nSome *emphasis*, **strong**, ~~struck~~, `code`, <https://example.com> and \
-[a link](https://example.com \"t\") [bad](javascript:alert(1)) ![an image](https://example.com/i.png)\n\n\
-- [x] done\n- [ ] to do\n\n1. one\n2. two\n\n> quoted[^1]\n\n[^1]: a note\n\n\
-| left | centre | right |\n|:--|:-:|--:|\n| a | b | c |\n\n\
-```diff\n- let x = \"s\";\n+ let x = \"t\"; // c\n```\n\n```\nplain\n```\n\n\
----\n\n<script>alert(1)</script><b onclick=\"x\">raw</b> <img src=x>\n";
-
 /// Names the renderer that is running: stored HTML made by another is rendered again. It
-/// changes with confab's version, with [`REVISION`], and with the rendered sample's digest.
+/// changes with confab's version and with a digest of this file and of the locked dependency
+/// versions, taken at build time (build.rs): nothing is rendered to find it out, so syntect's
+/// grammars are loaded only by an answer with a code block.
 pub fn renderer_version() -> &'static str {
-    static VERSION: LazyLock<String> = LazyLock::new(|| {
-        use sha2::Digest as _;
-        let digest = sha2::Sha256::digest(to_safe_html(SAMPLE).as_bytes());
-        format!(
-            "{}.r{REVISION}.{}",
-            env!("CARGO_PKG_VERSION"),
-            hex::encode(&digest[..6])
-        )
-    });
-    &VERSION
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        ".",
+        env!("CONFAB_RENDERER_DIGEST")
+    )
 }
 
 /// Where the settled part of a growing Markdown text ends, searching from `from` (an earlier
@@ -365,12 +348,63 @@ pub fn plain_text(markdown: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The renderer's version digests its sample: a language syntect does not know would leave
-    /// highlighting out of it, and a change to highlighted output would go unnoticed.
+    /// Runs one test of this module alone in a new process of this test binary, so that what it
+    /// checks about process-wide state is not disturbed by the tests running beside it.
+    fn in_a_fresh_process(test: &str) {
+        const CHILD: &str = "CONFAB_MARKDOWN_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            return;
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("render::markdown::tests::{test}"),
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Grammars cost 1.1 MB once loaded: an answer without a code block must not load them, and
+    /// neither must naming the renderer (it once rendered a highlighted sample to digest it).
     #[test]
-    fn the_renderers_sample_is_highlighted() {
-        let html = to_safe_html(SAMPLE);
-        assert!(html.contains("class=\"hl-source hl-diff"), "{html}");
+    fn grammars_are_loaded_by_the_first_highlighted_block_only() {
+        in_a_fresh_process("grammars_are_loaded_by_the_first_highlighted_block_only_child");
+    }
+
+    #[test]
+    fn grammars_are_loaded_by_the_first_highlighted_block_only_child() {
+        if std::env::var_os("CONFAB_MARKDOWN_TEST_CHILD").is_none() {
+            return;
+        }
+        assert!(!renderer_version().is_empty());
+        to_safe_html("Some *emphasis* and `code`.\n\n```\nplain\n```\n\n| a |\n|---|\n| 1 |\n");
+        let mut progressive = Progressive::default();
+        progressive.render("A list:\n\n- one\n- two\n");
+        assert!(
+            SYNTAXES.get().is_none(),
+            "grammars loaded without a highlighted block"
+        );
+        to_safe_html("```rust\nfn main() {}\n```");
+        assert!(SYNTAXES.get().is_some());
+    }
+
+    /// The version names this build's renderer: confab's version and a digest of the renderer's
+    /// source and locked dependencies (build.rs), the same for every call.
+    #[test]
+    fn the_renderer_version_is_the_package_version_and_a_digest() {
+        let version = renderer_version();
+        let (package, digest) = version.rsplit_once('.').unwrap();
+        assert_eq!(package, env!("CARGO_PKG_VERSION"));
+        assert_eq!(digest.len(), 12);
+        assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
     }
 
     #[test]
