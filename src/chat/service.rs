@@ -936,7 +936,7 @@ fn job_for(agent: &Agent, conversation_id: Uuid, answer_id: Uuid, request: ChatR
             project_id: agent.project_id,
         },
         provider: agent.provider.clone(),
-        request,
+        request: std::sync::Arc::new(request),
     }
 }
 

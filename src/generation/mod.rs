@@ -34,7 +34,8 @@ pub struct Job {
     pub origin: Origin,
     /// The agent's provider; the router falls back from it.
     pub provider: String,
-    pub request: ChatRequest,
+    /// Shared so that whoever built it can tell when the answer's task has let go of it.
+    pub request: Arc<ChatRequest>,
 }
 
 /// A tokio runtime of its own, so answers keep going while HTTP workers come and go, and
@@ -350,10 +351,22 @@ async fn generate(
     (job, begin): (Job, Begin),
     stall_timeout: Duration,
 ) {
+    let Job {
+        message_id,
+        provider,
+        request,
+        ..
+    } = job;
+    // Whose file search this answer may cite, the one thing of the request needed later.
+    let searcher = request
+        .file_search
+        .as_ref()
+        .map(|search| search.provider.clone());
     // The provider is asked at once, whether or not the row is stored yet. The request's
-    // future is boxed and dropped once the stream is open: kept in this task's own state, its
-    // 2.5 KB would stay allocated for every live answer until it ends.
-    let mut opening = Box::pin(router.stream(&job.provider, &job.request));
+    // future is boxed and dropped once the stream is open, and the request goes with it: its
+    // history and instructions (up to `chat.history_budget_chars` and more) would otherwise stay
+    // allocated for every live answer until it ends, and so would the future's own 2.5 KB.
+    let mut opening = Box::pin(async move { router.stream(&provider, &request).await });
     let mut opened = None;
     let slot = match begin {
         Begin::Stored(slot) => slot,
@@ -364,7 +377,7 @@ async fn generate(
                     // Nothing was stored, so nothing is shown or saved; dropping `opening`
                     // cancels the request to the provider.
                     Err(_) => {
-                        registry.remove(job.message_id);
+                        registry.remove(message_id);
                         return;
                     }
                 },
@@ -429,26 +442,14 @@ async fn generate(
         progress.output_tokens,
     );
     // The provider that searched the project's files itself: its citations are the answer's.
-    let searched = job
-        .request
-        .file_search
-        .as_ref()
-        .is_some_and(|search| progress.provider.as_ref() == Some(&search.provider))
-        .then_some(progress.cited);
+    let searched = (searcher.is_some() && progress.provider == searcher).then_some(progress.cited);
     // Boxed for the same reason: its 1.6 KB is needed only while the answer is being saved.
-    let message = Box::pin(save_outcome(
-        &saving,
-        &live,
-        job.message_id,
-        outcome,
-        searched,
-    ))
-    .await;
+    let message = Box::pin(save_outcome(&saving, &live, message_id, outcome, searched)).await;
     // The conversation and the person's allowance are free before anyone is told the answer
     // ended: a client that sends its next message on the final event must not get a 409.
     drop(slot);
     live.finish(Arc::new(message));
-    registry.remove(job.message_id);
+    registry.remove(message_id);
     m::live_streams(-1.0);
 }
 

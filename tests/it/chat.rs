@@ -977,6 +977,66 @@ async fn shutdown_lets_answers_finish_then_saves_the_rest() {
     assert_eq!(r.status(), 503);
 }
 
+/// A live answer keeps what its readers need (its text) and lets go of what it asked once the
+/// provider streams: the request, with up to `chat.history_budget_chars` of history and the
+/// instructions, is not held by every live answer until it ends.
+#[tokio::test]
+async fn a_live_answer_lets_go_of_its_request_once_the_provider_streams() {
+    use confab::generation::registry::Piece;
+    use confab::generation::{Job, Origin};
+    use confab::llm::{ChatRequest, Turn};
+    use std::sync::Arc;
+
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer(&"slow ".repeat(500)).token_delay(Duration::from_millis(20)));
+    // This answer has no row: no flush may stop it (as deleted) while the test looks.
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.chat.flush_interval_ms = 600_000).await;
+    let generations = &app.state.generations;
+    let request = Arc::new(ChatRequest {
+        model: "gpt-4o-mini".into(),
+        instructions: Some("You are terse.".repeat(100)),
+        history: vec![
+            Turn::user("an earlier question ".repeat(1000)),
+            Turn::user("hi"),
+        ],
+        temperature: None,
+        max_output_tokens: None,
+        attachments: None,
+        input_files: Vec::new(),
+        file_search: None,
+        vector_store_ids: Vec::new(),
+    });
+    let asked = Arc::downgrade(&request);
+    let id = uuid::Uuid::now_v7();
+    let slot = generations.allowance().take(uuid::Uuid::now_v7()).unwrap();
+    let job = Job {
+        message_id: id,
+        origin: Origin {
+            conversation_id: uuid::Uuid::now_v7(),
+            agent_id: uuid::Uuid::now_v7(),
+            project_id: uuid::Uuid::now_v7(),
+        },
+        provider: "openai".into(),
+        request,
+    };
+    let mut reader = generations.start(job, slot);
+
+    let first = tokio::time::timeout(Duration::from_secs(30), reader.next())
+        .await
+        .unwrap();
+    assert!(matches!(first, Some(Piece::Text { .. })), "{first:?}");
+    assert!(
+        generations.registry.get(id).is_some(),
+        "the answer is still live"
+    );
+    assert!(
+        asked.upgrade().is_none(),
+        "a live answer still holds the request it sent"
+    );
+    assert_eq!(fake.requests().len(), 1);
+    generations.stop(id);
+}
+
 #[tokio::test]
 async fn start_up_marks_answers_left_streaming_as_interrupted() {
     use diesel::RunQueryDsl;
