@@ -23,8 +23,10 @@ fn renderer_digest() {
         digest.update(bytes.len().to_le_bytes());
         digest.update(&bytes);
     }
+    // Not named CONFAB_…: cargo also sets it in the environment of `cargo test` and `cargo
+    // run`, and a confab started from there would read it as one of its settings.
     println!(
-        "cargo:rustc-env=CONFAB_RENDERER_DIGEST={}",
+        "cargo:rustc-env=MARKDOWN_RENDERER_DIGEST={}",
         hex::encode(&digest.finalize()[..6])
     );
 }

@@ -253,7 +253,7 @@ pub fn renderer_version() -> &'static str {
     concat!(
         env!("CARGO_PKG_VERSION"),
         ".",
-        env!("CONFAB_RENDERER_DIGEST")
+        env!("MARKDOWN_RENDERER_DIGEST")
     )
 }
 
