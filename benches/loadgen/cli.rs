@@ -15,6 +15,10 @@ pub struct Args {
     /// Tokens (deltas) in every answer.
     #[arg(long, default_value_t = 50)]
     pub tokens: usize,
+    /// Bytes of the message every stream sends ("hello", padded with words): a long one stands
+    /// for a long conversation's request (its history), which a live answer should not keep.
+    #[arg(long, default_value_t = 5)]
+    pub message_bytes: usize,
     /// Pause between two tokens, in ms (the upstream's token rate).
     #[arg(long, default_value_t = 20)]
     pub token_delay_ms: u64,

@@ -19,6 +19,16 @@ use crate::sampling::{CpuTimes, ServerProcesses};
 /// The question every chat sends.
 pub const MESSAGE: &str = "hello";
 
+/// The message every stream sends: [`MESSAGE`], padded with words to `bytes` when that is longer,
+/// so that what a live answer holds of its request can be seen (`--message-bytes`).
+pub fn message(bytes: usize) -> String {
+    let mut message = String::from(MESSAGE);
+    while message.len() + 6 <= bytes {
+        message.push_str(" lorem");
+    }
+    message
+}
+
 /// One HTTP/1.1 client whose pool holds a connection per stream: streams never wait for one.
 pub fn http_client(streams: usize) -> Result<reqwest::Client, Error> {
     Ok(reqwest::Client::builder()
@@ -156,6 +166,8 @@ pub async fn run_streams(
     let ramp_start = tokio::time::Instant::now() + Duration::from_millis(50);
 
     let expected: Arc<str> = Arc::from(expected);
+    let message = message(args.message_bytes);
+    let message = message.as_str();
     let mut tasks = Vec::with_capacity(streams);
     for index in 0..streams {
         let at = ramp_start + ramp.mul_f64(index as f64 / streams as f64);
@@ -164,19 +176,19 @@ pub async fn run_streams(
                 .post(url)
                 .header("authorization", "Bearer fake")
                 .header("accept", "text/event-stream")
-                .json(&json!({"model": "gpt-4o-mini", "input": MESSAGE, "stream": true})),
+                .json(&json!({"model": "gpt-4o-mini", "input": message, "stream": true})),
             Target::Confab { users, base } => {
                 let user = &users[index % users.len()];
                 client
                     .post(format!("{base}/api/chat/agents/{}", user.agent_id))
                     .bearer_auth(&user.token)
                     .header("accept", "text/event-stream")
-                    .json(&json!({"message": MESSAGE}))
+                    .json(&json!({"message": message}))
             }
             Target::Relay { base } => client
                 .post(format!("{base}/relay"))
                 .header("accept", "text/event-stream")
-                .json(&json!({"message": MESSAGE})),
+                .json(&json!({"message": message})),
         };
         let is_fake = matches!(target, Target::Fake { .. });
         let live = Arc::clone(&live);

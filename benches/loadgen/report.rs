@@ -460,6 +460,7 @@ pub fn summary(
         let ttft = |stats: Option<&Stats>, p| percentile(of(stats, |s| &s.ttft), p);
         let summary = json!({
             "streams": args.streams, "tokens": args.tokens, "token_delay_ms": args.token_delay_ms,
+            "message_bytes": args.message_bytes,
             "first_token_delay_ms": args.first_token_delay_ms,
             "start": format!("{:?}", args.start).to_lowercase(), "ramp_ms": args.ramp_ms,
             "fake": fake.map(phase),

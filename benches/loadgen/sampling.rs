@@ -202,17 +202,30 @@ impl CpuTimes {
         CpuTimes::read(&format!("/proc/{pid}/stat"))
     }
 
-    /// A PostgreSQL's CPU time: its postmaster's and every live child's, and that of the children
-    /// that ended (the postmaster waited for them, so their time is in its own `cutime`/`cstime`).
+    /// A PostgreSQL's CPU time: its postmaster's own and every live child's, and that of the
+    /// children that ended (the postmaster waited for them, so their time is in its own
+    /// `cutime`/`cstime`). A child reaped while its siblings are read would be counted in neither
+    /// (autovacuum workers come and go), so they are read again when the postmaster reaped one
+    /// meanwhile. Grandchildren are not counted: this PostgreSQL runs no archiver or parallel
+    /// workers that would have them.
     pub fn of_database(postmaster: u32) -> CpuTimes {
-        let ended = CpuTimes::read_fields(&format!("/proc/{postmaster}/stat"), &[13, 14]);
-        let live = std::iter::once(postmaster)
-            .chain(children_of(postmaster))
-            .map(CpuTimes::of_pid)
-            .map(|times| times.ticks)
-            .sum::<u64>();
-        CpuTimes {
-            ticks: ended.ticks + live,
+        let stat = format!("/proc/{postmaster}/stat");
+        let reaped = || CpuTimes::read_fields(&stat, &[13, 14]).ticks;
+        let mut before = reaped();
+        let mut tries = 0;
+        loop {
+            let live = std::iter::once(postmaster)
+                .chain(children_of(postmaster))
+                .map(|pid| CpuTimes::of_pid(pid).ticks)
+                .sum::<u64>();
+            let after = reaped();
+            tries += 1;
+            if after == before || tries == 5 {
+                return CpuTimes {
+                    ticks: after + live,
+                };
+            }
+            before = after;
         }
     }
 
