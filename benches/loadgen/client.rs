@@ -276,15 +276,15 @@ pub async fn run_streams(
         }));
     }
     let wall = start.elapsed();
-    let (server_cpu, database_cpu) = match (server, cpu_before) {
-        (Some(server), Some((before, database_before))) => (
+    let (server_cpu, database_cpu) = match server.zip(cpu_before) {
+        Some((server, (before, database_before))) => (
             Some(CpuTimes::of_pid(server.pid).since(&before)),
             server
                 .postmaster
                 .zip(database_before)
                 .map(|(postmaster, before)| CpuTimes::of_database(postmaster).since(&before)),
         ),
-        _ => (None, None),
+        None => (None, None),
     };
     stop_probes.store(true, Ordering::Relaxed);
     let mut probes = Vec::new();

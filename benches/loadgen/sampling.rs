@@ -212,21 +212,20 @@ impl CpuTimes {
         let stat = format!("/proc/{postmaster}/stat");
         let reaped = || CpuTimes::read_fields(&stat, &[13, 14]).ticks;
         let mut before = reaped();
-        let mut tries = 0;
-        loop {
+        let mut ticks = 0;
+        for _ in 0..5 {
             let live = std::iter::once(postmaster)
                 .chain(children_of(postmaster))
                 .map(|pid| CpuTimes::of_pid(pid).ticks)
                 .sum::<u64>();
             let after = reaped();
-            tries += 1;
-            if after == before || tries == 5 {
-                return CpuTimes {
-                    ticks: after + live,
-                };
+            ticks = after + live;
+            if after == before {
+                break;
             }
             before = after;
         }
+        CpuTimes { ticks }
     }
 
     pub fn read(path: &str) -> CpuTimes {

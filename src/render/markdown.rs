@@ -246,9 +246,9 @@ pub fn to_safe_html(markdown: &str) -> String {
 }
 
 /// Names the renderer that is running: stored HTML made by another is rendered again. It
-/// changes with confab's version and with a digest of this file and of the locked dependency
-/// versions, taken at build time (build.rs): nothing is rendered to find it out, so syntect's
-/// grammars are loaded only by an answer with a code block.
+/// changes with confab's version and with a digest, taken at build time (build.rs), of this
+/// file's code and of the crates and features it is built with: nothing is rendered to find it
+/// out, so syntect's grammars are loaded only by an answer with a code block.
 pub fn renderer_version() -> &'static str {
     concat!(
         env!("CARGO_PKG_VERSION"),
@@ -398,8 +398,7 @@ mod tests {
         assert!(SYNTAXES.get().is_some());
     }
 
-    /// The version names this build's renderer: confab's version and a digest of the renderer's
-    /// source and locked dependencies (build.rs), the same for every call.
+    /// The version names this build's renderer: confab's version and build.rs's digest.
     #[test]
     fn the_renderer_version_is_the_package_version_and_a_digest() {
         let version = renderer_version();
