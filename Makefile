@@ -5,7 +5,7 @@ PORT ?= 8080
 TARGET = $(or $(CARGO_TARGET_DIR),target)
 TEST_CLUSTER = $(TARGET)/tmp/confab-test-pg
 
-.PHONY: run test deps test-deps venv build release lint unit browser-test api-fuzz api-fuzz-short screenshots fake-llm bench soak fuzz vendor clean
+.PHONY: run test deps test-deps venv build release lint unit browser-test api-fuzz api-fuzz-short screenshots fake-llm bench code-order soak fuzz vendor clean
 
 ## Build and start confab on http://127.0.0.1:$(PORT) with its own PostgreSQL under ./data.
 run: deps
@@ -78,6 +78,11 @@ fake-llm:
 ## through a bare relay and through confab, side by side (docs/measurements.md).
 bench:
 	scripts/bench.sh
+
+## linker/code-order.txt again: the functions an ordinary run uses (under valgrind's callgrind),
+## which the release link places together (build.rs; docs/measurements.md, "Code placed by use").
+code-order:
+	scripts/code-order.sh
 
 ## The fault-injection soak at full size: 1,000 answers under upstream faults while the embedded
 ## PostgreSQL is killed twice and frozen once (make test runs 40 of them).

@@ -38,6 +38,8 @@ if [ "$somaxconn" -lt 4096 ]; then
 fi
 
 cargo build --release --bin confab
+# confab's idle memory depends on its code being placed by use (build.rs): say when it is not.
+scripts/code-order.sh --check "${CARGO_TARGET_DIR:-target}/release/confab"
 status=0
 for n in "${counts[@]}"; do
   cargo bench --bench loadgen -- --streams "$n" "$@" || status=$?
