@@ -11,9 +11,9 @@
 
 # ---- build ------------------------------------------------------------------------------------
 # The compiler linker/code-order.txt was made with: another names the functions differently, and
-# the release link's code placement (build.rs) would then place none of them (about 9 MB more
+# the release link's code placement (build.rs) would then place none of them (about 8 MB more
 # resident). Moving it means running scripts/code-order.sh with the new one.
-FROM rust:1.95-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 
 # libpq-dev: diesel's postgres backend links libpq.
 RUN apt-get update \

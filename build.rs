@@ -46,9 +46,7 @@ fn renderer_digest() {
     );
 }
 
-/// How a release confab is linked, for less memory; only where the linker is known to be LLD
-/// (Rust's default for this target since 1.90: GNU ld takes neither option, and a link that fails
-/// would be worse than a confab that is larger).
+/// How a release confab is linked, for less memory.
 ///
 /// - Code placed by use. A release confab's code is 16 MB, of which an ordinary run uses under
 ///   4 MB, spread over all of it; the kernel maps code in pieces of 64 kB around each page used,
@@ -57,38 +55,83 @@ fn renderer_digest() {
 ///   first, together. A function missing from the list (new code, a renamed one) is placed with
 ///   the rest: a list gone stale costs memory, never correctness.
 /// - Relocations packed (DT_RELR): the 1.6 MB table of addresses to fix at start, read whole by
-///   every start, becomes 21 kB. Only when the C library it is built against (and so the one it
-///   runs with, in the container) is glibc 2.36 or later, which applies them.
+///   every start, becomes 26 kB. Only when building for this machine with glibc 2.36 or later:
+///   the C library that runs confab must apply them, and one older than the build's refuses to
+///   start it anyway.
+///
+/// Both are options of LLD (Rust's default linker for x86_64 Linux since 1.90) that GNU ld does
+/// not take, and the linker may be another (a distribution's rustc, `-C linker=`, a target's
+/// `linker` in cargo's config). So a tiny program is linked with them first, with the same
+/// compiler, flags and linker: a release build without them is larger, one that fails to link
+/// would be worse.
 fn release_link() {
     const ORDER: &str = "linker/code-order.txt";
     println!("cargo:rerun-if-changed={ORDER}");
-    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let env = |name: &str| std::env::var(name).unwrap_or_default();
-    let lld = env("TARGET") == "x86_64-unknown-linux-gnu"
-        && env("HOST") == env("TARGET")
-        && version_of(&env("RUSTC"), &["-vV"], "release: ").is_some_and(|v| v >= (1, 90))
-        // A linker chosen by hand (`-C linker=`, `-C link-arg=-fuse-ld=…`) may be another one.
-        && !env("CARGO_ENCODED_RUSTFLAGS").contains("link");
-    if env("PROFILE") != "release" || !lld {
+    if env("PROFILE") != "release" {
         return;
     }
     let order = std::path::Path::new(&env("CARGO_MANIFEST_DIR")).join(ORDER);
-    let link_arg = |arg: &str| println!("cargo:rustc-link-arg-bin=confab={arg}");
-    link_arg(&format!("-Wl,--symbol-ordering-file={}", order.display()));
-    link_arg("-Wl,--no-warn-symbol-ordering");
-    if version_of("getconf", &["GNU_LIBC_VERSION"], "glibc ").is_some_and(|v| v >= (2, 36)) {
-        link_arg("-Wl,-z,pack-relative-relocs");
+    if !order.is_file() {
+        println!("cargo:warning={ORDER} is missing: confab is linked without code placed by use");
+        return;
+    }
+    let mut args = vec![
+        format!("-Wl,--symbol-ordering-file={}", order.display()),
+        "-Wl,--no-warn-symbol-ordering".to_string(),
+    ];
+    let native = env("HOST") == env("TARGET");
+    if native && glibc_version().is_some_and(|version| version >= (2, 36)) {
+        args.push("-Wl,-z,pack-relative-relocs".to_string());
+    }
+    if !links_with(&args) {
+        println!(
+            "cargo:warning=the linker does not take LLD's --symbol-ordering-file: confab is \
+             linked without code placed by use (about 8 MB more resident)"
+        );
+        return;
+    }
+    for arg in args {
+        println!("cargo:rustc-link-arg-bin=confab={arg}");
     }
 }
 
-/// `(1, 90)` from the line of `program args` that starts with `prefix` ("release: 1.90.0").
-fn version_of(program: &str, args: &[&str], prefix: &str) -> Option<(u32, u32)> {
-    let output = std::process::Command::new(program)
-        .args(args)
+/// Whether an empty program links with these arguments, built as cargo builds confab.
+fn links_with(link_args: &[String]) -> bool {
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let out_dir = std::path::PathBuf::from(env("OUT_DIR"));
+    let source = out_dir.join("link_probe.rs");
+    if std::fs::write(&source, "fn main() {}\n").is_err() {
+        return false;
+    }
+    let mut rustc = std::process::Command::new(env("RUSTC"));
+    rustc
+        .args(["--crate-type", "bin", "--target", &env("TARGET"), "-o"])
+        .arg(out_dir.join("link_probe"))
+        .arg(&source)
+        .args(
+            env("CARGO_ENCODED_RUSTFLAGS")
+                .split('\x1f')
+                .filter(|flag| !flag.is_empty()),
+        )
+        .args(link_args.iter().map(|arg| format!("-Clink-arg={arg}")));
+    if let Ok(linker) = std::env::var("RUSTC_LINKER") {
+        rustc.arg(format!("-Clinker={linker}"));
+    }
+    rustc
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `(2, 36)` for glibc 2.36, the C library this machine builds against.
+fn glibc_version() -> Option<(u32, u32)> {
+    let output = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
         .output()
         .ok()?;
     let text = String::from_utf8(output.stdout).ok()?;
-    let version = text.lines().find_map(|line| line.strip_prefix(prefix))?;
-    let mut numbers = version.trim().split('.').map(|n| n.parse().ok());
-    Some((numbers.next()??, numbers.next()??))
+    let mut numbers = text.trim().strip_prefix("glibc ")?.split('.');
+    Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }

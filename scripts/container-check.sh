@@ -20,7 +20,7 @@
 #   PULL=never                    podman build --pull=...; `missing` on a host that reaches registries
 #
 # ASSUMES the base images of the Dockerfile exist locally (this machine has no registry):
-# docker.io/library/rust:1.95-bookworm and docker.io/library/debian:bookworm-slim. When they are
+# docker.io/library/rust:1.95.0-bookworm and docker.io/library/debian:bookworm-slim. When they are
 # missing (and PULL=never) it stops and prints how to make them. podman's own settings are taken
 # from CONTAINERS_CONF / CONTAINERS_STORAGE_CONF when set, else from
 # ~/.config/confab-podman/{containers,storage}.conf when those exist (the help shows them).
@@ -77,7 +77,8 @@ How to make the base images on a machine without a registry (as root; about 4 mi
   rm -rf \$R/var/lib/apt/lists/* \$R/var/cache/apt/archives/*.deb
   tar -C \$R --numeric-owner -c . | podman import --change 'CMD ["bash"]' - docker.io/library/debian:bookworm-slim
 
-  # rust:1.95-bookworm stand-in: that base plus the host's stable toolchain (no rustup download):
+  # rust:1.95.0-bookworm stand-in: that base plus the host's stable toolchain (no rustup download),
+  # which must be that version (rustc --version), or the image's code is not placed by use:
   mkdir -p /var/tmp/rust-standin && cat > /var/tmp/rust-standin/Containerfile <<'CF'
   FROM docker.io/library/debian:bookworm-slim
   ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -88,7 +89,7 @@ How to make the base images on a machine without a registry (as root; about 4 mi
    && for t in cargo rustc rustdoc; do ln -s rustup \$CARGO_HOME/bin/\$t; done && cargo --version
   CF
   podman build --pull=never --format docker -v "\$HOME/.rustup:/h/rustup:ro" -v "\$HOME/.cargo/bin:/h/cargobin:ro" \\
-      -t docker.io/library/rust:1.95-bookworm /var/tmp/rust-standin
+      -t docker.io/library/rust:1.95.0-bookworm /var/tmp/rust-standin
 
 (On a host that reaches Docker Hub, run this script with PULL=missing instead.)
 EOF
@@ -119,7 +120,7 @@ command -v curl >/dev/null || fail "curl is needed"
 
 if [[ $PULL == never ]]; then
     missing=()
-    for base in docker.io/library/rust:1.95-bookworm docker.io/library/debian:bookworm-slim; do
+    for base in docker.io/library/rust:1.95.0-bookworm docker.io/library/debian:bookworm-slim; do
         podman image exists "$base" || missing+=("$base")
     done
     if ((BUILD)) && ((${#missing[@]})); then
