@@ -37,7 +37,7 @@ fn renderer_digest() {
         digest.update(text.as_bytes());
     }
     println!("cargo:rerun-if-env-changed={SYSTEM_ONIG}");
-    digest.update(std::env::var(SYSTEM_ONIG).unwrap_or_default().as_bytes());
+    digest.update(env(SYSTEM_ONIG).as_bytes());
     // Not named CONFAB_…: cargo also sets it in the environment of `cargo test` and `cargo
     // run`, and a confab started from there would read it as one of its settings.
     println!(
@@ -67,7 +67,6 @@ fn renderer_digest() {
 fn release_link() {
     const ORDER: &str = "linker/code-order.txt";
     println!("cargo:rerun-if-changed={ORDER}");
-    let env = |name: &str| std::env::var(name).unwrap_or_default();
     if env("PROFILE") != "release" {
         return;
     }
@@ -98,7 +97,6 @@ fn release_link() {
 
 /// Whether an empty program links with these arguments, built as cargo builds confab.
 fn links_with(link_args: &[String]) -> bool {
-    let env = |name: &str| std::env::var(name).unwrap_or_default();
     let out_dir = std::path::PathBuf::from(env("OUT_DIR"));
     let source = out_dir.join("link_probe.rs");
     if std::fs::write(&source, "fn main() {}\n").is_err() {
@@ -123,6 +121,11 @@ fn links_with(link_args: &[String]) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
+}
+
+/// An environment variable of the build script, or "" when it is not set.
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
 }
 
 /// `(2, 36)` for glibc 2.36, the C library this machine builds against.

@@ -119,6 +119,7 @@ awk -v bin="$bin" '
 count=$(wc -l <"$work/order")
 if [ "$count" -lt 1000 ]; then
   echo "only $count functions ran in $bin: the run went wrong ($work kept)" >&2
+  kill "$fake" 2>/dev/null || true
   trap - EXIT
   exit 1
 fi

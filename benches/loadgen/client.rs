@@ -22,9 +22,10 @@ pub const MESSAGE: &str = "hello";
 /// The message every stream sends: [`MESSAGE`], padded with words to `bytes` when that is longer,
 /// so that what a live answer holds of its request can be seen (`--message-bytes`).
 pub fn message(bytes: usize) -> String {
+    const WORD: &str = " lorem";
     let mut message = String::from(MESSAGE);
-    while message.len() + 6 <= bytes {
-        message.push_str(" lorem");
+    while message.len() + WORD.len() <= bytes {
+        message.push_str(WORD);
     }
     message
 }

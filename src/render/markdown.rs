@@ -351,8 +351,8 @@ mod tests {
     /// Set in the environment of a test run by [`in_a_fresh_process`].
     const CHILD: &str = "MARKDOWN_TEST_CHILD";
 
-    /// Runs one (ignored) test of this module alone in a new process of this test binary, so that what it
-    /// checks about process-wide state is not disturbed by the tests running beside it.
+    /// Runs one (ignored) test of this module alone in a new process of this test binary, so
+    /// that what it checks about process-wide state is not disturbed by the tests beside it.
     fn in_a_fresh_process(test: &str) {
         let output = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
