@@ -183,6 +183,12 @@ pub struct LlmSettings {
     pub max_retry_after_secs: u64,
     /// An answer fails when its provider sends nothing (no first token, no next token) this long.
     pub stall_timeout_secs: u64,
+    /// Certificate authorities (a PEM file) trusted for providers besides the system's: a
+    /// self-hosted server behind a private authority.
+    pub ca_file: Option<PathBuf>,
+    /// Answers one HTTP/2 connection to a provider carries at once; past it another connection
+    /// is opened. At most what the provider allows per connection.
+    pub streams_per_connection: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +275,7 @@ retry_base_delay_ms = 500
 retry_max_delay_ms = 8000
 max_retry_after_secs = 20
 stall_timeout_secs = 120
+streams_per_connection = 100
 
 [chat]
 history_budget_chars = 32000
@@ -412,7 +419,7 @@ impl Settings {
     /// Values that would make confab panic or misbehave later are refused at start, by name.
     fn check_ranges(&self) -> Result<(), SettingsError> {
         let limits = &self.server.rate_limit;
-        let ranges: [(&str, u64, u64, u64); 19] = [
+        let ranges: [(&str, u64, u64, u64); 20] = [
             (
                 "server.rate_limit.requests_per_minute",
                 limits.requests_per_minute.into(),
@@ -478,6 +485,12 @@ impl Settings {
                 self.llm.stall_timeout_secs,
                 1,
                 86_400,
+            ),
+            (
+                "llm.streams_per_connection",
+                self.llm.streams_per_connection.into(),
+                1,
+                100_000,
             ),
             (
                 "chat.flush_interval_ms",
@@ -607,6 +620,11 @@ mod tests {
                 "CONFAB_CHAT__FLUSH_INTERVAL_MS",
                 "0",
                 "chat.flush_interval_ms",
+            ),
+            (
+                "CONFAB_LLM__STREAMS_PER_CONNECTION",
+                "0",
+                "llm.streams_per_connection",
             ),
             ("CONFAB_DATABASE__POOL_SIZE", "0", "database.pool_size"),
             (

@@ -180,7 +180,7 @@ impl Application {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = bind_listener(&address)?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let state = web::Data::new(AppState::new(settings, pool, &secret));
+        let state = web::Data::new(AppState::new(settings, pool, &secret)?);
         match accounts::service::rekey_stored_emails(&state.pool).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "gave stored email addresses their comparison keys"),

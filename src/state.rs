@@ -83,10 +83,12 @@ impl IndexingSignals {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> AppState {
+    /// Fails as the provider router does (`router_from_settings`).
+    pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> Result<AppState, String> {
         // Metrics recorded before the recorder exists are lost, so install it first.
         crate::metrics::handle();
-        AppState {
+        let router = router_from_settings(&settings)?;
+        Ok(AppState {
             tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
             login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
             registration_limiter: RegistrationLimiter::per_hour(
@@ -100,7 +102,7 @@ impl AppState {
             ),
             dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
             generations: Generations::new(
-                router_from_settings(&settings),
+                router,
                 pool.clone(),
                 Duration::from_millis(settings.chat.flush_interval_ms),
                 Duration::from_secs(settings.llm.stall_timeout_secs),
@@ -112,6 +114,6 @@ impl AppState {
             indexing: Default::default(),
             pool,
             settings,
-        }
+        })
     }
 }

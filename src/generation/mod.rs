@@ -767,10 +767,20 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
 }
 
 /// Builds the provider router from settings: `openai`, `openrouter` and `groq` when their keys are set,
-/// plus every `[[llm.providers]]` entry, and the fallback order.
-pub fn router_from_settings(settings: &crate::settings::Settings) -> Router {
-    use crate::llm::{ProviderConfig, RetryPolicy};
+/// plus every `[[llm.providers]]` entry, and the fallback order. Fails when `llm.ca_file` cannot
+/// be read, or when there is no certificate authority at all to check providers with.
+pub fn router_from_settings(settings: &crate::settings::Settings) -> Result<Router, String> {
+    use crate::llm::{ClientOptions, Clients, ProviderConfig, RetryPolicy};
     let llm = &settings.llm;
+    let extra_roots = match &llm.ca_file {
+        Some(path) => crate::llm::read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    let clients = Clients::new(&ClientOptions {
+        stall_timeout: Duration::from_secs(llm.stall_timeout_secs),
+        extra_roots,
+        streams_per_connection: llm.streams_per_connection as usize,
+    })?;
     let mut providers = Vec::new();
     if let Some(key) = &llm.openai_api_key {
         providers.push(ProviderConfig::openai(
@@ -811,12 +821,7 @@ pub fn router_from_settings(settings: &crate::settings::Settings) -> Router {
         max_delay: Duration::from_millis(llm.retry_max_delay_ms),
         max_retry_after: Duration::from_secs(llm.max_retry_after_secs),
     };
-    Router::with_client(
-        crate::llm::build_client(Duration::from_secs(llm.stall_timeout_secs)),
-        providers,
-        fallback,
-        retry,
-    )
+    Ok(Router::with_clients(clients, providers, fallback, retry))
 }
 
 /// Answers a crash left `streaming` are marked failed at start-up.
@@ -835,7 +840,7 @@ mod tests {
         settings.llm.openai_api_key = Some(Secret::new("sk-a"));
         settings.llm.openrouter_api_key = Some(Secret::new("sk-or"));
         settings.server.public_url = Some("https://chat.example.com".into());
-        let router = router_from_settings(&settings);
+        let router = router_from_settings(&settings).unwrap();
         assert_eq!(router.chain("openai"), ["openai", "openrouter"]);
         let openrouter = router.provider("openrouter").unwrap();
         assert_eq!(openrouter.api, crate::llm::Api::ChatCompletions);
@@ -859,6 +864,11 @@ mod tests {
     #[test]
     fn without_keys_there_is_no_provider() {
         let settings = Settings::load_from(&Overrides::default(), Default::default()).unwrap();
-        assert!(router_from_settings(&settings).providers.is_empty());
+        assert!(
+            router_from_settings(&settings)
+                .unwrap()
+                .providers
+                .is_empty()
+        );
     }
 }

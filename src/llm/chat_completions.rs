@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::clients::Clients;
 use super::http::{
     Decoded, Decoder, describe_error_json, json_data, post_stream, sse_stream, token_count,
 };
@@ -15,12 +16,17 @@ use super::sse::Event;
 
 /// Send `request` and return its stream once the provider has accepted it (2xx).
 pub async fn stream(
-    client: &reqwest::Client,
+    clients: &Clients,
     provider: &ProviderConfig,
     request: &ChatRequest,
 ) -> Result<EventStream, LlmError> {
-    let response =
-        post_stream(client, provider, "chat/completions", &request_body(request)).await?;
+    let response = post_stream(
+        clients,
+        provider,
+        "chat/completions",
+        &request_body(request),
+    )
+    .await?;
     Ok(sse_stream(response, ChatDecoder::default()))
 }
 

@@ -9,23 +9,9 @@ use futures_util::stream;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use super::clients::{Clients, OnLane};
 use super::provider::{EventStream, LlmError, ProviderConfig, StreamEvent};
 use super::sse::{Event, SseReader};
-
-/// The one HTTP client for every provider: it pools connections (and HTTP/2 sessions) across
-/// chats. A stream may legitimately run for minutes, so there is no total timeout; instead each
-/// read waits at most `stall_timeout`, which any byte resets (keepalive events and SSE comments
-/// included), so a reasoning model that is quiet but alive is not cut off.
-pub fn build_client(stall_timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .read_timeout(stall_timeout)
-        // Small SSE requests and first tokens should not wait for Nagle.
-        .tcp_nodelay(true)
-        .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the TLS backend is compiled in, so building the HTTP client cannot fail")
-}
 
 /// The provider's key and extra headers on a request.
 pub(crate) fn authorized(
@@ -59,45 +45,42 @@ pub(crate) async fn send_checked(
     if response.status().is_success() {
         return Ok(response);
     }
-    Err(error_from_response(&provider.name, response).await)
+    let request_id = header_str(response.headers(), "x-request-id")
+        .unwrap_or("-")
+        .to_owned();
+    let error = error_from_response(&provider.name, response).await;
+    tracing::warn!(provider = %provider.name, %request_id, %error, "provider refused the request");
+    Err(error)
+}
+
+/// An answer's response, and its place on the client it came over.
+pub(crate) struct Opened {
+    response: reqwest::Response,
+    _lane: OnLane,
 }
 
 /// POST `body` as JSON to `{base_url}/{path}` and return the response once its status is 2xx.
 pub(crate) async fn post_stream(
-    client: &reqwest::Client,
+    clients: &Clients,
     provider: &ProviderConfig,
     path: &str,
     body: &Value,
-) -> Result<reqwest::Response, LlmError> {
-    let mut request = client
+) -> Result<Opened, LlmError> {
+    let (client, lane) = clients.for_answer();
+    let request = client
         .post(provider.url(path))
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .json(body);
-    if let Some(key) = provider.api_key.as_deref().filter(|key| !key.is_empty()) {
-        request = request.bearer_auth(key);
-    }
-    for (name, value) in &provider.extra_headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    let response = request.send().await.map_err(|error| {
-        if error.is_builder() {
-            LlmError::Config(format!("provider {}: {}", provider.name, describe(&error)))
-        } else if error.is_timeout() {
-            LlmError::Stalled
-        } else {
-            LlmError::Connect(describe(&error))
-        }
-    })?;
-    let request_id = header_str(response.headers(), "x-request-id")
-        .unwrap_or("-")
-        .to_owned();
-    if response.status().is_success() {
-        tracing::debug!(provider = %provider.name, %request_id, "stream opened");
-        return Ok(response);
-    }
-    let error = error_from_response(&provider.name, response).await;
-    tracing::warn!(provider = %provider.name, %request_id, %error, "provider refused the request");
-    Err(error)
+    let response = send_checked(authorized(request, provider), provider).await?;
+    tracing::debug!(
+        provider = %provider.name,
+        request_id = header_str(response.headers(), "x-request-id").unwrap_or("-"),
+        "stream opened"
+    );
+    Ok(Opened {
+        response,
+        _lane: lane,
+    })
 }
 
 /// Map a non-2xx answer: the body is read as text first because 5xx bodies are not guaranteed
@@ -297,15 +280,16 @@ pub(crate) trait Decoder: Send + 'static {
 }
 
 /// Turn a 2xx SSE body into our stream. The response is owned by the stream, so dropping the
-/// stream drops the connection, which is how a stopped chat stops the upstream request.
-pub(crate) fn sse_stream(response: reqwest::Response, decoder: impl Decoder) -> EventStream {
+/// stream drops the connection, which is how a stopped chat stops the upstream request (and
+/// gives back its place on its client).
+pub(crate) fn sse_stream(opened: Opened, decoder: impl Decoder) -> EventStream {
     struct Reading<D> {
-        response: reqwest::Response,
+        opened: Opened,
         reader: SseReader,
         decoder: D,
     }
     let state = Reading {
-        response,
+        opened,
         reader: SseReader::default(),
         decoder,
     };
@@ -321,7 +305,7 @@ pub(crate) fn sse_stream(response: reqwest::Response, decoder: impl Decoder) -> 
                     Err(error) => return Some((Err(error), None)),
                 }
             }
-            match state.response.chunk().await {
+            match state.opened.response.chunk().await {
                 Ok(Some(chunk)) => state.reader.feed(&chunk),
                 Err(error) if error.is_timeout() => return Some((Err(LlmError::Stalled), None)),
                 Err(error) => return Some((Err(LlmError::Dropped(describe(&error))), None)),

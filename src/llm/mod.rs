@@ -2,6 +2,7 @@
 //! database: it turns a `ChatRequest` into a stream of `StreamEvent`s.
 
 pub mod chat_completions;
+mod clients;
 pub mod files;
 mod http;
 pub mod provider;
@@ -9,7 +10,8 @@ pub mod responses;
 pub mod router;
 mod sse;
 
-pub use http::{build_client, decode_body};
+pub use clients::{ClientOptions, Clients, DEFAULT_STREAMS_PER_CONNECTION, read_ca_file};
+pub use http::decode_body;
 pub use provider::{
     Api, Attachments, ChatRequest, EventStream, FileSearch, Finish, LlmError, ProviderConfig, Role,
     StreamEvent, Turn, Usage,

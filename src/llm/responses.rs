@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
+use super::clients::Clients;
 use super::http::{
     Decoded, Decoder, describe_error_json, json_data, post_stream, sse_stream, token_count,
 };
@@ -20,11 +21,11 @@ const MIN_OUTPUT_TOKENS: u32 = 16;
 
 /// Send `request` and return its stream once the provider has accepted it (2xx).
 pub async fn stream(
-    client: &reqwest::Client,
+    clients: &Clients,
     provider: &ProviderConfig,
     request: &ChatRequest,
 ) -> Result<EventStream, LlmError> {
-    let response = post_stream(client, provider, "responses", &request_body(request)).await?;
+    let response = post_stream(clients, provider, "responses", &request_body(request)).await?;
     Ok(sse_stream(response, ResponsesDecoder))
 }
 

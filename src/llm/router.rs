@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, future, stream};
 
-use super::http::build_client;
+use super::clients::{ClientOptions, Clients};
 use super::provider::{Api, ChatRequest, EventStream, LlmError, ProviderConfig};
 use super::{chat_completions, responses};
 
@@ -68,10 +68,7 @@ pub struct Router {
     /// Names tried, in this order, after the requested provider has failed.
     pub fallback_order: Vec<String>,
     pub retry: RetryPolicy,
-    client: reqwest::Client,
-    /// For the Files API: an upload may take far longer than a chat may stay silent, and
-    /// reqwest's read timeout runs from sending the request until the answer's headers.
-    files_client: reqwest::Client,
+    clients: Clients,
 }
 
 /// How long one Files API call may take before it is given up (a 512 MB upload at 2 MB/s).
@@ -80,7 +77,7 @@ pub const FILES_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 impl Router {
     /// The HTTP client of the Files API and vector stores.
     pub(crate) fn files_client(&self) -> &reqwest::Client {
-        &self.files_client
+        self.clients.files()
     }
 }
 
@@ -112,23 +109,21 @@ impl fmt::Debug for Started {
 }
 
 impl Router {
-    /// A router with its own HTTP client; build one per process and share it.
+    /// A router with clients of its own, on the system's certificate authorities; build one per
+    /// process and share it.
     pub fn new(
         providers: Vec<ProviderConfig>,
         fallback_order: Vec<String>,
         retry: RetryPolicy,
     ) -> Self {
-        Router::with_client(
-            build_client(DEFAULT_STALL_TIMEOUT),
-            providers,
-            fallback_order,
-            retry,
-        )
+        let clients = Clients::new(&ClientOptions::default())
+            .expect("the system's certificate authorities, to reach providers over HTTPS");
+        Router::with_clients(clients, providers, fallback_order, retry)
     }
 
-    /// A router on an existing client, so the app can share one connection pool.
-    pub fn with_client(
-        client: reqwest::Client,
+    /// A router on clients made from the settings.
+    pub fn with_clients(
+        clients: Clients,
         providers: Vec<ProviderConfig>,
         fallback_order: Vec<String>,
         retry: RetryPolicy,
@@ -137,8 +132,7 @@ impl Router {
             providers,
             fallback_order,
             retry,
-            client,
-            files_client: build_client(FILES_TIMEOUT),
+            clients,
         }
     }
 
@@ -195,7 +189,7 @@ impl Router {
             let mut retries_done = 0;
             loop {
                 attempts += 1;
-                let error = match first_event(&self.client, config, &request).await {
+                let error = match first_event(&self.clients, config, &request).await {
                     Ok(stream) => {
                         return Ok(Started {
                             provider: config.name.clone(),
@@ -229,24 +223,24 @@ impl Router {
 
 /// Open a stream on one provider, without retries.
 pub async fn open(
-    client: &reqwest::Client,
+    clients: &Clients,
     provider: &ProviderConfig,
     request: &ChatRequest,
 ) -> Result<EventStream, LlmError> {
     match provider.api {
-        Api::Responses => responses::stream(client, provider, request).await,
-        Api::ChatCompletions => chat_completions::stream(client, provider, request).await,
+        Api::Responses => responses::stream(clients, provider, request).await,
+        Api::ChatCompletions => chat_completions::stream(clients, provider, request).await,
     }
 }
 
 /// Open a stream and wait for its first event, so that a failure before any token (including an
 /// in-band one, such as `response.failed` right away) counts as a failed attempt.
 async fn first_event(
-    client: &reqwest::Client,
+    clients: &Clients,
     provider: &ProviderConfig,
     request: &ChatRequest,
 ) -> Result<EventStream, LlmError> {
-    let mut stream = open(client, provider, request).await?;
+    let mut stream = open(clients, provider, request).await?;
     match stream.next().await {
         Some(Ok(first)) => Ok(stream::once(future::ready(Ok(first))).chain(stream).boxed()),
         Some(Err(error)) => Err(error),

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::app::TestApp;
+use crate::support::app::{TestApp, TestDb, test_settings};
 use crate::support::fake_llm::{ErrorShape, FakeLlm, Interrupt, Script};
 use crate::support::sse::{Events, joined};
+use crate::support::tls_upstream::TlsUpstream;
 
 const ANSWER: &str = "Streams are **great**, and this one arrives token by token.";
 
@@ -1996,4 +1997,37 @@ async fn another_persons_send_to_a_conversation_id_does_not_make_its_owner_busy(
     };
     assert_eq!(stranger, 404);
     assert_eq!(owner, 200, "the owner's message was refused");
+}
+
+/// A provider over HTTPS behind a private certificate authority: its certificate is refused,
+/// with the reason in the answer's detail, until `llm.ca_file` names the authority; then the
+/// answer streams (over HTTP/2, which is all this provider speaks).
+#[tokio::test]
+async fn a_provider_behind_a_private_authority_is_reached_once_llm_ca_file_names_it() {
+    let upstream = TlsUpstream::start(100).await;
+    let untrusted = TestApp::with_llm(&upstream.base_url(), |s| s.llm.max_retries = 0).await;
+    let (token, _, agent) = untrusted.chat_setup("untrusted@example.com").await;
+    let done = answer_to(&untrusted, &token, &agent, "hi").await;
+    assert_eq!(done["status"], "failed");
+    let detail = done["error_detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("certificate"), "{done}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("provider-ca.pem");
+    std::fs::write(&ca_file, &upstream.ca_pem).unwrap();
+    let trusted = TestApp::with_llm(&upstream.base_url(), |s| s.llm.ca_file = Some(ca_file)).await;
+    let (token, _, agent) = trusted.chat_setup("trusted@example.com").await;
+    let mut events = Events::of(send(&trusted, &token, &agent, json!({"message": "hi"})).await);
+    let first = events.next().await.expect("the answer's first event");
+    let data: Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(data["text"], "Hi");
+
+    // A file that is not there stops the start, by the setting's name, before anything listens.
+    let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.database.url = Some(confab::settings::Secret::new(&db.url));
+    settings.llm.ca_file = Some(dir.path().join("missing.pem"));
+    let refused = confab::startup::Application::build(settings).await;
+    let error = refused.err().expect("confab refuses to start");
+    assert!(error.starts_with("llm.ca_file: cannot read"), "{error}");
 }

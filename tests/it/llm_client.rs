@@ -4,8 +4,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use confab::llm::{
-    Api, ChatRequest, EventStream, Finish, LlmError, ProviderConfig, RetryPolicy, Router, Started,
-    StreamEvent, Turn, Usage,
+    Api, ChatRequest, ClientOptions, Clients, EventStream, Finish, LlmError, ProviderConfig,
+    RetryPolicy, Router, Started, StreamEvent, Turn, Usage,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use crate::support::fake_llm::{
     FakeVectorStore, FakeVectorStoreFile, INDEXING_FAILED_MESSAGE, Interrupt, NESTED_ERROR_MESSAGE,
     Script,
 };
+use crate::support::tls_upstream::TlsUpstream;
 
 const BOTH_APIS: [Api; 2] = [Api::Responses, Api::ChatCompletions];
 
@@ -920,4 +921,40 @@ async fn fake_indexes_files_and_answers_file_search_with_citations() {
 
     // Files and vector stores stay out of the chat requests tests count.
     assert_eq!(fake.request_count(), 3);
+}
+
+/// A hosted provider's edge allows a limited number of streams on one HTTP/2 connection (here
+/// 2), and every answer here stays open as a long one does: the answers past the limit must not
+/// wait on that connection for an earlier answer to end.
+#[tokio::test]
+async fn answers_past_a_providers_stream_limit_start_on_another_connection() {
+    let upstream = TlsUpstream::start(2).await;
+    let clients = Clients::new(&ClientOptions {
+        extra_roots: vec![upstream.ca_der()],
+        streams_per_connection: 2,
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let provider = ProviderConfig {
+        name: "openai".into(),
+        base_url: upstream.base_url(),
+        api_key: Some("sk-test".into()),
+        api: Api::Responses,
+        extra_headers: Vec::new(),
+        fallback_model: None,
+        files_api: false,
+    };
+    let router = Router::with_clients(clients, vec![provider], Vec::new(), fast_retries());
+    let mut open = Vec::new();
+    for answer in 1..=5 {
+        let mut started = start(&router, "openai")
+            .await
+            .unwrap_or_else(|error| panic!("answer {answer}: {error}"));
+        match within(started.stream.next()).await {
+            Some(Ok(StreamEvent::Delta(text))) => assert_eq!(&*text, "Hi", "answer {answer}"),
+            other => panic!("answer {answer}: {other:?}"),
+        }
+        open.push(started);
+    }
+    assert_eq!(upstream.connections(), 3, "two answers per connection");
 }

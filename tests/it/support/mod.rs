@@ -6,3 +6,4 @@ pub mod pdf;
 pub mod remote;
 pub mod routes;
 pub mod sse;
+pub mod tls_upstream;

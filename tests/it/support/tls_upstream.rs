@@ -1,0 +1,109 @@
+//! An upstream over TLS that speaks HTTP/2 only and allows few streams per connection, as a
+//! hosted provider's edge does (it announces SETTINGS_MAX_CONCURRENT_STREAMS, commonly 100 to 256).
+//! Every request is answered with the first text delta of a Responses stream, and then the answer
+//! stays open, as a long answer does, until the connection closes.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// The first event of every answer: the text "Hi".
+const FIRST_DELTA: &str = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\",\"logprobs\":[],\"sequence_number\":1}\n\n";
+
+pub struct TlsUpstream {
+    addr: SocketAddr,
+    /// The certificate authority its certificate is signed by, for the client to trust.
+    ca: CertificateDer<'static>,
+    pub ca_pem: String,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TlsUpstream {
+    /// Listens on a free loopback port; each connection allows `max_streams` streams at once.
+    pub async fn start(max_streams: u32) -> TlsUpstream {
+        let ca_params = {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+        };
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(certificate.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        // HTTP/2 or nothing: a client that does not offer it fails its handshake.
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let service = service_fn(|_request| async {
+                        let first = stream::iter([Ok::<_, Infallible>(Frame::data(
+                            Bytes::from_static(FIRST_DELTA.as_bytes()),
+                        ))]);
+                        let body = StreamBody::new(first.chain(stream::pending()));
+                        hyper::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(body)
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .max_concurrent_streams(max_streams)
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        TlsUpstream {
+            addr,
+            ca: ca.der().clone(),
+            ca_pem: ca.pem(),
+            connections,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("https://{}/v1", self.addr)
+    }
+
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.clone()
+    }
+
+    /// TLS connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
