@@ -54,6 +54,15 @@ pub struct Args {
     /// in, i.e. target/release/confab; build it first: `cargo build --release --bin confab`).
     #[arg(long)]
     pub confab_bin: Option<PathBuf>,
+    /// The fake upstream's port (0: a free one). A fixed port lets a front stand between confab
+    /// and the fake, e.g. nginx with TLS and HTTP/2 (see `--confab-upstream`).
+    #[arg(long, default_value_t = 0)]
+    pub fake_port: u16,
+    /// The provider base URL confab is given (default: the fake's), e.g. a TLS front to the fake
+    /// on `--fake-port`: `https://127.0.0.1:8443/v1`. confab inherits the load generator's
+    /// environment, so the front's certificate authority goes there (`CONFAB_LLM__CA_FILE`).
+    #[arg(long, value_name = "URL")]
+    pub confab_upstream: Option<String>,
     /// Data directory for confab's embedded PostgreSQL (default: a fresh temporary one).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,

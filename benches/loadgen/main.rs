@@ -138,7 +138,7 @@ async fn run(args: Args) -> Result<bool, Error> {
     raise_fd_limit(args.streams)?;
     let tokens: Vec<String> = (0..args.tokens).map(|i| format!("t{i} ")).collect();
     let expected: String = tokens.concat();
-    let fake = FakeLlm::start_at("127.0.0.1:0")?;
+    let fake = FakeLlm::start_at(&format!("127.0.0.1:{}", args.fake_port))?;
     fake.set_default(
         Script::tokens(tokens)
             .token_delay(Duration::from_millis(args.token_delay_ms))
