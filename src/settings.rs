@@ -373,7 +373,7 @@ impl Settings {
             builder = builder.set_override("data_dir", dir.to_string_lossy().as_ref())?;
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
-        // An empty value in the environment means "unset", not "the empty URL".
+        // An empty value in the environment means "unset", not "the empty URL" (or path).
         if settings
             .database
             .url
@@ -389,6 +389,14 @@ impl Settings {
             .is_some_and(|s| s.expose().is_empty())
         {
             settings.auth.jwt_secret = None;
+        }
+        if settings
+            .llm
+            .ca_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            settings.llm.ca_file = None;
         }
         settings.check_ranges()?;
         settings.check_origins()?;

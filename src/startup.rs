@@ -128,9 +128,11 @@ fn supervise(server: &Mutex<PgServer>, options: &PgOptions, stop: &AtomicBool, p
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, String> {
         raise_open_files_limit();
+        // Before anything is started: a wrong `llm.ca_file` stops here, naming it.
+        let clients = crate::generation::clients_from_settings(&settings.llm)?;
         let (url, embedded) = open_database(&settings)?;
         let restart_with = embedded_options(&settings);
-        match Self::build_on(settings, &url).await {
+        match Self::build_on(settings, &url, clients).await {
             Ok((port, server, state)) => Ok(Application {
                 port,
                 server,
@@ -150,6 +152,7 @@ impl Application {
     async fn build_on(
         settings: Settings,
         url: &str,
+        clients: crate::llm::Clients,
     ) -> Result<(u16, Server, web::Data<AppState>), String> {
         if settings.database.migrate {
             let ran = apply_migrations(url)?;
@@ -180,7 +183,7 @@ impl Application {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = bind_listener(&address)?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let state = web::Data::new(AppState::new(settings, pool, &secret)?);
+        let state = web::Data::new(AppState::new(settings, pool, &secret, clients));
         match accounts::service::rekey_stored_emails(&state.pool).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "gave stored email addresses their comparison keys"),

@@ -13,6 +13,7 @@ use crate::auth::token::TokenKeys;
 use crate::db::PgPool;
 use crate::generation::allowance::Allowance;
 use crate::generation::{Generations, router_from_settings};
+use crate::llm::Clients;
 use crate::settings::{Secret, Settings};
 
 pub struct AppState {
@@ -83,12 +84,16 @@ impl IndexingSignals {
 }
 
 impl AppState {
-    /// Fails as the provider router does (`router_from_settings`).
-    pub fn new(settings: Settings, pool: PgPool, jwt_secret: &Secret) -> Result<AppState, String> {
+    pub fn new(
+        settings: Settings,
+        pool: PgPool,
+        jwt_secret: &Secret,
+        clients: Clients,
+    ) -> AppState {
         // Metrics recorded before the recorder exists are lost, so install it first.
         crate::metrics::handle();
-        let router = router_from_settings(&settings)?;
-        Ok(AppState {
+        let router = router_from_settings(&settings, clients);
+        AppState {
             tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
             login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
             registration_limiter: RegistrationLimiter::per_hour(
@@ -114,6 +119,6 @@ impl AppState {
             indexing: Default::default(),
             pool,
             settings,
-        })
+        }
     }
 }

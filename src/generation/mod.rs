@@ -22,7 +22,7 @@ use crate::conversations::model::{
 };
 use crate::db::{self, PgPool};
 use crate::error::AppResult;
-use crate::llm::{ChatRequest, LlmError, Router, StreamEvent};
+use crate::llm::{ChatRequest, ClientOptions, Clients, LlmError, Router, StreamEvent};
 use crate::metrics as m;
 use allowance::{Allowance, Slot};
 pub use registry::Origin;
@@ -766,21 +766,26 @@ fn unsaved(id: Uuid, outcome: Outcome, not_saved: Option<&str>) -> Message {
     }
 }
 
-/// Builds the provider router from settings: `openai`, `openrouter` and `groq` when their keys are set,
-/// plus every `[[llm.providers]]` entry, and the fallback order. Fails when `llm.ca_file` cannot
-/// be read, or when there is no certificate authority at all to check providers with.
-pub fn router_from_settings(settings: &crate::settings::Settings) -> Result<Router, String> {
-    use crate::llm::{ClientOptions, Clients, ProviderConfig, RetryPolicy};
-    let llm = &settings.llm;
+/// The HTTP clients for providers, from the `llm` settings. Fails when `llm.ca_file` is not a
+/// bundle of certificates, or when there is no certificate authority at all to check providers
+/// with; the start-up makes them first, before anything else is opened.
+pub fn clients_from_settings(llm: &crate::settings::LlmSettings) -> Result<Clients, String> {
     let extra_roots = match &llm.ca_file {
         Some(path) => crate::llm::read_ca_file(path)?,
         None => Vec::new(),
     };
-    let clients = Clients::new(&ClientOptions {
+    Clients::new(&ClientOptions {
         stall_timeout: Duration::from_secs(llm.stall_timeout_secs),
         extra_roots,
         streams_per_connection: llm.streams_per_connection as usize,
-    })?;
+    })
+}
+
+/// Builds the provider router from settings: `openai`, `openrouter` and `groq` when their keys are set,
+/// plus every `[[llm.providers]]` entry, and the fallback order.
+pub fn router_from_settings(settings: &crate::settings::Settings, clients: Clients) -> Router {
+    use crate::llm::{ProviderConfig, RetryPolicy};
+    let llm = &settings.llm;
     let mut providers = Vec::new();
     if let Some(key) = &llm.openai_api_key {
         providers.push(ProviderConfig::openai(
@@ -821,7 +826,7 @@ pub fn router_from_settings(settings: &crate::settings::Settings) -> Result<Rout
         max_delay: Duration::from_millis(llm.retry_max_delay_ms),
         max_retry_after: Duration::from_secs(llm.max_retry_after_secs),
     };
-    Ok(Router::with_clients(clients, providers, fallback, retry))
+    Router::with_clients(clients, providers, fallback, retry)
 }
 
 /// Answers a crash left `streaming` are marked failed at start-up.
@@ -840,7 +845,7 @@ mod tests {
         settings.llm.openai_api_key = Some(Secret::new("sk-a"));
         settings.llm.openrouter_api_key = Some(Secret::new("sk-or"));
         settings.server.public_url = Some("https://chat.example.com".into());
-        let router = router_from_settings(&settings).unwrap();
+        let router = router_from_settings(&settings, clients_from_settings(&settings.llm).unwrap());
         assert_eq!(router.chain("openai"), ["openai", "openrouter"]);
         let openrouter = router.provider("openrouter").unwrap();
         assert_eq!(openrouter.api, crate::llm::Api::ChatCompletions);
@@ -864,9 +869,9 @@ mod tests {
     #[test]
     fn without_keys_there_is_no_provider() {
         let settings = Settings::load_from(&Overrides::default(), Default::default()).unwrap();
+        let clients = clients_from_settings(&settings.llm).unwrap();
         assert!(
-            router_from_settings(&settings)
-                .unwrap()
+            router_from_settings(&settings, clients)
                 .providers
                 .is_empty()
         );

@@ -12,6 +12,7 @@
 //! `llm.streams_per_connection` answers, and a new lane is made when none does. Over HTTP/1.1
 //! (local servers) a lane's pool opens a connection per live answer as one client would.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +21,12 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use super::router::{DEFAULT_STALL_TIMEOUT, FILES_TIMEOUT};
+/// How long a provider may send nothing at all before the attempt is given up (the default
+/// of `llm.stall_timeout_secs`).
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long one Files API call may take before it is given up (a 512 MB upload at 2 MB/s).
+pub const FILES_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// How confab reaches providers: the `llm` settings about HTTP.
 #[derive(Debug, Clone)]
@@ -34,33 +40,56 @@ pub struct ClientOptions {
     pub streams_per_connection: usize,
 }
 
-/// The most answers on one HTTP/2 connection by default: the least a server should allow
-/// (RFC 9113 §6.5.2 recommends no fewer than 100 concurrent streams).
-pub const DEFAULT_STREAMS_PER_CONNECTION: usize = 100;
-
 impl Default for ClientOptions {
+    /// The settings' defaults; tests and tools that build a router of their own start here.
     fn default() -> Self {
         ClientOptions {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             extra_roots: Vec::new(),
-            streams_per_connection: DEFAULT_STREAMS_PER_CONNECTION,
+            // The least a server should allow (RFC 9113 §6.5.2: no fewer than 100 streams).
+            streams_per_connection: 100,
         }
     }
 }
 
-/// The certificates of a PEM file (`llm.ca_file`); one that holds none is an error too, since
-/// trusting nothing more is surely not what was meant.
+/// A certificate bundle bigger than this is not one (the system's own is about 200 KB).
+const MAX_CA_FILE_BYTES: u64 = 4 << 20;
+
+/// The certificates of a PEM file (`llm.ca_file`), each checked to be one an authority can be
+/// made of. A file that holds none is an error too: trusting nothing more is surely not what
+/// was meant.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| format!("llm.ca_file: cannot read {}: {error}", path.display()))?;
+    let fail = |what: String| format!("llm.ca_file: {}: {what}", path.display());
+    // A FIFO would hang the start, and /dev/zero would fill the memory.
+    let file =
+        std::fs::File::open(path).map_err(|error| fail(format!("cannot read it: {error}")))?;
+    match file.metadata() {
+        Ok(metadata) if metadata.is_file() => {}
+        Ok(_) => return Err(fail("not a regular file".into())),
+        Err(error) => return Err(fail(format!("cannot read it: {error}"))),
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| fail(format!("cannot read it: {error}")))?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(fail(format!(
+            "over {} MB, too big for a certificate bundle",
+            MAX_CA_FILE_BYTES >> 20
+        )));
+    }
     let certificates = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("llm.ca_file: {} is not PEM: {error}", path.display()))?;
+        .map_err(|error| fail(format!("not a PEM file of certificates ({error})")))?;
     if certificates.is_empty() {
-        return Err(format!(
-            "llm.ca_file: {} holds no certificate (a PEM file with BEGIN CERTIFICATE blocks)",
-            path.display()
+        return Err(fail(
+            "holds no certificate (a PEM file with BEGIN CERTIFICATE blocks)".into(),
         ));
+    }
+    for (index, certificate) in certificates.iter().enumerate() {
+        rustls::RootCertStore::empty()
+            .add(certificate.clone())
+            .map_err(|error| fail(format!("certificate {} is not valid: {error}", index + 1)))?;
     }
     Ok(certificates)
 }
@@ -98,9 +127,9 @@ impl Clients {
     pub fn new(options: &ClientOptions) -> Result<Clients, String> {
         let tls = tls_config(options.extra_roots.clone())?;
         Ok(Clients {
-            files: client(&tls, FILES_TIMEOUT),
+            files: client(&tls, FILES_TIMEOUT)?,
             lanes: Mutex::new(vec![Arc::new(Lane {
-                client: client(&tls, options.stall_timeout),
+                client: client(&tls, options.stall_timeout)?,
                 live: AtomicUsize::new(0),
             })]),
             tls,
@@ -119,7 +148,9 @@ impl Clients {
             .cloned();
         let lane = free.unwrap_or_else(|| {
             let lane = Arc::new(Lane {
-                client: client(&self.tls, self.stall_timeout),
+                // What built the first lane builds this one.
+                client: client(&self.tls, self.stall_timeout)
+                    .expect("the first lane was built with the same configuration"),
                 live: AtomicUsize::new(0),
             });
             lanes.push(lane.clone());
@@ -139,7 +170,11 @@ impl Clients {
 /// The system's certificate authorities and `extra_roots`, checked by the platform's verifier
 /// (as reqwest itself would), and HTTP/2 or HTTP/1.1 as the server prefers.
 fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, String> {
-    let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // reqwest's own order: a provider the process installed, else aws-lc-rs.
+    let crypto = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    // The extra roots were checked by `read_ca_file`; what fails here is the system's store.
     let verifier =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, crypto.clone())
             .map_err(|error| {
@@ -161,7 +196,9 @@ fn tls_config(extra_roots: Vec<CertificateDer<'static>>) -> Result<rustls::Clien
 /// A client on `tls`. A stream may legitimately run for minutes, so there is no total timeout;
 /// instead each read waits at most `read_timeout`, which any byte resets (keepalive events and
 /// SSE comments included), so a reasoning model that is quiet but alive is not cut off.
-fn client(tls: &rustls::ClientConfig, read_timeout: Duration) -> reqwest::Client {
+/// reqwest takes `tls` only when it is of the rustls version reqwest itself uses (Cargo.toml
+/// says so beside the dependency); otherwise building fails, and so does the start.
+fn client(tls: &rustls::ClientConfig, read_timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls.clone())
         .connect_timeout(Duration::from_secs(5))
@@ -170,7 +207,7 @@ fn client(tls: &rustls::ClientConfig, read_timeout: Duration) -> reqwest::Client
         .tcp_nodelay(true)
         .user_agent(concat!("confab/", env!("CARGO_PKG_VERSION")))
         .build()
-        .expect("with its TLS configured already, building a client has nothing left to fail on")
+        .map_err(|error| format!("the HTTP client for providers: {error}"))
 }
 
 #[cfg(test)]
@@ -201,13 +238,26 @@ mod tests {
     }
 
     #[test]
-    fn a_ca_file_without_certificates_is_refused_by_name() {
+    fn a_ca_file_that_is_not_a_bundle_of_certificates_is_refused_by_name_and_why() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ca.pem");
-        std::fs::write(&path, "not a certificate\n").unwrap();
-        let error = read_ca_file(&path).unwrap_err();
-        assert!(error.starts_with("llm.ca_file:"), "{error}");
-        let missing = read_ca_file(&dir.path().join("missing.pem")).unwrap_err();
-        assert!(missing.contains("cannot read"), "{missing}");
+        let refused = |name: &str, contents: Option<&[u8]>| {
+            let path = dir.path().join(name);
+            if let Some(contents) = contents {
+                std::fs::write(&path, contents).unwrap();
+            }
+            let error = read_ca_file(&path).unwrap_err();
+            assert!(error.starts_with("llm.ca_file: "), "{error}");
+            error
+        };
+        assert!(refused("missing.pem", None).contains("cannot read"));
+        assert!(refused("text.pem", Some(b"not a certificate\n")).contains("no certificate"));
+        // Good base64, but not a certificate: named, not blamed on the system's store.
+        let not_x509 =
+            b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        assert!(refused("bad.pem", Some(not_x509)).contains("certificate 1 is not valid"));
+        let big = vec![b'#'; MAX_CA_FILE_BYTES as usize + 1];
+        assert!(refused("big.pem", Some(&big)).contains("too big"));
+        let error = read_ca_file(dir.path()).unwrap_err();
+        assert!(error.contains("not a regular file"), "{error}");
     }
 }

@@ -1,5 +1,5 @@
-//! What both wire formats share: the HTTP client, sending a streaming request, turning a non-2xx
-//! answer into an `LlmError`, and driving an SSE body through a format-specific decoder.
+//! What both wire formats share: sending a request (over a client of `clients`), turning a
+//! non-2xx answer into an `LlmError`, and driving an SSE body through a format-specific decoder.
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
@@ -33,7 +33,19 @@ pub(crate) async fn send_checked(
     request: reqwest::RequestBuilder,
     provider: &ProviderConfig,
 ) -> Result<reqwest::Response, LlmError> {
-    let response = request.send().await.map_err(|error| {
+    let response = send(request, provider).await?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    Err(error_from_response(&provider.name, response).await)
+}
+
+/// Sends a request; only a request that could not be sent, or had no answer, is an error.
+async fn send(
+    request: reqwest::RequestBuilder,
+    provider: &ProviderConfig,
+) -> Result<reqwest::Response, LlmError> {
+    request.send().await.map_err(|error| {
         if error.is_builder() {
             LlmError::Config(format!("provider {}: {}", provider.name, describe(&error)))
         } else if error.is_timeout() {
@@ -41,21 +53,14 @@ pub(crate) async fn send_checked(
         } else {
             LlmError::Connect(describe(&error))
         }
-    })?;
-    if response.status().is_success() {
-        return Ok(response);
-    }
-    let request_id = header_str(response.headers(), "x-request-id")
-        .unwrap_or("-")
-        .to_owned();
-    let error = error_from_response(&provider.name, response).await;
-    tracing::warn!(provider = %provider.name, %request_id, %error, "provider refused the request");
-    Err(error)
+    })
 }
 
 /// An answer's response, and its place on the client it came over.
 pub(crate) struct Opened {
     response: reqwest::Response,
+    // Dropped after the response (fields drop in order): the place is given back once the
+    // answer's stream is closed, not while it still occupies the connection.
     _lane: OnLane,
 }
 
@@ -71,12 +76,16 @@ pub(crate) async fn post_stream(
         .post(provider.url(path))
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .json(body);
-    let response = send_checked(authorized(request, provider), provider).await?;
-    tracing::debug!(
-        provider = %provider.name,
-        request_id = header_str(response.headers(), "x-request-id").unwrap_or("-"),
-        "stream opened"
-    );
+    let response = send(authorized(request, provider), provider).await?;
+    // OpenAI's request id, for a support ticket about this answer.
+    let request_id = header_str(response.headers(), "x-request-id").unwrap_or("-");
+    if !response.status().is_success() {
+        let request_id = request_id.to_owned();
+        let error = error_from_response(&provider.name, response).await;
+        tracing::warn!(provider = %provider.name, %request_id, %error, "provider refused the request");
+        return Err(error);
+    }
+    tracing::debug!(provider = %provider.name, %request_id, "stream opened");
     Ok(Opened {
         response,
         _lane: lane,

@@ -10,7 +10,7 @@ pub mod responses;
 pub mod router;
 mod sse;
 
-pub use clients::{ClientOptions, Clients, DEFAULT_STREAMS_PER_CONNECTION, read_ca_file};
+pub use clients::{ClientOptions, Clients, read_ca_file};
 pub use http::decode_body;
 pub use provider::{
     Api, Attachments, ChatRequest, EventStream, FileSearch, Finish, LlmError, ProviderConfig, Role,

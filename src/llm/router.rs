@@ -11,10 +11,6 @@ use super::clients::{ClientOptions, Clients};
 use super::provider::{Api, ChatRequest, EventStream, LlmError, ProviderConfig};
 use super::{chat_completions, responses};
 
-/// How long a provider may send nothing at all before the attempt is given up (the default
-/// of `llm.stall_timeout_secs`).
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// How hard to try one provider before moving to the next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -70,9 +66,6 @@ pub struct Router {
     pub retry: RetryPolicy,
     clients: Clients,
 }
-
-/// How long one Files API call may take before it is given up (a 512 MB upload at 2 MB/s).
-pub const FILES_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 impl Router {
     /// The HTTP client of the Files API and vector stores.

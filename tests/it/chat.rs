@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::app::{TestApp, TestDb, test_settings};
+use crate::support::app::{TestApp, test_settings};
 use crate::support::fake_llm::{ErrorShape, FakeLlm, Interrupt, Script};
 use crate::support::sse::{Events, joined};
 use crate::support::tls_upstream::TlsUpstream;
@@ -2022,12 +2022,18 @@ async fn a_provider_behind_a_private_authority_is_reached_once_llm_ca_file_names
     let data: Value = serde_json::from_str(&first.data).unwrap();
     assert_eq!(data["text"], "Hi");
 
-    // A file that is not there stops the start, by the setting's name, before anything listens.
-    let db = tokio::task::spawn_blocking(TestDb::create).await.unwrap();
+    // A file that is not there stops the start by the setting's name, before the database is
+    // even opened (this URL would fail otherwise: nothing listens on port 1).
     let mut settings = test_settings(dir.path());
-    settings.database.url = Some(confab::settings::Secret::new(&db.url));
+    settings.database.url = Some(confab::settings::Secret::new(
+        "postgres://nobody@127.0.0.1:1/none",
+    ));
     settings.llm.ca_file = Some(dir.path().join("missing.pem"));
     let refused = confab::startup::Application::build(settings).await;
     let error = refused.err().expect("confab refuses to start");
-    assert!(error.starts_with("llm.ca_file: cannot read"), "{error}");
+    assert!(error.starts_with("llm.ca_file: "), "{error}");
+    assert!(
+        error.contains("missing.pem") && error.contains("cannot read"),
+        "{error}"
+    );
 }

@@ -923,38 +923,82 @@ async fn fake_indexes_files_and_answers_file_search_with_citations() {
     assert_eq!(fake.request_count(), 3);
 }
 
-/// A hosted provider's edge allows a limited number of streams on one HTTP/2 connection (here
-/// 2), and every answer here stays open as a long one does: the answers past the limit must not
-/// wait on that connection for an earlier answer to end.
-#[tokio::test]
-async fn answers_past_a_providers_stream_limit_start_on_another_connection() {
-    let upstream = TlsUpstream::start(2).await;
+/// A router on `upstream` allowing 2 answers per connection: `openai` speaks Responses (which it
+/// streams), `refused` Chat Completions (which it answers with a 404).
+fn limited_router(upstream: &TlsUpstream) -> Router {
     let clients = Clients::new(&ClientOptions {
         extra_roots: vec![upstream.ca_der()],
         streams_per_connection: 2,
         ..ClientOptions::default()
     })
     .unwrap();
-    let provider = ProviderConfig {
-        name: "openai".into(),
+    let on_upstream = |name: &str, api| ProviderConfig {
+        name: name.into(),
         base_url: upstream.base_url(),
         api_key: Some("sk-test".into()),
-        api: Api::Responses,
+        api,
         extra_headers: Vec::new(),
         fallback_model: None,
         files_api: false,
     };
-    let router = Router::with_clients(clients, vec![provider], Vec::new(), fast_retries());
+    let providers = vec![
+        on_upstream("openai", Api::Responses),
+        on_upstream("refused", Api::ChatCompletions),
+    ];
+    Router::with_clients(clients, providers, Vec::new(), fast_retries())
+}
+
+/// An answer started on `openai` whose first delta has arrived.
+async fn first_delta(router: &Router, answer: usize) -> Started {
+    let mut started = start(router, "openai")
+        .await
+        .unwrap_or_else(|error| panic!("answer {answer}: {error}"));
+    match within(started.stream.next()).await {
+        Some(Ok(StreamEvent::Delta(text))) => assert_eq!(&*text, "Hi", "answer {answer}"),
+        other => panic!("answer {answer}: {other:?}"),
+    }
+    started
+}
+
+/// A hosted provider's edge allows a limited number of streams on one HTTP/2 connection (here
+/// 2), and every answer here stays open as a long one does: the answers past the limit must not
+/// wait on that connection for an earlier answer to end.
+#[tokio::test]
+async fn answers_past_a_providers_stream_limit_start_on_another_connection() {
+    let upstream = TlsUpstream::start(2).await;
+    let router = limited_router(&upstream);
     let mut open = Vec::new();
     for answer in 1..=5 {
-        let mut started = start(&router, "openai")
-            .await
-            .unwrap_or_else(|error| panic!("answer {answer}: {error}"));
-        match within(started.stream.next()).await {
-            Some(Ok(StreamEvent::Delta(text))) => assert_eq!(&*text, "Hi", "answer {answer}"),
-            other => panic!("answer {answer}: {other:?}"),
-        }
-        open.push(started);
+        open.push(first_delta(&router, answer).await);
     }
     assert_eq!(upstream.connections(), 3, "two answers per connection");
+}
+
+/// An answer stopped mid-way, and a request the provider refused, give their place on the
+/// connection back: the next answer goes over the first connection, not a new one.
+#[tokio::test]
+async fn a_stopped_or_refused_answer_gives_its_place_on_the_connection_back() {
+    let upstream = TlsUpstream::start(2).await;
+    let router = limited_router(&upstream);
+    let _kept = first_delta(&router, 1).await;
+    drop(first_delta(&router, 2).await);
+    // Had answer 2 kept its place, the first connection would be full for this request.
+    let refused = start(&router, "refused").await.unwrap_err();
+    assert!(
+        matches!(refused, LlmError::Http { status: 404, .. }),
+        "{refused:?}"
+    );
+    // Had the refused request kept its place, the first connection would be full for this one.
+    let _third = first_delta(&router, 3).await;
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "everything so far on one connection"
+    );
+    let _fourth = first_delta(&router, 4).await;
+    assert_eq!(
+        upstream.connections(),
+        2,
+        "the first connection carries two answers"
+    );
 }

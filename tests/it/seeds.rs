@@ -163,7 +163,8 @@ fn secret_key_and_groq_api_key_are_read_as_the_seeds_set_them() {
         settings.auth.jwt_secret.as_ref().unwrap().expose(),
         "s3cret-from-seed"
     );
-    let router = confab::generation::router_from_settings(&settings).unwrap();
+    let clients = confab::generation::clients_from_settings(&settings.llm).unwrap();
+    let router = confab::generation::router_from_settings(&settings, clients);
     let groq = router.provider("groq").expect("GROQ_API_KEY enables groq");
     assert_eq!(groq.base_url, "https://api.groq.com/openai/v1");
     assert_eq!(groq.api, confab::llm::Api::ChatCompletions);

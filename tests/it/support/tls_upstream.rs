@@ -1,7 +1,8 @@
 //! An upstream over TLS that speaks HTTP/2 only and allows few streams per connection, as a
 //! hosted provider's edge does (it announces SETTINGS_MAX_CONCURRENT_STREAMS, commonly 100 to 256).
-//! Every request is answered with the first text delta of a Responses stream, and then the answer
-//! stays open, as a long answer does, until the connection closes.
+//! Every request to `/responses` is answered with the first text delta of a Responses stream,
+//! and then the answer stays open, as a long answer does, until the client drops it; any other
+//! path is a 404 with OpenAI's error body.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// The first event of every answer: the text "Hi".
 const FIRST_DELTA: &str = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\",\"logprobs\":[],\"sequence_number\":1}\n\n";
+
+const NOT_FOUND: &str = "{\"error\":{\"message\":\"Unknown path\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"unknown_url\"}}";
 
 pub struct TlsUpstream {
     addr: SocketAddr,
@@ -70,14 +73,24 @@ impl TlsUpstream {
                         return;
                     };
                     counted.fetch_add(1, Ordering::SeqCst);
-                    let service = service_fn(|_request| async {
-                        let first = stream::iter([Ok::<_, Infallible>(Frame::data(
-                            Bytes::from_static(FIRST_DELTA.as_bytes()),
-                        ))]);
-                        let body = StreamBody::new(first.chain(stream::pending()));
-                        hyper::Response::builder()
-                            .header("content-type", "text/event-stream")
-                            .body(body)
+                    let service = service_fn(|request: hyper::Request<_>| async move {
+                        let frame = |text: &'static str| {
+                            Ok::<_, Infallible>(Frame::data(Bytes::from_static(text.as_bytes())))
+                        };
+                        let response = hyper::Response::builder();
+                        if request.uri().path().ends_with("/responses") {
+                            let first = stream::iter([frame(FIRST_DELTA)]);
+                            let body = first.chain(stream::pending()).boxed();
+                            response
+                                .header("content-type", "text/event-stream")
+                                .body(StreamBody::new(body))
+                        } else {
+                            let body = stream::iter([frame(NOT_FOUND)]).boxed();
+                            response
+                                .status(404)
+                                .header("content-type", "application/json")
+                                .body(StreamBody::new(body))
+                        }
                     });
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                         .max_concurrent_streams(max_streams)
