@@ -374,30 +374,13 @@ impl Settings {
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         // An empty value in the environment means "unset", not "the empty URL" (or path).
-        if settings
-            .database
-            .url
-            .as_ref()
-            .is_some_and(|u| u.expose().is_empty())
-        {
-            settings.database.url = None;
-        }
-        if settings
-            .auth
-            .jwt_secret
-            .as_ref()
-            .is_some_and(|s| s.expose().is_empty())
-        {
-            settings.auth.jwt_secret = None;
-        }
-        if settings
-            .llm
-            .ca_file
-            .as_ref()
-            .is_some_and(|path| path.as_os_str().is_empty())
-        {
-            settings.llm.ca_file = None;
-        }
+        unset_if_empty(&mut settings.database.url, |url| url.expose().is_empty());
+        unset_if_empty(&mut settings.auth.jwt_secret, |secret| {
+            secret.expose().is_empty()
+        });
+        unset_if_empty(&mut settings.llm.ca_file, |path| {
+            path.as_os_str().is_empty()
+        });
         settings.check_ranges()?;
         settings.check_origins()?;
         Ok(settings)
@@ -563,6 +546,12 @@ impl Settings {
     }
 }
 
+fn unset_if_empty<T>(value: &mut Option<T>, is_empty: impl Fn(&T) -> bool) {
+    if value.as_ref().is_some_and(is_empty) {
+        *value = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,7 +652,11 @@ mod tests {
                 config_file: Some(file),
                 ..Default::default()
             },
-            env_of(&[("OPENAI_API_KEY", "sk-test"), ("OPENROUTER_API_KEY", "")]),
+            env_of(&[
+                ("OPENAI_API_KEY", "sk-test"),
+                ("OPENROUTER_API_KEY", ""),
+                ("CONFAB_LLM__CA_FILE", ""),
+            ]),
         )
         .unwrap();
         assert_eq!(s.llm.openai_api_key.unwrap().expose(), "sk-test");
@@ -671,6 +664,7 @@ mod tests {
             s.llm.openrouter_api_key.is_none(),
             "an empty key means unset"
         );
+        assert_eq!(s.llm.ca_file, None, "an empty path means unset");
         assert_eq!(s.llm.providers.len(), 2);
         assert_eq!(s.llm.providers[1].api, crate::llm::Api::Responses);
         assert_eq!(s.llm.fallback.unwrap(), ["groq", "openai"]);
