@@ -54,15 +54,16 @@ pub struct Args {
     /// in, i.e. target/release/confab; build it first: `cargo build --release --bin confab`).
     #[arg(long)]
     pub confab_bin: Option<PathBuf>,
-    /// The fake upstream's port (0: a free one). A fixed port lets a front stand between confab
-    /// and the fake, e.g. nginx with TLS and HTTP/2 (see `--confab-upstream`).
+    /// The fake upstream's port (0: a free one). A fixed port lets a front stand between the
+    /// servers under test and the fake, e.g. nginx with TLS and HTTP/2 (see `--front`).
     #[arg(long, default_value_t = 0)]
     pub fake_port: u16,
-    /// The provider base URL confab is given (default: the fake's), e.g. a TLS front to the fake
-    /// on `--fake-port`: `https://127.0.0.1:8443/v1`. confab inherits the load generator's
-    /// environment, so the front's certificate authority goes there (`CONFAB_LLM__CA_FILE`).
+    /// A front to the fake on `--fake-port`, e.g. nginx with TLS and HTTP/2:
+    /// `https://127.0.0.1:8443/v1`. The relay and confab are given its URL instead of the fake's;
+    /// they inherit the load generator's environment, so the front's certificate authority goes
+    /// there (`SSL_CERT_FILE`, which both read; or confab's `CONFAB_LLM__CA_FILE`).
     #[arg(long, value_name = "URL")]
-    pub confab_upstream: Option<String>,
+    pub front: Option<String>,
     /// Data directory for confab's embedded PostgreSQL (default: a fresh temporary one).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -116,6 +117,11 @@ impl Args {
                 command
             }
         }
+    }
+
+    /// The provider URL the relay and confab are given: `--front`, or the fake's own.
+    pub fn upstream_of(&self, fake: &confab_fake_llm::FakeLlm) -> String {
+        self.front.clone().unwrap_or_else(|| fake.base_url())
     }
 
     /// What failed to start, for an error message: with `--server-cpus`, `taskset` may be the

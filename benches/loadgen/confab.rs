@@ -188,12 +188,7 @@ pub async fn start_confab(
         .env_remove("DATABASE_URL")
         .env_remove("CONFAB_DATABASE__URL")
         .env("OPENAI_API_KEY", "fake")
-        .env(
-            "OPENAI_BASE_URL",
-            args.confab_upstream
-                .clone()
-                .unwrap_or_else(|| fake.base_url()),
-        )
+        .env("OPENAI_BASE_URL", args.upstream_of(fake))
         .env("NO_COLOR", "1")
         .env("CONFAB_AUTH__BCRYPT_COST", "4")
         .env("CONFAB_AUTH__LOGIN_ATTEMPTS_PER_MINUTE", "100000")

@@ -209,7 +209,8 @@ pub async fn relay_phase(
     let temp = tempfile::Builder::new()
         .prefix("confab-loadgen-relay")
         .tempdir()?;
-    let (mut relay, base) = start(args, &fake.base_url(), temp.path().join("relay.log")).await?;
+    let (mut relay, base) =
+        start(args, &args.upstream_of(fake), temp.path().join("relay.log")).await?;
     println!("  relay pid {} on {base}", relay.pid());
     let target = Target::Relay { base };
     warm_up(client, &target, args, expected, phase_timeout).await;
