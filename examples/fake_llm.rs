@@ -37,12 +37,22 @@ struct Args {
     /// Pause before the first token, in milliseconds.
     #[arg(long, env = "FAKE_LLM_FIRST_TOKEN_DELAY_MS", default_value_t = 300)]
     first_token_delay_ms: u64,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1, as the client prefers) with this certificate chain (PEM)…
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// …and this key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let fake = FakeLlm::start_at(&format!("{}:{}", args.host, args.port))?;
+    let addr = format!("{}:{}", args.host, args.port);
+    let fake = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => FakeLlm::start_tls_at(&addr, cert, key)?,
+        _ => FakeLlm::start_at(&addr)?,
+    };
     fake.set_default(
         Script::answer(ANSWER)
             .token_delay(Duration::from_millis(args.token_delay_ms))

@@ -27,7 +27,7 @@ if [ "${1:-}" = "--check" ]; then
   exit 0
 fi
 
-for tool in valgrind curl python3 nm; do
+for tool in valgrind curl python3 nm openssl; do
   command -v $tool >/dev/null || { echo "needs $tool (valgrind: apt-get install valgrind)" >&2; exit 1; }
 done
 cd "$root"
@@ -40,27 +40,42 @@ target=${CARGO_TARGET_DIR:-target}
 bin=$(realpath "$target/release/confab")
 work=$(mktemp -d)
 chmod 755 "$work" # as root, confab's PostgreSQL runs as `postgres`, which must reach the data dir
-fake_port=18391 port=18381
-fake='' confab=''
+fake_port=18391 tls_port=18392 port=18381
+fake='' tls_fake='' confab=''
 cleanup() {
   # confab stops its PostgreSQL (in $work) before it exits: wait for it before removing the files.
   if [ -n "$confab" ]; then kill -TERM "$confab" 2>/dev/null || true; wait "$confab" 2>/dev/null || true; fi
-  if [ -n "$fake" ]; then kill "$fake" 2>/dev/null || true; fi
+  for pid in $fake $tls_fake; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Two providers, as confab meets them: a hosted one over HTTPS and HTTP/2 (`openai`, the
+# Responses API) and a local one over plain HTTP/1.1 (`openrouter`'s Chat Completions here). The
+# TLS and HTTP/2 code is most of what an answer runs; untrained, it kept 4 MB more code resident.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=order-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile <(printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n') \
+  -out "$work/tls.pem" 2>/dev/null
 "$target/debug/examples/fake_llm" --port $fake_port --token-delay-ms 5 --first-token-delay-ms 20 \
   >"$work/fake.log" 2>&1 &
 fake=$!
-OPENAI_API_KEY=fake OPENAI_BASE_URL=http://127.0.0.1:$fake_port/v1 CONFAB_AUTH__BCRYPT_COST=4 \
+"$target/debug/examples/fake_llm" --port $tls_port --token-delay-ms 5 --first-token-delay-ms 20 \
+  --tls-cert "$work/tls.pem" --tls-key "$work/tls.key" >"$work/tls-fake.log" 2>&1 &
+tls_fake=$!
+OPENAI_API_KEY=fake OPENAI_BASE_URL=https://127.0.0.1:$tls_port/v1 CONFAB_LLM__CA_FILE="$work/ca.pem" \
+  OPENROUTER_API_KEY=fake OPENROUTER_BASE_URL=http://127.0.0.1:$fake_port/v1 CONFAB_AUTH__BCRYPT_COST=4 \
   CONFAB_LOG=warn valgrind --tool=callgrind --demangle=no --compress-strings=no --compress-pos=no \
   --callgrind-out-file="$work/callgrind.out" "$bin" --data-dir "$work/data" --port $port serve \
   >"$work/confab.log" 2>&1 &
 confab=$!
 base=http://127.0.0.1:$port
 until curl -sf --max-time 5 "$base/health" >/dev/null; do
-  if ! kill -0 $confab 2>/dev/null || ! kill -0 $fake 2>/dev/null; then
-    cat "$work/confab.log" "$work/fake.log" >&2
+  if ! kill -0 $confab 2>/dev/null || ! kill -0 $fake 2>/dev/null || ! kill -0 $tls_fake 2>/dev/null; then
+    cat "$work/confab.log" "$work/fake.log" "$work/tls-fake.log" >&2
     exit 1
   fi
   sleep 0.5
@@ -80,10 +95,15 @@ agent=$(api "$base/api/projects/$project/agents" | json id)
 # The fake answers `echo:` messages with the rest: an answer with a highlighted code block, a
 # list and a table, as models write them.
 markdown='echo:Here:\n\n```rust\nfn main() {\n    println!(\"hi\");\n}\n```\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |'
-for message in 'Hello there' "$markdown"; do
+turn() {
   api -XPOST "$base/api/chat/agents/$agent" -H 'accept: text/event-stream' \
-    -d "{\"message\":\"$message\"}" >/dev/null
-done
+    -d "{\"message\":\"$1\"}" | grep -q '"status":"complete"' ||
+    { echo "a turn on $2 did not complete" >&2; exit 1; }
+}
+for message in 'Hello there' "$markdown"; do turn "$message" openai; done
+# The rest over plain HTTP/1.1.
+api -XPATCH "$base/api/agents/$agent" -d '{"provider":"openrouter"}' >/dev/null
+turn 'Hello again' openrouter
 model=$(api "$base/v1/models" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')
 api -XPOST "$base/v1/responses" -d "{\"model\":\"$model\",\"input\":\"Hi\",\"stream\":true}" >/dev/null
 api -XPOST "$base/v1/chat/completions" \
@@ -119,7 +139,7 @@ awk -v bin="$bin" '
 count=$(wc -l <"$work/order")
 if [ "$count" -lt 1000 ]; then
   echo "only $count functions ran in $bin: the run went wrong ($work kept)" >&2
-  kill "$fake" 2>/dev/null || true
+  kill "$fake" "$tls_fake" 2>/dev/null || true
   trap - EXIT
   exit 1
 fi

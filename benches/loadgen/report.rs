@@ -273,7 +273,7 @@ pub fn summary(
         let wall = report.stats.wall.as_secs_f64();
         let _ = writeln!(
             out,
-            "{name}: RSS idle {:.1} MB, peak {:.1} MB (VmHWM {:.1} MB) → {:.1} KB per live stream \
+            "{name}: RSS idle {:.1} MiB, peak {:.1} MiB (VmHWM {:.1} MiB) → {:.1} KiB per live stream \
              ({} live at peak), threads at peak {}; CPU {:.2} s over {:.2} s ({:.0}% of a core) \
              → {:.2} ms per {}-token stream",
             report.rss_idle_kb as f64 / 1024.0,
@@ -313,7 +313,7 @@ pub fn summary(
         }
         let _ = writeln!(
             out,
-            "{with_database} PSS idle (after warm-up) {}, peak {:.1} MB → {:.1} KB per live stream",
+            "{with_database} PSS idle (after warm-up) {}, peak {:.1} MiB → {:.1} KiB per live stream",
             report.footprint_idle.describe(short),
             report.footprint_peak_kb as f64 / 1024.0,
             report.footprint_kb_per_live_stream(),
@@ -391,7 +391,7 @@ pub fn summary(
             ),
             (
                 format!(
-                    "confab + PostgreSQL ≤ 40 KB PSS per live stream ({:.1} KB)",
+                    "confab + PostgreSQL ≤ 40 KB PSS per live stream ({:.1} KiB)",
                     confab.footprint_kb_per_live_stream()
                 ),
                 confab.footprint_kb_per_live_stream() <= 40.0,

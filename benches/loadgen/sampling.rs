@@ -58,14 +58,14 @@ impl Footprint {
         self.server_kb + self.database_kb
     }
 
-    /// "41.2 MB (confab 30.1 + PostgreSQL 11.1 in 7 processes)".
+    /// "41.2 MiB (confab 30.1 + PostgreSQL 11.1 in 7 processes)".
     pub fn describe(&self, server: &str) -> String {
         let mb = |kb: u64| kb as f64 / 1024.0;
         if self.database_processes == 0 {
-            return format!("{:.1} MB", mb(self.server_kb));
+            return format!("{:.1} MiB", mb(self.server_kb));
         }
         format!(
-            "{:.1} MB ({server} {:.1} + PostgreSQL {:.1} in {} processes)",
+            "{:.1} MiB ({server} {:.1} + PostgreSQL {:.1} in {} processes)",
             mb(self.total_kb()),
             mb(self.server_kb),
             mb(self.database_kb),

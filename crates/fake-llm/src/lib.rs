@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -375,6 +376,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running fake; stopped when dropped.
 pub struct FakeLlm {
     addr: SocketAddr,
+    /// `https` when started with [`FakeLlm::start_tls_at`].
+    scheme: &'static str,
     state: Arc<State>,
     handle: ServerHandle,
 }
@@ -387,6 +390,31 @@ impl FakeLlm {
 
     /// Start on a given address, e.g. `127.0.0.1:8090`. Must be called within a Tokio runtime.
     pub fn start_at(addr: &str) -> io::Result<FakeLlm> {
+        Self::serve_at(addr, None)
+    }
+
+    /// The same over HTTPS, HTTP/2 or HTTP/1.1 as the client prefers (ALPN), with the
+    /// certificate chain and key of two PEM files.
+    pub fn start_tls_at(addr: &str, cert_pem: &Path, key_pem: &Path) -> io::Result<FakeLlm> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |error: rustls::pki_types::pem::Error| io::Error::other(error.to_string());
+        let chain = CertificateDer::pem_file_iter(cert_pem)
+            .map_err(invalid)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let key = PrivateKeyDer::from_pem_file(key_pem).map_err(invalid)?;
+        let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(crypto)
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(io::Error::other)?;
+        Self::serve_at(addr, Some(config))
+    }
+
+    fn serve_at(addr: &str, tls: Option<rustls::ServerConfig>) -> io::Result<FakeLlm> {
         let listener = TcpListener::bind(addr)?;
         // std listens with a backlog of 128: the load generator's servers open thousands of
         // connections to the fake at once. Listening again deepens the queue to SOMAXCONN.
@@ -443,13 +471,17 @@ impl FakeLlm {
         // Streams are timers and small writes: one worker serves hundreds of them.
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(0)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(0);
+        let (server, scheme) = match tls {
+            None => (server.listen(listener)?, "http"),
+            Some(config) => (server.listen_rustls_0_23(listener, config)?, "https"),
+        };
+        let server = server.run();
         let handle = server.handle();
         tokio::spawn(server);
         Ok(FakeLlm {
             addr,
+            scheme,
             state,
             handle,
         })
@@ -505,7 +537,7 @@ impl FakeLlm {
 
     /// The base URL a client is configured with, e.g. `http://127.0.0.1:PORT/v1`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/v1", self.addr)
+        format!("{}://{}/v1", self.scheme, self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
