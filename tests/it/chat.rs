@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::support::app::{TestApp, test_settings};
 use crate::support::fake_llm::{ErrorShape, FakeLlm, Interrupt, Script};
 use crate::support::sse::{Events, joined};
-use crate::support::tls_upstream::TlsUpstream;
+use crate::support::tls_upstream::{LoopbackCertificate, TlsUpstream};
 
 const ANSWER: &str = "Streams are **great**, and this one arrives token by token.";
 
@@ -1997,6 +1997,30 @@ async fn another_persons_send_to_a_conversation_id_does_not_make_its_owner_busy(
     };
     assert_eq!(stranger, 404);
     assert_eq!(owner, 200, "the owner's message was refused");
+}
+
+/// A whole answer from a provider over HTTPS and HTTP/2, as hosted providers serve them (the fake
+/// with a certificate of a private authority, trusted through `llm.ca_file`).
+#[tokio::test]
+async fn a_whole_answer_streams_from_a_provider_over_https_and_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = LoopbackCertificate::new().write_to(dir.path());
+    let fake = FakeLlm::start_tls_at("127.0.0.1:0", &files.certificate, &files.key).unwrap();
+    fake.set_default(Script::answer(ANSWER).token_delay(Duration::from_millis(2)));
+    assert!(fake.base_url().starts_with("https://"));
+    let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.ca_file = Some(files.ca)).await;
+    let (token, _, agent) = app.chat_setup("https@example.com").await;
+    let (chunks, done) = Events::of(send(&app, &token, &agent, json!({"message": "hi"})).await)
+        .collect_json()
+        .await;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(joined(&chunks), ANSWER);
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].version, "HTTP/2.0",
+        "hosted providers speak HTTP/2"
+    );
 }
 
 /// A provider over HTTPS behind a private certificate authority: its certificate is refused,

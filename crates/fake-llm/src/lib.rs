@@ -272,6 +272,8 @@ pub fn split_into_tokens(text: &str) -> Vec<String> {
 pub struct RecordedRequest {
     pub method: String,
     pub path: String,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
     /// Names lowercased.
     pub headers: Vec<(String, String)>,
     /// The JSON body, `Null` when there was none or it was not JSON.
@@ -669,6 +671,7 @@ fn record(state: &State, request: &HttpRequest, body: &Bytes) -> Value {
     lock(&state.requests).push(RecordedRequest {
         method: request.method().to_string(),
         path: request.path().to_owned(),
+        version: format!("{:?}", request.version()),
         headers,
         body: json.clone(),
         received_at: std::time::Instant::now(),

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,9 +34,23 @@ pub struct TlsUpstream {
     connections: Arc<AtomicUsize>,
 }
 
-impl TlsUpstream {
-    /// Listens on a free loopback port; each connection allows `max_streams` streams at once.
-    pub async fn start(max_streams: u32) -> TlsUpstream {
+/// A certificate authority, and a certificate it signed for 127.0.0.1 with its key.
+pub struct LoopbackCertificate {
+    pub ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    certificate: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// Where [`LoopbackCertificate::write_to`] put it.
+pub struct CertificateFiles {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
+impl LoopbackCertificate {
+    pub fn new() -> LoopbackCertificate {
         let ca_params = {
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -47,6 +62,37 @@ impl TlsUpstream {
             .unwrap()
             .signed_by(&key, &ca)
             .unwrap();
+        LoopbackCertificate {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            certificate,
+            key,
+        }
+    }
+
+    /// The authority, the certificate and its key as PEM files in `dir`.
+    pub fn write_to(&self, dir: &Path) -> CertificateFiles {
+        let files = CertificateFiles {
+            ca: dir.join("ca.pem"),
+            certificate: dir.join("certificate.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.ca, &self.ca_pem).unwrap();
+        std::fs::write(&files.certificate, self.certificate.pem()).unwrap();
+        std::fs::write(&files.key, self.key.serialize_pem()).unwrap();
+        files
+    }
+}
+
+impl TlsUpstream {
+    /// Listens on a free loopback port; each connection allows `max_streams` streams at once.
+    pub async fn start(max_streams: u32) -> TlsUpstream {
+        let LoopbackCertificate {
+            ca_pem,
+            ca_der,
+            certificate,
+            key,
+        } = LoopbackCertificate::new();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -101,8 +147,8 @@ impl TlsUpstream {
         });
         TlsUpstream {
             addr,
-            ca: ca.der().clone(),
-            ca_pem: ca.pem(),
+            ca: ca_der,
+            ca_pem,
             connections,
         }
     }
