@@ -5,7 +5,9 @@
 //!
 //! It answers `/v1/responses` and `/v1/chat/completions` (streamed or not) and `/v1/models`.
 //! A message that starts with `echo:` is answered with the rest of it (the browser tests use this
-//! to have an answer in Markdown).
+//! to have an answer in Markdown). With `--tls-cert` and `--tls-key` it serves HTTPS, HTTP/2 or
+//! HTTP/1.1 as the client prefers, as hosted providers do; confab then needs the certificate's
+//! authority in `llm.ca_file`.
 
 // Test and benchmark tooling: a failed unwrap is a failed run, with its line.
 #![allow(clippy::unwrap_used)]
@@ -60,8 +62,13 @@ async fn main() -> std::io::Result<()> {
             .echo_after("echo:"),
     );
     println!("fake LLM listening on {}", fake.base_url());
+    let trust = if args.tls_cert.is_some() {
+        " CONFAB_LLM__CA_FILE=<the certificate's authority, PEM>"
+    } else {
+        ""
+    };
     println!(
-        "try: OPENAI_BASE_URL={} OPENAI_API_KEY=fake confab serve",
+        "try: OPENAI_BASE_URL={} OPENAI_API_KEY=fake{trust} confab serve",
         fake.base_url()
     );
     tokio::signal::ctrl_c().await?;

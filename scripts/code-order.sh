@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes linker/code-order.txt: the functions a release confab runs in an ordinary life (start-up,
-# sign-up, the pages, chat turns through the API, the page and the OpenAI-compatible API, and the
-# rendering of answers with code, lists and tables), hottest first, which the release link places
+# sign-up, the pages, chat turns through the API to a provider over HTTPS and HTTP/2 and to one
+# over plain HTTP/1.1, the page and the OpenAI-compatible API, and the rendering of answers with
+# code, lists and tables), hottest first, which the release link places
 # together at the start of the binary's code (build.rs). Run under valgrind's callgrind, which
 # lists every function that ran, not only the sampled ones. See docs/measurements.md, "Code placed
 # by use".
@@ -54,12 +55,12 @@ trap cleanup EXIT
 # TLS and HTTP/2 code is most of what an answer runs; untrained, it kept 4 MB more code resident.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=order-ca \
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+  -keyout "$work/ca.key" -out "$work/ca.pem"
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 \
-  -keyout "$work/tls.key" -out "$work/tls.csr" 2>/dev/null
+  -keyout "$work/tls.key" -out "$work/tls.csr"
 openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
   -days 2 -extfile <(printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n') \
-  -out "$work/tls.pem" 2>/dev/null
+  -out "$work/tls.pem"
 "$target/debug/examples/fake_llm" --port $fake_port --token-delay-ms 5 --first-token-delay-ms 20 \
   >"$work/fake.log" 2>&1 &
 fake=$!
@@ -95,13 +96,20 @@ agent=$(api "$base/api/projects/$project/agents" | json id)
 # The fake answers `echo:` messages with the rest: an answer with a highlighted code block, a
 # list and a table, as models write them.
 markdown='echo:Here:\n\n```rust\nfn main() {\n    println!(\"hi\");\n}\n```\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |'
+# A turn that must be answered by provider $2: without a fallback order confab would try the other
+# provider when one fails, and the list would silently miss that one's code.
 turn() {
-  api -XPOST "$base/api/chat/agents/$agent" -H 'accept: text/event-stream' \
-    -d "{\"message\":\"$1\"}" | grep -q '"status":"complete"' ||
-    { echo "a turn on $2 did not complete" >&2; exit 1; }
+  local out
+  out=$(api -XPOST "$base/api/chat/agents/$agent" -H 'accept: text/event-stream' \
+    -d "{\"message\":\"$1\"}") || out='(the request failed)'
+  if ! grep -q "\"status\":\"complete\".*\"provider\":\"$2\"" <<<"$out"; then
+    echo "a turn on $2 did not complete there: ${out: -400}" >&2
+    cat "$work/confab.log" "$work/fake.log" "$work/tls-fake.log" >&2
+    exit 1
+  fi
 }
 for message in 'Hello there' "$markdown"; do turn "$message" openai; done
-# The rest over plain HTTP/1.1.
+# The rest of the run (a turn, /v1 and the page's turn) over plain HTTP/1.1.
 api -XPATCH "$base/api/agents/$agent" -d '{"provider":"openrouter"}' >/dev/null
 turn 'Hello again' openrouter
 model=$(api "$base/v1/models" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')

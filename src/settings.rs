@@ -546,7 +546,7 @@ impl Settings {
     }
 }
 
-fn unset_if_empty<T>(value: &mut Option<T>, is_empty: impl Fn(&T) -> bool) {
+fn unset_if_empty<T>(value: &mut Option<T>, is_empty: impl FnOnce(&T) -> bool) {
     if value.as_ref().is_some_and(is_empty) {
         *value = None;
     }

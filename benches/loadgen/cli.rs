@@ -58,7 +58,7 @@ pub struct Args {
     /// servers under test and the fake, e.g. nginx with TLS and HTTP/2 (see `--front`).
     #[arg(long, default_value_t = 0)]
     pub fake_port: u16,
-    /// A front to the fake on `--fake-port`, e.g. nginx with TLS and HTTP/2:
+    /// A front to the fake on `--fake-port` (which it needs), e.g. nginx with TLS and HTTP/2:
     /// `https://127.0.0.1:8443/v1`. The relay and confab are given its URL instead of the fake's;
     /// they inherit the load generator's environment, so the front's certificate authority goes
     /// there (`SSL_CERT_FILE`, which both read; or confab's `CONFAB_LLM__CA_FILE`).

@@ -138,6 +138,9 @@ async fn run(args: Args) -> Result<bool, Error> {
     raise_fd_limit(args.streams)?;
     let tokens: Vec<String> = (0..args.tokens).map(|i| format!("t{i} ")).collect();
     let expected: String = tokens.concat();
+    if args.front.is_some() && args.fake_port == 0 {
+        return Err("--front needs --fake-port: the front must know where the fake listens".into());
+    }
     let fake = FakeLlm::start_at(&format!("127.0.0.1:{}", args.fake_port))?;
     fake.set_default(
         Script::tokens(tokens)

@@ -391,7 +391,7 @@ pub fn summary(
             ),
             (
                 format!(
-                    "confab + PostgreSQL ≤ 40 KB PSS per live stream ({:.1} KiB)",
+                    "confab + PostgreSQL ≤ 40 KiB PSS per live stream ({:.1} KiB)",
                     confab.footprint_kb_per_live_stream()
                 ),
                 confab.footprint_kb_per_live_stream() <= 40.0,
