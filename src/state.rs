@@ -92,7 +92,6 @@ impl AppState {
     ) -> AppState {
         // Metrics recorded before the recorder exists are lost, so install it first.
         crate::metrics::handle();
-        let router = router_from_settings(&settings, clients);
         AppState {
             tokens: TokenKeys::new(jwt_secret, settings.auth.token_ttl_hours),
             login_limiter: LoginLimiter::per_minute(settings.auth.login_attempts_per_minute),
@@ -107,7 +106,7 @@ impl AppState {
             ),
             dummy_password_hash: make_dummy_hash(settings.auth.bcrypt_cost),
             generations: Generations::new(
-                router,
+                router_from_settings(&settings, clients),
                 pool.clone(),
                 Duration::from_millis(settings.chat.flush_interval_ms),
                 Duration::from_secs(settings.llm.stall_timeout_secs),

@@ -23,10 +23,10 @@ use rustls::pki_types::pem::PemObject;
 
 /// How long a provider may send nothing at all before the attempt is given up (the default
 /// of `llm.stall_timeout_secs`).
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long one Files API call may take before it is given up (a 512 MB upload at 2 MB/s).
-pub const FILES_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+const FILES_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// How confab reaches providers: the `llm` settings about HTTP.
 #[derive(Debug, Clone)]
@@ -86,8 +86,9 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
             "holds no certificate (a PEM file with BEGIN CERTIFICATE blocks)".into(),
         ));
     }
+    let mut checked = rustls::RootCertStore::empty();
     for (index, certificate) in certificates.iter().enumerate() {
-        rustls::RootCertStore::empty()
+        checked
             .add(certificate.clone())
             .map_err(|error| fail(format!("certificate {} is not valid: {error}", index + 1)))?;
     }

@@ -2037,8 +2037,7 @@ async fn a_provider_behind_a_private_authority_is_reached_once_llm_ca_file_names
     assert!(detail.contains("certificate"), "{done}");
 
     let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("provider-ca.pem");
-    std::fs::write(&ca_file, &upstream.ca_pem).unwrap();
+    let ca_file = upstream.certificate.write_to(dir.path()).ca;
     let trusted = TestApp::with_llm(&upstream.base_url(), |s| s.llm.ca_file = Some(ca_file)).await;
     let (token, _, agent) = trusted.chat_setup("trusted@example.com").await;
     let mut events = Events::of(send(&trusted, &token, &agent, json!({"message": "hi"})).await);

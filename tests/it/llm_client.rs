@@ -927,7 +927,7 @@ async fn fake_indexes_files_and_answers_file_search_with_citations() {
 /// streams), `refused` Chat Completions (which it answers with a 404).
 fn limited_router(upstream: &TlsUpstream) -> Router {
     let clients = Clients::new(&ClientOptions {
-        extra_roots: vec![upstream.ca_der()],
+        extra_roots: vec![upstream.certificate.ca_der()],
         streams_per_connection: 2,
         ..ClientOptions::default()
     })

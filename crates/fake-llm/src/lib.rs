@@ -19,6 +19,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::stream::{self, Stream};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -375,6 +376,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The TLS configuration of a test server with `chain` and `key` (aws-lc-rs, TLS 1.2 and 1.3;
+/// the protocols it offers by ALPN are the caller's to set).
+pub fn tls_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> io::Result<rustls::ServerConfig> {
+    let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ServerConfig::builder_with_provider(crypto)
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(io::Error::other)
+}
+
 /// A running fake; stopped when dropped.
 pub struct FakeLlm {
     addr: SocketAddr,
@@ -399,21 +415,13 @@ impl FakeLlm {
     /// certificate chain and key of two PEM files.
     pub fn start_tls_at(addr: &str, cert_pem: &Path, key_pem: &Path) -> io::Result<FakeLlm> {
         use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let invalid = |error: rustls::pki_types::pem::Error| io::Error::other(error.to_string());
         let chain = CertificateDer::pem_file_iter(cert_pem)
             .map_err(invalid)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
         let key = PrivateKeyDer::from_pem_file(key_pem).map_err(invalid)?;
-        let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(crypto)
-            .with_safe_default_protocol_versions()
-            .map_err(io::Error::other)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(io::Error::other)?;
-        Self::serve_at(addr, Some(config))
+        Self::serve_at(addr, Some(tls_server_config(chain, key)?))
     }
 
     fn serve_at(addr: &str, tls: Option<rustls::ServerConfig>) -> io::Result<FakeLlm> {

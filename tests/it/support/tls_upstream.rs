@@ -18,6 +18,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::support::fake_llm::tls_server_config;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -28,16 +30,14 @@ const NOT_FOUND: &str = "{\"error\":{\"message\":\"Unknown path\",\"type\":\"inv
 
 pub struct TlsUpstream {
     addr: SocketAddr,
-    /// The certificate authority its certificate is signed by, for the client to trust.
-    ca: CertificateDer<'static>,
-    pub ca_pem: String,
+    /// What it serves with; its authority is for the client to trust.
+    pub certificate: LoopbackCertificate,
     connections: Arc<AtomicUsize>,
 }
 
 /// A certificate authority, and a certificate it signed for 127.0.0.1 with its key.
 pub struct LoopbackCertificate {
-    pub ca_pem: String,
-    ca_der: CertificateDer<'static>,
+    ca: CertifiedIssuer<'static, KeyPair>,
     certificate: rcgen::Certificate,
     key: KeyPair,
 }
@@ -63,11 +63,15 @@ impl LoopbackCertificate {
             .signed_by(&key, &ca)
             .unwrap();
         LoopbackCertificate {
-            ca_pem: ca.pem(),
-            ca_der: ca.der().clone(),
+            ca,
             certificate,
             key,
         }
+    }
+
+    /// The authority, for a client's trusted roots.
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.der().clone()
     }
 
     /// The authority, the certificate and its key as PEM files in `dir`.
@@ -77,32 +81,27 @@ impl LoopbackCertificate {
             certificate: dir.join("certificate.pem"),
             key: dir.join("key.pem"),
         };
-        std::fs::write(&files.ca, &self.ca_pem).unwrap();
+        std::fs::write(&files.ca, self.ca.pem()).unwrap();
         std::fs::write(&files.certificate, self.certificate.pem()).unwrap();
         std::fs::write(&files.key, self.key.serialize_pem()).unwrap();
         files
+    }
+
+    /// A server's TLS configuration with this certificate (the fake LLM's).
+    fn server_config(&self) -> rustls::ServerConfig {
+        tls_server_config(
+            vec![self.certificate.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der())),
+        )
+        .unwrap()
     }
 }
 
 impl TlsUpstream {
     /// Listens on a free loopback port; each connection allows `max_streams` streams at once.
     pub async fn start(max_streams: u32) -> TlsUpstream {
-        let LoopbackCertificate {
-            ca_pem,
-            ca_der,
-            certificate,
-            key,
-        } = LoopbackCertificate::new();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(certificate.der().to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
-            .unwrap();
+        let certificate = LoopbackCertificate::new();
+        let mut tls = certificate.server_config();
         // HTTP/2 or nothing: a client that does not offer it fails its handshake.
         tls.alpn_protocols = vec![b"h2".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(tls));
@@ -147,18 +146,13 @@ impl TlsUpstream {
         });
         TlsUpstream {
             addr,
-            ca: ca_der,
-            ca_pem,
+            certificate,
             connections,
         }
     }
 
     pub fn base_url(&self) -> String {
         format!("https://{}/v1", self.addr)
-    }
-
-    pub fn ca_der(&self) -> CertificateDer<'static> {
-        self.ca.clone()
     }
 
     /// TLS connections accepted so far.
