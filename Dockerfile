@@ -15,9 +15,10 @@
 # resident). Moving it means running scripts/code-order.sh with the new one.
 FROM rust:1.95.0-bookworm AS build
 
-# libpq-dev: diesel's postgres backend links libpq.
+# libssl-dev, pkg-config: the libpq built into confab (pq-sys's `bundled` feature) links OpenSSL.
+# The rust image has both; named so that a slimmer base builds too.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq-dev \
+ && apt-get install -y --no-install-recommends libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

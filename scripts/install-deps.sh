@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what confab needs to build and run on Debian/Ubuntu, only when it is missing.
-#   scripts/install-deps.sh          build + run: C toolchain, libpq, PostgreSQL server binaries
+#   scripts/install-deps.sh          build + run: C toolchain, OpenSSL headers, PostgreSQL server binaries
 #   scripts/install-deps.sh --test   also what `make test` needs: Node.js + npm, Chromium, Python venv
 set -euo pipefail
 
@@ -12,7 +12,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-have_pkg libpq-dev || missing+=(libpq-dev)
+# The libpq built into confab (pq-sys's `bundled` feature) links OpenSSL, for TLS to an external
+# PostgreSQL.
+have_pkg libssl-dev || missing+=(libssl-dev)
 # The embedded database needs the server binaries (initdb, pg_ctl, postgres).
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then missing+=(postgresql); fi
 if $want_test; then
