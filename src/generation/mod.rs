@@ -628,6 +628,7 @@ fn explain(error: &LlmError, at: Attempt, stall_timeout: Duration) -> (String, O
             }
         }
         LlmError::Connect(_) => format!("confab could not reach the model provider{tries}."),
+        LlmError::Certificate(_) => "confab does not trust the model provider's certificate, so nothing was sent; the administrator needs to check the provider's address, or name its certificate authority in llm.ca_file.".into(),
         LlmError::Dropped(_) => format!("The connection to the model provider was lost before the answer began{tries}."),
         LlmError::Stream(_) => format!("The model provider failed before the answer began{tries}."),
         LlmError::Config(_) => "confab's settings for this provider are not usable; the administrator needs to fix them.".into(),

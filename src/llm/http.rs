@@ -50,10 +50,33 @@ async fn send(
             LlmError::Config(format!("provider {}: {}", provider.name, describe(&error)))
         } else if error.is_timeout() {
             LlmError::Stalled
+        } else if refused_certificate(&error) {
+            LlmError::Certificate(describe(&error))
         } else {
             LlmError::Connect(describe(&error))
         }
     })
+}
+
+/// Whether the provider's certificate was refused (rustls's `InvalidCertificate`, somewhere in
+/// the chain): asking again cannot help, and the person needs to be told why.
+fn refused_certificate(error: &reqwest::Error) -> bool {
+    let mut next = error.source();
+    while let Some(cause) = next {
+        if let Some(rustls::Error::InvalidCertificate(_)) = cause.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // An io::Error's `source()` skips the error it wraps (here an io::Error wrapping
+        // rustls's), so step into that instead.
+        next = match cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped),
+            None => cause.source(),
+        };
+    }
+    false
 }
 
 /// An answer's response, and its place on the client it came over.

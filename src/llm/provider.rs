@@ -186,6 +186,9 @@ pub enum LlmError {
     /// No answer at all: DNS, refused connection, TLS, connect timeout.
     #[error("could not reach the provider: {0}")]
     Connect(String),
+    /// The provider's TLS certificate was refused (an unknown authority, a wrong name, expired).
+    #[error("the provider's certificate was refused: {0}")]
+    Certificate(String),
     /// The connection is open but the provider has sent nothing (not even a keepalive) for the
     /// client's read timeout (`llm.stall_timeout_secs`).
     #[error("the provider stopped sending anything")]
@@ -222,6 +225,7 @@ impl LlmError {
             LlmError::Http { status, .. } => status.to_string(),
             LlmError::Auth { .. } => "401".into(),
             LlmError::Connect(_) => "connect".into(),
+            LlmError::Certificate(_) => "certificate".into(),
             LlmError::Stalled => "stalled".into(),
             LlmError::Stream(_) | LlmError::Dropped(_) => "stream".into(),
             LlmError::Config(_) | LlmError::NoProviders | LlmError::UnknownProvider { .. } => {
@@ -250,6 +254,8 @@ impl LlmError {
                 matches!(status, 408 | 409 | 429) || *status >= 500
             }
             LlmError::Connect(_) => true,
+            // It stays refused until someone changes the provider's certificate or llm.ca_file.
+            LlmError::Certificate(_) => false,
             // Asking a silent provider again would make the person wait another full timeout;
             // the next provider in the fallback order is the better bet.
             LlmError::Stalled => false,
@@ -427,6 +433,7 @@ mod tests {
             assert!(!http(status, None, "x").is_retryable(), "{status}");
         }
         assert!(LlmError::Connect("refused".into()).is_retryable());
+        assert!(!LlmError::Certificate("UnknownIssuer".into()).is_retryable());
         assert!(
             !LlmError::Auth {
                 provider: "openai".into()

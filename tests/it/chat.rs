@@ -2029,12 +2029,19 @@ async fn a_whole_answer_streams_from_a_provider_over_https_and_http2() {
 #[tokio::test]
 async fn a_provider_behind_a_private_authority_is_reached_once_llm_ca_file_names_it() {
     let upstream = TlsUpstream::start(100).await;
-    let untrusted = TestApp::with_llm(&upstream.base_url(), |s| s.llm.max_retries = 0).await;
+    let untrusted = TestApp::with_llm(&upstream.base_url(), |_| {}).await;
     let (token, _, agent) = untrusted.chat_setup("untrusted@example.com").await;
     let done = answer_to(&untrusted, &token, &agent, "hi").await;
     assert_eq!(done["status"], "failed");
     let detail = done["error_detail"].as_str().unwrap_or_default();
     assert!(detail.contains("certificate"), "{done}");
+    // Said in plain words, and not retried: a refused certificate stays refused.
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("certificate") && error.contains("llm.ca_file"),
+        "{done}"
+    );
+    assert!(!error.contains("tried"), "{done}");
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = upstream.certificate.write_to(dir.path()).ca;
