@@ -409,11 +409,15 @@ async fn generate(
     drop(opening);
     let (status, (error, error_detail)) = match started {
         None => stopped(&live),
-        Some(Err(failure)) => failed(explain(
-            &failure.error,
-            Attempt::Start(failure.attempts),
-            stall_timeout,
-        )),
+        Some(Err(failure)) => {
+            // The provider whose error the person is shown, so they know which one to look at.
+            progress.provider = failure.provider;
+            failed(explain(
+                &failure.error,
+                Attempt::Start(failure.attempts),
+                stall_timeout,
+            ))
+        }
         Some(Ok(started)) => {
             progress.provider = Some(started.provider.clone());
             progress.model = Some(started.model.clone());

@@ -79,6 +79,8 @@ impl Router {
 #[derive(Debug)]
 pub struct Failure {
     pub error: LlmError,
+    /// The provider that `error` came from (none when no configured provider was tried).
+    pub provider: Option<String>,
     pub attempts: u32,
 }
 
@@ -152,6 +154,7 @@ impl Router {
         if self.providers.is_empty() {
             return Err(Failure {
                 error: LlmError::NoProviders,
+                provider: None,
                 attempts: 0,
             });
         }
@@ -164,7 +167,7 @@ impl Router {
                     configured: self.providers.iter().map(|p| p.name.clone()).collect(),
                 };
                 tracing::warn!(provider = name, %error, "skipping provider");
-                first_error.get_or_insert(error);
+                first_error.get_or_insert((error, None));
                 continue;
             };
             let request = match (&config.fallback_model, position) {
@@ -201,14 +204,16 @@ impl Router {
                         retries_done += 1;
                     }
                     None => {
-                        first_error.get_or_insert(error);
+                        first_error.get_or_insert((error, Some(config.name.clone())));
                         break;
                     }
                 }
             }
         }
+        let (error, provider) = first_error.unwrap_or((LlmError::NoProviders, None));
         Err(Failure {
-            error: first_error.unwrap_or(LlmError::NoProviders),
+            error,
+            provider,
             attempts,
         })
     }

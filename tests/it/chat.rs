@@ -2042,6 +2042,8 @@ async fn a_provider_behind_a_private_authority_is_reached_once_llm_ca_file_names
         "{done}"
     );
     assert!(!error.contains("tried"), "{done}");
+    // The provider that refused is named, for whoever reads the failed answer.
+    assert_eq!(done["provider"], "openai", "{done}");
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = upstream.certificate.write_to(dir.path()).ca;
