@@ -183,7 +183,8 @@ pub enum LlmError {
         /// The `x-should-retry` header, which overrides our own judgement.
         should_retry: Option<bool>,
     },
-    /// No answer at all: DNS, refused connection, TLS other than a refused certificate, connect timeout.
+    /// No answer at all: DNS, refused connection, TLS other than a refused certificate, connect
+    /// timeout.
     #[error("could not reach the provider: {0}")]
     Connect(String),
     /// The provider's TLS certificate was refused (an unknown authority, a wrong name, expired).
