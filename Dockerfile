@@ -53,7 +53,7 @@ RUN printf '%s\n' \
  && mkdir -p /etc/postgresql-common/createcluster.d \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/confab.conf \
  && apt-get update \
- && apt-get install -y --no-install-recommends postgresql-15 libpq5 ca-certificates curl \
+ && apt-get install -y --no-install-recommends postgresql-15 ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && test -x /usr/lib/postgresql/15/bin/postgres
 
