@@ -42,8 +42,12 @@ pub fn clean_filename(raw: &str) -> String {
         })
         .take(255)
         .collect();
-    let cleaned = cleaned.trim();
-    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+    // Trailing dots and spaces go too: Windows drops them when it saves a file, so "run.bat."
+    // would be downloaded as "run.bat" after passing the refused-extensions check as ".bat.".
+    let cleaned = cleaned
+        .trim()
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+    if cleaned.is_empty() {
         "file".into()
     } else {
         cleaned.to_string()
@@ -663,6 +667,9 @@ mod tests {
         assert_eq!(clean_filename("a\u{0}b\r\nc.md"), "abc.md");
         assert_eq!(clean_filename("invoice\u{202e}txt.exe"), "invoicetxt.exe");
         assert_eq!(clean_filename(".."), "file");
+        assert_eq!(clean_filename("...."), "file");
+        assert_eq!(clean_filename("run.bat. . "), "run.bat");
+        assert_eq!(clean_filename(".profile"), ".profile");
         assert_eq!(clean_filename(""), "file");
         assert_eq!(clean_filename(&"x".repeat(300)).len(), 255);
     }

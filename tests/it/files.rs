@@ -248,6 +248,32 @@ async fn empty_and_oversized_files_are_refused_and_leave_nothing() {
 }
 
 #[tokio::test]
+async fn a_programs_name_with_trailing_dots_or_spaces_is_refused_too() {
+    // Windows drops trailing dots and spaces when it saves a file: "run.bat." is "run.bat" once
+    // downloaded, so it must meet the refused extensions as ".bat", not as ".bat.".
+    let app = TestApp::spawn().await;
+    let token = app.user_token("dots@example.com").await;
+    let project = app.project(&token, "Dots").await;
+    for name in ["run.bat.", "setup.exe. . ", "tool.ps1..."] {
+        let (status, body) = upload(&app, &token, &project, name, b"echo hi\r\n".to_vec()).await;
+        assert_eq!(status, 422, "{name}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be uploaded here"),
+            "{name}: {body}"
+        );
+    }
+    assert!(stored_files(&app).is_empty(), "{:?}", stored_files(&app));
+
+    // Any other name just loses them, as it would on the way to disk.
+    let (status, body) = upload(&app, &token, &project, "notes.", b"notes".to_vec()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["filename"], "notes");
+}
+
+#[tokio::test]
 async fn an_upload_cut_off_half_way_leaves_nothing_behind() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fake = crate::support::fake_llm::FakeLlm::start().await;
