@@ -53,6 +53,9 @@ test("text streams in, Stop ends it, a reload mid-answer continues it", async ()
   await waitForPartialText(page);
   const partial = await lastAnswer(page).locator(".msg-body").textContent();
   assert.ok(await lastAnswer(page).evaluate((el) => el.classList.contains("streaming")), "still generating");
+  // One sign of work, the footer's typing dots: no spinner of Pico's above the text, where it
+  // took a line of its own that vanished (moving the text up) when the answer ended.
+  assert.equal(await lastAnswer(page).evaluate((el) => getComputedStyle(el, "::before").content), "none");
   await page.locator("#messages article.msg.assistant.complete").waitFor();
   const full = (await lastAnswer(page).locator(".msg-body").innerText()).trim();
   assert.ok(full.length > partial.trim().length, "more text arrived after the first look");
