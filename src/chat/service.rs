@@ -124,6 +124,22 @@ fn default_agent_for(
         .map(|(agent, _)| agent.clone()))
 }
 
+/// The agent of a person who has none yet: their first project's, made now. A first message
+/// sent twice at once waits here for the other to commit, then takes the agent it made.
+fn first_agent(conn: &mut diesel::PgConnection, owner: Uuid) -> AppResult<Agent> {
+    crate::projects::model::Project::lock_first_project(conn, owner)?;
+    if let Some((agent, _)) = Agent::list_for_owner(conn, owner)?.into_iter().next() {
+        return Ok(agent);
+    }
+    let project = crate::projects::service::create_in(
+        conn,
+        owner,
+        FIRST_PROJECT_NAME,
+        "Made for your first chat.",
+    )?;
+    Agent::find_default(conn, project.id)?.ok_or(AppError::NotFound)
+}
+
 /// What a new chat offers: every agent of the person with its project's name, and the one
 /// chosen (`wanted` when it is theirs, else the default; `None` when they have no agent yet).
 pub struct Choices {
@@ -469,15 +485,7 @@ pub async fn send_with(
                     let agents = Agent::list_for_owner(conn, owner)?;
                     let agent = match default_agent_for(conn, owner, &agents)? {
                         Some(agent) => agent,
-                        None => {
-                            let project = crate::projects::service::create_in(
-                                conn,
-                                owner,
-                                FIRST_PROJECT_NAME,
-                                "Made for your first chat.",
-                            )?;
-                            Agent::find_default(conn, project.id)?.ok_or(AppError::NotFound)?
-                        }
+                        None => first_agent(conn, owner)?,
                     };
                     let conversation = Conversation::create(conn, owner, agent.id, &title)?;
                     (agent, conversation, true)

@@ -97,6 +97,16 @@ impl Project {
             .map(|_| ())
     }
 
+    /// Serializes making a person's first project until the transaction ends: two first
+    /// messages at once (two tabs, a script sending in parallel) each found no agent and made
+    /// a "My chats" of their own.
+    pub fn lock_first_project(conn: &mut PgConnection, owner: Uuid) -> QueryResult<()> {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(format!("first project {owner}"))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn insert(conn: &mut PgConnection, new: &NewProject) -> QueryResult<Project> {
         diesel::insert_into(projects::table)
             .values(new)

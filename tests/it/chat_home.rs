@@ -181,6 +181,40 @@ async fn a_message_refused_under_htmx_is_explained_above_the_composer() {
 }
 
 #[tokio::test]
+async fn first_messages_sent_at_once_make_one_first_project() {
+    // Two tabs, or a script sending in parallel, right after signing up: each message found no
+    // agent and made a "My chats" of its own.
+    let fake = FakeLlm::start().await;
+    fake.set_default(Script::answer("Hi."));
+    // Connections open and ready for every message, so the transactions truly overlap.
+    let app = TestApp::with_llm(&fake.base_url(), |s| {
+        s.chat.max_live_answers_per_user = 16;
+        s.database.warm_connections = 8;
+        s.database.wait_before_opening_ms = 0;
+    })
+    .await;
+    for round in 0..3 {
+        let token = app
+            .user_token(&format!("at-once-{round}@example.com"))
+            .await;
+        let sends = (0..8).map(|i| {
+            app.post_json(
+                &token,
+                "/api/chat",
+                serde_json::json!({"message": format!("first message {i}")}),
+            )
+        });
+        for (status, reply) in futures_util::future::join_all(sends).await {
+            assert_eq!(status, 200, "{reply}");
+        }
+        let (_, projects) = app.get_json(&token, "/api/projects").await;
+        assert_eq!(projects.as_array().unwrap().len(), 1, "{projects}");
+        let (_, list) = app.get_json(&token, "/api/conversations").await;
+        assert_eq!(list.as_array().unwrap().len(), 8, "{list}");
+    }
+}
+
+#[tokio::test]
 async fn an_api_client_chats_without_naming_a_project_and_lists_every_conversation() {
     let fake = FakeLlm::start().await;
     fake.set_default(Script::answer("Hi from the default agent."));
