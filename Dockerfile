@@ -89,9 +89,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS -o /dev/null "http://127.0.0.1:${PORT:-${CONFAB_SERVER__PORT:-8080}}/health" || exit 1
 
 # On SIGTERM confab stops taking requests, lets live answers finish (server.shutdown_grace_secs,
-# 20 s by default), then stops PostgreSQL (a fast shutdown with a checkpoint). `docker stop` waits
-# 10 s before SIGKILL: run with --stop-timeout 30. (A SIGKILL is survivable: the next start removes
-# the stale lock files and PostgreSQL recovers from its WAL.)
+# 20 s by default), then stops PostgreSQL (a fast shutdown with a checkpoint, waited for up to 8 s).
+# `docker stop` waits 10 s before SIGKILL: run with --stop-timeout 30. (A SIGKILL is survivable:
+# the next start removes the stale lock files and PostgreSQL recovers from its WAL.)
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/confab"]
 CMD ["serve"]

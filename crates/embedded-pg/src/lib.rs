@@ -54,6 +54,12 @@ const SOCKET_PATH_MAX: usize = 100;
 const BUSY_WAIT: Duration = Duration::from_secs(90);
 /// `pg_ctl -t`: crash recovery of a big cluster can take a while.
 const PG_CTL_TIMEOUT_SECS: &str = "120";
+/// How long [`PgServer::stop`] waits for the fast shutdown it asked for. A container's stop
+/// timeout (30 s, README) leaves 10 s after the answers' 20 s of grace; a healthy embedded server
+/// (16 MB of shared buffers to write) needs well under a second. One that takes longer goes on
+/// shutting down by itself after confab exits (it has been told to); a frozen one (SIGSTOP, a
+/// hung disk) is left as it is, and the next start adopts or recovers it.
+pub const STOP_WAIT: Duration = Duration::from_secs(8);
 /// The log is moved to `pg.log.1` at a start when it has grown past this.
 const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -154,6 +160,16 @@ pub enum EmbeddedError {
         pgdata: PathBuf,
         socket_dir: PathBuf,
         pids: Vec<i32>,
+        waited_secs: u64,
+    },
+    #[error(
+        "PostgreSQL in {pgdata} (pid {pid}) was asked to shut down but had not within \
+         {waited_secs} s; it is left to finish by itself. If it is frozen (a stopped process, a \
+         hung disk), the next start adopts or recovers it once it can run again"
+    )]
+    StillRunning {
+        pgdata: PathBuf,
+        pid: i32,
         waited_secs: u64,
     },
     #[error("{what} failed ({status}){details}")]
@@ -276,9 +292,14 @@ impl PgServer {
         }
     }
 
-    /// Stops the server (`pg_ctl stop -m fast`) and waits until it is gone. Does nothing when it
-    /// is not running.
+    /// Stops the server (`pg_ctl stop -m fast`) and waits until it is gone, for up to
+    /// [`STOP_WAIT`]. Does nothing when it is not running.
     pub fn stop(&self) -> Result<()> {
+        self.stop_within(STOP_WAIT)
+    }
+
+    /// [`PgServer::stop`], waiting up to `wait` for the server to be gone.
+    pub fn stop_within(&self, wait: Duration) -> Result<()> {
         let _lock = lock_data_dir(&self.data_dir)?;
         let Some(pid) = read_lock_file_pid(&self.pgdata.join("postmaster.pid")) else {
             return Ok(());
@@ -287,24 +308,26 @@ impl PgServer {
         if self.is_postmaster_here(pid) == Some(false) {
             return Ok(());
         }
+        let wait_secs = wait.as_secs().max(1);
         let out = self
             .server_command("pg_ctl")
-            .args([
-                "stop",
-                "-s",
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                PG_CTL_TIMEOUT_SECS,
-                "-D",
-            ])
+            .args(["stop", "-s", "-m", "fast", "-w", "-t"])
+            .arg(wait_secs.to_string())
+            .arg("-D")
             .arg(&self.pgdata)
             .output()
             .map_err(io_err("running pg_ctl stop"))?;
         if out.status.success() || !self.pgdata.join("postmaster.pid").exists() {
             tracing::info!(pgdata = %self.pgdata.display(), "embedded PostgreSQL stopped");
             return Ok(());
+        }
+        // pg_ctl says only that the server did not shut down (and with -s, nothing at all).
+        if self.is_postmaster_here(pid) == Some(true) {
+            return Err(EmbeddedError::StillRunning {
+                pgdata: self.pgdata.clone(),
+                pid,
+                waited_secs: wait_secs,
+            });
         }
         Err(self.command_error("pg_ctl stop", &out, true))
     }
@@ -529,7 +552,11 @@ impl PgServer {
 
     /// Returns true when a server for this cluster was already answering.
     fn start_or_adopt(&self, opts: &PgOptions) -> Result<bool> {
+        /// A server that is starting or recovering answers within about a second; past this,
+        /// the operator is told what confab is waiting for rather than left with a silent start.
+        const SAY_WAITING_AFTER: Duration = Duration::from_secs(2);
         let began = Instant::now();
+        let mut said_waiting = false;
         loop {
             if self.is_ready() {
                 return Ok(true);
@@ -545,6 +572,16 @@ impl PgServer {
                             pids,
                             waited_secs: BUSY_WAIT.as_secs(),
                         });
+                    }
+                    if !said_waiting && began.elapsed() > SAY_WAITING_AFTER {
+                        said_waiting = true;
+                        tracing::warn!(
+                            pgdata = %self.pgdata.display(),
+                            ?pids,
+                            "a PostgreSQL server is running in the data dir but does not answer \
+                             yet (starting, recovering, shutting down or frozen); waiting up to {} s",
+                            BUSY_WAIT.as_secs()
+                        );
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -1133,6 +1170,35 @@ mod tests {
         assert!(!server.0.pgdata().join("postmaster.pid").exists());
         // Stopped already: still fine.
         PgServer::stop_data_dir(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn stopping_a_frozen_server_gives_up_after_the_wait_and_says_so() {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running(PgServer::start(dir.path(), &fast()).unwrap());
+        let bin = server.0.bin_dir().to_path_buf();
+        let url = server.0.url("postgres");
+        let pid = read_lock_file_pid(&server.0.pgdata().join("postmaster.pid")).unwrap();
+        // Frozen: a stopped process (or one stuck on a hung disk) answers no signal but SIGKILL,
+        // so pg_ctl waited its whole timeout (two minutes, past any container's stop timeout).
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        let stopped = server.0.stop_within(Duration::from_secs(1));
+        kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+        let error = stopped
+            .expect_err("a frozen server cannot have stopped")
+            .to_string();
+        assert!(
+            error.contains(&format!("(pid {pid})")) && error.contains("left to finish by itself"),
+            "the operator is told which server did not stop, and what becomes of it: {error}"
+        );
+        // Told to shut down, it does so once it runs again.
+        server.0.stop().unwrap();
+        assert!(
+            psql(&bin, &url, "SELECT 1").is_err(),
+            "the server should be down"
+        );
     }
 
     #[test]
