@@ -128,6 +128,11 @@ fn error_response(req: &actix_web::HttpRequest, error: &actix_web::Error) -> Htt
         Some(AppError::Internal(_)) => {
             "Something went wrong on our side. Try again; if it keeps happening, tell the administrator.".into()
         }
+        // The API's message is a lowercase clause, as its other messages are; a page speaks in
+        // sentences.
+        Some(AppError::Unavailable) => {
+            "The database is not answering right now. Try again in a few seconds.".into()
+        }
         Some(e) => e.to_string(),
         None => error.to_string(),
     };

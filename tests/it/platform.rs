@@ -30,6 +30,7 @@ async fn a_database_outage_answers_503_and_recovers_by_itself() {
             .status(),
         200
     );
+    let browser = app.browser("outage@example.com").await;
 
     let server = tokio::task::spawn_blocking(move || {
         server.stop().unwrap();
@@ -40,6 +41,13 @@ async fn a_database_outage_answers_503_and_recovers_by_itself() {
     let started = Instant::now();
     let r = app.api.get(app.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 503);
+    // A page says it in a sentence, as every page's message is written.
+    let (status, page) = browser.get("/projects").await;
+    assert_eq!(status, 503);
+    assert!(
+        page.contains("The database is not answering right now. Try again in a few seconds."),
+        "{page}"
+    );
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["database"], "unavailable");
     // Requests that need the database fail fast with the API's envelope rather than hanging.
