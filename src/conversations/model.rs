@@ -889,7 +889,9 @@ impl Message {
         diesel::update(messages::table.filter(messages::status.eq(Status::Streaming)))
             .set((
                 messages::status.eq(Status::Failed),
-                messages::error.eq("interrupted by restart"),
+                messages::error.eq(
+                    "confab restarted while this answer was being written; the text so far is kept.",
+                ),
                 messages::finished_at.eq(diesel::dsl::now),
             ))
             .execute(conn)

@@ -1117,7 +1117,11 @@ async fn start_up_marks_answers_left_streaming_as_interrupted() {
         .find(|m| m["id"] == message_id.as_str())
         .unwrap();
     assert_eq!(interrupted["status"], "failed");
-    assert_eq!(interrupted["error"], "interrupted by restart");
+    assert_eq!(
+        interrupted["error"],
+        "confab restarted while this answer was being written; the text so far is kept.",
+        "said in a sentence, as every other failure is"
+    );
     assert_eq!(interrupted["content"], "half");
 }
 
