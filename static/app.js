@@ -223,7 +223,9 @@
         if (!message) message = xhr.status === 413 ? "the file is too big" : "the upload failed";
         stored = null;
       }
-      bar.value = ok ? 100 : bar.value;
+      // A refusal shows its reason alone: a bar (full, once the bytes were sent) beside it read
+      // as a success.
+      if (ok) bar.value = 100; else item.removeChild(bar);
       item.className = ok ? "ok" : "error";
       label.textContent = file.name + " — " + message + " ";
       done(ok, stored, message, item);

@@ -61,3 +61,22 @@ test("upload two files with progress bars, download one, delete one, attach one 
   assert.deepEqual(problems, [], "no console errors or CSP violations");
   await context.close();
 });
+
+test("a refused upload shows its reason, with no progress bar beside it", async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  const page = await context.newPage();
+  await register(page, `refused-${Date.now()}@example.com`, "files pass 1");
+  await page.goto(`${base}/projects`);
+  await page.getByLabel("Name").fill("Refusals");
+  await page.getByRole("button", { name: "Create project" }).click();
+  await page.getByRole("heading", { name: "Refusals", level: 1 }).waitFor();
+  await page.locator("#file-upload input[type=file]").setInputFiles([
+    { name: "empty.txt", mimeType: "text/plain", buffer: Buffer.alloc(0) },
+  ]);
+  await page.getByRole("button", { name: "Upload" }).click();
+  const refused = page.locator("#file-upload .upload-progress li.error");
+  await refused.waitFor();
+  assert.match(await refused.innerText(), /^empty\.txt — \S/);
+  assert.equal(await refused.locator("progress").count(), 0, "a full bar beside a refusal reads as a success");
+  await context.close();
+});
