@@ -35,6 +35,9 @@ test("upload two files with progress bars, download one, delete one, attach one 
     .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
     .map((el) => `${el.tagName}.${el.className} ${Math.round(el.getBoundingClientRect().right)}`).slice(0, 8));
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), `fits a phone: ${wide}`);
+  // The table scrolls sideways inside its box; Delete must be in view without that.
+  const del = await page.getByRole("button", { name: "Delete big.txt" }).boundingBox();
+  assert.ok(del.x + del.width <= 390, `Delete is in view on a phone (its right edge at ${Math.round(del.x + del.width)} px)`);
 
   const [download] = await Promise.all([
     page.waitForEvent("download"),
