@@ -979,15 +979,18 @@ pub async fn retry(
     let default_system_prompt = settings.default_system_prompt.clone();
     let (agent, conversation, answer, history, grounding, slot) =
         db::transaction(pool, move |conn| {
-            let (failed, conversation) = Message::find_owned(conn, owner, message_id)?;
+            let (previous, conversation) = Message::find_owned(conn, owner, message_id)?;
             let claim = allowance.claim(conversation.id)?;
             let slot = allowance.take(owner)?.holding(claim);
-            if !failed.is_assistant() || failed.status != Status::Failed {
+            // A stopped answer too: Stop pressed too early, or on the wrong track, is asked again.
+            if !previous.is_assistant()
+                || !matches!(previous.status, Status::Failed | Status::Stopped)
+            {
                 return Err(AppError::Conflict(
-                    "Only a failed answer can be retried.".into(),
+                    "Only a failed or stopped answer can be retried.".into(),
                 ));
             }
-            if Message::last_id(conn, conversation.id)? != Some(failed.id) {
+            if Message::last_id(conn, conversation.id)? != Some(previous.id) {
                 return Err(AppError::Conflict(
                     "Only the last answer of a conversation can be retried.".into(),
                 ));
@@ -995,8 +998,8 @@ pub async fn retry(
             let agent = Agent::find_owned(conn, owner, conversation.agent_id)?;
             let system =
                 SystemMessage::of_agent(conn, agent.project_id, agent.id, &default_system_prompt)?;
-            // The turns before the failed answer are the ones before the new one.
-            let history = Message::history(conn, conversation.id, failed.id, budget)?;
+            // The turns before the answer retried are the ones before the new one.
+            let history = Message::history(conn, conversation.id, previous.id, budget)?;
             // The same passages the first attempt had, found again for the message it answers.
             let question = history
                 .iter()
@@ -1006,7 +1009,7 @@ pub async fn retry(
                 .unwrap_or_default();
             let grounding = grounding(conn, &agent, &system, &question)?;
             // Two retries racing: the second finds the row gone and must not add a second answer.
-            if Message::delete(conn, failed.id)? != 1 {
+            if Message::delete(conn, previous.id)? != 1 {
                 return Err(AppError::Conflict(
                     "This answer is already being retried.".into(),
                 ));

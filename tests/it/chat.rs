@@ -876,6 +876,83 @@ async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
 }
 
 #[tokio::test]
+async fn a_stopped_answer_offers_retry_and_retry_asks_again() {
+    let fake = FakeLlm::start().await;
+    fake.push(Script::answer(&"word ".repeat(200)).token_delay(Duration::from_millis(20)));
+    fake.set_default(Script::answer("A whole answer."));
+    let app = TestApp::with_llm(&fake.base_url(), |_| {}).await;
+    let browser = app.browser("stopped-retry@example.com").await;
+    let (_, agent_id) = browser.project_with_agent("S").await;
+    let html = browser
+        .htmx_post(&format!("/agents/{agent_id}/chat"), &[("message", "go on")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let message_id = html
+        .split("sse-connect=\"/messages/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let response = browser
+        .client
+        .get(app.url(&format!("/messages/{message_id}/stream")))
+        .send()
+        .await
+        .unwrap();
+    let mut events = Events::of(response);
+    events.next().await.unwrap();
+    let r = browser
+        .htmx_post(&format!("/messages/{message_id}/stop"), &[])
+        .await;
+    assert_eq!(r.status(), 204);
+    let done = loop {
+        let event = events.next().await.unwrap();
+        if event.event == "done" {
+            break event.data;
+        }
+    };
+    assert!(done.contains("Stopped."), "{done}");
+    assert!(
+        done.contains("Retry"),
+        "a stopped answer offers Retry: {done}"
+    );
+
+    let r = browser
+        .htmx_post(&format!("/messages/{message_id}/retry"), &[])
+        .await;
+    assert_eq!(r.status(), 200);
+    let new_id = r
+        .text()
+        .await
+        .unwrap()
+        .split("sse-connect=\"/messages/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_id, message_id);
+    let token = app
+        .login("stopped-retry@example.com", crate::support::app::PASSWORD)
+        .await;
+    let done = wait_done(&app, &token, &new_id).await;
+    assert_eq!(done["status"], "complete");
+    let stored = conversation(&app, &token, done["conversation_id"].as_str().unwrap()).await;
+    let messages = stored["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        2,
+        "the stopped answer was replaced: {messages:?}"
+    );
+    assert_eq!(messages[1]["content"], "A whole answer.");
+}
+
+#[tokio::test]
 async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
     let app = TestApp::spawn().await;
     let (token, project, agent) = app.chat_setup("noprovider@example.com").await;
