@@ -53,6 +53,27 @@ async fn wait_done(app: &TestApp, token: &str, message_id: &str) -> Value {
     Events::of(response).collect_json().await.1
 }
 
+/// The id of the answer whose stream a sent turn's HTML opens.
+fn streamed_answer_id(html: &str) -> String {
+    html.split("sse-connect=\"/messages/")
+        .nth(1)
+        .expect("the answer opens its stream")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The final bubble a page's stream of an answer ends with, past what comes before it.
+async fn final_bubble(events: &mut Events) -> String {
+    loop {
+        let event = events.next().await.expect("done event");
+        if event.event == "done" {
+            return event.data;
+        }
+    }
+}
+
 /// An answer's stream as a page reads it (with the session cookie, no Last-Event-ID).
 async fn page_stream(app: &TestApp, token: &str, message_id: &str) -> Events {
     let response = app
@@ -822,14 +843,7 @@ async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
         "the composer now posts to the conversation"
     );
     assert!(html.contains(&format!("hx-post=\"{pushed}/messages\"")));
-    let message_id = html
-        .split("sse-connect=\"/messages/")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let message_id = streamed_answer_id(&html);
 
     let response = browser
         .client
@@ -838,12 +852,7 @@ async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
         .await
         .unwrap();
     let mut events = Events::of(response);
-    let done = loop {
-        let event = events.next().await.unwrap();
-        if event.event == "done" {
-            break event.data;
-        }
-    };
+    let done = final_bubble(&mut events).await;
     assert!(
         done.contains("Retry"),
         "a failed answer offers Retry: {done}"
@@ -854,14 +863,7 @@ async fn htmx_send_returns_the_turn_and_retry_replaces_a_failed_answer() {
         .await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    let new_id = html
-        .split("sse-connect=\"/messages/")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let new_id = streamed_answer_id(&html);
     assert_ne!(new_id, message_id);
     let (_, page) = browser.get(&pushed).await;
     assert!(
@@ -889,14 +891,7 @@ async fn a_stopped_answer_offers_retry_and_retry_asks_again() {
         .text()
         .await
         .unwrap();
-    let message_id = html
-        .split("sse-connect=\"/messages/")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let message_id = streamed_answer_id(&html);
     let response = browser
         .client
         .get(app.url(&format!("/messages/{message_id}/stream")))
@@ -909,12 +904,7 @@ async fn a_stopped_answer_offers_retry_and_retry_asks_again() {
         .htmx_post(&format!("/messages/{message_id}/stop"), &[])
         .await;
     assert_eq!(r.status(), 204);
-    let done = loop {
-        let event = events.next().await.unwrap();
-        if event.event == "done" {
-            break event.data;
-        }
-    };
+    let done = final_bubble(&mut events).await;
     assert!(done.contains("Stopped."), "{done}");
     assert!(
         done.contains("Retry"),
@@ -925,17 +915,7 @@ async fn a_stopped_answer_offers_retry_and_retry_asks_again() {
         .htmx_post(&format!("/messages/{message_id}/retry"), &[])
         .await;
     assert_eq!(r.status(), 200);
-    let new_id = r
-        .text()
-        .await
-        .unwrap()
-        .split("sse-connect=\"/messages/")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let new_id = streamed_answer_id(&r.text().await.unwrap());
     assert_ne!(new_id, message_id);
     let token = app
         .login("stopped-retry@example.com", crate::support::app::PASSWORD)
