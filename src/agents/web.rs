@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::agents::model::{Agent, ProjectRef};
 use crate::agents::service::{self, AgentInput, DEFAULT_MODEL, DEFAULT_PROVIDER};
 use crate::error::AppResult;
+use crate::llm::Router;
 use crate::prompts::model::PromptOwner;
 use crate::prompts::service::PromptInput;
 use crate::prompts::web::{PromptsSection, SystemMessagePreview};
@@ -108,17 +109,36 @@ pub struct SettingsSection {
     form: AgentForm,
     errors: FormErrors,
     saved: bool,
+    /// Said when confab has no provider by the agent's name (see [`provider_note`]).
+    provider_note: Option<String>,
 }
 
 impl SettingsSection {
-    fn of(csrf: &CsrfToken, agent: Agent, saved: bool) -> SettingsSection {
+    fn of(csrf: &CsrfToken, router: &Router, agent: Agent, saved: bool) -> SettingsSection {
         SettingsSection {
             csrf: csrf.0.clone(),
             form: AgentForm::of(&agent),
+            provider_note: provider_note(router, &agent.provider),
             agent,
             errors: FormErrors::default(),
             saved,
         }
+    }
+}
+
+/// An agent may name a provider before it is configured (its key comes later); meanwhile its
+/// answers go to the fallback, or fail. Its page says which, as its settings alone would not.
+fn provider_note(router: &Router, provider: &str) -> Option<String> {
+    match router.answering_for(provider) {
+        Some(answering) if answering == provider => None,
+        Some(answering) => Some(format!(
+            "confab has no provider named “{provider}”: this agent's answers go to {answering}, \
+             the next in the fallback order, until the administrator configures it."
+        )),
+        None => Some(format!(
+            "confab has no provider named “{provider}”: this agent's answers fail until the \
+             administrator configures it."
+        )),
     }
 }
 
@@ -162,7 +182,7 @@ async fn agent_page(
     };
     let settings = match parts.settings {
         Some(section) => section,
-        None => SettingsSection::of(csrf, agent.clone(), false),
+        None => SettingsSection::of(csrf, state.generations.router(), agent.clone(), false),
     };
     let page = AgentPage {
         chrome: Chrome::new(Some(user), csrf),
@@ -197,16 +217,22 @@ pub async fn update_agent(
     PageForm(input): PageForm<AgentInput>,
 ) -> AppResult<HttpResponse> {
     let result = service::update(&state.pool, &user, *id, input.clone()).await;
+    let router = state.generations.router();
     reply(
         &req,
         refused(result, "form")?,
         |agent| Some(urls::agent(agent.id)),
         async |outcome| match outcome {
-            Ok(agent) => Ok(SettingsSection::of(&csrf, agent, true)),
+            Ok(agent) => Ok(SettingsSection::of(&csrf, router, agent, true)),
             Err(errors) => Ok(SettingsSection {
                 form: AgentForm::sent(input),
                 errors,
-                ..SettingsSection::of(&csrf, service::get(&state.pool, &user, *id).await?, false)
+                ..SettingsSection::of(
+                    &csrf,
+                    router,
+                    service::get(&state.pool, &user, *id).await?,
+                    false,
+                )
             }),
         },
         async |section, status| {

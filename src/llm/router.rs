@@ -136,6 +136,14 @@ impl Router {
         self.providers.iter().find(|provider| provider.name == name)
     }
 
+    /// The provider that answers for an agent naming `name`: `name` when it is configured, else
+    /// the first configured one in the fallback order, or none when no provider would.
+    pub fn answering_for<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.chain(name)
+            .into_iter()
+            .find(|candidate| self.provider(candidate).is_some())
+    }
+
     /// The names tried for a chat on `first`: it, then the fallback order without repeats.
     pub fn chain<'a>(&'a self, first: &'a str) -> Vec<&'a str> {
         let mut chain = vec![first];

@@ -970,6 +970,43 @@ async fn without_a_provider_the_page_says_so_and_sending_fails_fast() {
 }
 
 #[tokio::test]
+async fn an_agents_page_says_where_answers_go_when_its_provider_is_not_configured() {
+    let fake = FakeLlm::start().await;
+    for (fallback, expected) in [
+        (None, "answers go to openai, the next in the fallback order"),
+        (
+            Some(Vec::new()),
+            "answers fail until the administrator configures it",
+        ),
+    ] {
+        let app = TestApp::with_llm(&fake.base_url(), |s| s.llm.fallback = fallback).await;
+        let browser = app.browser("unconfigured@example.com").await;
+        let (project_url, agent_id) = browser.project_with_agent("P").await;
+        let (_, page) = browser.get(&format!("/agents/{agent_id}")).await;
+        assert!(
+            !page.contains("confab has no provider named"),
+            "openai is configured: nothing to say"
+        );
+        let r = browser
+            .post_form(
+                &format!("{project_url}/agents"),
+                &[
+                    ("name", "Elsewhere"),
+                    ("provider", "groq"),
+                    ("model", "llama"),
+                ],
+            )
+            .await;
+        let agent_url = r.headers()["location"].to_str().unwrap().to_string();
+        let (_, page) = browser.get(&agent_url).await;
+        assert!(
+            page.contains("confab has no provider named “groq”") && page.contains(expected),
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_agent_naming_an_unconfigured_provider_is_told_which_ones_exist() {
     let fake = FakeLlm::start().await;
     fake.set_default(Script::answer("unused"));
