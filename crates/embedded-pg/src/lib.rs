@@ -59,7 +59,7 @@ const PG_CTL_TIMEOUT_SECS: &str = "120";
 /// (16 MB of shared buffers to write) needs well under a second. One that takes longer goes on
 /// shutting down by itself after confab exits (it has been told to); a frozen one (SIGSTOP, a
 /// hung disk) is left as it is, and the next start adopts or recovers it.
-pub const STOP_WAIT: Duration = Duration::from_secs(8);
+const STOP_WAIT: Duration = Duration::from_secs(8);
 /// The log is moved to `pg.log.1` at a start when it has grown past this.
 const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
 
